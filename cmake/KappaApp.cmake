@@ -1,0 +1,29 @@
+# kappa_add_app(NAME SOURCES...)
+#
+# Builds a Kappa application (a binary whose main() is KAPPA_MAIN) with what
+# transparent checkpoints need (DESIGN.md section 2):
+#   - the arena allocator linked into the executable itself, so that its
+#     malloc/operator new replace glibc's for every library, and exported so
+#     shared libraries bind to them;
+#   - a GNU build id, which checkpoints record to refuse other binaries.
+# The deterministic address layout comes at run time: KAPPA_MAIN re-executes
+# the process once with ASLR disabled (personality ADDR_NO_RANDOMIZE), which
+# works with shared libraries (libstdc++, gRPC) and needs no special linking.
+#
+# kappa_link_runtime(TARGET) does the same for an existing executable target
+# (tests and benchmarks that drive the runtime without KAPPA_MAIN).
+set(KAPPA_EXPORTS_LIST "${CMAKE_CURRENT_LIST_DIR}/kappa_exports.list")
+
+function(kappa_link_runtime target)
+  target_link_libraries(${target} PRIVATE kappa::kappa kappa::malloc)
+  target_link_options(${target} PRIVATE "LINKER:--build-id=sha1"
+                      "LINKER:--dynamic-list=${KAPPA_EXPORTS_LIST}")
+endfunction()
+
+function(kappa_add_app name)
+  if(NOT ARGN)
+    message(FATAL_ERROR "kappa_add_app(${name}) needs at least one source file")
+  endif()
+  add_executable(${name} ${ARGN})
+  kappa_link_runtime(${name})
+endfunction()

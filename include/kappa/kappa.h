@@ -1,0 +1,16 @@
+// <kappa/kappa.h>: the whole public API of Kappa for C++.
+//
+// Kappa runs ordinary C++20 coroutines on time-bounded workers and checkpoints
+// them transparently at pause points (DESIGN.md). Start with:
+//   - kappa::Task<T>             (kappa/task.h)    a pausable function
+//   - kappa::checkpoint() and
+//     kappa::maybe_checkpoint()  (kappa/pause.h)   pause points
+//   - kappa::encode/decode       (kappa/serialize.h) values that cross tasks
+//   - KAPPA_MAIN(handler)        (kappa/main.h)    the application entry point
+#pragma once
+
+#include "kappa/error.h"
+#include "kappa/main.h"
+#include "kappa/pause.h"
+#include "kappa/serialize.h"
+#include "kappa/task.h"

@@ -1,0 +1,79 @@
+// Pause points: the places where a task's state is checkpointed.
+//
+//   co_await kappa::checkpoint();        // always persists a checkpoint
+//   co_await kappa::maybe_checkpoint();  // only when one is due
+//
+// At a pause point the task's coroutine suspends, the runtime snapshots the
+// task's arena (every frame and heap object of the task), persists it, applies
+// the pending call, and resumes the coroutine, possibly in another process
+// after a crash. Code between pause points runs once per attempt; work done
+// after the last checkpoint is redone if the worker dies.
+//
+// maybe_checkpoint() is due when the checkpoint interval has elapsed since the
+// last checkpoint, or when the worker's deadline is near; when it is not due
+// it costs one relaxed atomic load (no suspension), so it can sit in hot loops.
+//
+// Rules (DESIGN.md section 2): at a pause point, threads the task started must
+// have finished; file descriptors, sockets, mutexes and pointers to globals or
+// thread_locals are not part of the checkpoint.
+#pragma once
+
+#include <atomic>
+#include <coroutine>
+#include <cstdint>
+#include <string>
+
+#include "kappa/error.h"
+
+namespace kappa {
+
+namespace detail {
+
+/// Operations a pause point can carry to the runtime (and, through it, to the
+/// coordinator). The numbering is part of the checkpoint format.
+enum class Op : uint32_t {
+  kCheckpoint = 1,
+};
+
+/// The call a suspended task waits on. It lives in the suspended coroutine's
+/// frame, hence in the task arena and in every checkpoint. The runtime reads
+/// `op`/`request`, applies the call, and writes `reply` or `error` with the
+/// task's arena current before resuming.
+struct PendingCall {
+  Op op = Op::kCheckpoint;
+  std::string request;  // serialized arguments (kappa::encode)
+  std::string reply;    // serialized result
+  std::string error;    // non-empty: the call failed with this message
+};
+
+/// Set by the runtime when a checkpoint is due; read by maybe_checkpoint().
+extern std::atomic<bool> g_checkpoint_due;
+
+/// Records that the calling task is suspended at `h` waiting on `call`.
+/// Throws kappa::Error when called outside a task or while threads the task
+/// started are still running.
+void pause(std::coroutine_handle<> h, PendingCall* call);
+
+/// Awaitable for one pause point carrying one call.
+struct PauseAwaiter {
+  PendingCall call;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) { pause(h, &call); }
+  void await_resume() const {
+    if (!call.error.empty()) throw Error(call.error);
+  }
+};
+
+struct MaybeCheckpointAwaiter : PauseAwaiter {
+  bool await_ready() const noexcept { return !g_checkpoint_due.load(std::memory_order_relaxed); }
+};
+
+}  // namespace detail
+
+/// A pause point that always persists a checkpoint.
+inline detail::PauseAwaiter checkpoint() { return {}; }
+
+/// A pause point that persists a checkpoint only when one is due.
+inline detail::MaybeCheckpointAwaiter maybe_checkpoint() { return {}; }
+
+}  // namespace kappa

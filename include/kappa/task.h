@@ -1,0 +1,154 @@
+// kappa::Task<T>: the return type of a pausable function.
+//
+// A Task is a lazily started C++20 coroutine. `co_await task` starts it and
+// suspends the caller until it finishes (symmetric transfer, so nesting to any
+// depth costs no stack), then yields its value or rethrows its exception.
+//
+// Inside a Kappa task every coroutine frame, like every other allocation, is
+// placed in the task's arena, which is what makes the whole chain of suspended
+// frames checkpointable (DESIGN.md section 2). Outside a task, a Task is an
+// ordinary coroutine on the normal heap.
+//
+// Ownership: a Task object owns its coroutine frame and destroys it; moving
+// transfers ownership. A Task must be awaited at most once.
+#pragma once
+
+#include <coroutine>
+#include <cstddef>
+#include <exception>
+#include <new>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+namespace kappa {
+
+template <class T = void>
+class Task;
+
+namespace detail {
+
+class TaskPromiseBase {
+ public:
+  // Frames go through the replaced global operator new, which places them in
+  // the current task arena (or on the normal heap outside tasks).
+  static void* operator new(std::size_t n) { return ::operator new(n); }
+  static void operator delete(void* p, std::size_t n) noexcept { ::operator delete(p, n); }
+
+  std::suspend_always initial_suspend() noexcept { return {}; }
+
+  struct FinalAwaiter {
+    bool await_ready() noexcept { return false; }
+    template <class P>
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
+      std::coroutine_handle<> c = h.promise().continuation_;
+      return c ? c : std::noop_coroutine();
+    }
+    void await_resume() noexcept {}
+  };
+  FinalAwaiter final_suspend() noexcept { return {}; }
+
+  void unhandled_exception() noexcept { error_ = std::current_exception(); }
+
+  void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
+
+ protected:
+  void rethrow_if_failed() {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  std::coroutine_handle<> continuation_;
+  std::exception_ptr error_;
+};
+
+template <class T>
+class TaskPromise : public TaskPromiseBase {
+ public:
+  Task<T> get_return_object() noexcept;
+
+  template <class U = T>
+    requires std::is_convertible_v<U&&, T>
+  void return_value(U&& v) {
+    value_.emplace(std::forward<U>(v));
+  }
+
+  /// The task's value; rethrows its exception. Valid once, after completion.
+  T result() {
+    rethrow_if_failed();
+    return std::move(*value_);
+  }
+
+ private:
+  std::optional<T> value_;
+};
+
+template <>
+class TaskPromise<void> : public TaskPromiseBase {
+ public:
+  Task<void> get_return_object() noexcept;
+  void return_void() noexcept {}
+  void result() { rethrow_if_failed(); }
+};
+
+}  // namespace detail
+
+template <class T>
+class [[nodiscard]] Task {
+ public:
+  using promise_type = detail::TaskPromise<T>;
+  using value_type = T;
+  using handle_type = std::coroutine_handle<promise_type>;
+
+  Task() noexcept = default;
+  explicit Task(handle_type h) noexcept : h_(h) {}
+  Task(Task&& other) noexcept : h_(std::exchange(other.h_, {})) {}
+  Task& operator=(Task&& other) noexcept {
+    if (this != &other) {
+      if (h_) h_.destroy();
+      h_ = std::exchange(other.h_, {});
+    }
+    return *this;
+  }
+  Task(const Task&) = delete;
+  Task& operator=(const Task&) = delete;
+  ~Task() {
+    if (h_) h_.destroy();
+  }
+
+  /// True once the coroutine has run to completion (returned or threw).
+  bool done() const noexcept { return !h_ || h_.done(); }
+
+  struct Awaiter {
+    handle_type h;
+    bool await_ready() const noexcept { return !h || h.done(); }
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> caller) noexcept {
+      h.promise().set_continuation(caller);
+      return h;
+    }
+    T await_resume() { return h.promise().result(); }
+  };
+  /// Runs the task to completion inside the awaiting coroutine.
+  Awaiter operator co_await() & noexcept { return Awaiter{h_}; }
+  Awaiter operator co_await() && noexcept { return Awaiter{h_}; }
+
+  /// For runtime drivers: the coroutine handle (ownership stays with the Task).
+  handle_type handle() const noexcept { return h_; }
+  /// For runtime drivers: gives up ownership of the frame.
+  handle_type release() noexcept { return std::exchange(h_, {}); }
+
+ private:
+  handle_type h_;
+};
+
+namespace detail {
+template <class T>
+Task<T> TaskPromise<T>::get_return_object() noexcept {
+  return Task<T>(std::coroutine_handle<TaskPromise<T>>::from_promise(*this));
+}
+inline Task<void> TaskPromise<void>::get_return_object() noexcept {
+  return Task<void>(std::coroutine_handle<TaskPromise<void>>::from_promise(*this));
+}
+}  // namespace detail
+
+}  // namespace kappa

@@ -1,0 +1,95 @@
+// Checkpoint images: the bytes of a suspended task, as stored.
+//
+// Format (version 1, little-endian, x86-64):
+//
+//   ImageHeader                      fixed size, see below
+//   Extent[extent_count]             (offset in the arena slot, bytes)
+//   payload                          the extents' bytes, concatenated, compressed
+//   uint64 checksum                  XXH3-64 of everything before it
+//   uint8  hmac[32]                  HMAC-SHA256 (deployment key) of everything before it
+//
+// Verification order, each step with its own error: magic, format version,
+// length (truncated?), checksum (corrupted?), HMAC (wrong key or forged?),
+// build id (another binary?), layout fingerprint (another address layout?).
+// No header field is trusted before the HMAC has been checked, except the
+// lengths needed to find the HMAC.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kappa/error.h"
+#include "runtime/arena.h"
+
+namespace kappa::detail {
+
+enum class Codec : uint32_t { kNone = 0, kLz4 = 1, kZstd = 2 };
+
+/// Parses "none", "lz4" or "zstd"; throws kappa::Error otherwise.
+Codec parse_codec(std::string_view name);
+const char* codec_name(Codec codec);
+
+/// A checkpoint was rejected; what() names the reason.
+class CheckpointRejected : public Error {
+ public:
+  using Error::Error;
+};
+
+inline constexpr uint32_t kImageVersion = 1;
+
+/// What a verified image says about itself (for `inspect` and the runtime).
+struct ImageInfo {
+  uint32_t version = 0;
+  Codec codec = Codec::kNone;
+  std::string build_id;
+  uint64_t layout_fingerprint = 0;
+  uint64_t arena_base = 0;
+  uint64_t seqno = 0;
+  uint64_t suspended_frame = 0;
+  uint64_t root_frame = 0;
+  uint32_t pending_op = 0;  // 0: none (a task that has not started yet)
+  uint64_t raw_bytes = 0;
+  uint64_t payload_bytes = 0;
+  uint64_t image_bytes = 0;
+  uint64_t created_unix_ns = 0;
+  std::vector<Extent> extents;
+};
+
+/// A growable byte buffer that does not zero what it allocates; reused across
+/// checkpoints so that large images do not fault in fresh pages every time.
+class ImageBuffer {
+ public:
+  char* data() { return data_.get(); }
+  const char* data() const { return data_.get(); }
+  size_t size() const { return size_; }
+  std::string_view view() const { return {data_.get(), size_}; }
+  /// Ensures capacity for n bytes, keeping the first size() bytes.
+  void reserve(size_t n);
+  void resize(size_t n) {
+    reserve(n);
+    size_ = n;
+  }
+
+ private:
+  std::unique_ptr<char[]> data_;
+  size_t size_ = 0, capacity_ = 0;
+};
+
+/// Captures `arena` (its task must be suspended, with no task threads alive)
+/// into `out` as a signed image. Call with no arena current.
+void write_image(Arena& arena, Codec codec, const std::string& key, ImageBuffer& out);
+
+/// Verifies an image completely (see the order above) and returns its header.
+/// Throws CheckpointRejected.
+ImageInfo verify_image(std::string_view image, const std::string& key);
+
+/// Verifies `image`, maps its arena at the recorded address and loads it.
+/// Throws CheckpointRejected (nothing is mapped then) or kappa::Error when the
+/// arena's address range is in use in this process.
+Arena* restore_image(std::string_view image, const std::string& key);
+
+}  // namespace kappa::detail

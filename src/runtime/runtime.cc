@@ -1,0 +1,131 @@
+#include "runtime/runtime.h"
+
+#include <condition_variable>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <thread>
+
+#include "kappa/pause.h"
+#include "runtime/arena.h"
+#include "runtime/layout.h"
+
+namespace kappa::detail {
+
+std::atomic<bool> g_checkpoint_due{false};
+
+void pause(std::coroutine_handle<> h, PendingCall* call) {
+  Arena* arena = Arena::current();
+  if (!arena)
+    throw Error("a kappa pause point (checkpoint/maybe_checkpoint) was reached outside a kappa "
+                "task");
+  if (int n = arena->live_threads().load(std::memory_order_acquire); n > 0)
+    throw Error(std::to_string(n) +
+                " thread(s) started by this task are still running at a pause point; join them "
+                "before pausing (their state cannot be checkpointed)");
+  TaskState& t = arena->task();
+  t.suspended_frame = h.address();
+  t.pending = call;
+  t.seqno = t.next_seqno++;
+}
+
+void runtime_init() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    (void)build_id();
+    (void)layout_fingerprint();
+    tzset();
+    // stdio allocates its buffers on first use; do it now, outside any arena.
+    static char out_buf[BUFSIZ], err_buf[256];
+    std::setvbuf(stdout, out_buf, _IOLBF, sizeof out_buf);
+    std::setvbuf(stderr, err_buf, _IONBF, 0);
+  });
+}
+
+namespace {
+
+struct ClockState {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::thread thread;
+  bool stop = false;
+  bool always = false;
+  CheckpointClock::Clock::duration interval{};
+  std::optional<CheckpointClock::Clock::time_point> deadline;
+  CheckpointClock::Clock::duration margin{};
+  CheckpointClock::Clock::time_point last = CheckpointClock::Clock::now();
+  uint64_t generation = 0;  // bumped on every change, to restart the wait
+
+  CheckpointClock::Clock::time_point next_due() const {
+    auto due = last + interval;
+    if (deadline && *deadline - margin < due) due = *deadline - margin;
+    return due;
+  }
+
+  void run() {
+    std::unique_lock lock(mu);
+    while (!stop) {
+      if (always) {
+        g_checkpoint_due.store(true, std::memory_order_relaxed);
+        cv.wait(lock);
+        continue;
+      }
+      uint64_t gen = generation;
+      auto due = next_due();
+      if (cv.wait_until(lock, due, [&] { return stop || generation != gen; })) continue;
+      g_checkpoint_due.store(true, std::memory_order_relaxed);
+      cv.wait(lock, [&] { return stop || generation != gen; });
+    }
+  }
+};
+
+ClockState& clock_state() {
+  static ClockState* s = new ClockState;  // never destroyed: the thread may outlive statics
+  return *s;
+}
+
+}  // namespace
+
+void CheckpointClock::configure(std::chrono::duration<double> interval,
+                                std::optional<Clock::time_point> deadline,
+                                std::chrono::duration<double> margin) {
+  ClockState& s = clock_state();
+  {
+    std::lock_guard lock(s.mu);
+    s.always = interval.count() <= 0;
+    s.interval = std::chrono::duration_cast<Clock::duration>(interval);
+    s.deadline = deadline;
+    s.margin = std::chrono::duration_cast<Clock::duration>(margin);
+    s.last = Clock::now();
+    s.stop = false;
+    ++s.generation;
+    g_checkpoint_due.store(s.always, std::memory_order_relaxed);
+    if (!s.thread.joinable()) s.thread = std::thread([&s] { s.run(); });
+  }
+  s.cv.notify_all();
+}
+
+void CheckpointClock::checkpoint_taken() {
+  ClockState& s = clock_state();
+  {
+    std::lock_guard lock(s.mu);
+    if (s.always) return;
+    g_checkpoint_due.store(false, std::memory_order_relaxed);
+    s.last = Clock::now();
+    ++s.generation;
+  }
+  s.cv.notify_all();
+}
+
+void CheckpointClock::stop() {
+  ClockState& s = clock_state();
+  {
+    std::lock_guard lock(s.mu);
+    s.stop = true;
+  }
+  s.cv.notify_all();
+  if (s.thread.joinable()) s.thread.join();
+  g_checkpoint_due.store(false, std::memory_order_relaxed);
+}
+
+}  // namespace kappa::detail

@@ -1,0 +1,34 @@
+// Process-wide runtime state of a process that runs tasks: one-time setup and
+// the checkpoint clock behind maybe_checkpoint().
+#pragma once
+
+#include <chrono>
+#include <optional>
+
+namespace kappa::detail {
+
+/// One-time setup before the first task runs in this process, on the thread
+/// that will run tasks. Computes the build id and layout fingerprint, and
+/// initializes libc state that is otherwise allocated lazily on first use
+/// (stdio buffers, the time zone): allocated inside a task, it would live in
+/// the task's arena and dangle once the arena is released.
+void runtime_init();
+
+/// Decides when maybe_checkpoint() is due: `interval` after the last
+/// checkpoint, or `margin` before the deadline, whichever comes first.
+/// A background thread raises g_checkpoint_due at that moment, so the check in
+/// the task is a single relaxed load.
+class CheckpointClock {
+ public:
+  using Clock = std::chrono::steady_clock;
+  /// Starts (or reconfigures) the clock. interval <= 0: always due.
+  static void configure(std::chrono::duration<double> interval,
+                        std::optional<Clock::time_point> deadline = std::nullopt,
+                        std::chrono::duration<double> margin = std::chrono::seconds(2));
+  /// Called after each checkpoint: clears the due flag and restarts the interval.
+  static void checkpoint_taken();
+  /// Stops the background thread (tests; process exit does it implicitly).
+  static void stop();
+};
+
+}  // namespace kappa::detail

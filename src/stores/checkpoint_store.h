@@ -1,0 +1,36 @@
+// CheckpointStore: where checkpoint images live (DESIGN.md section 5).
+//
+// A store maps keys ("JOB/TASK/ckpt-000000000042") to immutable byte strings.
+// put() is atomic: a reader sees the whole value or nothing, even when the
+// writer is killed mid-write. Implementations: FileStore (file://DIR); S3 and
+// Redis stores come with the coordinator.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kappa::detail {
+
+class CheckpointStore {
+ public:
+  virtual ~CheckpointStore() = default;
+  /// Stores `bytes` under `key`, replacing any previous value atomically.
+  virtual void put(const std::string& key, std::string_view bytes) = 0;
+  /// The value under `key`, or nullopt if there is none.
+  virtual std::optional<std::string> get(const std::string& key) = 0;
+  /// Keys starting with `prefix`, sorted.
+  virtual std::vector<std::string> list(const std::string& prefix) = 0;
+  /// Removes `key` (no error if absent).
+  virtual void remove(const std::string& key) = 0;
+  /// A description for messages ("file:///tmp/x").
+  virtual std::string url() const = 0;
+};
+
+/// Opens a store from a URL. Supported: file://DIR and plain directory paths.
+/// Throws kappa::Error for an unsupported or malformed URL.
+std::unique_ptr<CheckpointStore> open_store(const std::string& url);
+
+}  // namespace kappa::detail
