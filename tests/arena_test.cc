@@ -1,0 +1,245 @@
+// The task arena and its allocator, in this process: size classes, spans,
+// routing of every allocation function, and snapshot/restore of a stressed
+// heap into a freshly mapped slot.
+#include "runtime/arena.h"
+
+#include <gtest/gtest.h>
+#include <malloc.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "runtime/checkpoint_image.h"
+#include "runtime/key.h"
+
+namespace kappa::detail {
+namespace {
+
+bool in_arena(const void* p, const Arena* a) {
+  auto v = reinterpret_cast<uintptr_t>(p);
+  return v >= a->base() && v < a->base() + kSlotBytes;
+}
+
+class ArenaTest : public ::testing::Test {
+ protected:
+  void SetUp() override { arena = Arena::create(unsigned(Arena::free_slot())); }
+  void TearDown() override { Arena::destroy(arena); }
+  Arena* arena = nullptr;
+};
+
+TEST(SizeClasses, EverySizeFitsItsClassAndClassesAreTight) {
+  for (size_t n = 0; n <= kMaxSmall; ++n) {
+    unsigned c = size_class_of(n);
+    ASSERT_GE(class_size(c), n) << n;
+    if (c > 0) {
+      ASSERT_LT(class_size(c - 1), n) << n;
+    }
+  }
+}
+
+TEST_F(ArenaTest, SmallBlocksAreReusedAfterFree) {
+  void* a = arena->allocate(100);
+  void* b = arena->allocate(100);
+  EXPECT_NE(a, b);
+  EXPECT_TRUE(in_arena(a, arena));
+  arena->deallocate(a);
+  EXPECT_EQ(arena->allocate(100), a);
+  EXPECT_EQ(arena->usable_size(b), 112u);
+}
+
+TEST_F(ArenaTest, FreedSpansCoalesceAndLowerTheHighWaterMark) {
+  void* a = arena->allocate(1 << 20);
+  void* b = arena->allocate(1 << 20);
+  void* c = arena->allocate(1 << 20);
+  size_t top = arena->stats().top_pages;
+  arena->deallocate(a);
+  arena->deallocate(b);
+  EXPECT_EQ(arena->stats().free_span_pages, 512u);  // a and b merged
+  void* d = arena->allocate(2 << 20);               // fits exactly in the merged span
+  EXPECT_EQ(d, a);
+  EXPECT_EQ(arena->stats().top_pages, top);
+  arena->deallocate(c);
+  arena->deallocate(d);
+  EXPECT_EQ(arena->stats().top_pages, 0u);  // everything returned to the untouched region
+  EXPECT_EQ(arena->stats().free_span_pages, 0u);
+}
+
+TEST_F(ArenaTest, AlignedAllocationsAreAligned) {
+  for (size_t align : {32, 64, 256, 4096, 8192, 1 << 16, 1 << 21}) {
+    for (size_t size : {1, 100, 5000, 100000}) {
+      void* p = arena->allocate_aligned(size, align);
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % align, 0u) << align << " " << size;
+      EXPECT_GE(arena->usable_size(p), size);
+      std::memset(p, 0xab, size);
+      arena->deallocate(p);
+    }
+  }
+}
+
+TEST_F(ArenaTest, ReallocGrowsInPlaceAtTheTop) {
+  auto* p = static_cast<char*>(arena->allocate(100000));
+  std::memset(p, 7, 100000);
+  auto* q = static_cast<char*>(arena->reallocate(p, 10000000));
+  EXPECT_EQ(p, q);
+  EXPECT_EQ(q[99999], 7);
+  auto* small = static_cast<char*>(arena->reallocate(q, 10));
+  EXPECT_EQ(small[9], 7);
+  arena->deallocate(small);
+}
+
+TEST_F(ArenaTest, EveryAllocationFunctionIsRoutedToTheCurrentArena) {
+  std::vector<void*> c_blocks;
+  std::string* s;
+  {
+    ArenaScope scope(arena);
+    c_blocks.push_back(std::malloc(10));
+    c_blocks.push_back(std::calloc(10, 10));
+    c_blocks.push_back(strdup("hello"));
+    c_blocks.push_back(std::realloc(nullptr, 50));
+    c_blocks.push_back(std::realloc(std::malloc(10), 100000));
+    c_blocks.push_back(std::aligned_alloc(64, 128));
+    c_blocks.push_back(memalign(128, 10));
+    c_blocks.push_back(valloc(10));
+    void* pm = nullptr;
+    ASSERT_EQ(posix_memalign(&pm, 256, 300), 0);
+    c_blocks.push_back(pm);
+    s = new std::string(1000, 'x');
+    auto* aligned = new (std::align_val_t(512)) char[10];
+    EXPECT_TRUE(in_arena(aligned, arena));
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(aligned) % 512, 0u);
+    ::operator delete[](aligned, std::align_val_t(512));
+  }
+  for (void* p : c_blocks) EXPECT_TRUE(in_arena(p, arena)) << p;
+  EXPECT_TRUE(in_arena(s, arena));
+  EXPECT_TRUE(in_arena(s->data(), arena));
+  EXPECT_EQ(static_cast<char*>(c_blocks[1])[99], 0);
+  EXPECT_STREQ(static_cast<char*>(c_blocks[2]), "hello");
+  EXPECT_GE(malloc_usable_size(c_blocks[0]), 10u);
+  // Outside the scope: glibc allocates, and frees still route home by address.
+  void* outside = std::malloc(10);
+  EXPECT_FALSE(in_arena(outside, arena));
+  std::free(outside);
+  size_t free_before = arena->stats().free_span_pages;
+  for (void* p : c_blocks) std::free(p);  // remote frees, drained by the arena
+  delete s;
+  arena->snapshot_extents();  // drains
+  EXPECT_GE(arena->stats().free_span_pages, free_before);
+}
+
+TEST_F(ArenaTest, ThreadsStartedInATaskInheritItsArena) {
+  std::vector<int>* filled = nullptr;
+  {
+    ArenaScope scope(arena);
+    std::thread t([&] {
+      filled = new std::vector<int>(1000, 5);
+      EXPECT_EQ(arena->live_threads().load(), 1);
+    });
+    t.join();
+  }
+  EXPECT_TRUE(in_arena(filled, arena));
+  EXPECT_TRUE(in_arena(filled->data(), arena));
+  EXPECT_EQ(arena->live_threads().load(), 0);
+  EXPECT_TRUE(arena->shared());
+  delete filled;
+}
+
+TEST_F(ArenaTest, FreedLargeSpansAreLeftOutOfSnapshots) {
+  void* keep = arena->allocate(4096 * 3);
+  auto raw = [&] {
+    size_t n = 0;
+    for (const Extent& e : arena->snapshot_extents()) n += e.bytes;
+    return n;
+  };
+  void* big = arena->allocate(64 << 20);
+  void* after = arena->allocate(40000);  // keeps `big` from being at the top
+  size_t with_big = raw();
+  arena->deallocate(big);
+  size_t without = raw();
+  EXPECT_GE(with_big - without, size_t(64) << 20);
+  EXPECT_LT(without, size_t(1) << 20);
+  arena->deallocate(keep);
+  arena->deallocate(after);
+}
+
+// ---- stress: random sizes 1 B .. 64 MiB, random frees, content checks,
+// snapshot, release, restore into a fresh mapping, check again, go on.
+
+struct Block {
+  uint64_t id;
+  size_t size;
+  unsigned char* p;
+};
+
+unsigned char pattern(uint64_t id, size_t i) { return static_cast<unsigned char>(id * 131 + i * 7); }
+
+void fill(const Block& b) {
+  for (size_t i = 0; i < b.size; i += 61) b.p[i] = pattern(b.id, i);
+  b.p[b.size - 1] = pattern(b.id, b.size - 1);
+}
+
+::testing::AssertionResult intact(const Block& b) {
+  for (size_t i = 0; i < b.size; i += 61)
+    if (b.p[i] != pattern(b.id, i))
+      return ::testing::AssertionFailure() << "block " << b.id << " byte " << i;
+  if (b.p[b.size - 1] != pattern(b.id, b.size - 1))
+    return ::testing::AssertionFailure() << "block " << b.id << " last byte";
+  return ::testing::AssertionSuccess();
+}
+
+TEST(ArenaStress, RandomAllocFreeSurvivesSnapshotAndRestore) {
+  std::string key = load_key();
+  Arena* arena = Arena::create(unsigned(Arena::free_slot()));
+  unsigned slot = arena->slot();
+  std::mt19937_64 rng(12345);
+  // The block table itself lives in the arena, like a task's own state.
+  std::vector<Block>* live;
+  {
+    ArenaScope scope(arena);
+    live = new std::vector<Block>();
+    arena->task().root_frame = live;  // a root pointer that survives restore
+  }
+  uint64_t next_id = 1;
+  size_t total = 0;
+  for (int round = 0; round < 6; ++round) {
+    {
+      ArenaScope scope(arena);
+      for (int op = 0; op < 3000; ++op) {
+        if (!live->empty() && rng() % 5 < 2) {
+          size_t k = rng() % live->size();
+          ASSERT_TRUE(intact((*live)[k]));
+          total -= (*live)[k].size;
+          std::free((*live)[k].p);
+          (*live)[k] = live->back();
+          live->pop_back();
+          continue;
+        }
+        size_t size = size_t(1) << (rng() % 27);
+        size = std::min(size + rng() % size, size_t(64) << 20);
+        if (total + size > (size_t(768) << 20)) continue;
+        auto* p = static_cast<unsigned char*>(rng() % 2 ? std::malloc(size) : ::operator new(size));
+        ASSERT_NE(p, nullptr);
+        Block b{next_id++, size, p};
+        fill(b);
+        live->push_back(b);
+        total += size;
+      }
+    }
+    ImageBuffer image;
+    write_image(*arena, Codec::kLz4, key, image);
+    Arena::destroy(arena);
+    arena = restore_image(image.view(), key);
+    ASSERT_EQ(arena->slot(), slot);
+    live = static_cast<std::vector<Block>*>(arena->task().root_frame);
+    for (const Block& b : *live) ASSERT_TRUE(intact(b));
+  }
+  EXPECT_GT(next_id, 5000u);
+  Arena::destroy(arena);
+}
+
+}  // namespace
+}  // namespace kappa::detail

@@ -1,0 +1,129 @@
+// Checkpoint images are verified before anything is mapped: each kind of bad
+// image is rejected with its own reason.
+#include "runtime/checkpoint_image.h"
+
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <xxhash.h>
+
+#include <cstring>
+#include <string>
+
+#include "runtime/key.h"
+
+namespace kappa::detail {
+namespace {
+
+// Offsets of header fields (format version 1), for tampering.
+constexpr size_t kVersionOffset = 8;
+constexpr size_t kBuildIdOffset = 24;
+constexpr size_t kFingerprintOffset = 88;
+
+class ImageTest : public ::testing::TestWithParam<Codec> {
+ protected:
+  void SetUp() override {
+    key = load_key();
+    Arena* arena = Arena::create(unsigned(Arena::free_slot()));
+    {
+      ArenaScope scope(arena);
+      auto* v = new std::vector<std::string>(1000, "some state");
+      arena->task().root_frame = v;
+      std::memset(std::malloc(300000), 0x5a, 300000);
+    }
+    ImageBuffer buf;
+    write_image(*arena, GetParam(), key, buf);
+    image.assign(buf.view());
+    slot = arena->slot();
+    Arena::destroy(arena);
+  }
+
+  // Recomputes the checksum and HMAC, as a forger holding the key could.
+  void resign(std::string& img, const std::string& k) {
+    size_t body = img.size() - 40;
+    uint64_t sum = XXH3_64bits(img.data(), body);
+    std::memcpy(img.data() + body, &sum, 8);
+    unsigned len = 0;
+    HMAC(EVP_sha256(), k.data(), int(k.size()), reinterpret_cast<unsigned char*>(img.data()),
+         body + 8, reinterpret_cast<unsigned char*>(img.data() + body + 8), &len);
+  }
+
+  void expect_rejected(const std::string& img, const std::string& reason,
+                       const std::string& k = "") {
+    try {
+      Arena* a = restore_image(img, k.empty() ? key : k);
+      Arena::destroy(a);
+      FAIL() << "image accepted; expected rejection for: " << reason;
+    } catch (const CheckpointRejected& e) {
+      EXPECT_NE(std::string(e.what()).find(reason), std::string::npos) << e.what();
+    }
+    // Nothing stays mapped after a rejection.
+    EXPECT_EQ(Arena::free_slot(), int(slot));
+  }
+
+  std::string key, image;
+  unsigned slot = 0;
+};
+
+TEST_P(ImageTest, GoodImageRestores) {
+  Arena* a = restore_image(image, key);
+  auto* v = static_cast<std::vector<std::string>*>(a->task().root_frame);
+  ASSERT_EQ(v->size(), 1000u);
+  EXPECT_EQ((*v)[999], "some state");
+  Arena::destroy(a);
+}
+
+TEST_P(ImageTest, FlippedByteIsCorruption) {
+  for (size_t at : {size_t(200), image.size() / 2, image.size() - 45}) {
+    std::string bad = image;
+    bad[at] ^= 0x10;
+    expect_rejected(bad, "corrupted (checksum mismatch)");
+  }
+}
+
+TEST_P(ImageTest, TruncatedImage) {
+  for (size_t n : {size_t(4), size_t(100), image.size() / 2, image.size() - 1}) {
+    expect_rejected(image.substr(0, n), n < 8 ? "bad magic" : "truncated");
+  }
+}
+
+TEST_P(ImageTest, WrongKey) { expect_rejected(image, "HMAC mismatch", "another-key-0123456789"); }
+
+TEST_P(ImageTest, ForgedPayloadWithFixedChecksum) {
+  std::string bad = image;
+  bad[image.size() / 2] ^= 1;
+  size_t body = bad.size() - 40;
+  uint64_t sum = XXH3_64bits(bad.data(), body);
+  std::memcpy(bad.data() + body, &sum, 8);
+  expect_rejected(bad, "HMAC mismatch");
+}
+
+TEST_P(ImageTest, WrongFormatVersion) {
+  std::string bad = image;
+  bad[kVersionOffset] = 9;
+  resign(bad, key);
+  expect_rejected(bad, "unsupported format version 9");
+}
+
+TEST_P(ImageTest, WrongBinary) {
+  std::string bad = image;
+  bad[kBuildIdOffset] = bad[kBuildIdOffset] == 'f' ? '0' : 'f';
+  resign(bad, key);
+  expect_rejected(bad, "written by another binary");
+}
+
+TEST_P(ImageTest, WrongAddressLayout) {
+  std::string bad = image;
+  bad[kFingerprintOffset] ^= 1;
+  resign(bad, key);
+  expect_rejected(bad, "another address layout");
+}
+
+TEST_P(ImageTest, NotACheckpoint) { expect_rejected("hello world, not an image", "bad magic"); }
+
+INSTANTIATE_TEST_SUITE_P(Codecs, ImageTest,
+                         ::testing::Values(Codec::kNone, Codec::kLz4, Codec::kZstd),
+                         [](const auto& info) { return std::string(codec_name(info.param)); });
+
+}  // namespace
+}  // namespace kappa::detail

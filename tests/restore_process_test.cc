@@ -1,0 +1,218 @@
+// Checkpoints restored in fresh processes of the same binary: at every pause
+// point, after SIGKILL at random moments, with big states, with task threads;
+// and the failure paths of the command line.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "apps/state_workload.h"
+#include "support/subprocess.h"
+
+namespace kappa::testing {
+namespace {
+
+constexpr int kExitStopped = 75;
+
+bool has_checkpoint(const std::string& dir) {
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.path().extension() == ".kpk") return true;
+  return false;
+}
+
+// Runs the job one pause point per process: `solo` stops after its first
+// checkpoint, then each `resume` restores, runs to the next pause point,
+// persists it and exits. Returns the final JSON and the number of processes.
+std::pair<nlohmann::json, int> run_one_pause_per_process(const std::string& event,
+                                                         const std::string& dir,
+                                                         const std::string& compression) {
+  std::vector<std::string> common = {"--max-checkpoints", "1", "--compression", compression};
+  std::vector<std::string> argv = {STATE_APP, "solo", "--dir", dir, "--event", event};
+  argv.insert(argv.end(), common.begin(), common.end());
+  for (int processes = 1; processes < 10000; ++processes) {
+    ProcessResult r = run_process(argv);
+    if (r.exit_code == 0) return {nlohmann::json::parse(r.out), processes};
+    if (r.exit_code != kExitStopped) {
+      ADD_FAILURE() << "process " << processes << " exited " << r.exit_code << " signal "
+                    << r.signal << ": " << r.err;
+      return {{}, processes};
+    }
+    argv = {STATE_APP, "resume", dir};
+    argv.insert(argv.end(), common.begin(), common.end());
+  }
+  ADD_FAILURE() << "did not finish";
+  return {};
+}
+
+class EveryPausePoint : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EveryPausePoint, AllKindsOfStateMatchThePlainComputation) {
+  TempDir dir;
+  const int steps = 12;
+  auto [result, processes] = run_one_pause_per_process(
+      R"({"mode":"types","steps":12})", dir / "ckpt", GetParam());
+  // One process per pause point: the start, one in run_task, three per step.
+  EXPECT_EQ(processes, 2 + 3 * steps);
+  EXPECT_EQ(result.value("digest", ""), workload::run_plain(steps, 0));
+  EXPECT_FALSE(has_checkpoint(dir / "ckpt")) << "checkpoints are removed once the job is done";
+}
+
+INSTANTIATE_TEST_SUITE_P(Compression, EveryPausePoint, ::testing::Values("lz4", "zstd", "none"));
+
+TEST(RestoreProcess, BufferLargerThan100MB) {
+  TempDir dir;
+  auto [result, processes] =
+      run_one_pause_per_process(R"({"mode":"types","steps":2,"big_mb":112})", dir / "ckpt", "lz4");
+  EXPECT_EQ(processes, 2 + 3 * 2);
+  EXPECT_EQ(result.value("digest", ""), workload::run_plain(2, 112));
+}
+
+TEST(RestoreProcess, AllocatorStressAcrossProcesses) {
+  TempDir dir;
+  auto [result, processes] =
+      run_one_pause_per_process(R"({"mode":"stress","rounds":4,"seed":7})", dir / "ckpt", "lz4");
+  EXPECT_EQ(processes, 5);
+  EXPECT_GT(result.value("allocs", 0), 1000);
+  EXPECT_GT(result.value("frees", 0), 300);
+  EXPECT_GT(result.value("checks", 0), 100);  // live blocks checked after each restore
+}
+
+TEST(RestoreProcess, TaskThreadsJoinedBeforeAPause) {
+  TempDir dir;
+  auto [result, processes] = run_one_pause_per_process(R"({"mode":"threads"})", dir / "c", "lz4");
+  EXPECT_EQ(processes, 2);
+  EXPECT_EQ(result.value("sum", int64_t{0}), int64_t{332833500});
+}
+
+TEST(RestoreProcess, SigkillAtRandomMomentsFiftyTimes) {
+  // ~4 s of work in one go; each attempt is killed 5..70 ms after it starts.
+  const uint64_t n = 1'000'000'000;
+  TempDir dir;
+  std::string ckpt = dir / "ckpt";
+  std::mt19937 rng(2026);
+  int kills = 0, finished_early = 0;
+  while (kills < 50) {
+    std::vector<std::string> argv =
+        has_checkpoint(ckpt)
+            ? std::vector<std::string>{STATE_APP, "resume", ckpt}
+            : std::vector<std::string>{STATE_APP, "solo", "--dir", ckpt, "--event",
+                                       R"({"mode":"spin","n":)" + std::to_string(n) + "}"};
+    argv.insert(argv.end(), {"--checkpoint-interval", "0.002"});
+    pid_t pid = spawn_process(argv);
+    std::this_thread::sleep_for(std::chrono::microseconds(5000 + rng() % 65000));
+    kill(pid, SIGKILL);
+    int code = wait_process(pid);
+    if (code == -SIGKILL) {
+      ++kills;
+    } else {
+      ASSERT_EQ(code, 0) << "an attempt failed";
+      ++finished_early;
+      break;
+    }
+  }
+  ASSERT_EQ(finished_early, 0) << "the job finished after " << kills << " kills: make n larger";
+  ASSERT_TRUE(has_checkpoint(ckpt));
+  ProcessResult r = run_process({STATE_APP, "resume", ckpt});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).value("digest", ""), workload::spin_plain(n));
+}
+
+TEST(RestoreProcess, ThreadStillRunningAtAPauseFailsTheTask) {
+  TempDir dir;
+  ProcessResult r = run_process(
+      {STATE_APP, "solo", "--dir", dir / "c", "--event", R"({"mode":"thread_alive"})"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("still running at a pause point"), std::string::npos) << r.err;
+}
+
+TEST(RestoreProcess, ExceptionEscapingTheTaskFailsTheJob) {
+  TempDir dir;
+  ProcessResult r =
+      run_process({STATE_APP, "solo", "--dir", dir / "c", "--event", R"({"mode":"fail"})"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("deliberate failure in the task"), std::string::npos) << r.err;
+}
+
+TEST(RestoreProcess, CheckpointOfAnotherBinaryIsRejected) {
+  TempDir dir;
+  ProcessResult first = run_process({STATE_APP, "solo", "--dir", dir / "c", "--event",
+                                     R"({"mode":"types","steps":2})", "--max-checkpoints", "1"});
+  ASSERT_EQ(first.exit_code, kExitStopped) << first.err;
+  ProcessResult r = run_process({DEMO_APP, "resume", dir / "c"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("written by another binary"), std::string::npos) << r.err;
+  // Still resumable by the right binary: nothing was lost.
+  ProcessResult ok = run_process({STATE_APP, "resume", dir / "c"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+}
+
+TEST(RestoreProcess, RandomizedAddressLayoutIsRefused) {
+  TempDir dir;
+  ProcessResult first = run_process({STATE_APP, "solo", "--dir", dir / "c", "--event",
+                                     R"({"mode":"types","steps":2})", "--max-checkpoints", "1"});
+  ASSERT_EQ(first.exit_code, kExitStopped) << first.err;
+  // KAPPA_ALLOW_ASLR=1: no re-exec with ADDR_NO_RANDOMIZE, so libraries land
+  // elsewhere (when the kernel randomizes at all).
+  ProcessResult r = run_process({STATE_APP, "resume", dir / "c"}, {"KAPPA_ALLOW_ASLR=1"});
+  if (read_file("/proc/sys/kernel/randomize_va_space").rfind("0", 0) == 0) {
+    EXPECT_EQ(r.exit_code, 0) << "ASLR is off machine-wide, so the layout matches: " << r.err;
+  } else {
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("another address layout"), std::string::npos) << r.err;
+  }
+}
+
+TEST(CommandLine, MalformedEventIsAUsageError) {
+  TempDir dir;
+  ProcessResult r = run_process({STATE_APP, "solo", "--dir", dir / "c", "--event", "{\"mode\":"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("malformed JSON"), std::string::npos) << r.err;
+  EXPECT_FALSE(has_checkpoint(dir / "c"));
+}
+
+TEST(CommandLine, UnknownOptionIsAUsageError) {
+  ProcessResult r = run_process({STATE_APP, "solo", "--dir", "/tmp/x", "--no-such-option"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--no-such-option"), std::string::npos) << r.err;
+}
+
+TEST(CommandLine, ResumeWithoutACheckpoint) {
+  TempDir dir;
+  ProcessResult r = run_process({STATE_APP, "resume", dir.path()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no checkpoint to resume"), std::string::npos) << r.err;
+}
+
+TEST(CommandLine, SoloRefusesADirectoryThatHoldsAJob) {
+  TempDir dir;
+  ProcessResult first = run_process({STATE_APP, "solo", "--dir", dir / "c", "--event",
+                                     R"({"mode":"types","steps":2})", "--max-checkpoints", "1"});
+  ASSERT_EQ(first.exit_code, kExitStopped);
+  ProcessResult r = run_process({STATE_APP, "solo", "--dir", dir / "c"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("already holds checkpoints"), std::string::npos) << r.err;
+}
+
+TEST(CommandLine, InspectPrintsTheVerifiedHeader) {
+  TempDir dir;
+  ProcessResult first = run_process({STATE_APP, "solo", "--dir", dir / "c", "--event",
+                                     R"({"mode":"types","steps":2})", "--max-checkpoints", "1"});
+  ASSERT_EQ(first.exit_code, kExitStopped);
+  std::string image;
+  for (auto& e : std::filesystem::directory_iterator(dir / "c")) image = e.path();
+  ProcessResult r = run_process({STATE_APP, "inspect", image});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.value("codec", ""), "lz4");
+  EXPECT_EQ(j.value("pending_op", 0), 1);
+  EXPECT_GT(j.value("raw_bytes", 0), 0);
+}
+
+}  // namespace
+}  // namespace kappa::testing

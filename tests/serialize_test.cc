@@ -1,0 +1,46 @@
+#include "kappa/serialize.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <variant>
+#include <vector>
+
+namespace {
+
+struct Point {
+  int x = 0, y = 0;
+  std::string label;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(x, y, label);
+  }
+  bool operator==(const Point&) const = default;
+};
+
+TEST(Serialize, RoundTripsStandardAndUserTypes) {
+  std::map<std::string, std::vector<Point>> m{{"a", {{1, 2, "p"}, {3, 4, "q"}}}, {"b", {}}};
+  EXPECT_EQ(kappa::decode<decltype(m)>(kappa::encode(m)), m);
+  std::variant<int, std::string> v = std::string("text");
+  EXPECT_EQ(kappa::decode<decltype(v)>(kappa::encode(v)), v);
+  std::optional<std::tuple<int, double, std::string>> o = std::make_tuple(1, 2.5, "x");
+  EXPECT_EQ(kappa::decode<decltype(o)>(kappa::encode(o)), o);
+  nlohmann::json j = {{"k", {1, 2, 3}}, {"s", "str"}, {"f", 1.5}};
+  EXPECT_EQ(kappa::decode<nlohmann::json>(kappa::encode(j)), j);
+}
+
+TEST(Serialize, TruncatedInputIsAClearError) {
+  std::string bytes = kappa::encode(std::vector<int64_t>{1, 2, 3, 4});
+  bytes.resize(bytes.size() - 3);
+  try {
+    kappa::decode<std::vector<int64_t>>(bytes);
+    FAIL() << "expected kappa::Error";
+  } catch (const kappa::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot decode"), std::string::npos);
+  }
+}
+
+}  // namespace
