@@ -38,14 +38,19 @@ class ImageTest : public ::testing::TestWithParam<Codec> {
     Arena::destroy(arena);
   }
 
-  // Recomputes the checksum and HMAC, as a forger holding the key could.
+  // Recomputes the header checksum and HMAC, as a forger holding the key could.
+  // The layout is taken from the untampered image.
   void resign(std::string& img, const std::string& k) {
-    size_t body = img.size() - 40;
-    uint64_t sum = XXH3_64bits(img.data(), body);
-    std::memcpy(img.data() + body, &sum, 8);
+    ImageLayout l = image_layout(image);
+    std::string covered = img.substr(0, l.payload_offset) +
+                          img.substr(l.table_offset, l.checksum_offset - l.table_offset);
+    uint64_t sum = XXH3_64bits(covered.data(), covered.size());
+    std::memcpy(img.data() + l.checksum_offset, &sum, 8);
+    covered += img.substr(l.checksum_offset, 8);
     unsigned len = 0;
-    HMAC(EVP_sha256(), k.data(), int(k.size()), reinterpret_cast<unsigned char*>(img.data()),
-         body + 8, reinterpret_cast<unsigned char*>(img.data() + body + 8), &len);
+    HMAC(EVP_sha256(), k.data(), int(k.size()), reinterpret_cast<unsigned char*>(covered.data()),
+         covered.size(), reinterpret_cast<unsigned char*>(img.data() + l.checksum_offset + 8),
+         &len);
   }
 
   void expect_rejected(const std::string& img, const std::string& reason,
@@ -74,10 +79,12 @@ TEST_P(ImageTest, GoodImageRestores) {
 }
 
 TEST_P(ImageTest, FlippedByteIsCorruption) {
-  for (size_t at : {size_t(200), image.size() / 2, image.size() - 45}) {
+  ImageLayout l = image_layout(image);
+  // In the header, in the payload, in the segment table.
+  for (size_t at : {size_t(200), l.payload_offset + l.payload_bytes / 2, l.table_offset + 3}) {
     std::string bad = image;
     bad[at] ^= 0x10;
-    expect_rejected(bad, "corrupted (checksum mismatch)");
+    expect_rejected(bad, "corrupted (checksum mismatch");
   }
 }
 
@@ -89,13 +96,33 @@ TEST_P(ImageTest, TruncatedImage) {
 
 TEST_P(ImageTest, WrongKey) { expect_rejected(image, "HMAC mismatch", "another-key-0123456789"); }
 
-TEST_P(ImageTest, ForgedPayloadWithFixedChecksum) {
+TEST_P(ImageTest, ForgedPayloadWithFixedChecksums) {
+  // A forger without the key changes the payload and fixes every checksum it
+  // can compute: the segment's XXH3 and the header checksum.
+  ImageLayout l = image_layout(image);
+  ASSERT_EQ(l.segment_count, 1u);
   std::string bad = image;
-  bad[image.size() / 2] ^= 1;
-  size_t body = bad.size() - 40;
-  uint64_t sum = XXH3_64bits(bad.data(), body);
-  std::memcpy(bad.data() + body, &sum, 8);
+  bad[l.payload_offset + l.payload_bytes / 2] ^= 1;
+  uint64_t seg = XXH3_64bits(bad.data() + l.payload_offset, l.payload_bytes);
+  std::memcpy(bad.data() + l.table_offset, &seg, 8);
+  std::string covered = bad.substr(0, l.payload_offset) +
+                        bad.substr(l.table_offset, l.checksum_offset - l.table_offset);
+  uint64_t sum = XXH3_64bits(covered.data(), covered.size());
+  std::memcpy(bad.data() + l.checksum_offset, &sum, 8);
   expect_rejected(bad, "HMAC mismatch");
+}
+
+TEST_P(ImageTest, ForgedPayloadWithResignedHeader) {
+  // Even re-signing the header (key holder) cannot fix the segment's
+  // Poly1305 tag without deriving the one-time key: a payload swapped under
+  // a valid header is caught by the tag.
+  ImageLayout l = image_layout(image);
+  std::string bad = image;
+  bad[l.payload_offset + l.payload_bytes / 2] ^= 1;
+  uint64_t seg = XXH3_64bits(bad.data() + l.payload_offset, l.payload_bytes);
+  std::memcpy(bad.data() + l.table_offset, &seg, 8);
+  resign(bad, key);
+  expect_rejected(bad, "was modified after signing");
 }
 
 TEST_P(ImageTest, WrongFormatVersion) {

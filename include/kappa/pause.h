@@ -21,6 +21,7 @@
 #include <atomic>
 #include <coroutine>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "kappa/error.h"
@@ -64,8 +65,19 @@ struct PauseAwaiter {
   }
 };
 
-struct MaybeCheckpointAwaiter : PauseAwaiter {
+/// Like PauseAwaiter, but the call (three strings) is only created when a
+/// checkpoint is due, in the task's arena: the common, not-due path is one
+/// relaxed load and a null pointer, with nothing to construct or destroy.
+struct MaybeCheckpointAwaiter {
+  std::unique_ptr<PauseAwaiter> due;
   bool await_ready() const noexcept { return !g_checkpoint_due.load(std::memory_order_relaxed); }
+  void await_suspend(std::coroutine_handle<> h) {
+    due = std::make_unique<PauseAwaiter>();
+    due->await_suspend(h);
+  }
+  void await_resume() const {
+    if (due) due->await_resume();
+  }
 };
 
 }  // namespace detail

@@ -433,9 +433,11 @@ std::vector<Extent> Arena::snapshot_extents() {
     else
       out.push_back({off, bytes});
   };
-  add(0, round_up(sizeof(Arena), kPageBytes));
-  add(kPageMapOffset, round_up(top_ * sizeof(uint32_t), kPageBytes));
-  add(kSpanLinkOffset, round_up(top_ * 2 * sizeof(uint32_t), kPageBytes));
+  // Byte-exact extents: what lies beyond them in a page was never used, and a
+  // restore maps fresh zero pages.
+  add(0, sizeof(Arena));
+  add(kPageMapOffset, top_ * sizeof(uint32_t));
+  add(kSpanLinkOffset, top_ * 2 * sizeof(uint32_t));
   const uint32_t* pm = page_map();
   for (size_t page = 0; page < top_;) {
     uint32_t e = pm[page];
@@ -446,7 +448,7 @@ std::vector<Extent> Arena::snapshot_extents() {
         size_t pages = kRunPages[cls];
         uintptr_t start = base() + off, stop = start + (pages << kPageShift);
         // The current run of a class is used only below its bump pointer.
-        if (end_[cls] > start && end_[cls] <= stop) stop = round_up(bump_[cls], kPageBytes);
+        if (end_[cls] > start && end_[cls] <= stop) stop = bump_[cls];
         add(off, stop - start);
         page += pages;
         break;

@@ -1,17 +1,24 @@
 #include "runtime/checkpoint_image.h"
 
 #include <lz4frame.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+#include <sys/mman.h>
 #include <xxhash.h>
 #include <zstd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 
 #include "kappa/pause.h"
 #include "runtime/layout.h"
+#include "runtime/parallel.h"
+#include <thread>
 
 namespace kappa::detail {
 namespace {
@@ -19,10 +26,14 @@ namespace {
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the image format is little-endian");
 
 constexpr char kMagic[8] = {'K', 'A', 'P', 'P', 'A', 'C', 'K', 'P'};
+constexpr unsigned kSegmentShift = 22;  // 4 MiB segments
+constexpr size_t kSegmentBytes = size_t{1} << kSegmentShift;
+constexpr size_t kChunkBytes = size_t{256} << 10;  // copy+hash unit, stays in L2
 constexpr size_t kChecksumBytes = 8;
 constexpr size_t kHmacBytes = 32;
-constexpr size_t kTrailerBytes = kChecksumBytes + kHmacBytes;
 constexpr int kZstdLevel = 1;
+// Payloads at least this large are compressed with zstd's worker threads.
+constexpr size_t kZstdParallelBytes = size_t{8} << 20;
 
 struct ImageHeader {
   char magic[8];
@@ -41,8 +52,17 @@ struct ImageHeader {
   uint64_t raw_bytes;
   uint64_t payload_bytes;
   uint64_t created_unix_ns;
+  uint8_t nonce[16];
+  uint32_t segment_shift;
+  uint32_t segment_count;
 };
 static_assert(std::is_trivially_copyable_v<ImageHeader>);
+
+struct SegmentDigest {
+  uint64_t xxh3;
+  uint8_t tag[16];
+};
+static_assert(sizeof(SegmentDigest) == 24);
 
 [[noreturn]] void reject(const std::string& why) {
   throw CheckpointRejected("checkpoint rejected: " + why);
@@ -54,21 +74,116 @@ uint64_t unix_ns() {
                       .count());
 }
 
-void hmac_sha256(const std::string& key, const void* data, size_t n, unsigned char* out) {
-  unsigned len = 0;
-  if (!HMAC(EVP_sha256(), key.data(), int(key.size()), static_cast<const unsigned char*>(data), n,
-            out, &len) ||
-      len != kHmacBytes)
-    throw Error("HMAC-SHA256 failed");
+// ---- MACs (OpenSSL 3 EVP_MAC; algorithms fetched once) ----
+
+EVP_MAC* fetch_mac(const char* name) {
+  static EVP_MAC* hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  static EVP_MAC* poly = EVP_MAC_fetch(nullptr, "POLY1305", nullptr);
+  EVP_MAC* m = std::strcmp(name, "HMAC") == 0 ? hmac : poly;
+  if (!m) throw Error(std::string("OpenSSL has no ") + name);
+  return m;
 }
 
-// ---- compression of the extents straight from the arena ----
+// HMAC-SHA256(key, a || b) into out[32].
+void hmac_sha256(const std::string& key, std::string_view a, std::string_view b,
+                 unsigned char* out) {
+  EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(fetch_mac("HMAC"));
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
+      OSSL_PARAM_construct_end()};
+  size_t len = 0;
+  bool ok = ctx &&
+            EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(key.data()), key.size(),
+                         params) &&
+            EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(a.data()), a.size()) &&
+            EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(b.data()), b.size()) &&
+            EVP_MAC_final(ctx, out, &len, kHmacBytes) && len == kHmacBytes;
+  EVP_MAC_CTX_free(ctx);
+  if (!ok) throw Error("HMAC-SHA256 failed");
+}
+
+// Digest of one payload segment: XXH3-64 and Poly1305 under the segment's
+// one-time key HMAC-SHA256(key, "kappa-segment" || nonce || index).
+class SegmentHasher {
+ public:
+  SegmentHasher(const std::string& key, const uint8_t* nonce, uint64_t index)
+      : xxh_(XXH3_createState()), poly_(EVP_MAC_CTX_new(fetch_mac("POLY1305"))) {
+    char info[13 + 16 + 8];
+    std::memcpy(info, "kappa-segment", 13);
+    std::memcpy(info + 13, nonce, 16);
+    std::memcpy(info + 29, &index, 8);
+    unsigned char one_time_key[kHmacBytes];
+    hmac_sha256(key, std::string_view(info, sizeof info), {}, one_time_key);
+    XXH3_64bits_reset(xxh_);
+    if (!poly_ || !EVP_MAC_init(poly_, one_time_key, sizeof one_time_key, nullptr))
+      throw Error("Poly1305 init failed");
+    OPENSSL_cleanse(one_time_key, sizeof one_time_key);
+  }
+  ~SegmentHasher() {
+    XXH3_freeState(xxh_);
+    EVP_MAC_CTX_free(poly_);
+  }
+  SegmentHasher(const SegmentHasher&) = delete;
+  SegmentHasher& operator=(const SegmentHasher&) = delete;
+
+  void update(const void* p, size_t n) {
+    XXH3_64bits_update(xxh_, p, n);
+    EVP_MAC_update(poly_, static_cast<const unsigned char*>(p), n);
+  }
+  SegmentDigest finish() {
+    SegmentDigest d{};
+    d.xxh3 = XXH3_64bits_digest(xxh_);
+    size_t len = 0;
+    if (!EVP_MAC_final(poly_, d.tag, &len, sizeof d.tag) || len != sizeof d.tag)
+      throw Error("Poly1305 final failed");
+    return d;
+  }
+
+ private:
+  XXH3_state_t* xxh_;
+  EVP_MAC_CTX* poly_;
+};
+
+// ---- the payload of an uncompressed image is the extents, concatenated ----
+
+// Calls fn(arena_address, payload_offset, bytes) for each piece of payload
+// range [from, to), where `starts` holds each extent's payload offset.
+template <class Fn>
+void for_each_piece(uintptr_t base, const std::vector<Extent>& extents,
+                    const std::vector<uint64_t>& starts, uint64_t from, uint64_t to, Fn fn) {
+  size_t i = size_t(std::upper_bound(starts.begin(), starts.end(), from) - starts.begin()) - 1;
+  for (uint64_t pos = from; pos < to; ++i) {
+    uint64_t in_extent = pos - starts[i];
+    uint64_t n = std::min(extents[i].bytes - in_extent, to - pos);
+    fn(reinterpret_cast<char*>(base + extents[i].offset + in_extent), pos, n);
+    pos += n;
+  }
+}
+
+std::vector<uint64_t> payload_starts(const std::vector<Extent>& extents) {
+  std::vector<uint64_t> starts(extents.size());
+  uint64_t pos = 0;
+  for (size_t i = 0; i < extents.size(); ++i) {
+    starts[i] = pos;
+    pos += extents[i].bytes;
+  }
+  return starts;
+}
+
+size_t segment_count(uint64_t payload_bytes) {
+  return std::max<size_t>(1, size_t((payload_bytes + kSegmentBytes - 1) >> kSegmentShift));
+}
+
+// ---- compression straight from the arena ----
 
 size_t compress_zstd(const Arena& arena, const std::vector<Extent>& extents, uint64_t raw,
                      char* out, size_t cap) {
   static thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
-  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only);
+  static const bool can_thread = ZSTD_cParam_getBounds(ZSTD_c_nbWorkers).upperBound > 0;
+  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, kZstdLevel);
+  if (can_thread && raw >= kZstdParallelBytes)
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, int(std::thread::hardware_concurrency()));
   ZSTD_CCtx_setPledgedSrcSize(cctx, raw);
   ZSTD_outBuffer ob{out, cap, 0};
   for (size_t i = 0; i < extents.size(); ++i) {
@@ -84,6 +199,12 @@ size_t compress_zstd(const Arena& arena, const std::vector<Extent>& extents, uin
   return ob.pos;
 }
 
+LZ4F_preferences_t lz4_prefs() {
+  LZ4F_preferences_t prefs{};
+  prefs.frameInfo.blockSizeID = LZ4F_max256KB;
+  return prefs;
+}
+
 size_t compress_lz4(const Arena& arena, const std::vector<Extent>& extents, char* out,
                     size_t cap) {
   static thread_local LZ4F_cctx* cctx = [] {
@@ -91,8 +212,7 @@ size_t compress_lz4(const Arena& arena, const std::vector<Extent>& extents, char
     LZ4F_createCompressionContext(&c, LZ4F_VERSION);
     return c;
   }();
-  LZ4F_preferences_t prefs{};
-  prefs.frameInfo.blockSizeID = LZ4F_max4MB;
+  LZ4F_preferences_t prefs = lz4_prefs();
   size_t pos = LZ4F_compressBegin(cctx, out, cap, &prefs);
   if (LZ4F_isError(pos)) throw Error(std::string("lz4: ") + LZ4F_getErrorName(pos));
   for (const Extent& e : extents) {
@@ -114,8 +234,7 @@ size_t compress_bound(Codec codec, const std::vector<Extent>& extents, uint64_t 
     case Codec::kZstd:
       return ZSTD_compressBound(raw);
     case Codec::kLz4: {
-      LZ4F_preferences_t prefs{};
-      prefs.frameInfo.blockSizeID = LZ4F_max4MB;
+      LZ4F_preferences_t prefs = lz4_prefs();
       size_t bound = LZ4F_HEADER_SIZE_MAX + LZ4F_compressBound(0, &prefs);
       for (const Extent& e : extents) bound += LZ4F_compressBound(e.bytes, &prefs);
       return bound;
@@ -128,18 +247,10 @@ size_t compress_bound(Codec codec, const std::vector<Extent>& extents, uint64_t 
 
 void decompress_into(Codec codec, std::string_view payload, uintptr_t base,
                      const std::vector<Extent>& extents) {
-  if (codec == Codec::kNone) {
-    size_t pos = 0;
-    for (const Extent& e : extents) {
-      std::memcpy(reinterpret_cast<void*>(base + e.offset), payload.data() + pos, e.bytes);
-      pos += e.bytes;
-    }
-    return;
-  }
+  bool ok = true;
   if (codec == Codec::kZstd) {
     ZSTD_DCtx* dctx = ZSTD_createDCtx();
     ZSTD_inBuffer ib{payload.data(), payload.size(), 0};
-    bool ok = true;
     for (const Extent& e : extents) {
       ZSTD_outBuffer ob{reinterpret_cast<void*>(base + e.offset), e.bytes, 0};
       while (ok && ob.pos < ob.size) {
@@ -149,29 +260,38 @@ void decompress_into(Codec codec, std::string_view payload, uintptr_t base,
       }
     }
     ZSTD_freeDCtx(dctx);
-    if (!ok) reject("the zstd payload does not decode to the recorded extents");
-    return;
-  }
-  LZ4F_dctx* dctx = nullptr;
-  LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION);
-  size_t in = 0;
-  bool ok = true;
-  for (const Extent& e : extents) {
-    size_t out = 0;
-    while (ok && out < e.bytes) {
-      size_t dst = e.bytes - out, src = payload.size() - in;
-      size_t r = LZ4F_decompress(dctx, reinterpret_cast<char*>(base + e.offset) + out, &dst,
-                                 payload.data() + in, &src, nullptr);
-      if (LZ4F_isError(r) || (dst == 0 && src == 0)) ok = false;
-      in += src;
-      out += dst;
+  } else {
+    LZ4F_dctx* dctx = nullptr;
+    LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION);
+    size_t in = 0;
+    for (const Extent& e : extents) {
+      size_t out = 0;
+      while (ok && out < e.bytes) {
+        size_t dst = e.bytes - out, src = payload.size() - in;
+        size_t r = LZ4F_decompress(dctx, reinterpret_cast<char*>(base + e.offset) + out, &dst,
+                                   payload.data() + in, &src, nullptr);
+        if (LZ4F_isError(r) || (dst == 0 && src == 0)) ok = false;
+        in += src;
+        out += dst;
+      }
     }
+    LZ4F_freeDecompressionContext(dctx);
   }
-  LZ4F_freeDecompressionContext(dctx);
-  if (!ok) reject("the lz4 payload does not decode to the recorded extents");
+  if (!ok)
+    reject(std::string("the ") + codec_name(codec) +
+           " payload does not decode to the recorded extents");
 }
 
-ImageHeader read_header(std::string_view image) {
+// ---- reading and checking the header ----
+
+struct ParsedImage {
+  ImageHeader header;
+  ImageLayout layout;
+  ImageInfo info;
+  const SegmentDigest* table;  // inside the image
+};
+
+ImageLayout layout_of(std::string_view image, ImageHeader& h) {
   if (image.size() < sizeof(kMagic) || std::memcmp(image.data(), kMagic, sizeof kMagic) != 0)
     reject("not a Kappa checkpoint (bad magic)");
   if (image.size() < 16) reject("truncated: only " + std::to_string(image.size()) + " bytes");
@@ -180,13 +300,105 @@ ImageHeader read_header(std::string_view image) {
   if (version != kImageVersion)
     reject("unsupported format version " + std::to_string(version) + " (this binary reads " +
            std::to_string(kImageVersion) + ")");
-  ImageHeader h;
   if (image.size() < sizeof h)
-    reject("truncated: " + std::to_string(image.size()) + " bytes, header alone needs " +
+    reject("truncated: " + std::to_string(image.size()) + " bytes, the header alone needs " +
            std::to_string(sizeof h));
   std::memcpy(&h, image.data(), sizeof h);
   if (h.header_bytes != sizeof h) reject("bad header size " + std::to_string(h.header_bytes));
-  return h;
+  if (h.extent_count > kMaxPages || h.segment_shift != kSegmentShift ||
+      h.payload_bytes > (uint64_t{1} << 46) || h.segment_count != segment_count(h.payload_bytes))
+    reject("implausible header (extents, segments or payload size)");
+  ImageLayout l;
+  l.header_bytes = sizeof h;
+  l.payload_offset = sizeof h + size_t(h.extent_count) * sizeof(Extent);
+  l.payload_bytes = size_t(h.payload_bytes);
+  l.table_offset = l.payload_offset + l.payload_bytes;
+  l.segment_count = h.segment_count;
+  l.segment_bytes = kSegmentBytes;
+  l.checksum_offset = l.table_offset + l.segment_count * sizeof(SegmentDigest);
+  size_t expected = l.checksum_offset + kChecksumBytes + kHmacBytes;
+  if (image.size() < expected)
+    reject("truncated: " + std::to_string(image.size()) + " bytes, expected " +
+           std::to_string(expected));
+  if (image.size() > expected)
+    reject("trailing garbage: " + std::to_string(image.size()) + " bytes, expected " +
+           std::to_string(expected));
+  return l;
+}
+
+// Everything but the payload segments: lengths, checksum, HMAC, identity.
+ParsedImage check_header(std::string_view image, const std::string& key) {
+  ParsedImage p;
+  ImageHeader& h = p.header;
+  ImageLayout& l = p.layout = layout_of(image, h);
+  std::string_view head = image.substr(0, l.payload_offset);
+  std::string_view tail = image.substr(l.table_offset, l.checksum_offset - l.table_offset);
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  XXH3_64bits_update(st, head.data(), head.size());
+  XXH3_64bits_update(st, tail.data(), tail.size());
+  uint64_t sum = XXH3_64bits_digest(st), stored;
+  XXH3_freeState(st);
+  std::memcpy(&stored, image.data() + l.checksum_offset, sizeof stored);
+  if (sum != stored) reject("corrupted (checksum mismatch in the header or segment table)");
+  unsigned char mac[kHmacBytes];
+  hmac_sha256(key, head, image.substr(l.table_offset, l.checksum_offset + kChecksumBytes -
+                                                           l.table_offset),
+              mac);
+  if (CRYPTO_memcmp(mac, image.data() + l.checksum_offset + kChecksumBytes, kHmacBytes) != 0)
+    reject("HMAC mismatch: signed with another key, or forged");
+
+  ImageInfo& info = p.info;
+  info.version = h.version;
+  info.codec = Codec(h.codec);
+  info.build_id.assign(h.build_id, std::min<size_t>(h.build_id_len, sizeof h.build_id));
+  if (info.build_id != build_id())
+    reject("written by another binary (build id " + info.build_id + ", this binary " +
+           build_id() + ")");
+  info.layout_fingerprint = h.layout_fingerprint;
+  if (h.layout_fingerprint != layout_fingerprint())
+    reject(std::string("written under another address layout (shared libraries or TLS at other "
+                       "addresses") +
+           (layout_is_fixed() ? ")"
+                              : "; ASLR is on in this process: run it through its KAPPA_MAIN "
+                                "entry point, which disables it)"));
+  if (h.codec > uint32_t(Codec::kZstd)) reject("unknown codec " + std::to_string(h.codec));
+  info.arena_base = h.arena_base;
+  info.seqno = h.seqno;
+  info.suspended_frame = h.suspended_frame;
+  info.root_frame = h.root_frame;
+  info.pending_op = h.pending_op;
+  info.raw_bytes = h.raw_bytes;
+  info.payload_bytes = h.payload_bytes;
+  info.image_bytes = image.size();
+  info.created_unix_ns = h.created_unix_ns;
+  info.extents.resize(h.extent_count);
+  std::memcpy(info.extents.data(), image.data() + sizeof h, h.extent_count * sizeof(Extent));
+  p.table = reinterpret_cast<const SegmentDigest*>(image.data() + l.table_offset);
+  return p;
+}
+
+// Compares a recomputed segment digest with the stored one; "" when equal.
+std::string segment_problem(size_t i, const SegmentDigest& got, const SegmentDigest& want) {
+  if (got.xxh3 != want.xxh3)
+    return "corrupted (checksum mismatch in payload segment " + std::to_string(i) + ")";
+  if (CRYPTO_memcmp(got.tag, want.tag, sizeof got.tag) != 0)
+    return "HMAC mismatch: payload segment " + std::to_string(i) +
+           " was modified after signing (forged?)";
+  return "";
+}
+
+// Verifies every payload segment in place (no copy).
+void verify_segments(std::string_view image, const std::string& key, const ParsedImage& p) {
+  std::vector<std::string> problems(p.layout.segment_count);
+  parallel_for(p.layout.segment_count, [&](size_t i) {
+    size_t from = i * kSegmentBytes, to = std::min(p.layout.payload_bytes, from + kSegmentBytes);
+    SegmentHasher h(key, p.header.nonce, i);
+    h.update(image.data() + p.layout.payload_offset + from, to - from);
+    problems[i] = segment_problem(i, h.finish(), p.table[i]);
+  });
+  for (const std::string& why : problems)
+    if (!why.empty()) reject(why);
 }
 
 }  // namespace
@@ -220,6 +432,11 @@ void ImageBuffer::reserve(size_t n) {
   capacity_ = cap;
 }
 
+ImageLayout image_layout(std::string_view image) {
+  ImageHeader h;
+  return layout_of(image, h);
+}
+
 void write_image(Arena& arena, Codec codec, const std::string& key, ImageBuffer& out) {
   std::vector<Extent> extents = arena.snapshot_extents();
   uint64_t raw = 0;
@@ -243,88 +460,76 @@ void write_image(Arena& arena, Codec codec, const std::string& key, ImageBuffer&
   h.extent_count = uint32_t(extents.size());
   h.raw_bytes = raw;
   h.created_unix_ns = unix_ns();
+  if (RAND_bytes(h.nonce, sizeof h.nonce) != 1) throw Error("RAND_bytes failed");
+  h.segment_shift = kSegmentShift;
 
-  size_t prefix = sizeof h + extents.size() * sizeof(Extent);
+  size_t payload_offset = sizeof h + extents.size() * sizeof(Extent);
+  size_t bound = compress_bound(codec, extents, raw);
+  size_t max_table = segment_count(bound) * sizeof(SegmentDigest);
   out.resize(0);
-  out.reserve(prefix + compress_bound(codec, extents, raw) + kTrailerBytes);
-  char* payload = out.data() + prefix;
-  size_t payload_bytes = 0;
-  switch (codec) {
-    case Codec::kNone:
-      for (const Extent& e : extents) {
-        std::memcpy(payload + payload_bytes, reinterpret_cast<const void*>(arena.base() + e.offset),
-                    e.bytes);
-        payload_bytes += e.bytes;
+  out.reserve(payload_offset + bound + max_table + kChecksumBytes + kHmacBytes);
+  char* payload = out.data() + payload_offset;
+  std::vector<SegmentDigest> table;
+
+  if (codec == Codec::kNone) {
+    // Copy and seal in one pass, segment by segment, on every core.
+    h.payload_bytes = raw;
+    table.resize(segment_count(raw));
+    std::vector<uint64_t> starts = payload_starts(extents);
+    parallel_for(table.size(), [&](size_t i) {
+      uint64_t from = uint64_t(i) << kSegmentShift, to = std::min(raw, from + kSegmentBytes);
+      SegmentHasher hasher(key, h.nonce, i);
+      for (uint64_t c = from; c < to; c += kChunkBytes) {
+        uint64_t end = std::min(to, c + kChunkBytes);
+        for_each_piece(arena.base(), extents, starts, c, end,
+                       [&](const char* src, uint64_t pos, uint64_t n) {
+                         std::memcpy(payload + pos, src, n);
+                       });
+        hasher.update(payload + c, end - c);
       }
-      break;
-    case Codec::kZstd:
-      payload_bytes = compress_zstd(arena, extents, raw, payload, compress_bound(codec, extents, raw));
-      break;
-    case Codec::kLz4:
-      payload_bytes = compress_lz4(arena, extents, payload, compress_bound(codec, extents, raw));
-      break;
+      table[i] = hasher.finish();
+    });
+  } else {
+    h.payload_bytes = codec == Codec::kZstd ? compress_zstd(arena, extents, raw, payload, bound)
+                                            : compress_lz4(arena, extents, payload, bound);
+    table.resize(segment_count(h.payload_bytes));
+    parallel_for(table.size(), [&](size_t i) {
+      uint64_t from = uint64_t(i) << kSegmentShift;
+      uint64_t to = std::min<uint64_t>(h.payload_bytes, from + kSegmentBytes);
+      SegmentHasher hasher(key, h.nonce, i);
+      hasher.update(payload + from, to - from);
+      table[i] = hasher.finish();
+    });
   }
-  h.payload_bytes = payload_bytes;
+  h.segment_count = uint32_t(table.size());
   std::memcpy(out.data(), &h, sizeof h);
   std::memcpy(out.data() + sizeof h, extents.data(), extents.size() * sizeof(Extent));
-  size_t body = prefix + payload_bytes;
-  uint64_t sum = XXH3_64bits(out.data(), body);
-  std::memcpy(out.data() + body, &sum, sizeof sum);
-  hmac_sha256(key, out.data(), body + kChecksumBytes,
-              reinterpret_cast<unsigned char*>(out.data() + body + kChecksumBytes));
-  out.resize(body + kTrailerBytes);
+  size_t table_offset = payload_offset + h.payload_bytes;
+  size_t table_bytes = table.size() * sizeof(SegmentDigest);
+  std::memcpy(out.data() + table_offset, table.data(), table_bytes);
+  size_t checksum_offset = table_offset + table_bytes;
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  XXH3_64bits_update(st, out.data(), payload_offset);
+  XXH3_64bits_update(st, out.data() + table_offset, table_bytes);
+  uint64_t sum = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  std::memcpy(out.data() + checksum_offset, &sum, sizeof sum);
+  hmac_sha256(key, std::string_view(out.data(), payload_offset),
+              std::string_view(out.data() + table_offset, table_bytes + kChecksumBytes),
+              reinterpret_cast<unsigned char*>(out.data() + checksum_offset + kChecksumBytes));
+  out.resize(checksum_offset + kChecksumBytes + kHmacBytes);
 }
 
 ImageInfo verify_image(std::string_view image, const std::string& key) {
-  ImageHeader h = read_header(image);
-  if (h.extent_count > kMaxPages) reject("implausible extent count " + std::to_string(h.extent_count));
-  uint64_t prefix = sizeof h + uint64_t(h.extent_count) * sizeof(Extent);
-  uint64_t expected = prefix + h.payload_bytes + kTrailerBytes;
-  if (h.payload_bytes > image.size() || image.size() < expected)
-    reject("truncated: " + std::to_string(image.size()) + " bytes, expected " +
-           std::to_string(expected));
-  if (image.size() > expected)
-    reject("trailing garbage: " + std::to_string(image.size()) + " bytes, expected " +
-           std::to_string(expected));
-  size_t body = size_t(expected - kTrailerBytes);
-  uint64_t sum;
-  std::memcpy(&sum, image.data() + body, sizeof sum);
-  if (XXH3_64bits(image.data(), body) != sum) reject("corrupted (checksum mismatch)");
-  unsigned char mac[kHmacBytes];
-  hmac_sha256(key, image.data(), body + kChecksumBytes, mac);
-  if (CRYPTO_memcmp(mac, image.data() + body + kChecksumBytes, kHmacBytes) != 0)
-    reject("HMAC mismatch: signed with another key, or forged");
-
-  ImageInfo info;
-  info.version = h.version;
-  info.codec = Codec(h.codec);
-  info.build_id.assign(h.build_id, std::min<size_t>(h.build_id_len, sizeof h.build_id));
-  if (info.build_id != build_id())
-    reject("written by another binary (build id " + info.build_id + ", this binary " +
-           build_id() + ")");
-  info.layout_fingerprint = h.layout_fingerprint;
-  if (h.layout_fingerprint != layout_fingerprint())
-    reject(std::string("written under another address layout (shared libraries or TLS at other "
-                       "addresses") +
-           (layout_is_fixed() ? ")" : "; ASLR is on in this process: run it through its "
-                                      "KAPPA_MAIN entry point or with setarch -R)"));
-  if (h.codec > uint32_t(Codec::kZstd)) reject("unknown codec " + std::to_string(h.codec));
-  info.arena_base = h.arena_base;
-  info.seqno = h.seqno;
-  info.suspended_frame = h.suspended_frame;
-  info.root_frame = h.root_frame;
-  info.pending_op = h.pending_op;
-  info.raw_bytes = h.raw_bytes;
-  info.payload_bytes = h.payload_bytes;
-  info.image_bytes = image.size();
-  info.created_unix_ns = h.created_unix_ns;
-  info.extents.resize(h.extent_count);
-  std::memcpy(info.extents.data(), image.data() + sizeof h, h.extent_count * sizeof(Extent));
-  return info;
+  ParsedImage p = check_header(image, key);
+  verify_segments(image, key, p);
+  return p.info;
 }
 
 Arena* restore_image(std::string_view image, const std::string& key) {
-  ImageInfo info = verify_image(image, key);
+  ParsedImage p = check_header(image, key);
+  const ImageInfo& info = p.info;
   // Authenticated from here on; still check the geometry, defensively.
   uint64_t base = info.arena_base;
   if (base < kRegionBase || base >= kRegionEnd || (base - kRegionBase) % kSlotBytes != 0)
@@ -337,13 +542,43 @@ Arena* restore_image(std::string_view image, const std::string& key) {
     raw += e.bytes;
   }
   if (raw != info.raw_bytes) reject("extent sizes do not add up to the recorded size");
-  if (info.extents.empty() || info.extents[0].offset != 0 || info.extents[0].bytes < kPageBytes)
+  if (info.codec == Codec::kNone && raw != info.payload_bytes)
+    reject("payload size does not match the extents");
+  if (info.extents.empty() || info.extents[0].offset != 0 || info.extents[0].bytes < sizeof(Arena))
     reject("the arena header is missing");
+  // Compressed payloads are verified before anything is mapped; uncompressed
+  // ones are verified while they are copied into place (one pass).
+  if (info.codec != Codec::kNone) verify_segments(image, key, p);
+
   unsigned slot = unsigned((base - kRegionBase) >> kSlotShift);
   Arena::map_raw(slot);
   try {
-    size_t prefix = image.size() - kTrailerBytes - info.payload_bytes;
-    decompress_into(info.codec, image.substr(prefix, info.payload_bytes), base, info.extents);
+    // Large extents get transparent huge pages: far fewer page faults.
+    for (const Extent& e : info.extents)
+      if (e.bytes >= (size_t{4} << 20))
+        madvise(reinterpret_cast<void*>(base + e.offset), e.bytes, MADV_HUGEPAGE);
+    std::string_view payload = image.substr(p.layout.payload_offset, p.layout.payload_bytes);
+    if (info.codec == Codec::kNone) {
+      std::vector<uint64_t> starts = payload_starts(info.extents);
+      std::vector<std::string> problems(p.layout.segment_count);
+      parallel_for(p.layout.segment_count, [&](size_t i) {
+        uint64_t from = uint64_t(i) << kSegmentShift, to = std::min(raw, from + kSegmentBytes);
+        SegmentHasher hasher(key, p.header.nonce, i);
+        for (uint64_t c = from; c < to; c += kChunkBytes) {
+          uint64_t stop = std::min(to, c + kChunkBytes);
+          hasher.update(payload.data() + c, stop - c);
+          for_each_piece(base, info.extents, starts, c, stop,
+                         [&](char* dst, uint64_t pos, uint64_t n) {
+                           std::memcpy(dst, payload.data() + pos, n);
+                         });
+        }
+        problems[i] = segment_problem(i, hasher.finish(), p.table[i]);
+      });
+      for (const std::string& why : problems)
+        if (!why.empty()) reject(why);
+    } else {
+      decompress_into(info.codec, payload, base, info.extents);
+    }
     return Arena::adopt(slot);
   } catch (...) {
     Arena::destroy(reinterpret_cast<Arena*>(base));
