@@ -10,8 +10,8 @@
 #include <sys/mman.h>
 #include <xxhash.h>
 
-#include <cstring>
 #include <kappa/kappa.h>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -204,9 +204,13 @@ void BM_MapWorkload_Arena(benchmark::State& state) {
   }
   Arena::destroy(a);
 }
-BENCHMARK(BM_MapWorkload_Glibc)->Unit(benchmark::kMillisecond)->Repetitions(5)
+BENCHMARK(BM_MapWorkload_Glibc)
+    ->Unit(benchmark::kMillisecond)
+    ->Repetitions(5)
     ->ReportAggregatesOnly(true);
-BENCHMARK(BM_MapWorkload_Arena)->Unit(benchmark::kMillisecond)->Repetitions(5)
+BENCHMARK(BM_MapWorkload_Arena)
+    ->Unit(benchmark::kMillisecond)
+    ->Repetitions(5)
     ->ReportAggregatesOnly(true);
 
 // ---------------------------------------------------------------- small task checkpoint
@@ -247,12 +251,21 @@ void BM_SmallTaskCheckpoint(benchmark::State& state, Codec codec) {
   Arena::destroy(a);
 }
 // Arg 0: image only; 1: image written to a file store.
-BENCHMARK_CAPTURE(BM_SmallTaskCheckpoint, none, Codec::kNone)->Arg(0)->Arg(1)
-    ->ArgName("store")->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_SmallTaskCheckpoint, lz4, Codec::kLz4)->Arg(0)->Arg(1)
-    ->ArgName("store")->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_SmallTaskCheckpoint, zstd, Codec::kZstd)->Arg(0)->Arg(1)
-    ->ArgName("store")->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_SmallTaskCheckpoint, none, Codec::kNone)
+    ->Arg(0)
+    ->Arg(1)
+    ->ArgName("store")
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_SmallTaskCheckpoint, lz4, Codec::kLz4)
+    ->Arg(0)
+    ->Arg(1)
+    ->ArgName("store")
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_SmallTaskCheckpoint, zstd, Codec::kZstd)
+    ->Arg(0)
+    ->Arg(1)
+    ->ArgName("store")
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

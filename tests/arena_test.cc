@@ -175,7 +175,9 @@ struct Block {
   unsigned char* p;
 };
 
-unsigned char pattern(uint64_t id, size_t i) { return static_cast<unsigned char>(id * 131 + i * 7); }
+unsigned char pattern(uint64_t id, size_t i) {
+  return static_cast<unsigned char>(id * 131 + i * 7);
+}
 
 void fill(const Block& b) {
   for (size_t i = 0; i < b.size; i += 61) b.p[i] = pattern(b.id, i);

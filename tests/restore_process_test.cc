@@ -55,8 +55,8 @@ class EveryPausePoint : public ::testing::TestWithParam<std::string> {};
 TEST_P(EveryPausePoint, AllKindsOfStateMatchThePlainComputation) {
   TempDir dir;
   const int steps = 12;
-  auto [result, processes] = run_one_pause_per_process(
-      R"({"mode":"types","steps":12})", dir / "ckpt", GetParam());
+  auto [result, processes] =
+      run_one_pause_per_process(R"({"mode":"types","steps":12})", dir / "ckpt", GetParam());
   // One process per pause point: the start, one in run_task, three per step.
   EXPECT_EQ(processes, 2 + 3 * steps);
   EXPECT_EQ(result.value("digest", ""), workload::run_plain(steps, 0));
@@ -101,8 +101,9 @@ TEST(RestoreProcess, SigkillAtRandomMomentsFiftyTimes) {
     std::vector<std::string> argv =
         has_checkpoint(ckpt)
             ? std::vector<std::string>{STATE_APP, "resume", ckpt}
-            : std::vector<std::string>{STATE_APP, "solo", "--dir", ckpt, "--event",
-                                       R"({"mode":"spin","n":)" + std::to_string(n) + "}"};
+            : std::vector<std::string>{
+                  STATE_APP, "solo",    "--dir",
+                  ckpt,      "--event", R"({"mode":"spin","n":)" + std::to_string(n) + "}"};
     argv.insert(argv.end(), {"--checkpoint-interval", "0.002"});
     pid_t pid = spawn_process(argv);
     std::this_thread::sleep_for(std::chrono::microseconds(5000 + rng() % 65000));
@@ -125,8 +126,8 @@ TEST(RestoreProcess, SigkillAtRandomMomentsFiftyTimes) {
 
 TEST(RestoreProcess, ThreadStillRunningAtAPauseFailsTheTask) {
   TempDir dir;
-  ProcessResult r = run_process(
-      {STATE_APP, "solo", "--dir", dir / "c", "--event", R"({"mode":"thread_alive"})"});
+  ProcessResult r =
+      run_process({STATE_APP, "solo", "--dir", dir / "c", "--event", R"({"mode":"thread_alive"})"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("still running at a pause point"), std::string::npos) << r.err;
 }

@@ -1,6 +1,6 @@
 // Serialization of values that cross tasks: spawn arguments, results and queue
-// items (DESIGN.md section 2). One format: cereal's binary archive (host byte order; every process of a job
-// runs the same binary).
+// items (DESIGN.md section 2). One format: cereal's binary archive (host byte order; every process
+// of a job runs the same binary).
 //
 // Supported out of the box: arithmetic types, enums, std::string, the standard
 // containers, std::optional/variant/pair/tuple/array, std::chrono durations,

@@ -68,10 +68,8 @@ class TaskPromise : public TaskPromiseBase {
   Task<T> get_return_object() noexcept;
 
   template <class U = T>
-    requires std::is_convertible_v<U&&, T>
-  void return_value(U&& v) {
-    value_.emplace(std::forward<U>(v));
-  }
+  requires std::is_convertible_v<U&&, T>
+  void return_value(U&& v) { value_.emplace(std::forward<U>(v)); }
 
   /// The task's value; rethrows its exception. Valid once, after completion.
   T result() {

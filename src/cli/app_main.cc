@@ -40,8 +40,8 @@ int report(const detail::SoloOutcome& out, const std::string& dir, const char* a
       std::cerr << "kappa: the task failed: " << out.error << "\n";
       return kExitFailed;
     case detail::SoloOutcome::Kind::kStopped:
-      std::cerr << "kappa: stopped after " << out.images << " checkpoint(s); continue with: "
-                << argv0 << " resume " << dir << "\n";
+      std::cerr << "kappa: stopped after " << out.images
+                << " checkpoint(s); continue with: " << argv0 << " resume " << dir << "\n";
       return kExitStopped;
   }
   return kExitFailed;
@@ -80,9 +80,10 @@ int app_main(int argc, char** argv, Handler handler) {
   detail::ensure_fixed_layout(argv);
   detail::runtime_init();
 
-  CLI::App app{"A Kappa application: runs its handler as a checkpointed task.\n"
-               "Checkpoints are signed with the key from KAPPA_KEY, KAPPA_KEY_FILE or "
-               "~/.config/kappa/key (created on first use)."};
+  CLI::App app{
+      "A Kappa application: runs its handler as a checkpointed task.\n"
+      "Checkpoints are signed with the key from KAPPA_KEY, KAPPA_KEY_FILE or "
+      "~/.config/kappa/key (created on first use)."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "kappa " KAPPA_VERSION);
 
@@ -102,8 +103,9 @@ int app_main(int argc, char** argv, Handler handler) {
   };
 
   CLI::App* solo = app.add_subcommand(
-      "solo", "Run the job as one task in this process, checkpointing at every pause point "
-              "(no coordinator: spawn and queues are unavailable)");
+      "solo",
+      "Run the job as one task in this process, checkpointing at every pause point "
+      "(no coordinator: spawn and queues are unavailable)");
   solo->add_option("--event", event_text, "The handler's input, as JSON")->capture_default_str();
   solo->add_option("--dir", opts.store_url, "Directory for the checkpoints (must hold none)")
       ->required();
@@ -115,10 +117,11 @@ int app_main(int argc, char** argv, Handler handler) {
   add_checkpoint_options(resume);
 
   std::string image_path;
-  CLI::App* insp = app.add_subcommand(
-      "inspect", "Verify a checkpoint image and print its header as JSON");
-  insp->add_option("file", image_path, "A checkpoint image (.kpk)")->required()->check(
-      CLI::ExistingFile);
+  CLI::App* insp =
+      app.add_subcommand("inspect", "Verify a checkpoint image and print its header as JSON");
+  insp->add_option("file", image_path, "A checkpoint image (.kpk)")
+      ->required()
+      ->check(CLI::ExistingFile);
 
   try {
     app.parse(argc, argv);

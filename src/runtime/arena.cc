@@ -36,10 +36,9 @@ constexpr uint32_t kKindMask = 3u << kKindShift;
 constexpr size_t kReleasePages = 32;
 
 constexpr std::array<uint32_t, kClassCount> kClassSizes = {
-    16,    32,    48,    64,    80,    96,    112,   128,   160,   192,
-    224,   256,   320,   384,   448,   512,   640,   768,   896,   1024,
-    1280,  1536,  1792,  2048,  2560,  3072,  3584,  4096,  5120,  6144,
-    7168,  8192,  10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768};
+    16,   32,   48,   64,   80,    96,    112,   128,   160,   192,   224,   256,  320,  384,
+    448,  512,  640,  768,  896,   1024,  1280,  1536,  1792,  2048,  2560,  3072, 3584, 4096,
+    5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768};
 static_assert(kClassSizes.back() == kMaxSmall);
 
 // Size -> class for every multiple of 16 up to kMaxSmall.
@@ -414,7 +413,8 @@ void* Arena::reallocate(void* p, size_t bytes) {
       return p;
     }
   }
-  void* q = bytes <= kMaxSmall ? allocate_small(size_class_of(bytes)) : allocate_large(pages_for(bytes));
+  void* q =
+      bytes <= kMaxSmall ? allocate_small(size_class_of(bytes)) : allocate_large(pages_for(bytes));
   if (!q) return nullptr;
   std::memcpy(q, p, old < bytes ? old : bytes);
   do_deallocate(p);

@@ -34,7 +34,7 @@
 namespace kappa::detail {
 
 inline constexpr uintptr_t kRegionBase = uintptr_t{0x100000000000};  // 16 TiB
-inline constexpr unsigned kSlotShift = 36;                            // 64 GiB per slot
+inline constexpr unsigned kSlotShift = 36;                           // 64 GiB per slot
 inline constexpr size_t kSlotBytes = size_t{1} << kSlotShift;
 inline constexpr unsigned kSlotCount = 64;
 inline constexpr uintptr_t kRegionEnd = kRegionBase + kSlotCount * kSlotBytes;

@@ -92,10 +92,10 @@ class ImageBuffer {
 /// Where the parts of an image lie (from its header, unverified). For tools
 /// and tests; throws CheckpointRejected if the image is too short to say.
 struct ImageLayout {
-  size_t header_bytes = 0;   // the extent table follows the header
+  size_t header_bytes = 0;  // the extent table follows the header
   size_t payload_offset = 0;
   size_t payload_bytes = 0;
-  size_t table_offset = 0;   // segment table: segment_count x {uint64 xxh3, uint8 tag[16]}
+  size_t table_offset = 0;  // segment table: segment_count x {uint64 xxh3, uint8 tag[16]}
   size_t segment_count = 0;
   size_t segment_bytes = 0;
   size_t checksum_offset = 0;  // uint64, then the 32-byte HMAC

@@ -223,8 +223,7 @@ size_t malloc_usable_size(void* p) {
   return f(p);
 }
 
-int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*fn)(void*),
-                   void* arg) {
+int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*fn)(void*), void* arg) {
   static std::atomic<pthread_create_fn> real{nullptr};
   pthread_create_fn create = real.load(std::memory_order_acquire);
   Arena* arena = t_current_arena;
@@ -290,6 +289,4 @@ void operator delete[](void* p, std::align_val_t) noexcept { route_free(p); }
 void operator delete(void* p, size_t, std::align_val_t) noexcept { route_free(p); }
 void operator delete[](void* p, size_t, std::align_val_t) noexcept { route_free(p); }
 void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { route_free(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-  route_free(p);
-}
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { route_free(p); }

@@ -17,8 +17,9 @@ std::atomic<bool> g_checkpoint_due{false};
 void pause(std::coroutine_handle<> h, PendingCall* call) {
   Arena* arena = Arena::current();
   if (!arena)
-    throw Error("a kappa pause point (checkpoint/maybe_checkpoint) was reached outside a kappa "
-                "task");
+    throw Error(
+        "a kappa pause point (checkpoint/maybe_checkpoint) was reached outside a kappa "
+        "task");
   if (int n = arena->live_threads().load(std::memory_order_acquire); n > 0)
     throw Error(std::to_string(n) +
                 " thread(s) started by this task are still running at a pause point; join them "

@@ -92,8 +92,9 @@ SoloOutcome SoloDriver::run(Arena* arena) {
     }
     if (root.done()) break;
     if (!t.pending)
-      throw Error("the task suspended outside a kappa pause point (it awaited something that is "
-                  "not a kappa awaitable)");
+      throw Error(
+          "the task suspended outside a kappa pause point (it awaited something that is "
+          "not a kappa awaitable)");
     auto* call = static_cast<PendingCall*>(t.pending);
     if (call->op != Op::kCheckpoint) {
       ArenaScope scope(arena);

@@ -19,18 +19,18 @@
 namespace kappa::detail {
 
 struct SoloOptions {
-  std::string store_url;            // where images go (file://DIR or DIR)
-  Codec codec = Codec::kLz4;        // image compression
-  double checkpoint_interval = 1;   // seconds between maybe_checkpoint()s that are due
-  int64_t max_checkpoints = -1;     // >= 0: stop after persisting this many
+  std::string store_url;           // where images go (file://DIR or DIR)
+  Codec codec = Codec::kLz4;       // image compression
+  double checkpoint_interval = 1;  // seconds between maybe_checkpoint()s that are due
+  int64_t max_checkpoints = -1;    // >= 0: stop after persisting this many
 };
 
 struct SoloOutcome {
   enum class Kind { kDone, kFailed, kStopped } kind = Kind::kDone;
-  nlohmann::json value;   // kDone: the handler's result
-  std::string error;      // kFailed: what escaped the task
-  uint64_t images = 0;    // images persisted by this process
-  std::string last_key;   // kStopped: the image to resume from
+  nlohmann::json value;  // kDone: the handler's result
+  std::string error;     // kFailed: what escaped the task
+  uint64_t images = 0;   // images persisted by this process
+  std::string last_key;  // kStopped: the image to resume from
 };
 
 class SoloDriver {

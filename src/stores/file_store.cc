@@ -85,8 +85,7 @@ class FileStore final : public CheckpointStore {
          !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
       if (!it->is_regular_file()) continue;
       std::string key = std::filesystem::relative(it->path(), dir_).string();
-      if (key.rfind(prefix, 0) == 0 && key.find(".tmp.") == std::string::npos)
-        keys.push_back(key);
+      if (key.rfind(prefix, 0) == 0 && key.find(".tmp.") == std::string::npos) keys.push_back(key);
     }
     std::sort(keys.begin(), keys.end());
     return keys;

@@ -24,7 +24,9 @@ struct Block {
   unsigned char* p;
 };
 
-unsigned char pattern(uint64_t id, size_t i) { return static_cast<unsigned char>(id * 131 + i * 7); }
+unsigned char pattern(uint64_t id, size_t i) {
+  return static_cast<unsigned char>(id * 131 + i * 7);
+}
 
 void fill(const Block& b) {
   // Pattern at a stride plus both ends: checks every page without filling
@@ -74,7 +76,8 @@ kappa::Task<nlohmann::json> stress(int rounds, uint64_t seed) {
     }
     co_await kappa::checkpoint();
     for (const Block& b : live) {
-      if (!check(b)) throw std::runtime_error("block " + std::to_string(b.id) + " corrupt after restore");
+      if (!check(b))
+        throw std::runtime_error("block " + std::to_string(b.id) + " corrupt after restore");
       ++checks;
     }
   }
