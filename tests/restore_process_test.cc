@@ -210,7 +210,7 @@ TEST(CommandLine, InspectPrintsTheVerifiedHeader) {
   ProcessResult r = run_process({STATE_APP, "inspect", image});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j.value("codec", ""), "lz4");
+  EXPECT_EQ(j.value("codec", ""), "zstd");
   EXPECT_EQ(j.value("pending_op", 0), 1);
   EXPECT_GT(j.value("raw_bytes", 0), 0);
 }

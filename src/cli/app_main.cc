@@ -88,7 +88,7 @@ int app_main(int argc, char** argv, Handler handler) {
   app.set_version_flag("--version", "kappa " KAPPA_VERSION);
 
   detail::SoloOptions opts;
-  std::string event_text = "{}", compression = "lz4";
+  std::string event_text = "{}", compression = "zstd";
   auto add_checkpoint_options = [&](CLI::App* cmd) {
     cmd->add_option("--checkpoint-interval", opts.checkpoint_interval,
                     "Seconds between checkpoints taken by maybe_checkpoint() (0: every call)")

@@ -1,5 +1,6 @@
 #include "runtime/solo_driver.h"
 
+#include <unistd.h>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -26,6 +27,8 @@ using RootHandle = Task<nlohmann::json>::handle_type;
 SoloDriver::SoloDriver(SoloOptions options)
     : options_(std::move(options)), store_(open_store(options_.store_url)), key_(load_key()) {
   runtime_init();
+  progress_ = isatty(STDERR_FILENO);
+  started_ = last_progress_ = std::chrono::steady_clock::now();
   CheckpointClock::configure(std::chrono::duration<double>(options_.checkpoint_interval));
 }
 
@@ -76,6 +79,12 @@ void SoloDriver::persist(Arena* arena) {
   store_->put(key, buffer_.view());
   if (!last_key_.empty() && last_key_ != key) store_->remove(last_key_);
   last_key_ = key;
+  auto now = std::chrono::steady_clock::now();
+  if (progress_ && now - last_progress_ >= std::chrono::seconds(1)) {
+    last_progress_ = now;
+    std::fprintf(stderr, "\rkappa: %.1f s, %" PRIu64 " checkpoints, last %zu bytes ",
+                 std::chrono::duration<double>(now - started_).count(), t.images, buffer_.size());
+  }
 }
 
 SoloOutcome SoloDriver::run(Arena* arena) {
@@ -128,6 +137,7 @@ SoloOutcome SoloDriver::run(Arena* arena) {
   Arena::destroy(arena);
   if (!last_key_.empty()) store_->remove(last_key_);
   last_key_.clear();
+  if (progress_ && last_progress_ != started_) std::fputc('\n', stderr);
   return out;
 }
 

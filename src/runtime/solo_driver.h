@@ -6,6 +6,7 @@
 // continues from its last pause point.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -54,7 +55,9 @@ class SoloDriver {
   std::string key_;
   ImageBuffer buffer_;
   std::string last_key_;
-  uint64_t images_ = 0;
+  // Progress line on a terminal: updated at most once a second.
+  bool progress_ = false;
+  std::chrono::steady_clock::time_point started_, last_progress_;
 };
 
 }  // namespace kappa::detail
