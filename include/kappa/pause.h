@@ -33,7 +33,13 @@ namespace detail {
 /// Operations a pause point can carry to the runtime (and, through it, to the
 /// coordinator). The numbering is part of the checkpoint format.
 enum class Op : uint32_t {
-  kCheckpoint = 1,
+  kCheckpoint = 1,  // request: empty                 reply: empty
+  kSpawn = 2,       // request: vector<SpawnSpec>     reply: vector<uint64_t> future ids
+  kWait = 3,        // request: vector<uint64_t> ids  reply: vector<WaitResult>
+  kMakeQueue = 4,   // request: uint64_t max_size     reply: uint64_t queue id
+  kEnqueue = 5,     // request: EnqueueRequest        reply: empty (once accepted)
+  kDequeue = 6,     // request: uint64_t queue id     reply: the item's bytes
+  kYield = 7,       // request: empty; the worker's deadline is near: relaunch elsewhere
 };
 
 /// The call a suspended task waits on. It lives in the suspended coroutine's

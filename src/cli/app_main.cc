@@ -3,18 +3,23 @@
 // Exit codes: 0 success; 1 the job failed (the message says which task and
 // why); 2 bad usage or input; 75 (EX_TEMPFAIL) stopped on request after
 // --max-checkpoints, resumable.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "coordinator/job_runner.h"
 #include "kappa/main.h"
 #include "runtime/checkpoint_image.h"
 #include "runtime/key.h"
 #include "runtime/layout.h"
 #include "runtime/runtime.h"
 #include "runtime/solo_driver.h"
+#include "runtime/worker.h"
 
 namespace kappa {
 namespace {
@@ -116,6 +121,64 @@ int app_main(int argc, char** argv, Handler handler) {
   resume->add_option("dir", opts.store_url, "The job's checkpoint directory")->required();
   add_checkpoint_options(resume);
 
+  detail::JobOptions job;
+  auto add_job_options = [&](CLI::App* cmd) {
+    cmd->add_option("--event", event_text, "The handler's input, as JSON")->capture_default_str();
+    cmd->add_option("--backend", job.backend, "Where workers run: local (aws and slurm: not yet)")
+        ->capture_default_str();
+    cmd->add_option("--workers", job.workers, "Maximum concurrent workers")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--time-limit", job.time_limit,
+                    "Seconds per worker invocation, like Lambda's timeout (0: none)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--store", job.store,
+                    "Checkpoint store: file://DIR (default: a per-job directory under $TMPDIR, "
+                    "removed when the job succeeds)");
+    cmd->add_option("--state", job.state, "Coordinator journal (not implemented yet: in memory)");
+    cmd->add_option("--chaos-kill", job.chaos_kill,
+                    "Probability of killing each worker invocation at a random moment")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 1.0));
+    cmd->add_option("--seed", job.seed, "Seed for --chaos-kill (0: random)");
+    cmd->add_option("--log-dir", job.log_dir, "Directory for worker logs (default: none)");
+    cmd->add_option("--trace", job.trace, "Chrome/Perfetto trace of the job (not implemented yet)");
+    cmd->add_option("--grace-ms", job.grace_ms,
+                    "How long a blocked call keeps its worker before parking")
+        ->capture_default_str();
+    cmd->add_option("--max-failures", job.max_failures,
+                    "Worker deaths in a row without progress before a task fails")
+        ->capture_default_str();
+    cmd->add_option("--checkpoint-interval", job.checkpoint_interval,
+                    "Seconds between checkpoints taken by maybe_checkpoint()")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--compression", compression, "Checkpoint compression: zstd, lz4 or none")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"lz4", "zstd", "none"}));
+  };
+  CLI::App* run = app.add_subcommand(
+      "run",
+      "Run the job: an embedded coordinator and the local backend; prints the handler's "
+      "result as one JSON line");
+  add_job_options(run);
+  CLI::App* coord = app.add_subcommand(
+      "coordinator", "Like run, with the coordinator listening on a given address");
+  add_job_options(coord);
+  coord->add_option("--listen", job.listen, "host:port to serve workers on")->required();
+
+  detail::WorkerOptions worker;
+  CLI::App* wcmd = app.add_subcommand("worker",
+                                      "Serve a coordinator as a worker (started by "
+                                      "backends; the job token comes from "
+                                      "KAPPA_JOB_TOKEN)");
+  wcmd->add_option("--coordinator", worker.coordinator, "host:port")->required();
+  wcmd->add_option("--worker-id", worker.worker_id, "This worker's id")->required();
+  wcmd->add_option("--store", worker.store_url, "Checkpoint store URL")->required();
+  wcmd->add_option("--compression", compression)->check(CLI::IsMember({"lz4", "zstd", "none"}));
+  wcmd->add_option("--checkpoint-interval", worker.checkpoint_interval);
+
   std::string image_path;
   CLI::App* insp =
       app.add_subcommand("inspect", "Verify a checkpoint image and print its header as JSON");
@@ -138,7 +201,32 @@ int app_main(int argc, char** argv, Handler handler) {
 
   try {
     if (*insp) return inspect(image_path);
-    opts.codec = detail::parse_codec(compression);
+    opts.codec = job.codec = worker.codec = detail::parse_codec(compression);
+    if (*wcmd) {
+      const char* token = std::getenv("KAPPA_JOB_TOKEN");
+      if (!token || !*token) throw Error("KAPPA_JOB_TOKEN is not set");
+      worker.token = token;
+      return detail::run_worker(worker);
+    }
+    if (*run || *coord) {
+      nlohmann::json event = parse_event(event_text);
+      job.progress = isatty(STDERR_FILENO);
+      auto started = std::chrono::steady_clock::now();
+      detail::JobResult r = detail::run_job(handler, event, job);
+      double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      if (!r.ok) {
+        std::cerr << "kappa: the job failed: " << r.error << "\n";
+        if (!r.kept_store.empty())
+          std::cerr << "kappa: checkpoints kept in " << r.kept_store << "\n";
+        return kExitFailed;
+      }
+      std::cout << r.value.dump() << std::endl;
+      std::cerr << "kappa: done in " << seconds << " s: " << r.stats.tasks << " tasks, "
+                << r.stats.parks << " parks, " << r.stats.worker_deaths << " worker deaths ("
+                << r.chaos_kills << " by --chaos-kill)\n";
+      return 0;
+    }
     if (*solo) {
       nlohmann::json event = parse_event(event_text);
       detail::SoloDriver driver(opts);

@@ -6,8 +6,10 @@
 #include <cstdio>
 
 #include "kappa/pause.h"
+#include "kappa/spawn.h"
 #include "runtime/key.h"
 #include "runtime/runtime.h"
+#include "runtime/task_host.h"
 
 namespace kappa::detail {
 namespace {
@@ -19,8 +21,6 @@ std::string image_key(uint64_t n) {
   std::snprintf(name, sizeof name, "%s%012" PRIu64 ".kpk", kImagePrefix, n);
   return name;
 }
-
-using RootHandle = Task<nlohmann::json>::handle_type;
 
 }  // namespace
 
@@ -39,16 +39,8 @@ SoloOutcome SoloDriver::start(Handler handler, const nlohmann::json& event) {
     throw Error(store_->url() +
                 " already holds checkpoints of a job: resume it (APP resume) or use an empty "
                 "directory");
-  int slot = Arena::free_slot();
-  if (slot < 0) throw Error("no free task arena slot in this process");
-  Arena* arena = Arena::create(unsigned(slot));
-  {
-    ArenaScope scope(arena);
-    // Copy the event into the arena: the handler's frame keeps it.
-    Task<nlohmann::json> task = handler(nlohmann::json(event));
-    arena->task().root_frame = task.release().address();
-  }
-  arena->task().suspended_frame = arena->task().root_frame;
+  Arena* arena = start_task(&trampoline<Handler, nlohmann::json>,
+                            reinterpret_cast<uint64_t>(handler), {encode(event)});
   persist(arena);  // the job's initial state is durable before it runs
   return run(arena);
 }
@@ -89,25 +81,10 @@ void SoloDriver::persist(Arena* arena) {
 
 SoloOutcome SoloDriver::run(Arena* arena) {
   SoloOutcome out;
-  TaskState& t = arena->task();
-  auto root = RootHandle::from_address(t.root_frame);
-  for (;;) {
-    auto next = std::coroutine_handle<>::from_address(t.suspended_frame);
-    t.suspended_frame = nullptr;
-    t.pending = nullptr;
-    {
-      ArenaScope scope(arena);
-      next.resume();
-    }
-    if (root.done()) break;
-    if (!t.pending)
-      throw Error(
-          "the task suspended outside a kappa pause point (it awaited something that is "
-          "not a kappa awaitable)");
-    auto* call = static_cast<PendingCall*>(t.pending);
-    if (call->op != Op::kCheckpoint) {
-      ArenaScope scope(arena);
-      call->error = "this call needs a coordinator: run the job with `run`, not `solo`";
+  while (!resume_task(arena)) {
+    PendingCall& call = pending_call(arena);
+    if (call.op != Op::kCheckpoint) {
+      deliver(arena, {}, "this call needs a coordinator: run the job with `run`, not `solo`");
       continue;
     }
     persist(arena);
@@ -119,22 +96,13 @@ SoloOutcome SoloDriver::run(Arena* arena) {
       return out;  // the process exits; the arena goes with it
     }
   }
-  // The result lives in the arena; copy it out with no arena current.
-  std::optional<nlohmann::json> result;
-  try {
-    ArenaScope scope(arena);
-    result.emplace(root.promise().result());
-  } catch (const std::exception& e) {  // handlers run after the scope has ended
+  TaskOutcome result = finish_task(arena);
+  if (result.failed) {
     out.kind = SoloOutcome::Kind::kFailed;
-    out.error = e.what();
+    out.error = result.error;
+  } else {
+    out.value = decode<nlohmann::json>(result.value);
   }
-  if (result) out.value = *result;
-  {
-    ArenaScope scope(arena);
-    result.reset();
-    root.destroy();
-  }
-  Arena::destroy(arena);
   if (!last_key_.empty()) store_->remove(last_key_);
   last_key_.clear();
   if (progress_ && last_progress_ != started_) std::fputc('\n', stderr);

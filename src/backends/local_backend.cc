@@ -1,0 +1,169 @@
+#include "backends/local_backend.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+extern char** environ;
+
+namespace kappa::detail {
+
+LocalBackend::LocalBackend(LocalBackendOptions options, Coordinator* coordinator)
+    : options_(std::move(options)),
+      coordinator_(coordinator),
+      rng_(options_.seed ? options_.seed : std::random_device{}()) {
+  reaper_ = std::thread([this] { reap(); });
+  timer_ = std::thread([this] { kill_timer(); });
+}
+
+LocalBackend::~LocalBackend() { shutdown(); }
+
+void LocalBackend::launch_worker(uint64_t worker_id, bool on_coordinator) {
+  std::vector<std::string> argv = {options_.executable, "worker", "--worker-id",
+                                   std::to_string(worker_id)};
+  argv.insert(argv.end(), options_.worker_args.begin(), options_.worker_args.end());
+  std::vector<char*> args;
+  for (std::string& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  std::string log;
+  if (!options_.log_dir.empty()) {
+    log = options_.log_dir + "/worker-" + std::to_string(worker_id) + ".log";
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                     0644);
+  }
+  std::lock_guard lock(mu_);  // held across spawn so the reaper cannot miss the pid
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, options_.executable.c_str(), &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    // Reported like a death, from another thread (the caller holds the
+    // coordinator's lock): the coordinator forgets the worker.
+    std::thread([this, worker_id, rc] {
+      coordinator_->worker_exited(worker_id, std::string("cannot start worker: ") + strerror(rc));
+    }).detach();
+    return;
+  }
+  procs_[pid] = Proc{worker_id, on_coordinator, std::nullopt, false};
+  pid_of_[worker_id] = pid;
+  cv_.notify_all();
+}
+
+void LocalBackend::invocation_started(uint64_t worker_id) {
+  std::lock_guard lock(mu_);
+  auto it = pid_of_.find(worker_id);
+  if (it == pid_of_.end()) return;
+  Proc& p = procs_.at(it->second);
+  if (p.on_coordinator) return;
+  auto now = Clock::now();
+  p.kill_at.reset();
+  p.chaos = false;
+  if (options_.time_limit > 0)
+    p.kill_at = now + std::chrono::duration_cast<Clock::duration>(
+                          std::chrono::duration<double>(options_.time_limit));
+  if (options_.chaos_kill > 0 &&
+      std::uniform_real_distribution<>(0, 1)(rng_) < options_.chaos_kill) {
+    // A random moment of the invocation: within the time limit, and within
+    // a second so that short invocations are hit too.
+    double span = options_.time_limit > 0 ? std::min(options_.time_limit, 1.0) : 1.0;
+    auto at = now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                        std::uniform_real_distribution<>(0, span)(rng_)));
+    if (!p.kill_at || at < *p.kill_at) {
+      p.kill_at = at;
+      p.chaos = true;
+    }
+  }
+  cv_.notify_all();
+}
+
+void LocalBackend::invocation_ended(uint64_t worker_id) {
+  std::lock_guard lock(mu_);
+  auto it = pid_of_.find(worker_id);
+  if (it == pid_of_.end()) return;
+  procs_.at(it->second).kill_at.reset();
+}
+
+void LocalBackend::kill_timer() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    std::optional<Clock::time_point> earliest;
+    auto now = Clock::now();
+    for (auto& [pid, p] : procs_) {
+      if (!p.kill_at) continue;
+      if (*p.kill_at <= now) {
+        ::kill(pid, SIGKILL);
+        if (p.chaos) ++chaos_kills_;
+        p.kill_at.reset();
+      } else if (!earliest || *p.kill_at < *earliest) {
+        earliest = p.kill_at;
+      }
+    }
+    if (earliest)
+      cv_.wait_until(lock, *earliest);
+    else
+      cv_.wait(lock);
+  }
+}
+
+void LocalBackend::reap() {
+  for (;;) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) {
+      std::unique_lock lock(mu_);
+      if (stopping_) return;
+      // No children: wait for a launch.
+      cv_.wait_for(lock, std::chrono::milliseconds(50));
+      continue;
+    }
+    uint64_t worker_id;
+    {
+      std::lock_guard lock(mu_);
+      auto it = procs_.find(pid);
+      if (it == procs_.end()) continue;
+      worker_id = it->second.worker_id;
+      pid_of_.erase(worker_id);
+      procs_.erase(it);
+      if (stopping_) continue;
+    }
+    std::string why = WIFSIGNALED(status)
+                          ? std::string("killed by signal ") + strsignal(WTERMSIG(status))
+                          : "exited with status " + std::to_string(WEXITSTATUS(status));
+    coordinator_->worker_exited(worker_id, why);
+  }
+}
+
+void LocalBackend::shutdown() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && !reaper_.joinable()) return;
+    stopping_ = true;
+    for (auto& [pid, p] : procs_) ::kill(pid, SIGKILL);
+    cv_.notify_all();
+  }
+  if (timer_.joinable()) timer_.join();
+  // Reap what was killed, then stop the reaper.
+  for (int i = 0; i < 100; ++i) {
+    {
+      std::lock_guard lock(mu_);
+      if (procs_.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (reaper_.joinable()) reaper_.join();
+}
+
+uint64_t LocalBackend::chaos_kills() const {
+  std::lock_guard lock(mu_);
+  return chaos_kills_;
+}
+
+}  // namespace kappa::detail

@@ -1,0 +1,444 @@
+#include "coordinator/coordinator.h"
+
+#include <algorithm>
+
+namespace kappa::detail {
+
+namespace {
+constexpr uint64_t kRootTask = 1;
+}
+
+Coordinator::Coordinator(CoordinatorOptions options, CheckpointStore* store)
+    : options_(options), store_(store) {}
+
+Coordinator::~Coordinator() = default;
+
+std::string Coordinator::describe(const TaskRecord& t) const {
+  std::string s = "task " + std::to_string(t.id);
+  if (!t.spec.name.empty()) s += " (" + t.spec.name + ")";
+  return s;
+}
+
+// ---------------------------------------------------------------- tasks
+
+uint64_t Coordinator::add_task(SpawnSpec spec) {
+  uint64_t id = next_task_++;
+  TaskRecord& t = tasks_[id];
+  t.id = id;
+  t.spec = std::move(spec);
+  t.args.resize(t.spec.args.size());
+  ++stats_.tasks;
+  auto depend_on = [&](uint64_t fid) {
+    auto it = tasks_.find(fid);
+    if (it == tasks_.end() || fid == id) {
+      // An unknown future is a programming error in the spawning task; the
+      // child fails rather than waiting forever.
+      t.error = "awaits unknown future " + std::to_string(fid);
+      return;
+    }
+    if (it->second.state == State::kDone || it->second.state == State::kFailed) return;
+    ++t.deps_left;
+    it->second.dependents.push_back(id);
+  };
+  for (size_t i = 0; i < t.spec.args.size(); ++i) {
+    if (t.spec.args[i].future)
+      depend_on(t.spec.args[i].future);
+    else
+      t.args[i] = std::move(t.spec.args[i].bytes);
+  }
+  for (uint64_t f : t.spec.awaits) depend_on(f);
+  if (!t.error.empty()) {
+    fail_task(t, describe(t) + " " + t.error);
+  } else if (t.deps_left == 0) {
+    make_ready(t);
+  }
+  return id;
+}
+
+uint64_t Coordinator::spawn_root(SpawnSpec spec) {
+  std::lock_guard lock(mu_);
+  uint64_t id = add_task(std::move(spec));
+  schedule();
+  return id;
+}
+
+// Called when a task's dependencies have all resolved: fills future
+// arguments in and queues the task, or fails it if a dependency failed.
+void Coordinator::make_ready(TaskRecord& t) {
+  for (size_t i = 0; i < t.spec.args.size(); ++i) {
+    uint64_t f = t.spec.args[i].future;
+    if (!f) continue;
+    const TaskRecord& dep = tasks_.at(f);
+    if (dep.state == State::kFailed) {
+      fail_task(
+          t, describe(t) + " not started: its argument " + describe(dep) + " failed: " + dep.error);
+      return;
+    }
+    t.args[i] = dep.result;
+  }
+  t.state = State::kReady;
+  ready_[t.spec.on_coordinator].push_back(t.id);
+  work_cv_.notify_all();
+}
+
+void Coordinator::fail_task(TaskRecord& t, const std::string& why) {
+  t.state = State::kFailed;
+  t.error = why;
+  ++stats_.failed;
+  resolve(t);
+}
+
+// The task's future is resolved (done or failed): wake waiters and dependents.
+void Coordinator::resolve(TaskRecord& t) {
+  for (uint64_t w : std::exchange(t.waiters, {})) {
+    TaskRecord& waiter = tasks_.at(w);
+    if (waiter.call && !waiter.call->done && waiter.call->op == Op::kWait)
+      try_wait(waiter, decode<std::vector<uint64_t>>(waiter.call->request));
+  }
+  for (uint64_t d : std::exchange(t.dependents, {})) {
+    TaskRecord& dep = tasks_.at(d);
+    if (dep.state == State::kWaitingDeps && --dep.deps_left == 0) make_ready(dep);
+  }
+  if (t.id == kRootTask) {
+    job_.done = true;
+    job_.failed = t.state == State::kFailed;
+    job_.result = t.result;
+    job_.error = t.error;
+    job_cv_.notify_all();
+  }
+}
+
+// Completes `t`'s pending call. If its worker has given it up (parked), the
+// task becomes ready to relaunch from the call's image.
+void Coordinator::complete_call(TaskRecord& t, std::string reply, std::string error) {
+  t.call->done = true;
+  t.call->reply = std::move(reply);
+  t.call->error = std::move(error);
+  if (t.state == State::kParked) {
+    t.state = State::kReady;
+    ready_[t.spec.on_coordinator].push_back(t.id);
+    ++stats_.relaunches;
+    work_cv_.notify_all();
+  } else if (t.state == State::kBlocked) {
+    t.state = State::kRunning;
+    call_cv_.notify_all();
+  }
+}
+
+bool Coordinator::try_wait(TaskRecord& t, const std::vector<uint64_t>& ids) {
+  std::vector<WaitResult> results;
+  results.reserve(ids.size());
+  for (uint64_t id : ids) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) {
+      complete_call(t, {}, "wait on unknown future " + std::to_string(id));
+      return true;
+    }
+    TaskRecord& f = it->second;
+    if (f.state == State::kDone) {
+      results.push_back({false, f.result});
+    } else if (f.state == State::kFailed) {
+      results.push_back({true, f.error});
+    } else {
+      if (std::find(f.waiters.begin(), f.waiters.end(), t.id) == f.waiters.end())
+        f.waiters.push_back(t.id);
+      return false;
+    }
+  }
+  complete_call(t, encode(results));
+  return true;
+}
+
+// Hands items from enqueuers to the queue and from the queue to dequeuers,
+// completing their calls, in FIFO order.
+void Coordinator::queue_progress(QueueRecord& q) {
+  for (;;) {
+    // Blocked enqueuers move into free space.
+    while (!q.enqueuers.empty() && q.items.size() < q.max_size) {
+      TaskRecord& e = tasks_.at(q.enqueuers.front());
+      q.enqueuers.pop_front();
+      q.items.push_back(decode<EnqueueRequest>(e.call->request).item);
+      complete_call(e, {});
+    }
+    if (q.dequeuers.empty()) return;
+    if (!q.items.empty()) {
+      TaskRecord& d = tasks_.at(q.dequeuers.front());
+      q.dequeuers.pop_front();
+      complete_call(d, std::move(q.items.front()));
+      q.items.pop_front();
+      continue;
+    }
+    if (q.enqueuers.empty()) return;
+    // Rendezvous: straight from a blocked enqueuer to a blocked dequeuer.
+    TaskRecord& e = tasks_.at(q.enqueuers.front());
+    TaskRecord& d = tasks_.at(q.dequeuers.front());
+    q.enqueuers.pop_front();
+    q.dequeuers.pop_front();
+    complete_call(d, decode<EnqueueRequest>(e.call->request).item);
+    complete_call(e, {});
+  }
+}
+
+// Applies t's new call (t.call, not yet done). Completes it now if it can.
+void Coordinator::apply(TaskRecord& t) {
+  Call& c = *t.call;
+  try {
+    switch (c.op) {
+      case Op::kCheckpoint:
+      case Op::kYield:
+        complete_call(t, {});
+        return;
+      case Op::kSpawn: {
+        std::vector<uint64_t> ids;
+        for (SpawnSpec& s : decode<std::vector<SpawnSpec>>(c.request))
+          ids.push_back(add_task(std::move(s)));
+        complete_call(t, encode(ids));
+        return;
+      }
+      case Op::kWait:
+        try_wait(t, decode<std::vector<uint64_t>>(c.request));
+        return;
+      case Op::kMakeQueue: {
+        uint64_t id = next_queue_++;
+        queues_[id].max_size = decode<uint64_t>(c.request);
+        complete_call(t, encode(id));
+        return;
+      }
+      case Op::kEnqueue: {
+        auto req = decode<EnqueueRequest>(c.request);
+        auto it = queues_.find(req.queue);
+        if (it == queues_.end())
+          return complete_call(t, {}, "unknown queue " + std::to_string(req.queue));
+        it->second.enqueuers.push_back(t.id);
+        queue_progress(it->second);
+        return;
+      }
+      case Op::kDequeue: {
+        auto id = decode<uint64_t>(c.request);
+        auto it = queues_.find(id);
+        if (it == queues_.end()) return complete_call(t, {}, "unknown queue " + std::to_string(id));
+        it->second.dequeuers.push_back(t.id);
+        queue_progress(it->second);
+        return;
+      }
+    }
+    complete_call(t, {}, "unknown call " + std::to_string(uint32_t(c.op)));
+  } catch (const std::exception& e) {
+    complete_call(t, {}, std::string("malformed call: ") + e.what());
+  }
+}
+
+// ---------------------------------------------------------------- scheduling
+
+bool Coordinator::ready_work_starved() const {
+  size_t idle = 0, live = 0;
+  for (auto& [id, w] : workers_) {
+    if (w.on_coordinator) continue;
+    ++live;
+    if (w.idle || !w.started) ++idle;
+  }
+  return !ready_[0].empty() && idle == 0 && live >= options_.max_workers;
+}
+
+// Launches workers for ready work that no idle or starting worker will take.
+void Coordinator::schedule() {
+  if (!backend_ || shutdown_) return;
+  for (int pool = 0; pool < 2; ++pool) {
+    size_t available = 0, live = 0;
+    for (auto& [id, w] : workers_) {
+      if (w.on_coordinator != bool(pool)) continue;
+      ++live;
+      if (w.idle || !w.started) ++available;
+    }
+    size_t max = pool ? options_.max_coordinator_workers : options_.max_workers;
+    while (ready_[pool].size() > available && live < max) {
+      uint64_t id = next_worker_++;
+      workers_[id].on_coordinator = pool;
+      ++available;
+      ++live;
+      ++stats_.workers_launched;
+      backend_->launch_worker(id, pool);
+    }
+  }
+}
+
+void Coordinator::end_invocation(uint64_t worker_id) {
+  auto it = workers_.find(worker_id);
+  if (it != workers_.end()) it->second.task = 0;
+  if (backend_) backend_->invocation_ended(worker_id);
+}
+
+AssignmentInfo Coordinator::next(uint64_t worker_id) {
+  std::unique_lock lock(mu_);
+  WorkerRecord& w = workers_[worker_id];
+  w.started = true;
+  if (w.task) lose_task(worker_id, "the worker asked for new work while running a task");
+  auto deadline = std::chrono::steady_clock::now() + options_.idle_poll;
+  std::deque<uint64_t>& ready = ready_[w.on_coordinator];
+  w.idle = true;
+  while (!shutdown_ && ready.empty()) {
+    if (work_cv_.wait_until(lock, deadline) == std::cv_status::timeout) break;
+  }
+  w.idle = false;
+  AssignmentInfo a;
+  if (shutdown_) {
+    a.kind = AssignmentInfo::Kind::kShutdown;
+    return a;
+  }
+  if (ready.empty()) return a;  // kIdle
+  TaskRecord& t = tasks_.at(ready.front());
+  ready.pop_front();
+  t.state = State::kRunning;
+  t.worker = worker_id;
+  w.task = t.id;
+  a.task_id = t.id;
+  a.name = t.spec.name;
+  if (t.call) {
+    a.kind = AssignmentInfo::Kind::kResume;
+    a.image_key = t.call->image_key;
+    a.seqno = t.call->seqno;
+    a.reply = t.call->reply;
+    a.error = t.call->error;
+  } else {
+    a.kind = AssignmentInfo::Kind::kStart;
+    a.fn = t.spec.fn;
+    a.trampoline = t.spec.trampoline;
+    a.args = t.args;
+  }
+  if (backend_) {
+    a.time_left = backend_->time_limit(t.spec.on_coordinator);
+    backend_->invocation_started(worker_id);
+  }
+  return a;
+}
+
+CallOutcome Coordinator::call(const CallInfo& info) {
+  std::unique_lock lock(mu_);
+  ++stats_.calls;
+  auto it = tasks_.find(info.task_id);
+  if (it == tasks_.end() || it->second.worker != info.worker_id ||
+      (it->second.state != State::kRunning && it->second.state != State::kBlocked))
+    return {CallOutcome::Kind::kAbandon, {}, {}};
+  TaskRecord& t = it->second;
+  if (t.call && info.seqno < t.call->seqno) {
+    t.worker = 0;
+    return {CallOutcome::Kind::kAbandon, {}, {}};
+  }
+  if (t.call && info.seqno == t.call->seqno) {
+    ++stats_.duplicate_calls;  // a restarted task repeats its latest call
+  } else {
+    std::string previous = t.call ? t.call->image_key : std::string();
+    t.call = Call{info.seqno, info.image_key, info.op, info.request, false, {}, {}};
+    t.failures = 0;  // progress
+    if (!previous.empty() && previous != info.image_key && store_) store_->remove(previous);
+    apply(t);
+    schedule();  // a spawn may have made work ready
+  }
+  if (!t.call->done) {
+    t.state = State::kBlocked;
+    auto deadline = std::chrono::steady_clock::now() + options_.grace;
+    while (!t.call->done && t.state == State::kBlocked && !shutdown_ && !ready_work_starved()) {
+      if (call_cv_.wait_until(lock, deadline) == std::cv_status::timeout) break;
+    }
+  }
+  if (t.worker != info.worker_id) return {CallOutcome::Kind::kAbandon, {}, {}};
+  if (t.call->done && t.call->op != Op::kYield) {
+    t.state = State::kRunning;
+    return {CallOutcome::Kind::kResult, t.call->reply, t.call->error};
+  }
+  // Park: the worker drops the task; it is relaunched from this call's image.
+  ++stats_.parks;
+  t.worker = 0;
+  if (t.call->done) {  // a yield: relaunch at once on a fresh invocation
+    t.state = State::kReady;
+    ready_[t.spec.on_coordinator].push_back(t.id);
+    ++stats_.relaunches;
+    work_cv_.notify_all();
+  } else {
+    t.state = State::kParked;
+  }
+  end_invocation(info.worker_id);
+  schedule();
+  return {CallOutcome::Kind::kPark, {}, {}};
+}
+
+void Coordinator::finish(uint64_t worker_id, uint64_t task_id, bool failed, std::string result,
+                         std::string error) {
+  std::lock_guard lock(mu_);
+  auto it = tasks_.find(task_id);
+  if (it == tasks_.end() || it->second.worker != worker_id || it->second.state != State::kRunning)
+    return;  // stale
+  TaskRecord& t = it->second;
+  t.worker = 0;
+  if (t.call && store_) store_->remove(t.call->image_key);
+  end_invocation(worker_id);
+  if (failed) {
+    fail_task(t, describe(t) + " failed: " + error);
+  } else {
+    t.state = State::kDone;
+    t.result = std::move(result);
+    ++stats_.finished;
+    resolve(t);
+  }
+  schedule();
+}
+
+void Coordinator::lose_task(uint64_t worker_id, const std::string& why) {
+  auto wit = workers_.find(worker_id);
+  if (wit == workers_.end() || !wit->second.task) return;
+  uint64_t task_id = std::exchange(wit->second.task, 0);
+  ++stats_.worker_deaths;
+  TaskRecord& t = tasks_.at(task_id);
+  if (t.worker == worker_id) {
+    t.worker = 0;
+    if (++t.failures > options_.max_failures) {
+      fail_task(t, describe(t) + " failed: its worker died " + std::to_string(t.failures) +
+                       " times in a row without progress (last: " + why + ")");
+    } else if (t.call && !t.call->done) {
+      t.state = State::kParked;  // relaunched when its call completes
+    } else {
+      t.state = State::kReady;  // from its last checkpoint, or from the start
+      ready_[t.spec.on_coordinator].push_back(t.id);
+      ++stats_.relaunches;
+    }
+    call_cv_.notify_all();
+    work_cv_.notify_all();
+  }
+  if (backend_) backend_->invocation_ended(worker_id);
+}
+
+void Coordinator::worker_exited(uint64_t worker_id, const std::string& why) {
+  std::lock_guard lock(mu_);
+  lose_task(worker_id, why);
+  workers_.erase(worker_id);
+  schedule();
+}
+
+JobOutcome Coordinator::wait_job(std::optional<std::chrono::milliseconds> timeout) {
+  std::unique_lock lock(mu_);
+  if (timeout)
+    job_cv_.wait_for(lock, *timeout, [&] { return job_.done; });
+  else
+    job_cv_.wait(lock, [&] { return job_.done; });
+  return job_;
+}
+
+void Coordinator::shutdown() {
+  std::lock_guard lock(mu_);
+  shutdown_ = true;
+  work_cv_.notify_all();
+  call_cv_.notify_all();
+}
+
+CoordinatorStats Coordinator::stats() const {
+  std::lock_guard lock(mu_);
+  CoordinatorStats s = stats_;
+  for (auto& [id, t] : tasks_) {
+    if (t.state == State::kRunning || t.state == State::kBlocked) ++s.running;
+    if (t.state == State::kReady) ++s.ready;
+    if (t.state == State::kParked) ++s.parked;
+  }
+  return s;
+}
+
+}  // namespace kappa::detail

@@ -1,0 +1,197 @@
+// Coordinator: the task table, futures, queues and scheduling of one job
+// (DESIGN.md sections 1 and 4). Transport-free: the gRPC service and the
+// tests call these methods directly.
+//
+// Invariants:
+//   - A call is applied at most once per (task, seqno). Each task keeps its
+//     latest call (seqno, checkpoint image, result); a worker restarted from
+//     that image re-sends the same seqno and receives the recorded result.
+//   - A task is run by at most one worker at a time; calls and finishes from
+//     any other worker are answered ABANDON and ignored.
+//   - A call that would block waits at most the grace period (less when other
+//     work is waiting for a worker slot); then the worker is told to PARK and
+//     the task is relaunched from the call's image once the result is ready.
+//
+// Thread safety: every public method may be called from any thread; one
+// mutex guards the state. Blocking methods (next, call) wait on condition
+// variables with that mutex released.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kappa/detail/calls.h"
+#include "kappa/pause.h"
+#include "stores/checkpoint_store.h"
+
+namespace kappa::detail {
+
+/// The platform that runs workers (local processes, Lambda, Slurm). The
+/// coordinator asks it for workers and tells it when invocations start and
+/// end; the backend reports worker deaths through Coordinator::worker_exited.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  /// Starts one more worker for the pool ("coordinator side" when
+  /// on_coordinator: no time limit, no chaos). It later calls next().
+  virtual void launch_worker(uint64_t worker_id, bool on_coordinator) = 0;
+  /// A task was handed to the worker: start its time limit (and chaos).
+  virtual void invocation_started(uint64_t worker_id) = 0;
+  /// The worker finished its invocation (finish, park, abandon).
+  virtual void invocation_ended(uint64_t worker_id) = 0;
+  /// Time limit of one invocation in seconds (0: none), as told to workers.
+  virtual double time_limit(bool on_coordinator) const = 0;
+};
+
+struct CoordinatorOptions {
+  unsigned max_workers = 2;                   // concurrent workers (not counting on_coordinator)
+  unsigned max_coordinator_workers = 64;      // concurrent on_coordinator workers
+  std::chrono::milliseconds grace{50};        // how long a blocked call holds its worker
+  std::chrono::milliseconds idle_poll{1000};  // how long next() waits before IDLE
+  unsigned max_failures = 10;                 // consecutive worker deaths without progress
+};
+
+struct AssignmentInfo {
+  enum class Kind { kIdle, kStart, kResume, kShutdown } kind = Kind::kIdle;
+  uint64_t task_id = 0;
+  uint64_t fn = 0, trampoline = 0;
+  std::vector<std::string> args;
+  std::string image_key;
+  uint64_t seqno = 0;
+  std::string reply, error;
+  double time_left = 0;
+  std::string name;
+};
+
+struct CallInfo {
+  uint64_t worker_id = 0, task_id = 0, seqno = 0;
+  std::string image_key;
+  Op op = Op::kCheckpoint;
+  std::string request;
+};
+
+struct CallOutcome {
+  enum class Kind { kResult, kPark, kAbandon } kind = Kind::kResult;
+  std::string reply, error;
+};
+
+struct JobOutcome {
+  bool done = false, failed = false;
+  std::string result;  // the root task's encoded value
+  std::string error;   // which task failed and why
+};
+
+struct CoordinatorStats {
+  uint64_t tasks = 0, finished = 0, failed = 0, running = 0, ready = 0, parked = 0;
+  uint64_t calls = 0, duplicate_calls = 0, parks = 0, relaunches = 0, worker_deaths = 0;
+  uint64_t workers_launched = 0;
+};
+
+class Coordinator {
+ public:
+  Coordinator(CoordinatorOptions options, CheckpointStore* store);
+  ~Coordinator();
+
+  /// Must be set before the first task is spawned.
+  void set_backend(Backend* backend) { backend_ = backend; }
+
+  /// Creates the job's root task (id 1).
+  uint64_t spawn_root(SpawnSpec spec);
+
+  /// A worker asks for work; waits up to idle_poll.
+  AssignmentInfo next(uint64_t worker_id);
+  /// A pause point. May wait up to the grace period.
+  CallOutcome call(const CallInfo& info);
+  /// The task returned (failed == false) or threw.
+  void finish(uint64_t worker_id, uint64_t task_id, bool failed, std::string result,
+              std::string error);
+  /// The backend saw the worker process end (crash, SIGKILL, time limit).
+  void worker_exited(uint64_t worker_id, const std::string& why);
+
+  /// Waits until the root task has finished (or `timeout` passed).
+  JobOutcome wait_job(std::optional<std::chrono::milliseconds> timeout = std::nullopt);
+  /// Makes every later next() answer SHUTDOWN and wakes waiting workers.
+  void shutdown();
+
+  CoordinatorStats stats() const;
+
+ private:
+  struct Call {
+    uint64_t seqno = 0;
+    std::string image_key;
+    Op op = Op::kCheckpoint;
+    std::string request;
+    bool done = false;
+    std::string reply, error;
+  };
+  enum class State { kWaitingDeps, kReady, kRunning, kBlocked, kParked, kDone, kFailed };
+  struct TaskRecord {
+    uint64_t id = 0;
+    SpawnSpec spec;
+    std::vector<std::string> args;  // resolved argument bytes
+    unsigned deps_left = 0;
+    State state = State::kWaitingDeps;
+    std::optional<Call> call;  // the latest call
+    uint64_t worker = 0;
+    unsigned failures = 0;
+    // The future of this task.
+    std::string result, error;
+    std::vector<uint64_t> waiters;     // tasks whose pending kWait includes this one
+    std::vector<uint64_t> dependents;  // tasks whose arguments or awaits include this one
+  };
+  struct QueueRecord {
+    uint64_t max_size = 0;
+    std::deque<std::string> items;
+    std::deque<uint64_t> enqueuers;  // blocked: their item is in their call's request
+    std::deque<uint64_t> dequeuers;  // blocked
+  };
+  struct WorkerRecord {
+    bool on_coordinator = false;
+    bool started = false;  // has called next() at least once
+    bool idle = false;     // waiting in next()
+    uint64_t task = 0;
+  };
+
+  // All private methods expect mu_ held.
+  std::string describe(const TaskRecord& t) const;
+  uint64_t add_task(SpawnSpec spec);
+  void make_ready(TaskRecord& t);
+  void complete_call(TaskRecord& t, std::string reply, std::string error = {});
+  void resolve(TaskRecord& t);
+  bool try_wait(TaskRecord& t, const std::vector<uint64_t>& ids);
+  void apply(TaskRecord& t);
+  void queue_progress(QueueRecord& q);
+  void schedule();
+  bool ready_work_starved() const;
+  void end_invocation(uint64_t worker_id);
+  void lose_task(uint64_t worker_id, const std::string& why);
+  void fail_task(TaskRecord& t, const std::string& why);
+
+  CoordinatorOptions options_;
+  CheckpointStore* store_;
+  Backend* backend_ = nullptr;
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;  // ready work appeared, or shutdown
+  std::condition_variable call_cv_;  // a blocked call completed
+  std::condition_variable job_cv_;   // the root finished
+  std::map<uint64_t, TaskRecord> tasks_;
+  std::map<uint64_t, QueueRecord> queues_;
+  std::map<uint64_t, WorkerRecord> workers_;
+  std::deque<uint64_t> ready_[2];  // [0]: normal, [1]: on_coordinator
+  uint64_t next_task_ = 1, next_queue_ = 1, next_worker_ = 1;
+  bool shutdown_ = false;
+  JobOutcome job_;
+  CoordinatorStats stats_;
+};
+
+}  // namespace kappa::detail

@@ -1,0 +1,43 @@
+// The coordinator's gRPC endpoint, and the worker's client of it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "coordinator/coordinator.h"
+
+namespace kappa::detail {
+
+/// Serves `coordinator` over gRPC on `listen` ("127.0.0.1:0" picks a port).
+/// Every request must carry `token`.
+class CoordinatorServer {
+ public:
+  CoordinatorServer(Coordinator* coordinator, const std::string& listen, std::string token);
+  ~CoordinatorServer();
+  /// The address workers connect to ("127.0.0.1:PORT").
+  const std::string& address() const { return address_; }
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string address_;
+};
+
+/// A worker's connection to the coordinator. Methods throw kappa::Error when
+/// the coordinator cannot be reached (after retrying for a few seconds).
+class CoordinatorClient {
+ public:
+  CoordinatorClient(const std::string& address, std::string token, uint64_t worker_id);
+  ~CoordinatorClient();
+  AssignmentInfo next();
+  CallOutcome call(const CallInfo& info);
+  void finish(uint64_t task_id, uint64_t seqno, bool failed, const std::string& result,
+              const std::string& error);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kappa::detail

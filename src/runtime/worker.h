@@ -1,0 +1,31 @@
+// The worker loop: what an application binary runs as `APP worker`, started
+// by a backend (a local process, a Lambda invocation, a Slurm job).
+//
+// It asks the coordinator for an assignment, starts or restores the task,
+// and at each pause point persists the checkpoint image to the store before
+// reporting the call; it drops the task when told to park. Near its deadline,
+// a due maybe_checkpoint() becomes a yield: the task moves to a fresh
+// invocation without losing work.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "runtime/checkpoint_image.h"
+
+namespace kappa::detail {
+
+struct WorkerOptions {
+  std::string coordinator;  // host:port
+  std::string token;        // the job's token
+  uint64_t worker_id = 0;
+  std::string store_url;
+  Codec codec = Codec::kZstd;
+  double checkpoint_interval = 1;
+};
+
+/// Runs until the coordinator says the job is over (returns 0) or cannot be
+/// reached (returns 1 with a message on stderr).
+int run_worker(const WorkerOptions& options);
+
+}  // namespace kappa::detail
