@@ -100,13 +100,13 @@ struct FutureRef {
 
 struct SpawnOptions {
   /// Shown in logs, errors and traces.
-  std::string name;
+  std::string name = {};
   /// Run beside the coordinator, with no time limit and never killed by
   /// --chaos-kill: the place for side effects that must happen once.
   bool on_coordinator = false;
   /// Futures that must resolve before the task starts (their values are not
   /// passed).
-  std::vector<FutureRef> awaits;
+  std::vector<FutureRef> awaits = {};
 };
 
 /// A bounded FIFO queue of T shared between tasks; a copyable handle that can

@@ -52,7 +52,7 @@ void LocalBackend::launch_worker(uint64_t worker_id, bool on_coordinator) {
     }).detach();
     return;
   }
-  procs_[pid] = Proc{worker_id, on_coordinator, std::nullopt, false};
+  procs_[pid] = Proc{worker_id, on_coordinator, std::nullopt, std::nullopt, false};
   pid_of_[worker_id] = pid;
   cv_.notify_all();
 }
@@ -69,11 +69,14 @@ void LocalBackend::invocation_started(uint64_t worker_id) {
   if (options_.time_limit > 0)
     p.kill_at = now + std::chrono::duration_cast<Clock::duration>(
                           std::chrono::duration<double>(options_.time_limit));
+  p.started = now;
   if (options_.chaos_kill > 0 &&
       std::uniform_real_distribution<>(0, 1)(rng_) < options_.chaos_kill) {
-    // A random moment of the invocation: within the time limit, and within
-    // a second so that short invocations are hit too.
-    double span = options_.time_limit > 0 ? std::min(options_.time_limit, 1.0) : 1.0;
+    // A random moment of the invocation. Its length is unknown in advance,
+    // so the moment is drawn within twice the mean invocation length seen so
+    // far (and within the time limit): most drawn kills land while it runs.
+    double span = std::max(0.001, 2 * mean_invocation_);
+    if (options_.time_limit > 0) span = std::min(span, options_.time_limit);
     auto at = now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
                         std::uniform_real_distribution<>(0, span)(rng_)));
     if (!p.kill_at || at < *p.kill_at) {
@@ -88,7 +91,13 @@ void LocalBackend::invocation_ended(uint64_t worker_id) {
   std::lock_guard lock(mu_);
   auto it = pid_of_.find(worker_id);
   if (it == pid_of_.end()) return;
-  procs_.at(it->second).kill_at.reset();
+  Proc& p = procs_.at(it->second);
+  p.kill_at.reset();
+  if (p.started) {
+    double seconds = std::chrono::duration<double>(Clock::now() - *p.started).count();
+    mean_invocation_ = mean_invocation_ == 0 ? seconds : 0.9 * mean_invocation_ + 0.1 * seconds;
+    p.started.reset();
+  }
 }
 
 void LocalBackend::kill_timer() {
@@ -135,7 +144,8 @@ void LocalBackend::reap() {
       if (stopping_) continue;
     }
     std::string why = WIFSIGNALED(status)
-                          ? std::string("killed by signal ") + strsignal(WTERMSIG(status))
+                          ? std::string("killed by SIG") + sigabbrev_np(WTERMSIG(status)) + " (" +
+                                strsignal(WTERMSIG(status)) + ")"
                           : "exited with status " + std::to_string(WEXITSTATUS(status));
     coordinator_->worker_exited(worker_id, why);
   }

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -53,6 +54,7 @@ class LocalBackend final : public Backend {
     uint64_t worker_id;
     bool on_coordinator;
     std::optional<Clock::time_point> kill_at;
+    std::optional<Clock::time_point> started;  // of the current invocation
     bool chaos = false;
   };
   void reap();
@@ -67,6 +69,7 @@ class LocalBackend final : public Backend {
   std::mt19937_64 rng_;
   bool stopping_ = false;
   uint64_t chaos_kills_ = 0;
+  double mean_invocation_ = 0;  // seconds, moving average of finished invocations
   std::thread reaper_, timer_;
 };
 

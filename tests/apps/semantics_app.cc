@@ -1,0 +1,238 @@
+// The reference implementation's semantic test programs, in C++. The event's
+// "program" picks one; the tests run each normally, under --chaos-kill and
+// with a short --time-limit, and check the exact result.
+#include <kappa/kappa.h>
+#include <kappa/spawn.h>
+
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using kappa::Future;
+using kappa::Queue;
+using kappa::Task;
+
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// ---- factorial of n modulo a large prime, a checkpoint every iteration
+constexpr uint64_t kPrime = 1'000'000'007;
+
+Task<uint64_t> factorial(uint64_t n) {
+  uint64_t acc = 1;
+  for (uint64_t i = 2; i <= n; ++i) {
+    acc = acc * i % kPrime;
+    co_await kappa::checkpoint();
+  }
+  co_return acc;
+}
+
+// ---- fib(n): every call spawns its two children
+Task<int64_t> fib(int n) {
+  if (n < 2) co_return n;
+  Future<int64_t> a = co_await kappa::spawn(fib, n - 1);
+  Future<int64_t> b = co_await kappa::spawn(fib, n - 2);
+  int64_t x = co_await a;
+  int64_t y = co_await b;
+  co_return x + y;
+}
+
+// ---- 1..n as a tree of additions whose arguments are futures
+int64_t leaf(int64_t v) { return v; }
+int64_t add(int64_t a, int64_t b) { return a + b; }
+
+Task<int64_t> tree_sum(int64_t n) {
+  std::vector<Future<int64_t>> level;
+  for (int64_t i = 1; i <= n; ++i) level.push_back(co_await kappa::spawn(leaf, i));
+  while (level.size() > 1) {
+    std::vector<Future<int64_t>> next;
+    for (size_t i = 0; i + 1 < level.size(); i += 2)
+      next.push_back(co_await kappa::spawn(add, level[i], level[i + 1]));  // dataflow
+    if (level.size() % 2) next.push_back(level.back());
+    level = std::move(next);
+  }
+  co_return co_await level[0];
+}
+
+// ---- sum of the first n odd numbers: map_spawn with a future extra argument
+Task<int64_t> slow_one(int millis) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(millis);
+  while (std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    co_await kappa::maybe_checkpoint();
+  }
+  co_return 1;
+}
+
+int64_t odd(int64_t i, int64_t one) { return 2 * i + one; }
+
+Task<int64_t> odd_sum(int64_t n) {
+  Future<int64_t> one = co_await kappa::spawn(slow_one, 300);
+  std::vector<int64_t> indices;
+  for (int64_t i = 0; i < n; ++i) indices.push_back(i);
+  auto futures = co_await kappa::map_spawn(odd, indices, one);
+  std::vector<int64_t> odds = co_await kappa::wait_all(futures);
+  int64_t sum = 0;
+  for (int64_t v : odds) sum += v;
+  co_return sum;
+}
+
+// ---- ping-pong through two queues
+Task<int> ponger(Queue<std::string> in, Queue<std::string> out, int rounds) {
+  for (int i = 0; i < rounds; ++i) {
+    std::string msg = co_await in.dequeue();
+    co_await out.enqueue(msg + "pong");
+  }
+  co_return rounds;
+}
+
+Task<nlohmann::json> ping_pong(uint64_t max_size, int rounds) {
+  Queue<std::string> q1 = co_await kappa::make_queue<std::string>(max_size);
+  Queue<std::string> q2 = co_await kappa::make_queue<std::string>(max_size);
+  Future<int> p = co_await kappa::spawn(ponger, q1, q2, rounds);
+  std::vector<std::string> replies;
+  for (int i = 0; i < rounds; ++i) {
+    co_await q1.enqueue("ping");
+    replies.push_back(co_await q2.dequeue());
+  }
+  co_await p;
+  co_return nlohmann::json(replies);
+}
+
+// ---- a work queue consumed by M workers; sums combined on the coordinator
+struct Tally {
+  int64_t sum = 0, count = 0;
+  template <class A>
+  void serialize(A& a) {
+    a(sum, count);
+  }
+};
+
+Task<Tally> consumer(Queue<int64_t> q) {
+  Tally t;
+  for (;;) {
+    int64_t v = co_await q.dequeue();
+    if (v < 0) break;  // sentinel
+    t.sum += v;
+    ++t.count;
+  }
+  co_return t;
+}
+
+Task<Tally> combine(std::vector<Future<Tally>> parts) {
+  std::vector<Tally> tallies = co_await kappa::wait_all(parts);
+  Tally total;
+  for (const Tally& t : tallies) {
+    total.sum += t.sum;
+    total.count += t.count;
+  }
+  co_return total;
+}
+
+Task<nlohmann::json> work_queue(int64_t n, int m) {
+  Queue<int64_t> q = co_await kappa::make_queue<int64_t>(4);
+  std::vector<Future<Tally>> parts;
+  for (int i = 0; i < m; ++i) parts.push_back(co_await kappa::spawn(consumer, q));
+  for (int64_t v = 0; v < n; ++v) co_await q.enqueue(v);
+  for (int i = 0; i < m; ++i) co_await q.enqueue(-1);
+  Future<Tally> total = co_await kappa::spawn(
+      kappa::SpawnOptions{.name = "combine", .on_coordinator = true}, combine, parts);
+  Tally t = co_await total;
+  co_return nlohmann::json{{"sum", t.sum}, {"count", t.count}};
+}
+
+// ---- spawn with awaits: the child starts after the awaited task finished
+Task<int64_t> finish_late(int millis) {
+  co_await kappa::spawn(slow_one, 0);  // a pause point before the sleep
+  std::this_thread::sleep_for(std::chrono::milliseconds(millis));
+  co_return now_us();
+}
+
+int64_t start_time() { return now_us(); }
+
+Task<nlohmann::json> awaits() {
+  Future<int64_t> first = co_await kappa::spawn(finish_late, 300);
+  // Built outside the co_await: GCC 12 rejects a braced list inside a
+  // co_await operand ("array used as initializer").
+  kappa::SpawnOptions after{.name = "after", .awaits = {first}};
+  Future<int64_t> second = co_await kappa::spawn(after, start_time);
+  int64_t ended = co_await first;
+  int64_t started = co_await second;
+  co_return nlohmann::json{{"ordered", started >= ended}, {"gap_us", started - ended}};
+}
+
+// ---- a loop much longer than the time limit, finished through checkpoints
+Task<uint64_t> long_loop(uint64_t iterations) {
+  uint64_t x = 1;
+  for (uint64_t i = 0; i < iterations; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    x ^= x >> 29;
+    if ((i & 1023) == 0) co_await kappa::maybe_checkpoint();
+  }
+  co_return x;
+}
+
+// ---- an exception in a child reaches the parent as TaskFailed
+int thrower(int v) {
+  if (v > 0) throw std::runtime_error("child says no to " + std::to_string(v));
+  return v;
+}
+
+Task<nlohmann::json> child_failure() {
+  Future<int> f = co_await kappa::spawn(kappa::SpawnOptions{.name = "thrower"}, thrower, 7);
+  try {
+    co_await f;
+  } catch (const kappa::TaskFailed& e) {
+    co_return nlohmann::json{{"caught", e.what()}};
+  }
+  co_return nlohmann::json{{"caught", nullptr}};
+}
+
+Task<nlohmann::json> uncaught_child_failure() {
+  Future<int> f = co_await kappa::spawn(kappa::SpawnOptions{.name = "thrower"}, thrower, 3);
+  co_return nlohmann::json(co_await f);
+}
+
+// ---- a child whose worker always crashes: the retry budget fails it
+int crash(int) {
+  std::abort();
+  return 0;
+}
+
+Task<nlohmann::json> crash_child() {
+  Future<int> f = co_await kappa::spawn(kappa::SpawnOptions{.name = "crasher"}, crash, 1);
+  try {
+    co_await f;
+  } catch (const kappa::TaskFailed& e) {
+    co_return nlohmann::json{{"caught", e.what()}};
+  }
+  co_return nlohmann::json{{"caught", nullptr}};
+}
+
+Task<nlohmann::json> handler(nlohmann::json e) {
+  std::string p = e.at("program");
+  if (p == "factorial") co_return co_await factorial(e.at("n"));
+  if (p == "fib") co_return co_await fib(e.at("n"));
+  if (p == "tree_sum") co_return co_await tree_sum(e.at("n"));
+  if (p == "odd_sum") co_return co_await odd_sum(e.at("n"));
+  if (p == "ping_pong") co_return co_await ping_pong(e.at("max_size"), e.at("rounds"));
+  if (p == "work_queue") co_return co_await work_queue(e.at("n"), e.at("m"));
+  if (p == "awaits") co_return co_await awaits();
+  if (p == "long_loop") co_return co_await long_loop(e.at("iterations"));
+  if (p == "child_failure") co_return co_await child_failure();
+  if (p == "uncaught_child_failure") co_return co_await uncaught_child_failure();
+  if (p == "crash_child") co_return co_await crash_child();
+  throw std::invalid_argument("unknown program " + p);
+}
+
+}  // namespace
+
+KAPPA_MAIN(handler)

@@ -1,0 +1,138 @@
+// The reference implementation's semantic test programs (semantics_app.cc),
+// each run end to end with `APP run`: normally, with --chaos-kill 0.3, and
+// with a --time-limit of one second. Every run must give the exact result.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "support/subprocess.h"
+
+namespace kappa::testing {
+namespace {
+
+struct Program {
+  std::string name;
+  nlohmann::json event;
+  nlohmann::json expected;
+};
+
+uint64_t factorial_mod(uint64_t n) {
+  uint64_t acc = 1;
+  for (uint64_t i = 2; i <= n; ++i) acc = acc * i % 1'000'000'007;
+  return acc;
+}
+
+int64_t fib(int n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }
+
+uint64_t long_loop(uint64_t iterations) {
+  uint64_t x = 1;
+  for (uint64_t i = 0; i < iterations; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    x ^= x >> 29;
+  }
+  return x;
+}
+
+// About five seconds of work here: five times the one-second time limit.
+constexpr uint64_t kLongLoop = 3'000'000'000;
+
+std::vector<Program> programs() {
+  return {
+      {"factorial", {{"program", "factorial"}, {"n", 20000}}, factorial_mod(20000)},
+      {"fib", {{"program", "fib"}, {"n", 10}}, fib(10)},
+      {"tree_sum", {{"program", "tree_sum"}, {"n", 32}}, 32 * 33 / 2},
+      {"odd_sum", {{"program", "odd_sum"}, {"n", 50}}, 50 * 50},
+      {"ping_pong_rendezvous",
+       {{"program", "ping_pong"}, {"max_size", 0}, {"rounds", 5}},
+       std::vector<std::string>(5, "pingpong")},
+      {"ping_pong_bounded",
+       {{"program", "ping_pong"}, {"max_size", 1}, {"rounds", 5}},
+       std::vector<std::string>(5, "pingpong")},
+      {"work_queue",
+       {{"program", "work_queue"}, {"n", 200}, {"m", 4}},
+       {{"sum", 200 * 199 / 2}, {"count", 200}}},
+      {"long_loop", {{"program", "long_loop"}, {"iterations", kLongLoop}}, long_loop(kLongLoop)},
+  };
+}
+
+struct Mode {
+  std::string name;
+  std::vector<std::string> args;
+};
+
+std::vector<Mode> modes() {
+  return {
+      {"normal", {}}, {"chaos", {"--chaos-kill", "0.3"}}, {"time_limit", {"--time-limit", "1"}}};
+}
+
+class Semantics : public ::testing::TestWithParam<std::tuple<Program, Mode>> {};
+
+TEST_P(Semantics, ExactResult) {
+  const auto& [program, mode] = GetParam();
+  std::vector<std::string> argv = {SEMANTICS_APP, "run", "--event", program.event.dump()};
+  argv.insert(argv.end(), mode.args.begin(), mode.args.end());
+  ProcessResult r = run_process(argv);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), program.expected) << r.err;
+}
+
+TEST_P(Semantics, AwaitsStartsAfterTheAwaitedTask) {
+  const auto& mode = std::get<1>(GetParam());
+  if (std::get<0>(GetParam()).name != "fib") return;  // once per mode
+  std::vector<std::string> argv = {SEMANTICS_APP, "run", "--event", R"({"program":"awaits"})"};
+  argv.insert(argv.end(), mode.args.begin(), mode.args.end());
+  ProcessResult r = run_process(argv);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).value("ordered", false), true) << r.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Programs, Semantics,
+                         ::testing::Combine(::testing::ValuesIn(programs()),
+                                            ::testing::ValuesIn(modes())),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" + std::get<1>(info.param).name;
+                         });
+
+TEST(Failures, ChildExceptionReachesTheParentAsTaskFailed) {
+  ProcessResult r =
+      run_process({SEMANTICS_APP, "run", "--event", R"({"program":"child_failure"})"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).value("caught", ""),
+            "task 2 (thrower) failed: child says no to 7");
+}
+
+TEST(Failures, UncaughtFailureFailsTheJobNamingTheTask) {
+  ProcessResult r =
+      run_process({SEMANTICS_APP, "run", "--event", R"({"program":"uncaught_child_failure"})"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("task 1 (handler) failed: task 2 (thrower) failed: child says no to 3"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST(Failures, ACrashingTaskExhaustsItsRetryBudget) {
+  ProcessResult r = run_process(
+      {SEMANTICS_APP, "run", "--event", R"({"program":"crash_child"})", "--max-failures", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string caught = nlohmann::json::parse(r.out).value("caught", "");
+  EXPECT_NE(caught.find("task 2 (crasher) failed: its worker died 3 times in a row"),
+            std::string::npos)
+      << caught;
+  EXPECT_NE(caught.find("SIGABRT"), std::string::npos) << caught;
+}
+
+TEST(RunCommandLine, MalformedEventAndUnknownOption) {
+  ProcessResult bad = run_process({SEMANTICS_APP, "run", "--event", "{oops"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("malformed JSON"), std::string::npos) << bad.err;
+  ProcessResult unknown = run_process({SEMANTICS_APP, "run", "--frobnicate"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("--frobnicate"), std::string::npos) << unknown.err;
+  ProcessResult backend = run_process({SEMANTICS_APP, "run", "--backend", "mainframe"});
+  EXPECT_EQ(backend.exit_code, 1);
+  EXPECT_NE(backend.err.find("backend 'mainframe' is not available"), std::string::npos)
+      << backend.err;
+}
+
+}  // namespace
+}  // namespace kappa::testing
