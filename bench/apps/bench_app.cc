@@ -1,0 +1,113 @@
+// Whole-job benchmarks of the coordinator and the local backend (issue 3's
+// goals). The event's "bench" picks a workload; the handler measures it from
+// inside the job and returns the figures as JSON. Run through
+// bench/run_app_bench.sh, which also records peak RSS and the peer figures.
+#include <kappa/kappa.h>
+#include <kappa/spawn.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace {
+
+using kappa::Future;
+using kappa::Task;
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+int64_t trivial(int64_t x) { return x; }
+
+// Sequential spawn + wait of a trivial task.
+Task<nlohmann::json> seq_spawn_wait(int n) {
+  std::vector<double> samples;
+  for (int i = 0; i < n; ++i) {
+    double t0 = now_s();
+    Future<int64_t> f = co_await kappa::spawn(trivial, int64_t(i));
+    co_await f;
+    samples.push_back((now_s() - t0) * 1e3);
+  }
+  co_return nlohmann::json{{"median_ms", median(samples)}, {"n", n}};
+}
+
+// Throughput of trivial tasks: map_spawn n of them, wait for all.
+Task<nlohmann::json> spawn_throughput(int n) {
+  std::vector<int64_t> xs(n);
+  for (int i = 0; i < n; ++i) xs[i] = i;
+  double t0 = now_s();
+  auto fs = co_await kappa::map_spawn(trivial, xs);
+  auto vs = co_await kappa::wait_all(fs);
+  double dt = now_s() - t0;
+  co_return nlohmann::json{{"tasks_per_s", n / dt}, {"n", n}, {"seconds", dt}, {"check", vs.back()}};
+}
+
+// Queue round trip: the handler enqueues, an echo task dequeues and enqueues back.
+Task<int> echo(kappa::Queue<std::string> in, kappa::Queue<std::string> out, int n) {
+  for (int i = 0; i < n; ++i) co_await out.enqueue(co_await in.dequeue());
+  co_return n;
+}
+
+Task<nlohmann::json> queue_rtt(int n, size_t bytes) {
+  auto q1 = co_await kappa::make_queue<std::string>(1);
+  auto q2 = co_await kappa::make_queue<std::string>(1);
+  auto done = co_await kappa::spawn(echo, q1, q2, n);
+  std::string msg(bytes, 'x');
+  std::vector<double> samples;
+  for (int i = 0; i < n; ++i) {
+    double t0 = now_s();
+    co_await q1.enqueue(msg);
+    std::string back = co_await q2.dequeue();
+    samples.push_back((now_s() - t0) * 1e3);
+    if (back.size() != bytes) throw std::runtime_error("echo lost bytes");
+  }
+  co_await done;
+  co_return nlohmann::json{{"median_ms", median(samples)}, {"n", n}, {"bytes", bytes}};
+}
+
+// n checkpoints in a loop.
+Task<nlohmann::json> checkpoint_loop(int n) {
+  double t0 = now_s();
+  int64_t x = 0;
+  for (int i = 0; i < n; ++i) {
+    x += i;
+    co_await kappa::checkpoint();
+  }
+  double dt = now_s() - t0;
+  co_return nlohmann::json{{"seconds", dt}, {"n", n}, {"check", x}};
+}
+
+Task<int64_t> fib(int n) {
+  if (n < 2) co_return n;
+  Future<int64_t> a = co_await kappa::spawn(fib, n - 1);
+  Future<int64_t> b = co_await kappa::spawn(fib, n - 2);
+  int64_t x = co_await a;
+  co_return x + co_await b;
+}
+
+Task<nlohmann::json> fib_bench(int n) {
+  double t0 = now_s();
+  int64_t v = co_await fib(n);
+  co_return nlohmann::json{{"seconds", now_s() - t0}, {"value", v}};
+}
+
+Task<nlohmann::json> handler(nlohmann::json e) {
+  std::string b = e.at("bench");
+  if (b == "seq_spawn_wait") co_return co_await seq_spawn_wait(e.value("n", 200));
+  if (b == "spawn_throughput") co_return co_await spawn_throughput(e.value("n", 2000));
+  if (b == "queue_rtt") co_return co_await queue_rtt(e.value("n", 200), e.value("bytes", 0));
+  if (b == "checkpoint_loop") co_return co_await checkpoint_loop(e.value("n", 1000));
+  if (b == "fib") co_return co_await fib_bench(e.value("n", 15));
+  throw std::invalid_argument("unknown bench " + b);
+}
+
+}  // namespace
+
+KAPPA_MAIN(handler)
