@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config git
+  build-essential clang-16 cmake ninja-build pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
   libcereal-dev nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   libzstd-dev liblz4-dev libxxhash-dev libssl-dev

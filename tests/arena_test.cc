@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "runtime/checkpoint_image.h"
+#include "kappa/serialize.h"
 #include "runtime/key.h"
 
 namespace kappa::detail {
@@ -241,6 +242,55 @@ TEST(ArenaStress, RandomAllocFreeSurvivesSnapshotAndRestore) {
   }
   EXPECT_GT(next_id, 5000u);
   Arena::destroy(arena);
+}
+
+}  // namespace
+}  // namespace kappa::detail
+
+namespace kappa::detail {
+namespace {
+
+// Containers built and decoded inside an arena stay intact (a regression
+// test: a large std::map decoded by cereal inside a task came out corrupt).
+TEST_F(ArenaTest, LargeDecodedMapInsideTheArena) {
+  std::map<std::string, uint64_t> source;
+  for (int i = 0; i < 50000; ++i) source["word-" + std::to_string(i * 7919 % 100003)] = i;
+  std::string bytes = encode(source);
+  ArenaScope scope(arena);
+  auto decoded = std::make_unique<std::map<std::string, uint64_t>>(
+      decode<std::map<std::string, uint64_t>>(bytes));
+  uint64_t n = 0;
+  for (const auto& entry : *decoded) n += entry.second;
+  uint64_t expected = 0;
+  for (const auto& entry : source) expected += entry.second;
+  EXPECT_EQ(n, expected);
+  EXPECT_EQ(*decoded, source);
+}
+
+}  // namespace
+}  // namespace kappa::detail
+
+namespace kappa::detail {
+namespace {
+
+TEST_F(ArenaTest, GrowingVectorBesideALargeMap) {
+  std::map<std::string, uint64_t> source;
+  for (int i = 0; i < 11388; ++i) source["w" + std::to_string(i * 7919 % 100003)] = i;
+  std::string bytes = encode(std::vector<std::map<std::string, uint64_t>>{source});
+  ArenaScope scope(arena);
+  auto tables = decode<std::vector<std::map<std::string, uint64_t>>>(bytes);
+  std::vector<std::pair<std::string, uint64_t>> all;
+  uint64_t total = 0;
+  for (const auto& t : tables)
+    for (const auto& e : t) {
+      all.emplace_back(e.first, e.second);
+      total += e.second;
+    }
+  EXPECT_EQ(all.size(), source.size());
+  uint64_t expected = 0;
+  for (const auto& e : source) expected += e.second;
+  EXPECT_EQ(total, expected);
+  EXPECT_EQ(tables[0], source);
 }
 
 }  // namespace

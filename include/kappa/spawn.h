@@ -193,11 +193,16 @@ Task<std::string> trampoline(uintptr_t fn, std::vector<std::string> args) {
   auto f = reinterpret_cast<Fn>(fn);
   auto params = decode_args<Fn, P...>(args, std::index_sequence_for<P...>{});
   if constexpr (traits::is_task) {
+    // The task is a named local, never a temporary inside the co_await
+    // expression: GCC 12 can destroy such a temporary (and free the child's
+    // frame) while the child is still suspended.
+    typename traits::returned task = std::apply(f, std::move(params));
     if constexpr (std::is_void_v<typename traits::value>) {
-      co_await std::apply(f, std::move(params));
+      co_await task;
       co_return std::string();
     } else {
-      co_return encode(co_await std::apply(f, std::move(params)));
+      auto value = co_await task;
+      co_return encode(value);
     }
   } else {
     if constexpr (std::is_void_v<typename traits::value>) {

@@ -33,7 +33,7 @@ class TaskPromiseBase {
   // Frames go through the replaced global operator new, which places them in
   // the current task arena (or on the normal heap outside tasks).
   static void* operator new(std::size_t n) { return ::operator new(n); }
-  static void operator delete(void* p, std::size_t n) noexcept { ::operator delete(p, n); }
+  static void operator delete(void* p) noexcept { ::operator delete(p); }
 
   std::suspend_always initial_suspend() noexcept { return {}; }
 

@@ -270,6 +270,11 @@ void Coordinator::end_invocation(uint64_t worker_id) {
 
 AssignmentInfo Coordinator::next(uint64_t worker_id) {
   std::unique_lock lock(mu_);
+  AssignmentInfo a;
+  if (dead_.count(worker_id)) {  // already reported dead: never hand it work
+    a.kind = AssignmentInfo::Kind::kShutdown;
+    return a;
+  }
   WorkerRecord& w = workers_[worker_id];
   w.started = true;
   if (w.task) lose_task(worker_id, "the worker asked for new work while running a task");
@@ -279,8 +284,11 @@ AssignmentInfo Coordinator::next(uint64_t worker_id) {
   while (!shutdown_ && ready.empty()) {
     if (work_cv_.wait_until(lock, deadline) == std::cv_status::timeout) break;
   }
+  if (dead_.count(worker_id)) {  // died (or its session closed) while waiting
+    a.kind = AssignmentInfo::Kind::kShutdown;
+    return a;
+  }
   w.idle = false;
-  AssignmentInfo a;
   if (shutdown_) {
     a.kind = AssignmentInfo::Kind::kShutdown;
     return a;
@@ -409,9 +417,11 @@ void Coordinator::lose_task(uint64_t worker_id, const std::string& why) {
 
 void Coordinator::worker_exited(uint64_t worker_id, const std::string& why) {
   std::lock_guard lock(mu_);
+  if (!dead_.insert(worker_id).second) return;  // reported already
   lose_task(worker_id, why);
   workers_.erase(worker_id);
   schedule();
+  work_cv_.notify_all();  // a next() of this worker may be waiting
 }
 
 JobOutcome Coordinator::wait_job(std::optional<std::chrono::milliseconds> timeout) {

@@ -115,7 +115,9 @@ class Coordinator {
   /// The task returned (failed == false) or threw.
   void finish(uint64_t worker_id, uint64_t task_id, bool failed, std::string result,
               std::string error);
-  /// The backend saw the worker process end (crash, SIGKILL, time limit).
+  /// The worker is gone: the backend saw its process end (crash, SIGKILL,
+  /// time limit), or its session closed. Its task restarts elsewhere; the
+  /// worker is never given work again. Idempotent.
   void worker_exited(uint64_t worker_id, const std::string& why);
 
   /// Waits until the root task has finished (or `timeout` passed).
@@ -187,6 +189,7 @@ class Coordinator {
   std::map<uint64_t, TaskRecord> tasks_;
   std::map<uint64_t, QueueRecord> queues_;
   std::map<uint64_t, WorkerRecord> workers_;
+  std::set<uint64_t> dead_;  // workers reported dead or disconnected
   std::deque<uint64_t> ready_[2];  // [0]: normal, [1]: on_coordinator
   uint64_t next_task_ = 1, next_queue_ = 1, next_worker_ = 1;
   bool shutdown_ = false;

@@ -10,48 +10,63 @@
 namespace kappa::detail {
 namespace {
 
-grpc::Status unauthenticated() {
-  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad job token");
+void to_proto(AssignmentInfo a, rpc::Assignment* out) {
+  out->set_kind(static_cast<rpc::Assignment::Kind>(a.kind));
+  out->set_task_id(a.task_id);
+  out->set_fn(a.fn);
+  out->set_trampoline(a.trampoline);
+  for (std::string& arg : a.args) out->add_args(std::move(arg));
+  out->set_image_key(a.image_key);
+  out->set_seqno(a.seqno);
+  out->set_reply(std::move(a.reply));
+  out->set_error(a.error);
+  out->set_time_left(a.time_left);
+  out->set_name(a.name);
 }
 
 class Service final : public rpc::Coordinator::Service {
  public:
   Service(Coordinator* c, std::string token) : c_(c), token_(std::move(token)) {}
 
-  grpc::Status Next(grpc::ServerContext*, const rpc::NextRequest* req,
-                    rpc::Assignment* out) override {
-    if (req->token() != token_) return unauthenticated();
-    AssignmentInfo a = c_->next(req->worker_id());
-    out->set_kind(static_cast<rpc::Assignment::Kind>(a.kind));
-    out->set_task_id(a.task_id);
-    out->set_fn(a.fn);
-    out->set_trampoline(a.trampoline);
-    for (std::string& arg : a.args) out->add_args(std::move(arg));
-    out->set_image_key(a.image_key);
-    out->set_seqno(a.seqno);
-    out->set_reply(std::move(a.reply));
-    out->set_error(a.error);
-    out->set_time_left(a.time_left);
-    out->set_name(a.name);
-    return grpc::Status::OK;
-  }
-
-  grpc::Status Call(grpc::ServerContext*, const rpc::CallRequest* req,
-                    rpc::CallReply* out) override {
-    if (req->token() != token_) return unauthenticated();
-    CallInfo info{req->worker_id(), req->task_id(), req->seqno(),
-                  req->image_key(), Op(req->op()),  req->request()};
-    CallOutcome o = c_->call(info);
-    out->set_kind(static_cast<rpc::CallReply::Kind>(o.kind));
-    out->set_reply(std::move(o.reply));
-    out->set_error(o.error);
-    return grpc::Status::OK;
-  }
-
-  grpc::Status Finish(grpc::ServerContext*, const rpc::FinishRequest* req,
-                      rpc::FinishReply*) override {
-    if (req->token() != token_) return unauthenticated();
-    c_->finish(req->worker_id(), req->task_id(), req->failed(), req->result(), req->error());
+  // One worker's session: strictly alternating request and reply.
+  grpc::Status Session(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<rpc::CoordinatorMessage, rpc::WorkerMessage>* stream) override {
+    rpc::WorkerMessage in;
+    if (!stream->Read(&in)) return grpc::Status::OK;
+    if (in.token() != token_)
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad job token");
+    const uint64_t worker = in.worker_id();
+    do {
+      rpc::CoordinatorMessage out;
+      switch (in.body_case()) {
+        case rpc::WorkerMessage::kNext:
+          to_proto(c_->next(worker), out.mutable_assignment());
+          break;
+        case rpc::WorkerMessage::kCall: {
+          const rpc::CallRequest& req = in.call();
+          CallInfo info{worker,           req.task_id(),  req.seqno(),
+                        req.image_key(),  Op(req.op()),   req.request()};
+          CallOutcome o = c_->call(info);
+          rpc::CallReply* rep = out.mutable_reply();
+          rep->set_kind(static_cast<rpc::CallReply::Kind>(o.kind));
+          rep->set_reply(std::move(o.reply));
+          rep->set_error(o.error);
+          break;
+        }
+        case rpc::WorkerMessage::kFinish: {
+          const rpc::FinishRequest& req = in.finish();
+          c_->finish(worker, req.task_id(), req.failed(), req.result(), req.error());
+          out.mutable_finished();
+          break;
+        }
+        default:
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty message");
+      }
+      if (!stream->Write(out)) break;
+    } while (stream->Read(&in));
+    // The session is over: whatever the worker was running restarts elsewhere.
+    c_->worker_exited(worker, "its session with the coordinator closed");
     return grpc::Status::OK;
   }
 
@@ -93,23 +108,25 @@ void CoordinatorServer::stop() {
 
 struct CoordinatorClient::Impl {
   std::unique_ptr<rpc::Coordinator::Stub> stub;
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<rpc::WorkerMessage, rpc::CoordinatorMessage>> stream;
   std::string token;
   uint64_t worker_id;
+  bool first = true;
 
-  // Retries UNAVAILABLE for up to ~5 s: the coordinator may be starting.
-  template <class Req, class Rep, class Fn>
-  void invoke(const char* what, const Req& req, Rep* rep, Fn fn) {
-    grpc::Status st;
-    for (int attempt = 0; attempt < 50; ++attempt) {
-      grpc::ClientContext ctx;
-      ctx.set_wait_for_ready(true);
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-      st = (stub.get()->*fn)(&ctx, req, rep);
-      if (st.ok()) return;
-      if (st.error_code() != grpc::StatusCode::UNAVAILABLE) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  rpc::CoordinatorMessage exchange(rpc::WorkerMessage& msg, const char* what) {
+    if (first) {
+      msg.set_token(token);
+      msg.set_worker_id(worker_id);
+      first = false;
     }
-    throw Error(std::string("coordinator ") + what + " failed: " + st.error_message());
+    rpc::CoordinatorMessage reply;
+    if (!stream->Write(msg) || !stream->Read(&reply)) {
+      grpc::Status st = stream->Finish();
+      throw Error(std::string("coordinator ") + what + " failed: " +
+                  (st.ok() ? "the coordinator closed the session" : st.error_message()));
+    }
+    return reply;
   }
 };
 
@@ -123,16 +140,22 @@ CoordinatorClient::CoordinatorClient(const std::string& address, std::string tok
       grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
   impl_->token = std::move(token);
   impl_->worker_id = worker_id;
+  impl_->ctx.set_wait_for_ready(true);  // no deadline: the session lasts as long as the worker
+  impl_->stream = impl_->stub->Session(&impl_->ctx);
 }
 
-CoordinatorClient::~CoordinatorClient() = default;
+CoordinatorClient::~CoordinatorClient() {
+  if (impl_->stream) {
+    impl_->stream->WritesDone();
+    impl_->ctx.TryCancel();
+  }
+}
 
 AssignmentInfo CoordinatorClient::next() {
-  rpc::NextRequest req;
-  req.set_token(impl_->token);
-  req.set_worker_id(impl_->worker_id);
-  rpc::Assignment rep;
-  impl_->invoke("Next", req, &rep, &rpc::Coordinator::Stub::Next);
+  rpc::WorkerMessage msg;
+  msg.mutable_next();
+  rpc::CoordinatorMessage reply = impl_->exchange(msg, "Next");
+  const rpc::Assignment& rep = reply.assignment();
   AssignmentInfo a;
   a.kind = static_cast<AssignmentInfo::Kind>(rep.kind());
   a.task_id = rep.task_id();
@@ -149,31 +172,28 @@ AssignmentInfo CoordinatorClient::next() {
 }
 
 CallOutcome CoordinatorClient::call(const CallInfo& info) {
-  rpc::CallRequest req;
-  req.set_token(impl_->token);
-  req.set_worker_id(impl_->worker_id);
-  req.set_task_id(info.task_id);
-  req.set_seqno(info.seqno);
-  req.set_image_key(info.image_key);
-  req.set_op(uint32_t(info.op));
-  req.set_request(info.request);
-  rpc::CallReply rep;
-  impl_->invoke("Call", req, &rep, &rpc::Coordinator::Stub::Call);
+  rpc::WorkerMessage msg;
+  rpc::CallRequest* req = msg.mutable_call();
+  req->set_task_id(info.task_id);
+  req->set_seqno(info.seqno);
+  req->set_image_key(info.image_key);
+  req->set_op(uint32_t(info.op));
+  req->set_request(info.request);
+  rpc::CoordinatorMessage reply = impl_->exchange(msg, "Call");
+  const rpc::CallReply& rep = reply.reply();
   return {static_cast<CallOutcome::Kind>(rep.kind()), rep.reply(), rep.error()};
 }
 
 void CoordinatorClient::finish(uint64_t task_id, uint64_t seqno, bool failed,
                                const std::string& result, const std::string& error) {
-  rpc::FinishRequest req;
-  req.set_token(impl_->token);
-  req.set_worker_id(impl_->worker_id);
-  req.set_task_id(task_id);
-  req.set_seqno(seqno);
-  req.set_failed(failed);
-  req.set_result(result);
-  req.set_error(error);
-  rpc::FinishReply rep;
-  impl_->invoke("Finish", req, &rep, &rpc::Coordinator::Stub::Finish);
+  rpc::WorkerMessage msg;
+  rpc::FinishRequest* req = msg.mutable_finish();
+  req->set_task_id(task_id);
+  req->set_seqno(seqno);
+  req->set_failed(failed);
+  req->set_result(result);
+  req->set_error(error);
+  impl_->exchange(msg, "Finish");
 }
 
 }  // namespace kappa::detail

@@ -1,5 +1,9 @@
 #include "runtime/worker.h"
 
+#include <execinfo.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -126,8 +130,27 @@ class Worker {
 
 }  // namespace
 
+namespace {
+// A worker that crashes says where, in its log, before dying of the signal.
+void on_fatal_signal(int sig) {
+  char msg[64];
+  int n = std::snprintf(msg, sizeof msg, "kappa worker: fatal signal %d; backtrace:\n", sig);
+  ssize_t ignored = write(STDERR_FILENO, msg, size_t(n));
+  (void)ignored;
+  void* frames[64];
+  backtrace_symbols_fd(frames, backtrace(frames, 64), STDERR_FILENO);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+}  // namespace
+
 int run_worker(const WorkerOptions& options) {
   runtime_init();
+  {
+    void* warm[1];
+    backtrace(warm, 1);  // loads libgcc now, not inside the signal handler
+  }
+  for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE}) signal(sig, on_fatal_signal);
   try {
     return Worker(options).run();
   } catch (const std::exception& e) {
