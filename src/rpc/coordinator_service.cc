@@ -26,7 +26,8 @@ void to_proto(AssignmentInfo a, rpc::Assignment* out) {
 
 class Service final : public rpc::Coordinator::Service {
  public:
-  Service(Coordinator* c, std::string token) : c_(c), token_(std::move(token)) {}
+  Service(Coordinator* c, std::string token, bool report_closed_sessions)
+      : c_(c), token_(std::move(token)), report_closed_sessions_(report_closed_sessions) {}
 
   // One worker's session: strictly alternating request and reply.
   grpc::Status Session(
@@ -45,8 +46,8 @@ class Service final : public rpc::Coordinator::Service {
           break;
         case rpc::WorkerMessage::kCall: {
           const rpc::CallRequest& req = in.call();
-          CallInfo info{worker,           req.task_id(),  req.seqno(),
-                        req.image_key(),  Op(req.op()),   req.request()};
+          CallInfo info{worker,          req.task_id(), req.seqno(),
+                        req.image_key(), Op(req.op()),  req.request()};
           CallOutcome o = c_->call(info);
           rpc::CallReply* rep = out.mutable_reply();
           rep->set_kind(static_cast<rpc::CallReply::Kind>(o.kind));
@@ -65,14 +66,18 @@ class Service final : public rpc::Coordinator::Service {
       }
       if (!stream->Write(out)) break;
     } while (stream->Read(&in));
-    // The session is over: whatever the worker was running restarts elsewhere.
-    c_->worker_exited(worker, "its session with the coordinator closed");
+    // The session is over: whatever the worker was running restarts
+    // elsewhere. Backends that watch their workers report deaths themselves,
+    // with the cause (a signal, an exit status); this is for those that can't.
+    if (report_closed_sessions_)
+      c_->worker_exited(worker, "its session with the coordinator closed");
     return grpc::Status::OK;
   }
 
  private:
   Coordinator* c_;
   std::string token_;
+  bool report_closed_sessions_;
 };
 
 }  // namespace
@@ -83,9 +88,9 @@ struct CoordinatorServer::Impl {
 };
 
 CoordinatorServer::CoordinatorServer(Coordinator* coordinator, const std::string& listen,
-                                     std::string token)
+                                     std::string token, bool report_closed_sessions)
     : impl_(std::make_unique<Impl>()) {
-  impl_->service = std::make_unique<Service>(coordinator, std::move(token));
+  impl_->service = std::make_unique<Service>(coordinator, std::move(token), report_closed_sessions);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);

@@ -9,10 +9,13 @@
 namespace kappa::detail {
 
 /// Serves `coordinator` over gRPC on `listen` ("127.0.0.1:0" picks a port).
-/// Every request must carry `token`.
+/// Every session must start with `token`. With report_closed_sessions, a
+/// session that ends counts as its worker's death (for backends that cannot
+/// watch their workers' processes).
 class CoordinatorServer {
  public:
-  CoordinatorServer(Coordinator* coordinator, const std::string& listen, std::string token);
+  CoordinatorServer(Coordinator* coordinator, const std::string& listen, std::string token,
+                    bool report_closed_sessions = false);
   ~CoordinatorServer();
   /// The address workers connect to ("127.0.0.1:PORT").
   const std::string& address() const { return address_; }

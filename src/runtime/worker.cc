@@ -6,7 +6,12 @@
 
 #include <chrono>
 #include <cinttypes>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
 
 #include "kappa/pause.h"
 #include "rpc/coordinator_service.h"
@@ -26,13 +31,115 @@ std::string image_key(uint64_t task, uint64_t seqno) {
   return key;
 }
 
+// Persists checkpoint images and reports plain checkpoint() calls on a
+// background thread, so that the task goes on computing meanwhile (DESIGN.md
+// section 4: asynchronous checkpoints). At most one such call is queued: a
+// newer checkpoint replaces a queued one that has not started (only the
+// latest state matters; the coordinator accepts a skipped seqno). Every other
+// call waits for the uplink to drain first, so calls reach the coordinator in
+// seqno order and only one thread uses the session at a time.
+class Uplink {
+ public:
+  Uplink(CoordinatorClient& client, CheckpointStore& store)
+      : client_(client), store_(store), thread_([this] { run(); }) {}
+  ~Uplink() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  /// A buffer to capture the next image into.
+  std::unique_ptr<ImageBuffer> buffer() {
+    std::lock_guard lock(mu_);
+    if (spare_.empty()) return std::make_unique<ImageBuffer>();
+    auto b = std::move(spare_.back());
+    spare_.pop_back();
+    return b;
+  }
+
+  void post(CallInfo info, std::unique_ptr<ImageBuffer> image) {
+    std::lock_guard lock(mu_);
+    if (queued_) spare_.push_back(std::move(queued_->image));  // superseded
+    queued_ = Job{std::move(info), std::move(image)};
+    cv_.notify_all();
+  }
+
+  /// Waits until everything posted has been stored and acknowledged. Returns
+  /// false if the coordinator abandoned the task meanwhile (it runs
+  /// elsewhere now) or the uplink failed; then `error` says why.
+  bool drain(std::string* error) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !queued_ && !busy_; });
+    if (error) *error = error_;
+    return !abandoned_ && error_.empty();
+  }
+
+  /// Returns a buffer the caller used itself.
+  void post_back(std::unique_ptr<ImageBuffer> image) {
+    std::lock_guard lock(mu_);
+    spare_.push_back(std::move(image));
+  }
+
+  void reset() {
+    std::lock_guard lock(mu_);
+    abandoned_ = false;
+    error_.clear();
+  }
+
+ private:
+  struct Job {
+    CallInfo info;
+    std::unique_ptr<ImageBuffer> image;
+  };
+
+  void run() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || queued_; });
+      if (stop_) return;
+      Job job = std::move(*queued_);
+      queued_.reset();
+      busy_ = true;
+      lock.unlock();
+      std::string error;
+      bool abandoned = false;
+      try {
+        store_.put(job.info.image_key, job.image->view());
+        abandoned = client_.call(job.info).kind != CallOutcome::Kind::kResult;
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      lock.lock();
+      spare_.push_back(std::move(job.image));
+      abandoned_ = abandoned_ || abandoned;
+      if (error_.empty()) error_ = error;
+      busy_ = false;
+      cv_.notify_all();
+    }
+  }
+
+  CoordinatorClient& client_;
+  CheckpointStore& store_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<Job> queued_;
+  std::vector<std::unique_ptr<ImageBuffer>> spare_;
+  bool busy_ = false, stop_ = false, abandoned_ = false;
+  std::string error_;
+  std::thread thread_;
+};
+
 class Worker {
  public:
   explicit Worker(const WorkerOptions& o)
       : options_(o),
         client_(o.coordinator, o.token, o.worker_id),
         store_(open_store(o.store_url)),
-        key_(load_key()) {}
+        key_(load_key()),
+        uplink_(client_, *store_) {}
 
   int run() {
     for (;;) {
@@ -83,18 +190,19 @@ class Worker {
 
   void run_task(uint64_t task_id, Arena* arena, std::optional<Clock::time_point> deadline,
                 std::chrono::duration<double> margin) {
+    uplink_.reset();
     for (;;) {
       bool done;
       try {
         done = resume_task(arena);
       } catch (const std::exception& e) {
         discard_task(arena);
-        client_.finish(task_id, 0, true, {}, e.what());
+        if (uplink_.drain(nullptr)) client_.finish(task_id, 0, true, {}, e.what());
         return;
       }
       if (done) {
         TaskOutcome out = finish_task(arena);
-        client_.finish(task_id, 0, out.failed, out.value, out.error);
+        if (uplink_.drain(nullptr)) client_.finish(task_id, 0, out.failed, out.value, out.error);
         return;
       }
       PendingCall& call = pending_call(arena);
@@ -106,12 +214,30 @@ class Worker {
       info.image_key = image_key(task_id, t.seqno);
       info.op = call.op;
       info.request = call.request;  // copied out of the arena
-      if (info.op == Op::kCheckpoint && deadline &&
-          Clock::now() >= *deadline - std::chrono::duration_cast<Clock::duration>(margin))
-        info.op = Op::kYield;
-      write_image(*arena, options_.codec, key_, buffer_);
-      store_->put(info.image_key, buffer_.view());
-      if (call.op == Op::kCheckpoint) CheckpointClock::checkpoint_taken();
+      bool near_deadline =
+          deadline &&
+          Clock::now() >= *deadline - std::chrono::duration_cast<Clock::duration>(margin);
+      std::unique_ptr<ImageBuffer> image = uplink_.buffer();
+      write_image(*arena, options_.codec, key_, *image);
+      if (info.op == Op::kCheckpoint && !near_deadline) {
+        // Asynchronous: the task goes on while the image is stored and reported.
+        CheckpointClock::checkpoint_taken();
+        uplink_.post(std::move(info), std::move(image));
+        deliver(arena, {}, {});
+        continue;
+      }
+      if (info.op == Op::kCheckpoint) {
+        info.op = Op::kYield;  // hand the task to a fresh invocation
+        CheckpointClock::checkpoint_taken();
+      }
+      std::string why;
+      if (!uplink_.drain(&why)) {  // abandoned, or the uplink failed
+        if (!why.empty()) std::fprintf(stderr, "kappa worker: %s\n", why.c_str());
+        discard_task(arena);
+        return;
+      }
+      store_->put(info.image_key, image->view());
+      uplink_.post_back(std::move(image));
       CallOutcome o = client_.call(info);
       if (o.kind != CallOutcome::Kind::kResult) {
         discard_task(arena);
@@ -125,7 +251,7 @@ class Worker {
   CoordinatorClient client_;
   std::unique_ptr<CheckpointStore> store_;
   std::string key_;
-  ImageBuffer buffer_;
+  Uplink uplink_;  // after client_ and store_, which it uses
 };
 
 }  // namespace
