@@ -1,0 +1,174 @@
+// The coordinator's state machine, driven directly: no processes, no gRPC.
+// A fake backend records what the coordinator asks of the platform.
+#include "coordinator/coordinator.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace kappa::detail {
+namespace {
+
+class FakeBackend : public Backend {
+ public:
+  void launch_worker(uint64_t id, bool on_coordinator) override {
+    launched.push_back({id, on_coordinator});
+  }
+  void invocation_started(uint64_t id) override { started.push_back(id); }
+  void invocation_ended(uint64_t id) override { ended.push_back(id); }
+  double time_limit(bool on_coordinator) const override { return on_coordinator ? 0 : 9; }
+
+  std::vector<std::pair<uint64_t, bool>> launched;
+  std::vector<uint64_t> started, ended;
+};
+
+SpawnSpec spec(std::string name, std::vector<ArgSlot> args = {}) {
+  SpawnSpec s;
+  s.fn = 0x1000;
+  s.trampoline = 0x2000;
+  s.name = std::move(name);
+  s.args = std::move(args);
+  return s;
+}
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  CoordinatorTest() : c(options(), nullptr) { c.set_backend(&backend); }
+  static CoordinatorOptions options() {
+    CoordinatorOptions o;
+    o.max_workers = 2;
+    o.grace = std::chrono::milliseconds(0);  // park at once: no waiting in tests
+    o.idle_poll = std::chrono::milliseconds(0);
+    o.max_failures = 2;
+    return o;
+  }
+  CallOutcome call(uint64_t worker, uint64_t task, uint64_t seqno, Op op, std::string request) {
+    return c.call(CallInfo{worker, task, seqno, "img-" + std::to_string(seqno), op, request});
+  }
+  FakeBackend backend;
+  Coordinator c;
+};
+
+TEST_F(CoordinatorTest, RootStartsOnALaunchedWorker) {
+  c.spawn_root(spec("root", {{0, encode(std::string("event"))}}));
+  ASSERT_EQ(backend.launched.size(), 1u);
+  AssignmentInfo a = c.next(backend.launched[0].first);
+  EXPECT_EQ(a.kind, AssignmentInfo::Kind::kStart);
+  EXPECT_EQ(a.task_id, 1u);
+  EXPECT_EQ(a.time_left, 9);
+  ASSERT_EQ(a.args.size(), 1u);
+  EXPECT_EQ(decode<std::string>(a.args[0]), "event");
+}
+
+TEST_F(CoordinatorTest, ARepeatedCallIsAppliedOnce) {
+  c.spawn_root(spec("root"));
+  c.next(1);
+  std::string request = encode(std::vector<SpawnSpec>{spec("child")});
+  CallOutcome first = call(1, 1, 0, Op::kSpawn, request);
+  CallOutcome again = call(1, 1, 0, Op::kSpawn, request);  // e.g. a retried RPC
+  ASSERT_EQ(first.kind, CallOutcome::Kind::kResult);
+  EXPECT_EQ(again.reply, first.reply);
+  EXPECT_EQ(decode<std::vector<uint64_t>>(first.reply), std::vector<uint64_t>{2});
+  EXPECT_EQ(c.stats().tasks, 2u);  // one child, not two
+  EXPECT_EQ(c.stats().duplicate_calls, 1u);
+}
+
+TEST_F(CoordinatorTest, AStaleCallIsAbandoned) {
+  c.spawn_root(spec("root"));
+  c.next(1);
+  call(1, 1, 5, Op::kCheckpoint, "");
+  EXPECT_EQ(call(1, 1, 4, Op::kCheckpoint, "").kind, CallOutcome::Kind::kAbandon);
+  EXPECT_EQ(call(7, 1, 6, Op::kCheckpoint, "").kind,
+            CallOutcome::Kind::kAbandon);  // not its worker
+}
+
+TEST_F(CoordinatorTest, BlockedWaitParksAndRelaunchesWithTheResult) {
+  c.spawn_root(spec("root"));
+  c.next(1);
+  call(1, 1, 0, Op::kSpawn, encode(std::vector<SpawnSpec>{spec("child")}));
+  CallOutcome wait = call(1, 1, 1, Op::kWait, encode(std::vector<uint64_t>{2}));
+  EXPECT_EQ(wait.kind, CallOutcome::Kind::kPark);
+  AssignmentInfo child = c.next(2);
+  ASSERT_EQ(child.task_id, 2u);
+  c.finish(2, 2, false, encode(int64_t{42}), "");
+  AssignmentInfo resumed = c.next(1);
+  EXPECT_EQ(resumed.kind, AssignmentInfo::Kind::kResume);
+  EXPECT_EQ(resumed.task_id, 1u);
+  EXPECT_EQ(resumed.image_key, "img-1");
+  auto results = decode<std::vector<WaitResult>>(resumed.reply);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_FALSE(results[0].failed);
+  EXPECT_EQ(decode<int64_t>(results[0].bytes), 42);
+}
+
+TEST_F(CoordinatorTest, FutureArgumentsAreDataflowEdges) {
+  c.spawn_root(spec("root"));
+  c.next(1);
+  call(1, 1, 0, Op::kSpawn, encode(std::vector<SpawnSpec>{spec("a")}));
+  // b takes a's future: not ready until a finishes.
+  call(1, 1, 1, Op::kSpawn, encode(std::vector<SpawnSpec>{spec("b", {{2, ""}})}));
+  AssignmentInfo first = c.next(2);
+  EXPECT_EQ(first.task_id, 2u);
+  EXPECT_EQ(c.next(3).kind, AssignmentInfo::Kind::kIdle);
+  c.finish(2, 2, false, encode(std::string("value of a")), "");
+  AssignmentInfo second = c.next(3);
+  ASSERT_EQ(second.task_id, 3u);
+  EXPECT_EQ(decode<std::string>(second.args.at(0)), "value of a");
+}
+
+TEST_F(CoordinatorTest, RendezvousQueueHandsOverOnlyToADequeuer) {
+  c.spawn_root(spec("root"));
+  c.next(1);
+  uint64_t q = decode<uint64_t>(call(1, 1, 0, Op::kMakeQueue, encode(uint64_t{0})).reply);
+  call(1, 1, 1, Op::kSpawn, encode(std::vector<SpawnSpec>{spec("consumer")}));
+  EXPECT_EQ(call(1, 1, 2, Op::kEnqueue, encode(EnqueueRequest{q, "item"})).kind,
+            CallOutcome::Kind::kPark);  // nobody dequeues yet
+  c.next(2);
+  CallOutcome got = call(2, 2, 0, Op::kDequeue, encode(q));
+  ASSERT_EQ(got.kind, CallOutcome::Kind::kResult);
+  EXPECT_EQ(got.reply, "item");
+  AssignmentInfo producer = c.next(1);  // the enqueue completed: relaunched
+  EXPECT_EQ(producer.kind, AssignmentInfo::Kind::kResume);
+  EXPECT_EQ(producer.task_id, 1u);
+}
+
+TEST_F(CoordinatorTest, ADeadWorkersTaskRestartsFromItsLastCall) {
+  c.spawn_root(spec("root"));
+  c.next(1);
+  call(1, 1, 3, Op::kCheckpoint, "");
+  c.worker_exited(1, "killed by SIGKILL");
+  EXPECT_EQ(c.next(1).kind, AssignmentInfo::Kind::kShutdown);  // never reused
+  AssignmentInfo again = c.next(2);
+  EXPECT_EQ(again.kind, AssignmentInfo::Kind::kResume);
+  EXPECT_EQ(again.image_key, "img-3");
+  EXPECT_EQ(again.seqno, 3u);
+}
+
+TEST_F(CoordinatorTest, RepeatedDeathsWithoutProgressFailTheTask) {
+  c.spawn_root(spec("root"));
+  for (uint64_t w = 1; w <= 3; ++w) {
+    ASSERT_EQ(c.next(w).task_id, 1u);
+    c.worker_exited(w, "killed by SIGSEGV");
+  }
+  JobOutcome job = c.wait_job(std::chrono::milliseconds(0));
+  ASSERT_TRUE(job.done);
+  EXPECT_TRUE(job.failed);
+  EXPECT_NE(job.error.find("task 1 (root) failed: its worker died 3 times"), std::string::npos)
+      << job.error;
+}
+
+TEST_F(CoordinatorTest, OnCoordinatorTasksUseTheirOwnPool) {
+  c.spawn_root(spec("root"));
+  c.next(1);
+  SpawnSpec side = spec("side effect");
+  side.on_coordinator = true;
+  call(1, 1, 0, Op::kSpawn, encode(std::vector<SpawnSpec>{side}));
+  ASSERT_EQ(backend.launched.size(), 2u);
+  EXPECT_TRUE(backend.launched[1].second);
+  AssignmentInfo a = c.next(backend.launched[1].first);
+  EXPECT_EQ(a.task_id, 2u);
+  EXPECT_EQ(a.time_left, 0);  // no time limit beside the coordinator
+}
+
+}  // namespace
+}  // namespace kappa::detail
