@@ -213,7 +213,15 @@ class Worker {
       info.seqno = t.seqno;
       info.image_key = image_key(task_id, t.seqno);
       info.op = call.op;
-      info.request = call.request;  // copied out of the arena
+      // The request leaves the arena before the image is taken: a task resumed
+      // from this image gets the call's result and never sends it again (and
+      // one resumed from an earlier image rebuilds it), so the image need not
+      // carry it. A 1 MiB enqueue then writes a 1 MiB smaller image.
+      info.request = call.request;  // a copy outside the arena
+      {
+        ArenaScope scope(arena);
+        std::string().swap(call.request);  // freed inside the arena
+      }
       bool near_deadline =
           deadline &&
           Clock::now() >= *deadline - std::chrono::duration_cast<Clock::duration>(margin);
