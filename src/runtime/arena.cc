@@ -63,6 +63,11 @@ constexpr auto kRunPages = [] {
 }();
 
 std::atomic<bool> g_slot_live[kSlotCount];
+// Slots still mapped after their arena was released, kept for the next task:
+// their pages are already faulted in, which is most of a restore's cost.
+std::atomic<bool> g_slot_recycled[kSlotCount];
+// A released arena that touched more than this is unmapped instead.
+constexpr size_t kRecyclePages = (size_t{1} << 30) >> kPageShift;
 
 size_t pages_for(size_t bytes) { return (bytes + kPageBytes - 1) >> kPageShift; }
 uintptr_t round_up(uintptr_t v, size_t to) { return (v + to - 1) & ~(uintptr_t(to) - 1); }
@@ -70,6 +75,10 @@ uintptr_t round_up(uintptr_t v, size_t to) { return (v + to - 1) & ~(uintptr_t(t
 void* map_slot(unsigned slot) {
   if (slot >= kSlotCount) throw Error("arena slot " + std::to_string(slot) + " out of range");
   void* want = reinterpret_cast<void*>(kRegionBase + uintptr_t(slot) * kSlotBytes);
+  // A recycled slot holds stale bytes. That is fine: a restore overwrites
+  // every extent the allocator will read, and a new arena never reads pages
+  // it has not handed out (nor promises zeroed memory; calloc zeroes).
+  if (g_slot_recycled[slot].exchange(false)) return want;
   void* got = mmap(want, kSlotBytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
   if (got == MAP_FAILED) {
@@ -119,7 +128,11 @@ Arena* Arena::create(unsigned slot) {
   return a;
 }
 
-void* Arena::map_raw(unsigned slot) { return map_slot(slot); }
+bool Arena::map_raw(unsigned slot) {
+  bool recycled = slot < kSlotCount && g_slot_recycled[slot].load();
+  map_slot(slot);
+  return !recycled;
+}
 
 Arena* Arena::adopt(unsigned slot) {
   auto* a = reinterpret_cast<Arena*>(kRegionBase + uintptr_t(slot) * kSlotBytes);
@@ -134,11 +147,16 @@ Arena* Arena::adopt(unsigned slot) {
   return a;
 }
 
-void Arena::destroy(Arena* arena) {
+void Arena::destroy(Arena* arena, Release how) {
   if (!arena) return;
   unsigned slot = arena->slot();
   if (t_current_arena == arena) t_current_arena = nullptr;
   g_slot_live[slot].store(false, std::memory_order_release);
+  if (how == Release::kKeepMapping && arena->peak_top_ <= kRecyclePages) {
+    arena->magic_ = 0;  // no longer an arena until created or restored again
+    g_slot_recycled[slot].store(true, std::memory_order_release);
+    return;
+  }
   munmap(arena, kSlotBytes);
 }
 
@@ -254,6 +272,7 @@ size_t Arena::take_pages(size_t pages) {
   if (top_ + pages > kDataPages) return SIZE_MAX;
   size_t page = top_;
   top_ += pages;
+  if (top_ > peak_top_) peak_top_ = top_;
   return page;
 }
 
@@ -408,6 +427,7 @@ void* Arena::reallocate(void* p, size_t bytes) {
     size_t pages = old >> kPageShift, want = pages_for(bytes);
     if (page + pages == top_ && page + want <= kDataPages) {
       top_ = page + want;
+      if (top_ > peak_top_) peak_top_ = top_;
       pm[page] = kLarge | uint32_t(want);
       pm[page + want - 1] = 0;
       return p;

@@ -85,14 +85,20 @@ class Arena {
   /// Maps slot `slot` (fresh, zeroed) and constructs an empty arena in it.
   /// Throws kappa::Error if the slot is taken or the address range is in use.
   static Arena* create(unsigned slot);
-  /// Maps slot `slot` without initializing it, for Arena::restore-style
-  /// loading of snapshot bytes. The caller writes the extents, then calls
-  /// adopt().
-  static void* map_raw(unsigned slot);
+  /// Maps slot `slot` without initializing it, for loading snapshot bytes:
+  /// the caller writes the extents, then calls adopt(). Returns true if the
+  /// mapping is fresh (no page faulted in yet), false if it was recycled.
+  static bool map_raw(unsigned slot);
   /// Completes a raw load: registers the slot as live and returns its arena.
   static Arena* adopt(unsigned slot);
-  /// Unmaps the slot. Every pointer into it becomes invalid.
-  static void destroy(Arena* arena);
+  enum class Release {
+    kKeepMapping,  // keep the (faulted-in) pages mapped for this slot's next arena
+    kUnmap,        // give everything back to the OS
+  };
+  /// Releases the arena. Every pointer into it becomes invalid. The slot's
+  /// mapping is kept for reuse unless `how` is kUnmap or the arena grew past
+  /// 1 GiB (then it is unmapped: an idle worker should not hold that much).
+  static void destroy(Arena* arena, Release how = Release::kKeepMapping);
   /// The arena whose slot contains p (p must be in a mapped slot).
   static Arena* of(const void* p) {
     return reinterpret_cast<Arena*>(reinterpret_cast<uintptr_t>(p) & ~(kSlotBytes - 1));
@@ -182,7 +188,8 @@ class Arena {
   uintptr_t bump_[kClassCount] = {};
   uintptr_t end_[kClassCount] = {};
   // Page spans.
-  size_t top_ = 0;  // pages [0, top_) have been handed out at least once
+  size_t top_ = 0;       // pages [0, top_) have been handed out at least once
+  size_t peak_top_ = 0;  // highest top_ so far (this slot's touched pages, roughly)
   size_t free_span_pages_ = 0;
   size_t live_large_ = 0;
   uint32_t bin_head_[kSpanBins];  // kNoPage when empty; bin 0 holds spans >= kSpanBins

@@ -554,16 +554,17 @@ Arena* restore_image(std::string_view image, const std::string& key) {
   if (info.codec != Codec::kNone) verify_segments(image, key, p);
 
   unsigned slot = unsigned((base - kRegionBase) >> kSlotShift);
-  Arena::map_raw(slot);
+  bool fresh = Arena::map_raw(slot);
   try {
     // Fault large extents in with one call: page faults, not copying,
     // dominate a restore into a fresh process (measured here: memcpy into a
-    // fresh mapping 1.5-2 GB/s against 10 GB/s hot). Transparent huge pages
+    // fresh mapping 1.5-2 GB/s against 10 GB/s hot; a recycled slot is faulted
+    // in already). Transparent huge pages
     // were faster when the kernel had free huge pages and far slower when it
     // had to compact memory first, so they are not requested. A hint only:
     // kernels before 5.14 answer EINVAL and the copy faults pages in itself.
     for (const Extent& e : info.extents) {
-      if (e.bytes < (size_t{4} << 20)) continue;
+      if (!fresh || e.bytes < (size_t{4} << 20)) continue;
       uintptr_t from = (base + e.offset) & ~(kPageBytes - 1);
       uintptr_t to = (base + e.offset + e.bytes + kPageBytes - 1) & ~(kPageBytes - 1);
       madvise(reinterpret_cast<void*>(from), to - from, kMadvPopulateWrite);
