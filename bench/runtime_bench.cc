@@ -49,7 +49,8 @@ BENCHMARK(BM_MaybeCheckpointNotDue);
 
 void BM_EmptyLoopInACoroutine(benchmark::State& state) {
   auto body = [](benchmark::State& st) -> kappa::Task<void> {
-    for (auto _ : st) benchmark::ClobberMemory();
+    int64_t n = 0;
+    for (auto _ : st) benchmark::DoNotOptimize(++n);
     co_return;
   };
   auto task = body(state);
@@ -155,6 +156,7 @@ void BM_CaptureOnly(benchmark::State& state) {
   std::memset(out.get(), 0, raw);
   for (auto _ : state) {
     extents = a->snapshot_extents();
+    benchmark::DoNotOptimize(out.get());
     size_t pos = 0;
     for (auto& e : extents) {
       std::memcpy(out.get() + pos, reinterpret_cast<void*>(a->base() + e.offset), e.bytes);

@@ -56,6 +56,11 @@ std::vector<Program> programs() {
        [] {
          return nlohmann::json{{"sum", 200 * 199 / 2}, {"count", 200}};
        }},
+      {"work_queue_async_enqueue",
+       {{"program", "work_queue"}, {"n", 200}, {"m", 4}, {"async", true}},
+       [] {
+         return nlohmann::json{{"sum", 200 * 199 / 2}, {"count", 200}};
+       }},
       {"long_loop",
        {{"program", "long_loop"}, {"iterations", kLongLoop}},
        [] { return long_loop(kLongLoop); }},

@@ -48,6 +48,7 @@ enum class Op : uint32_t {
 /// task's arena current before resuming.
 struct PendingCall {
   Op op = Op::kCheckpoint;
+  bool async = false;   // the task continues without waiting for the reply
   std::string request;  // serialized arguments (kappa::encode)
   std::string reply;    // serialized result
   std::string error;    // non-empty: the call failed with this message

@@ -10,6 +10,7 @@
 //   auto vs     = co_await kappa::wait_all(fs);
 //   Queue<T> q  = co_await kappa::make_queue<T>(max_size);          // 0: rendezvous
 //   co_await q.enqueue(v);  T v = co_await q.dequeue();
+//   co_await q.enqueue_async(v);                          // does not wait for the reply
 //
 // Functions are spawned by pointer (plain functions, or captureless lambdas
 // converted with unary +): the child runs the same binary, so the address is
@@ -124,6 +125,17 @@ class Queue {
     return detail::make_call<void>(detail::Op::kEnqueue,
                                    encode(detail::EnqueueRequest{id_, encode(value)}),
                                    [](const std::string&) {});
+  }
+  /// Appends `value` without waiting for the coordinator's reply: the task
+  /// goes on at once while the call travels (like an asynchronous
+  /// checkpoint). If the queue turns out to be full, the task is parked at
+  /// this point and resumes from it once the item is accepted; what it
+  /// computed in the meantime is computed again. Either way the item is
+  /// enqueued exactly once.
+  auto enqueue_async(const T& value) const {
+    return detail::make_call<void>(
+        detail::Op::kEnqueue, encode(detail::EnqueueRequest{id_, encode(value)}),
+        [](const std::string&) {}, /*async=*/true);
   }
   /// Removes and returns the oldest item, waiting while the queue is empty.
   auto dequeue() const {

@@ -8,6 +8,7 @@
 #include <cinttypes>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -25,19 +26,24 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string image_key(uint64_t task, uint64_t seqno) {
-  char key[64];
-  std::snprintf(key, sizeof key, "task-%" PRIu64 "/seq-%012" PRIu64 ".kpk", task, seqno);
+// Unique per worker too: a worker that goes on running a task the
+// coordinator has already parked (after an asynchronous call) must never
+// overwrite the image of the attempt that replaced it.
+std::string image_key(uint64_t task, uint64_t seqno, uint64_t worker) {
+  char key[96];
+  std::snprintf(key, sizeof key, "task-%" PRIu64 "/seq-%012" PRIu64 "-w%" PRIu64 ".kpk", task,
+                seqno, worker);
   return key;
 }
 
 // Persists checkpoint images and reports plain checkpoint() calls on a
 // background thread, so that the task goes on computing meanwhile (DESIGN.md
-// section 4: asynchronous checkpoints). At most one such call is queued: a
-// newer checkpoint replaces a queued one that has not started (only the
-// latest state matters; the coordinator accepts a skipped seqno). Every other
-// call waits for the uplink to drain first, so calls reach the coordinator in
-// seqno order and only one thread uses the session at a time.
+// section 4: asynchronous checkpoints and enqueues). A queued checkpoint that
+// has not started is replaced by the next call (only the latest state
+// matters; the coordinator accepts a skipped seqno); asynchronous enqueues are
+// all sent, in order, at most 16 queued. Every other call waits for the
+// uplink to drain first, so calls reach the coordinator in seqno order and
+// only one thread uses the session at a time.
 class Uplink {
  public:
   Uplink(CoordinatorClient& client, CheckpointStore& store)
@@ -61,9 +67,15 @@ class Uplink {
   }
 
   void post(CallInfo info, std::unique_ptr<ImageBuffer> image) {
-    std::lock_guard lock(mu_);
-    if (queued_) spare_.push_back(std::move(queued_->image));  // superseded
-    queued_ = Job{std::move(info), std::move(image)};
+    std::unique_lock lock(mu_);
+    // A queued plain checkpoint is superseded by any later call; every other
+    // call (an asynchronous enqueue) must reach the coordinator.
+    if (!queued_.empty() && queued_.back().info.op == Op::kCheckpoint) {
+      spare_.push_back(std::move(queued_.back().image));
+      queued_.pop_back();
+    }
+    cv_.wait(lock, [&] { return queued_.size() < kMaxQueued; });  // backpressure
+    queued_.push_back(Job{std::move(info), std::move(image)});
     cv_.notify_all();
   }
 
@@ -72,7 +84,7 @@ class Uplink {
   /// elsewhere now) or the uplink failed; then `error` says why.
   bool drain(std::string* error) {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return !queued_ && !busy_; });
+    cv_.wait(lock, [&] { return queued_.empty() && !busy_; });
     if (error) *error = error_;
     return !abandoned_ && error_.empty();
   }
@@ -98,10 +110,10 @@ class Uplink {
   void run() {
     std::unique_lock lock(mu_);
     for (;;) {
-      cv_.wait(lock, [&] { return stop_ || queued_; });
+      cv_.wait(lock, [&] { return stop_ || !queued_.empty(); });
       if (stop_) return;
-      Job job = std::move(*queued_);
-      queued_.reset();
+      Job job = std::move(queued_.front());
+      queued_.pop_front();
       busy_ = true;
       lock.unlock();
       std::string error;
@@ -125,7 +137,8 @@ class Uplink {
   CheckpointStore& store_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::optional<Job> queued_;
+  static constexpr size_t kMaxQueued = 16;
+  std::deque<Job> queued_;
   std::vector<std::unique_ptr<ImageBuffer>> spare_;
   bool busy_ = false, stop_ = false, abandoned_ = false;
   std::string error_;
@@ -211,7 +224,7 @@ class Worker {
       info.worker_id = options_.worker_id;
       info.task_id = task_id;
       info.seqno = t.seqno;
-      info.image_key = image_key(task_id, t.seqno);
+      info.image_key = image_key(task_id, t.seqno, options_.worker_id);
       info.op = call.op;
       // The request leaves the arena before the image is taken: a task resumed
       // from this image gets the call's result and never sends it again (and
@@ -227,9 +240,11 @@ class Worker {
           Clock::now() >= *deadline - std::chrono::duration_cast<Clock::duration>(margin);
       std::unique_ptr<ImageBuffer> image = uplink_.buffer();
       write_image(*arena, options_.codec, key_, *image);
-      if (info.op == Op::kCheckpoint && !near_deadline) {
-        // Asynchronous: the task goes on while the image is stored and reported.
-        CheckpointClock::checkpoint_taken();
+      if ((info.op == Op::kCheckpoint && !near_deadline) || call.async) {
+        // Asynchronous: the task goes on while the image is stored and the
+        // call reported. If the coordinator parks or abandons the task
+        // meanwhile, the next synchronous call (or the end) drops it.
+        if (info.op == Op::kCheckpoint) CheckpointClock::checkpoint_taken();
         uplink_.post(std::move(info), std::move(image));
         deliver(arena, {}, {});
         continue;

@@ -137,11 +137,16 @@ Task<Tally> combine(std::vector<Future<Tally>> parts) {
   co_return total;
 }
 
-Task<nlohmann::json> work_queue(int64_t n, int m) {
+Task<nlohmann::json> work_queue(int64_t n, int m, bool async_enqueue) {
   Queue<int64_t> q = co_await kappa::make_queue<int64_t>(4);
   std::vector<Future<Tally>> parts;
   for (int i = 0; i < m; ++i) parts.push_back(co_await kappa::spawn(consumer, q));
-  for (int64_t v = 0; v < n; ++v) co_await q.enqueue(v);
+  for (int64_t v = 0; v < n; ++v) {
+    if (async_enqueue)
+      co_await q.enqueue_async(v);
+    else
+      co_await q.enqueue(v);
+  }
   for (int i = 0; i < m; ++i) co_await q.enqueue(-1);
   Future<Tally> total = co_await kappa::spawn(
       kappa::SpawnOptions{.name = "combine", .on_coordinator = true}, combine, parts);
@@ -224,7 +229,8 @@ Task<nlohmann::json> handler(nlohmann::json e) {
   if (p == "tree_sum") co_return co_await tree_sum(e.at("n"));
   if (p == "odd_sum") co_return co_await odd_sum(e.at("n"));
   if (p == "ping_pong") co_return co_await ping_pong(e.at("max_size"), e.at("rounds"));
-  if (p == "work_queue") co_return co_await work_queue(e.at("n"), e.at("m"));
+  if (p == "work_queue")
+    co_return co_await work_queue(e.at("n"), e.at("m"), e.value("async", false));
   if (p == "awaits") co_return co_await awaits();
   if (p == "long_loop") co_return co_await long_loop(e.at("iterations"));
   if (p == "child_failure") co_return co_await child_failure();

@@ -63,8 +63,9 @@ struct EnqueueRequest {
 /// A pause point carrying a typed call: `decode` turns the reply into R.
 template <class R, class Decode>
 struct CallAwaiter : PauseAwaiter {
-  CallAwaiter(Op op, std::string request, Decode d) : decode(std::move(d)) {
+  CallAwaiter(Op op, std::string request, Decode d, bool async = false) : decode(std::move(d)) {
     call.op = op;
+    call.async = async;
     call.request = std::move(request);
   }
   R await_resume() {
@@ -75,8 +76,8 @@ struct CallAwaiter : PauseAwaiter {
 };
 
 template <class R, class Decode>
-CallAwaiter<R, Decode> make_call(Op op, std::string request, Decode d) {
-  return CallAwaiter<R, Decode>(op, std::move(request), std::move(d));
+CallAwaiter<R, Decode> make_call(Op op, std::string request, Decode d, bool async = false) {
+  return CallAwaiter<R, Decode>(op, std::move(request), std::move(d), async);
 }
 
 }  // namespace kappa::detail
