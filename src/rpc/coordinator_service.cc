@@ -58,7 +58,10 @@ class Service final : public rpc::Coordinator::Service {
         case rpc::WorkerMessage::kFinish: {
           const rpc::FinishRequest& req = in.finish();
           c_->finish(worker, req.task_id(), req.failed(), req.result(), req.error());
-          out.mutable_finished();
+          if (req.and_next())
+            to_proto(c_->next(worker), out.mutable_assignment());
+          else
+            out.mutable_finished();
           break;
         }
         default:
@@ -156,11 +159,8 @@ CoordinatorClient::~CoordinatorClient() {
   }
 }
 
-AssignmentInfo CoordinatorClient::next() {
-  rpc::WorkerMessage msg;
-  msg.mutable_next();
-  rpc::CoordinatorMessage reply = impl_->exchange(msg, "Next");
-  const rpc::Assignment& rep = reply.assignment();
+namespace {
+AssignmentInfo from_proto(const rpc::Assignment& rep) {
   AssignmentInfo a;
   a.kind = static_cast<AssignmentInfo::Kind>(rep.kind());
   a.task_id = rep.task_id();
@@ -174,6 +174,13 @@ AssignmentInfo CoordinatorClient::next() {
   a.time_left = rep.time_left();
   a.name = rep.name();
   return a;
+}
+}  // namespace
+
+AssignmentInfo CoordinatorClient::next() {
+  rpc::WorkerMessage msg;
+  msg.mutable_next();
+  return from_proto(impl_->exchange(msg, "Next").assignment());
 }
 
 CallOutcome CoordinatorClient::call(const CallInfo& info) {
@@ -189,16 +196,16 @@ CallOutcome CoordinatorClient::call(const CallInfo& info) {
   return {static_cast<CallOutcome::Kind>(rep.kind()), rep.reply(), rep.error()};
 }
 
-void CoordinatorClient::finish(uint64_t task_id, uint64_t seqno, bool failed,
-                               const std::string& result, const std::string& error) {
+AssignmentInfo CoordinatorClient::finish(uint64_t task_id, bool failed, const std::string& result,
+                                         const std::string& error) {
   rpc::WorkerMessage msg;
   rpc::FinishRequest* req = msg.mutable_finish();
   req->set_task_id(task_id);
-  req->set_seqno(seqno);
   req->set_failed(failed);
   req->set_result(result);
   req->set_error(error);
-  impl_->exchange(msg, "Finish");
+  req->set_and_next(true);
+  return from_proto(impl_->exchange(msg, "Finish").assignment());
 }
 
 }  // namespace kappa::detail

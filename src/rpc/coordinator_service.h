@@ -35,8 +35,9 @@ class CoordinatorClient {
   ~CoordinatorClient();
   AssignmentInfo next();
   CallOutcome call(const CallInfo& info);
-  void finish(uint64_t task_id, uint64_t seqno, bool failed, const std::string& result,
-              const std::string& error);
+  /// Reports the end of the task and returns the worker's next assignment.
+  AssignmentInfo finish(uint64_t task_id, bool failed, const std::string& result,
+                        const std::string& error);
 
  private:
   struct Impl;

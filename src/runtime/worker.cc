@@ -155,8 +155,10 @@ class Worker {
         uplink_(client_, *store_) {}
 
   int run() {
+    std::optional<AssignmentInfo> next;  // handed over with the last finish
     for (;;) {
-      AssignmentInfo a = client_.next();
+      AssignmentInfo a = next ? std::move(*next) : client_.next();
+      next.reset();
       switch (a.kind) {
         case AssignmentInfo::Kind::kIdle:
           continue;
@@ -164,13 +166,15 @@ class Worker {
           return 0;
         case AssignmentInfo::Kind::kStart:
         case AssignmentInfo::Kind::kResume:
-          invocation(a);
+          next = invocation(a);
       }
     }
   }
 
  private:
-  void invocation(const AssignmentInfo& a) {
+  // Runs one assignment; returns the next one when the coordinator sent it
+  // along with the task's finish.
+  std::optional<AssignmentInfo> invocation(const AssignmentInfo& a) {
     auto start = Clock::now();
     std::optional<Clock::time_point> deadline;
     auto margin = std::chrono::duration<double>(0);
@@ -195,14 +199,14 @@ class Worker {
       }
     } catch (const std::exception& e) {
       if (arena) discard_task(arena);
-      client_.finish(a.task_id, a.seqno, true, {}, e.what());
-      return;
+      return client_.finish(a.task_id, true, {}, e.what());
     }
-    run_task(a.task_id, arena, deadline, margin);
+    return run_task(a.task_id, arena, deadline, margin);
   }
 
-  void run_task(uint64_t task_id, Arena* arena, std::optional<Clock::time_point> deadline,
-                std::chrono::duration<double> margin) {
+  std::optional<AssignmentInfo> run_task(uint64_t task_id, Arena* arena,
+                                         std::optional<Clock::time_point> deadline,
+                                         std::chrono::duration<double> margin) {
     uplink_.reset();
     for (;;) {
       bool done;
@@ -210,13 +214,13 @@ class Worker {
         done = resume_task(arena);
       } catch (const std::exception& e) {
         discard_task(arena);
-        if (uplink_.drain(nullptr)) client_.finish(task_id, 0, true, {}, e.what());
-        return;
+        if (!uplink_.drain(nullptr)) return std::nullopt;
+        return client_.finish(task_id, true, {}, e.what());
       }
       if (done) {
         TaskOutcome out = finish_task(arena);
-        if (uplink_.drain(nullptr)) client_.finish(task_id, 0, out.failed, out.value, out.error);
-        return;
+        if (!uplink_.drain(nullptr)) return std::nullopt;
+        return client_.finish(task_id, out.failed, out.value, out.error);
       }
       PendingCall& call = pending_call(arena);
       const TaskState& t = arena->task();
@@ -257,14 +261,14 @@ class Worker {
       if (!uplink_.drain(&why)) {  // abandoned, or the uplink failed
         if (!why.empty()) std::fprintf(stderr, "kappa worker: %s\n", why.c_str());
         discard_task(arena);
-        return;
+        return std::nullopt;
       }
       store_->put(info.image_key, image->view());
       uplink_.post_back(std::move(image));
       CallOutcome o = client_.call(info);
       if (o.kind != CallOutcome::Kind::kResult) {
         discard_task(arena);
-        return;
+        return std::nullopt;
       }
       deliver(arena, o.reply, o.error);
     }
