@@ -191,6 +191,7 @@ class Arena {
   size_t top_ = 0;       // pages [0, top_) have been handed out at least once
   size_t peak_top_ = 0;  // highest top_ so far (this slot's touched pages, roughly)
   size_t free_span_pages_ = 0;
+  size_t dirty_free_pages_ = 0;  // freed large-span pages kept mapped (estimate)
   size_t live_large_ = 0;
   uint32_t bin_head_[kSpanBins];  // kNoPage when empty; bin 0 holds spans >= kSpanBins
   uint64_t bin_nonempty_[kSpanBins / 64] = {};
