@@ -13,9 +13,10 @@
 #include <thread>
 #include <vector>
 
-#include "runtime/checkpoint_image.h"
 #include "kappa/serialize.h"
+#include "runtime/checkpoint_image.h"
 #include "runtime/key.h"
+#include "support/pattern_block.h"
 
 namespace kappa::detail {
 namespace {
@@ -170,27 +171,13 @@ TEST_F(ArenaTest, FreedLargeSpansAreLeftOutOfSnapshots) {
 // ---- stress: random sizes 1 B .. 64 MiB, random frees, content checks,
 // snapshot, release, restore into a fresh mapping, check again, go on.
 
-struct Block {
-  uint64_t id;
-  size_t size;
-  unsigned char* p;
-};
-
-unsigned char pattern(uint64_t id, size_t i) {
-  return static_cast<unsigned char>(id * 131 + i * 7);
-}
-
-void fill(const Block& b) {
-  for (size_t i = 0; i < b.size; i += 61) b.p[i] = pattern(b.id, i);
-  b.p[b.size - 1] = pattern(b.id, b.size - 1);
-}
+using Block = kappa::testing::PatternBlock;
+constexpr size_t kStride = 61;
+void fill(const Block& b) { b.fill(kStride); }
 
 ::testing::AssertionResult intact(const Block& b) {
-  for (size_t i = 0; i < b.size; i += 61)
-    if (b.p[i] != pattern(b.id, i))
-      return ::testing::AssertionFailure() << "block " << b.id << " byte " << i;
-  if (b.p[b.size - 1] != pattern(b.id, b.size - 1))
-    return ::testing::AssertionFailure() << "block " << b.id << " last byte";
+  if (auto at = b.first_damage(kStride))
+    return ::testing::AssertionFailure() << "block " << b.id << " damaged at byte " << *at;
   return ::testing::AssertionSuccess();
 }
 

@@ -46,7 +46,8 @@ Task<nlohmann::json> spawn_throughput(int n) {
   auto fs = co_await kappa::map_spawn(trivial, xs);
   auto vs = co_await kappa::wait_all(fs);
   double dt = now_s() - t0;
-  co_return nlohmann::json{{"tasks_per_s", n / dt}, {"n", n}, {"seconds", dt}, {"check", vs.back()}};
+  co_return nlohmann::json{
+      {"tasks_per_s", n / dt}, {"n", n}, {"seconds", dt}, {"check", vs.back()}};
 }
 
 // Queue round trip: the handler enqueues, an echo task dequeues and enqueues back.

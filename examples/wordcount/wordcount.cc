@@ -66,8 +66,7 @@ std::vector<std::string> generate(std::string dir, int files, int mb) {
   for (int f = 0; f < files; ++f) {
     std::string path = dir + "/part-" + std::to_string(f) + ".txt";
     paths.push_back(path);
-    if (std::filesystem::exists(path) &&
-        std::filesystem::file_size(path) >= uint64_t(mb) << 20)
+    if (std::filesystem::exists(path) && std::filesystem::file_size(path) >= uint64_t(mb) << 20)
       continue;  // already generated (deterministic, so identical)
     std::string tmp = path + ".tmp";
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
@@ -184,15 +183,15 @@ Task<Counts> reducer(int r, std::vector<Future<Partitions>> maps) {
 Task<nlohmann::json> handler(nlohmann::json event) {
   auto t0 = std::chrono::system_clock::now();  // the handler may resume elsewhere
   const char* tmp = std::getenv("TMPDIR");
-  std::string dir = event.value(
-      "input", std::string(tmp && *tmp ? tmp : "/tmp") + "/kappa-wordcount-input");
+  std::string dir =
+      event.value("input", std::string(tmp && *tmp ? tmp : "/tmp") + "/kappa-wordcount-input");
   int files = event.value("files", 8), mb = event.value("mb_per_file", 8);
   int chunks_per_file = event.value("chunks_per_file", 2), reducers = event.value("reducers", 4);
   size_t top = event.value("top", 10);
 
-  auto gen = co_await kappa::spawn(
-      kappa::SpawnOptions{.name = "generate input", .on_coordinator = true}, generate_task, dir,
-      files, mb);
+  auto gen =
+      co_await kappa::spawn(kappa::SpawnOptions{.name = "generate input", .on_coordinator = true},
+                            generate_task, dir, files, mb);
   std::vector<std::string> paths = co_await gen;
 
   std::vector<Chunk> chunks;
@@ -226,8 +225,7 @@ Task<nlohmann::json> handler(nlohmann::json event) {
     out["top"].push_back({all[i].first, all[i].second});
   out["mappers"] = chunks.size();
   out["reducers"] = reducers;
-  out["seconds"] =
-      std::chrono::duration<double>(std::chrono::system_clock::now() - t0).count();
+  out["seconds"] = std::chrono::duration<double>(std::chrono::system_clock::now() - t0).count();
   co_return out;
 }
 

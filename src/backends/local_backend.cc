@@ -11,6 +11,12 @@
 extern char** environ;
 
 namespace kappa::detail {
+namespace {
+std::chrono::steady_clock::duration seconds(double s) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(s));
+}
+}  // namespace
 
 LocalBackend::LocalBackend(LocalBackendOptions options, Coordinator* coordinator)
     : options_(std::move(options)),
@@ -57,18 +63,20 @@ void LocalBackend::launch_worker(uint64_t worker_id, bool on_coordinator) {
   cv_.notify_all();
 }
 
+LocalBackend::Proc* LocalBackend::find(uint64_t worker_id) {
+  auto it = pid_of_.find(worker_id);
+  return it == pid_of_.end() ? nullptr : &procs_.at(it->second);
+}
+
 void LocalBackend::invocation_started(uint64_t worker_id) {
   std::lock_guard lock(mu_);
-  auto it = pid_of_.find(worker_id);
-  if (it == pid_of_.end()) return;
-  Proc& p = procs_.at(it->second);
-  if (p.on_coordinator) return;
+  Proc* found = find(worker_id);
+  if (!found || found->on_coordinator) return;
+  Proc& p = *found;
   auto now = Clock::now();
   p.kill_at.reset();
   p.chaos = false;
-  if (options_.time_limit > 0)
-    p.kill_at = now + std::chrono::duration_cast<Clock::duration>(
-                          std::chrono::duration<double>(options_.time_limit));
+  if (options_.time_limit > 0) p.kill_at = now + seconds(options_.time_limit);
   p.started = now;
   if (options_.chaos_kill > 0 &&
       std::uniform_real_distribution<>(0, 1)(rng_) < options_.chaos_kill) {
@@ -77,8 +85,7 @@ void LocalBackend::invocation_started(uint64_t worker_id) {
     // far (and within the time limit): most drawn kills land while it runs.
     double span = std::max(0.001, 2 * mean_invocation_);
     if (options_.time_limit > 0) span = std::min(span, options_.time_limit);
-    auto at = now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
-                        std::uniform_real_distribution<>(0, span)(rng_)));
+    auto at = now + seconds(std::uniform_real_distribution<>(0, span)(rng_));
     if (!p.kill_at || at < *p.kill_at) {
       p.kill_at = at;
       p.chaos = true;
@@ -89,9 +96,9 @@ void LocalBackend::invocation_started(uint64_t worker_id) {
 
 void LocalBackend::invocation_ended(uint64_t worker_id) {
   std::lock_guard lock(mu_);
-  auto it = pid_of_.find(worker_id);
-  if (it == pid_of_.end()) return;
-  Proc& p = procs_.at(it->second);
+  Proc* found = find(worker_id);
+  if (!found) return;
+  Proc& p = *found;
   p.kill_at.reset();
   if (p.started) {
     double seconds = std::chrono::duration<double>(Clock::now() - *p.started).count();

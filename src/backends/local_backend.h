@@ -57,6 +57,7 @@ class LocalBackend final : public Backend {
     std::optional<Clock::time_point> started;  // of the current invocation
     bool chaos = false;
   };
+  Proc* find(uint64_t worker_id);  // mu_ held
   void reap();
   void kill_timer();
 

@@ -94,14 +94,21 @@ int app_main(int argc, char** argv, Handler handler) {
 
   detail::SoloOptions opts;
   std::string event_text = "{}", compression = "zstd";
-  auto add_checkpoint_options = [&](CLI::App* cmd) {
-    cmd->add_option("--checkpoint-interval", opts.checkpoint_interval,
+  // Options shared by several commands.
+  auto add_interval = [&](CLI::App* cmd, double& into) {
+    cmd->add_option("--checkpoint-interval", into,
                     "Seconds between checkpoints taken by maybe_checkpoint() (0: every call)")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
-    cmd->add_option("--compression", compression, "Checkpoint compression: lz4, zstd or none")
+  };
+  auto add_compression = [&](CLI::App* cmd) {
+    cmd->add_option("--compression", compression, "Checkpoint compression: zstd, lz4 or none")
         ->capture_default_str()
         ->check(CLI::IsMember({"lz4", "zstd", "none"}));
+  };
+  auto add_checkpoint_options = [&](CLI::App* cmd) {
+    add_interval(cmd, opts.checkpoint_interval);
+    add_compression(cmd);
     cmd->add_option("--max-checkpoints", opts.max_checkpoints,
                     "Stop (exit 75) after persisting N checkpoints, to be resumed later")
         ->check(CLI::NonNegativeNumber);
@@ -150,13 +157,8 @@ int app_main(int argc, char** argv, Handler handler) {
     cmd->add_option("--max-failures", job.max_failures,
                     "Worker deaths in a row without progress before a task fails")
         ->capture_default_str();
-    cmd->add_option("--checkpoint-interval", job.checkpoint_interval,
-                    "Seconds between checkpoints taken by maybe_checkpoint()")
-        ->capture_default_str()
-        ->check(CLI::NonNegativeNumber);
-    cmd->add_option("--compression", compression, "Checkpoint compression: zstd, lz4 or none")
-        ->capture_default_str()
-        ->check(CLI::IsMember({"lz4", "zstd", "none"}));
+    add_interval(cmd, job.checkpoint_interval);
+    add_compression(cmd);
   };
   CLI::App* run = app.add_subcommand(
       "run",
@@ -176,8 +178,8 @@ int app_main(int argc, char** argv, Handler handler) {
   wcmd->add_option("--coordinator", worker.coordinator, "host:port")->required();
   wcmd->add_option("--worker-id", worker.worker_id, "This worker's id")->required();
   wcmd->add_option("--store", worker.store_url, "Checkpoint store URL")->required();
-  wcmd->add_option("--compression", compression)->check(CLI::IsMember({"lz4", "zstd", "none"}));
-  wcmd->add_option("--checkpoint-interval", worker.checkpoint_interval);
+  add_compression(wcmd);
+  add_interval(wcmd, worker.checkpoint_interval);
 
   std::string image_path;
   CLI::App* insp =

@@ -189,7 +189,7 @@ class Coordinator {
   std::map<uint64_t, TaskRecord> tasks_;
   std::map<uint64_t, QueueRecord> queues_;
   std::map<uint64_t, WorkerRecord> workers_;
-  std::set<uint64_t> dead_;  // workers reported dead or disconnected
+  std::set<uint64_t> dead_;        // workers reported dead or disconnected
   std::deque<uint64_t> ready_[2];  // [0]: normal, [1]: on_coordinator
   uint64_t next_task_ = 1, next_queue_ = 1, next_worker_ = 1;
   bool shutdown_ = false;

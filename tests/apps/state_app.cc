@@ -13,33 +13,16 @@
 #include <thread>
 
 #include "state_workload.h"
+#include "support/pattern_block.h"
 
 namespace {
 
 // Random blocks from 1 B to 64 MiB, freed at random, each filled with a
 // pattern derived from its id and checked after every pause.
-struct Block {
-  uint64_t id;
-  size_t size;
-  unsigned char* p;
-};
-
-unsigned char pattern(uint64_t id, size_t i) {
-  return static_cast<unsigned char>(id * 131 + i * 7);
-}
-
-void fill(const Block& b) {
-  // Pattern at a stride plus both ends: checks every page without filling
-  // 64 MiB byte by byte.
-  for (size_t i = 0; i < b.size; i += 509) b.p[i] = pattern(b.id, i);
-  b.p[b.size - 1] = pattern(b.id, b.size - 1);
-}
-
-bool check(const Block& b) {
-  for (size_t i = 0; i < b.size; i += 509)
-    if (b.p[i] != pattern(b.id, i)) return false;
-  return b.p[b.size - 1] == pattern(b.id, b.size - 1);
-}
+using Block = kappa::testing::PatternBlock;
+constexpr size_t kStride = 509;
+void fill(const Block& b) { b.fill(kStride); }
+bool check(const Block& b) { return !b.first_damage(kStride); }
 
 kappa::Task<nlohmann::json> stress(int rounds, uint64_t seed) {
   std::mt19937_64 rng(seed);
