@@ -95,6 +95,12 @@ class Uplink {
     spare_.push_back(std::move(image));
   }
 
+  /// True once an asynchronous call came back other than with a result.
+  bool abandoned() {
+    std::lock_guard lock(mu_);
+    return abandoned_;
+  }
+
   void reset() {
     std::lock_guard lock(mu_);
     abandoned_ = false;
@@ -221,6 +227,11 @@ class Worker {
         TaskOutcome out = finish_task(arena);
         if (!uplink_.drain(nullptr)) return std::nullopt;
         return client_.finish(task_id, out.failed, out.value, out.error);
+      }
+      if (uplink_.abandoned()) {  // parked by an asynchronous call: stop now
+        discard_task(arena);
+        uplink_.drain(nullptr);
+        return std::nullopt;
       }
       PendingCall& call = pending_call(arena);
       const TaskState& t = arena->task();
