@@ -114,9 +114,12 @@ TEST(Failures, ChildExceptionReachesTheParentAsTaskFailed) {
 }
 
 TEST(Failures, UncaughtFailureFailsTheJobNamingTheTask) {
+  TempDir dir;  // a failed job keeps its checkpoints: keep them here
   ProcessResult r =
-      run_process({SEMANTICS_APP, "run", "--event", R"({"program":"uncaught_child_failure"})"});
+      run_process({SEMANTICS_APP, "run", "--event", R"({"program":"uncaught_child_failure"})",
+                   "--store", "file://" + dir / "store"});
   EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("checkpoints kept in file://" + dir / "store"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("task 1 (handler) failed: task 2 (thrower) failed: child says no to 3"),
             std::string::npos)
       << r.err;

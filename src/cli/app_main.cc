@@ -141,8 +141,9 @@ int app_main(int argc, char** argv, Handler handler) {
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
     cmd->add_option("--store", job.store,
-                    "Checkpoint store: file://DIR (default: a per-job directory under $TMPDIR, "
-                    "removed when the job succeeds)");
+                    "Checkpoint store: file://DIR (default: a per-job directory in /dev/shm, "
+                    "or $TMPDIR without it, removed when the job succeeds; images take memory "
+                    "there: give a disk directory for jobs with very large states)");
     cmd->add_option("--state", job.state, "Coordinator journal (not implemented yet: in memory)");
     cmd->add_option("--chaos-kill", job.chaos_kill,
                     "Probability of killing each worker invocation at a random moment")
