@@ -11,9 +11,15 @@ namespace {
 
 class FakeBackend : public Backend {
  public:
-  void launch_worker(uint64_t id, bool on_coordinator) override {
+  bool launch_worker(uint64_t id, bool on_coordinator, std::string* error) override {
+    if (!launch_error.empty()) {
+      *error = launch_error;
+      return false;
+    }
     launched.push_back({id, on_coordinator});
+    return true;
   }
+  std::string launch_error;
   void invocation_started(uint64_t id) override { started.push_back(id); }
   void invocation_ended(uint64_t id) override { ended.push_back(id); }
   double time_limit(bool on_coordinator) const override { return on_coordinator ? 0 : 9; }
@@ -155,6 +161,28 @@ TEST_F(CoordinatorTest, RepeatedDeathsWithoutProgressFailTheTask) {
   EXPECT_TRUE(job.failed);
   EXPECT_NE(job.error.find("task 1 (root) failed: its worker died 3 times"), std::string::npos)
       << job.error;
+}
+
+TEST_F(CoordinatorTest, WorkersThatNeverStartFailTheJobInsteadOfLoopingForever) {
+  c.spawn_root(spec("root"));
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_FALSE(backend.launched.empty());
+    c.worker_exited(backend.launched.back().first, "exited with status 1");
+  }
+  JobOutcome job = c.wait_job(std::chrono::milliseconds(0));
+  ASSERT_TRUE(job.done);
+  EXPECT_TRUE(job.failed);
+  EXPECT_NE(job.error.find("5 workers in a row died before asking for work"), std::string::npos)
+      << job.error;
+  EXPECT_EQ(backend.launched.size(), 5u);  // and no more were launched
+}
+
+TEST_F(CoordinatorTest, AWorkerThatCannotBeLaunchedFailsTheJob) {
+  backend.launch_error = "no such file";
+  c.spawn_root(spec("root"));
+  JobOutcome job = c.wait_job(std::chrono::milliseconds(0));
+  ASSERT_TRUE(job.done);
+  EXPECT_NE(job.error.find("cannot start a worker: no such file"), std::string::npos);
 }
 
 TEST_F(CoordinatorTest, OnCoordinatorTasksUseTheirOwnPool) {

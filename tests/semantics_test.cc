@@ -136,6 +136,16 @@ TEST(Failures, ACrashingTaskExhaustsItsRetryBudget) {
   EXPECT_NE(caught.find("SIGABRT"), std::string::npos) << caught;
 }
 
+TEST(Failures, AFailedAsynchronousCallFailsTheTask) {
+  TempDir dir;
+  ProcessResult r = run_process({SEMANTICS_APP, "run", "--event", R"({"program":"async_error"})",
+                                 "--store", "file://" + dir / "store"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("an asynchronous call (seqno 0) failed: unknown queue 999999"),
+            std::string::npos)
+      << r.err;
+}
+
 TEST(RunCommandLine, MalformedEventAndUnknownOption) {
   ProcessResult bad = run_process({SEMANTICS_APP, "run", "--event", "{oops"});
   EXPECT_EQ(bad.exit_code, 2);

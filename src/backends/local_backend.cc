@@ -28,7 +28,7 @@ LocalBackend::LocalBackend(LocalBackendOptions options, Coordinator* coordinator
 
 LocalBackend::~LocalBackend() { shutdown(); }
 
-void LocalBackend::launch_worker(uint64_t worker_id, bool on_coordinator) {
+bool LocalBackend::launch_worker(uint64_t worker_id, bool on_coordinator, std::string* error) {
   std::vector<std::string> argv = {options_.executable, "worker", "--worker-id",
                                    std::to_string(worker_id)};
   argv.insert(argv.end(), options_.worker_args.begin(), options_.worker_args.end());
@@ -51,16 +51,13 @@ void LocalBackend::launch_worker(uint64_t worker_id, bool on_coordinator) {
   int rc = posix_spawn(&pid, options_.executable.c_str(), &fa, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) {
-    // Reported like a death, from another thread (the caller holds the
-    // coordinator's lock): the coordinator forgets the worker.
-    std::thread([this, worker_id, rc] {
-      coordinator_->worker_exited(worker_id, std::string("cannot start worker: ") + strerror(rc));
-    }).detach();
-    return;
+    *error = options_.executable + ": " + strerror(rc);
+    return false;
   }
   procs_[pid] = Proc{worker_id, on_coordinator, std::nullopt, std::nullopt, false};
   pid_of_[worker_id] = pid;
   cv_.notify_all();
+  return true;
 }
 
 LocalBackend::Proc* LocalBackend::find(uint64_t worker_id) {
@@ -129,53 +126,46 @@ void LocalBackend::kill_timer() {
   }
 }
 
+// Polls this backend's own workers (never waitpid(-1): other children of
+// the process are not ours to reap). Every 2 ms: a death is noticed well
+// within the 100 ms the coordinator promises.
 void LocalBackend::reap() {
   for (;;) {
-    int status = 0;
-    pid_t pid = waitpid(-1, &status, 0);
-    if (pid < 0) {
-      std::unique_lock lock(mu_);
-      if (stopping_) return;
-      // No children: wait for a launch.
-      cv_.wait_for(lock, std::chrono::milliseconds(50));
-      continue;
-    }
-    uint64_t worker_id;
+    std::vector<std::pair<uint64_t, int>> exited;  // worker, status
     {
-      std::lock_guard lock(mu_);
-      auto it = procs_.find(pid);
-      if (it == procs_.end()) continue;
-      worker_id = it->second.worker_id;
-      pid_of_.erase(worker_id);
-      procs_.erase(it);
-      if (stopping_) continue;
+      std::unique_lock lock(mu_);
+      if (stopping_ && procs_.empty()) return;
+      for (auto it = procs_.begin(); it != procs_.end();) {
+        int status = 0;
+        if (waitpid(it->first, &status, WNOHANG) == it->first) {
+          if (!stopping_) exited.emplace_back(it->second.worker_id, status);
+          pid_of_.erase(it->second.worker_id);
+          it = procs_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (exited.empty()) reaper_cv_.wait_for(lock, std::chrono::milliseconds(2));
     }
-    std::string why = WIFSIGNALED(status)
-                          ? std::string("killed by SIG") + sigabbrev_np(WTERMSIG(status)) + " (" +
-                                strsignal(WTERMSIG(status)) + ")"
-                          : "exited with status " + std::to_string(WEXITSTATUS(status));
-    coordinator_->worker_exited(worker_id, why);
+    for (auto [worker_id, status] : exited) {
+      std::string why = WIFSIGNALED(status)
+                            ? std::string("killed by SIG") + sigabbrev_np(WTERMSIG(status)) + " (" +
+                                  strsignal(WTERMSIG(status)) + ")"
+                            : "exited with status " + std::to_string(WEXITSTATUS(status));
+      coordinator_->worker_exited(worker_id, why);
+    }
   }
 }
 
 void LocalBackend::shutdown() {
   {
     std::lock_guard lock(mu_);
-    if (stopping_ && !reaper_.joinable()) return;
     stopping_ = true;
     for (auto& [pid, p] : procs_) ::kill(pid, SIGKILL);
     cv_.notify_all();
   }
   if (timer_.joinable()) timer_.join();
-  // Reap what was killed, then stop the reaper.
-  for (int i = 0; i < 100; ++i) {
-    {
-      std::lock_guard lock(mu_);
-      if (procs_.empty()) break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  if (reaper_.joinable()) reaper_.join();
+  if (reaper_.joinable()) reaper_.join();  // returns once every worker is reaped
 }
 
 uint64_t LocalBackend::chaos_kills() const {

@@ -2,8 +2,9 @@
 // machine (DESIGN.md section 6). Each invocation (one task handed to a
 // worker) is killed with SIGKILL at the time limit, like a Lambda; workers
 // are reused between invocations; --chaos-kill P kills an invocation at a
-// random moment with probability P. A worker's death is seen at once
-// (a thread blocks in waitpid) and reported to the coordinator.
+// random moment with probability P. A worker's death is seen within a few
+// milliseconds (a thread polls waitpid on each worker) and reported to the
+// coordinator.
 #pragma once
 
 #include <sys/types.h>
@@ -36,7 +37,7 @@ class LocalBackend final : public Backend {
   LocalBackend(LocalBackendOptions options, Coordinator* coordinator);
   ~LocalBackend() override;
 
-  void launch_worker(uint64_t worker_id, bool on_coordinator) override;
+  bool launch_worker(uint64_t worker_id, bool on_coordinator, std::string* error) override;
   void invocation_started(uint64_t worker_id) override;
   void invocation_ended(uint64_t worker_id) override;
   double time_limit(bool on_coordinator) const override {
@@ -64,7 +65,8 @@ class LocalBackend final : public Backend {
   LocalBackendOptions options_;
   Coordinator* coordinator_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;         // the kill timer's
+  std::condition_variable reaper_cv_;  // paces the reaper's polling
   std::map<pid_t, Proc> procs_;
   std::map<uint64_t, pid_t> pid_of_;
   std::mt19937_64 rng_;

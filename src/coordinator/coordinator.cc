@@ -79,9 +79,15 @@ void Coordinator::make_ready(TaskRecord& t) {
   t.state = State::kReady;
   ready_[t.spec.on_coordinator].push_back(t.id);
   work_cv_.notify_all();
+  call_cv_.notify_all();  // a blocked call may now be holding a slot others need
 }
 
 void Coordinator::fail_task(TaskRecord& t, const std::string& why) {
+  // A failed task takes no item and gives none.
+  for (auto& [id, q] : queues_) {
+    std::erase(q.enqueuers, t.id);
+    std::erase(q.dequeuers, t.id);
+  }
   t.state = State::kFailed;
   t.error = why;
   ++stats_.failed;
@@ -253,19 +259,25 @@ void Coordinator::schedule() {
     size_t max = pool ? options_.max_coordinator_workers : options_.max_workers;
     while (ready_[pool].size() > available && live < max) {
       uint64_t id = next_worker_++;
+      std::string error;
+      if (!backend_->launch_worker(id, pool, &error)) {
+        fail_job("cannot start a worker: " + error);
+        return;
+      }
       workers_[id].on_coordinator = pool;
       ++available;
       ++live;
       ++stats_.workers_launched;
-      backend_->launch_worker(id, pool);
     }
   }
 }
 
+// The worker's task is over as far as the coordinator is concerned. The
+// backend's time limit keeps running until the worker asks for new work (a
+// worker parked by an asynchronous call may still be computing).
 void Coordinator::end_invocation(uint64_t worker_id) {
   auto it = workers_.find(worker_id);
   if (it != workers_.end()) it->second.task = 0;
-  if (backend_) backend_->invocation_ended(worker_id);
 }
 
 AssignmentInfo Coordinator::next(uint64_t worker_id) {
@@ -277,6 +289,8 @@ AssignmentInfo Coordinator::next(uint64_t worker_id) {
   }
   WorkerRecord& w = workers_[worker_id];
   w.started = true;
+  start_failures_ = 0;
+  if (backend_) backend_->invocation_ended(worker_id);
   if (w.task) lose_task(worker_id, "the worker asked for new work while running a task");
   auto deadline = std::chrono::steady_clock::now() + options_.idle_poll;
   std::deque<uint64_t>& ready = ready_[w.on_coordinator];
@@ -328,10 +342,8 @@ CallOutcome Coordinator::call(const CallInfo& info) {
       (it->second.state != State::kRunning && it->second.state != State::kBlocked))
     return {CallOutcome::Kind::kAbandon, {}, {}};
   TaskRecord& t = it->second;
-  if (t.call && info.seqno < t.call->seqno) {
-    t.worker = 0;
+  if (t.call && info.seqno < t.call->seqno)  // stale: ignore it, change nothing
     return {CallOutcome::Kind::kAbandon, {}, {}};
-  }
   if (t.call && info.seqno == t.call->seqno) {
     ++stats_.duplicate_calls;  // a restarted task repeats its latest call
   } else {
@@ -418,10 +430,27 @@ void Coordinator::lose_task(uint64_t worker_id, const std::string& why) {
 void Coordinator::worker_exited(uint64_t worker_id, const std::string& why) {
   std::lock_guard lock(mu_);
   if (!dead_.insert(worker_id).second) return;  // reported already
+  auto it = workers_.find(worker_id);
+  bool started = it != workers_.end() && it->second.started;
   lose_task(worker_id, why);
   workers_.erase(worker_id);
+  // Workers that die before they ask for work cannot run anything: after a
+  // few in a row the job fails, instead of relaunching them forever.
+  if (!started && ++start_failures_ >= options_.max_start_failures) {
+    fail_job(std::to_string(start_failures_) +
+             " workers in a row died before asking for work (last: " + why + ")");
+    return;
+  }
   schedule();
   work_cv_.notify_all();  // a next() of this worker may be waiting
+}
+
+void Coordinator::fail_job(const std::string& why) {
+  if (job_.done) return;
+  job_.done = true;
+  job_.failed = true;
+  job_.error = why;
+  job_cv_.notify_all();
 }
 
 JobOutcome Coordinator::wait_job(std::optional<std::chrono::milliseconds> timeout) {

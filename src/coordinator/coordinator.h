@@ -44,10 +44,12 @@ class Backend {
   virtual ~Backend() = default;
   /// Starts one more worker for the pool ("coordinator side" when
   /// on_coordinator: no time limit, no chaos). It later calls next().
-  virtual void launch_worker(uint64_t worker_id, bool on_coordinator) = 0;
+  /// Returns false (with `error` set) if the worker could not be started.
+  /// Called with the coordinator's lock held: must not call back into it.
+  virtual bool launch_worker(uint64_t worker_id, bool on_coordinator, std::string* error) = 0;
   /// A task was handed to the worker: start its time limit (and chaos).
   virtual void invocation_started(uint64_t worker_id) = 0;
-  /// The worker finished its invocation (finish, park, abandon).
+  /// The worker's invocation is over: it asked for new work, or died.
   virtual void invocation_ended(uint64_t worker_id) = 0;
   /// Time limit of one invocation in seconds (0: none), as told to workers.
   virtual double time_limit(bool on_coordinator) const = 0;
@@ -59,6 +61,7 @@ struct CoordinatorOptions {
   std::chrono::milliseconds grace{50};        // how long a blocked call holds its worker
   std::chrono::milliseconds idle_poll{1000};  // how long next() waits before IDLE
   unsigned max_failures = 10;                 // consecutive worker deaths without progress
+  unsigned max_start_failures = 5;            // workers in a row that die before asking for work
 };
 
 struct AssignmentInfo {
@@ -178,6 +181,7 @@ class Coordinator {
   void end_invocation(uint64_t worker_id);
   void lose_task(uint64_t worker_id, const std::string& why);
   void fail_task(TaskRecord& t, const std::string& why);
+  void fail_job(const std::string& why);
 
   CoordinatorOptions options_;
   CheckpointStore* store_;
@@ -193,6 +197,7 @@ class Coordinator {
   std::deque<uint64_t> ready_[2];  // [0]: normal, [1]: on_coordinator
   uint64_t next_task_ = 1, next_queue_ = 1, next_worker_ = 1;
   bool shutdown_ = false;
+  unsigned start_failures_ = 0;  // consecutive workers lost before their first next()
   JobOutcome job_;
   CoordinatorStats stats_;
 };

@@ -79,14 +79,18 @@ class Uplink {
     cv_.notify_all();
   }
 
-  /// Waits until everything posted has been stored and acknowledged. Returns
-  /// false if the coordinator abandoned the task meanwhile (it runs
-  /// elsewhere now) or the uplink failed; then `error` says why.
-  bool drain(std::string* error) {
+  enum class Drained {
+    kOk,
+    kAbandoned,  // the coordinator parked or abandoned the task: drop it
+    kFailed,     // an asynchronous call failed, or the uplink did: see error
+  };
+  /// Waits until everything posted has been stored and acknowledged.
+  Drained drain(std::string* error = nullptr) {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return queued_.empty() && !busy_; });
     if (error) *error = error_;
-    return !abandoned_ && error_.empty();
+    if (abandoned_) return Drained::kAbandoned;
+    return error_.empty() ? Drained::kOk : Drained::kFailed;
   }
 
   /// Returns a buffer the caller used itself.
@@ -126,7 +130,12 @@ class Uplink {
       bool abandoned = false;
       try {
         store_.put(job.info.image_key, job.image->view());
-        abandoned = client_.call(job.info).kind != CallOutcome::Kind::kResult;
+        CallOutcome o = client_.call(job.info);
+        abandoned = o.kind != CallOutcome::Kind::kResult;
+        // Nobody awaits an asynchronous call's result: its error fails the task.
+        if (!abandoned && !o.error.empty())
+          error = "an asynchronous call (seqno " + std::to_string(job.info.seqno) +
+                  ") failed: " + o.error;
       } catch (const std::exception& e) {
         error = e.what();
       }
@@ -210,6 +219,22 @@ class Worker {
     return run_task(a.task_id, arena, deadline, margin);
   }
 
+  // Reports the end of the task once the uplink has drained; an
+  // asynchronous call's failure becomes the task's.
+  std::optional<AssignmentInfo> finish(uint64_t task_id, bool failed, const std::string& value,
+                                       const std::string& error) {
+    std::string why;
+    switch (uplink_.drain(&why)) {
+      case Uplink::Drained::kOk:
+        return client_.finish(task_id, failed, value, error);
+      case Uplink::Drained::kAbandoned:
+        return std::nullopt;
+      case Uplink::Drained::kFailed:
+        return client_.finish(task_id, true, {}, why);
+    }
+    return std::nullopt;
+  }
+
   std::optional<AssignmentInfo> run_task(uint64_t task_id, Arena* arena,
                                          std::optional<Clock::time_point> deadline,
                                          std::chrono::duration<double> margin) {
@@ -220,17 +245,15 @@ class Worker {
         done = resume_task(arena);
       } catch (const std::exception& e) {
         discard_task(arena);
-        if (!uplink_.drain(nullptr)) return std::nullopt;
-        return client_.finish(task_id, true, {}, e.what());
+        return finish(task_id, true, {}, e.what());
       }
       if (done) {
         TaskOutcome out = finish_task(arena);
-        if (!uplink_.drain(nullptr)) return std::nullopt;
-        return client_.finish(task_id, out.failed, out.value, out.error);
+        return finish(task_id, out.failed, out.value, out.error);
       }
       if (uplink_.abandoned()) {  // parked by an asynchronous call: stop now
         discard_task(arena);
-        uplink_.drain(nullptr);
+        uplink_.drain();
         return std::nullopt;
       }
       PendingCall& call = pending_call(arena);
@@ -269,10 +292,15 @@ class Worker {
         CheckpointClock::checkpoint_taken();
       }
       std::string why;
-      if (!uplink_.drain(&why)) {  // abandoned, or the uplink failed
-        if (!why.empty()) std::fprintf(stderr, "kappa worker: %s\n", why.c_str());
-        discard_task(arena);
-        return std::nullopt;
+      switch (uplink_.drain(&why)) {
+        case Uplink::Drained::kOk:
+          break;
+        case Uplink::Drained::kAbandoned:
+          discard_task(arena);
+          return std::nullopt;
+        case Uplink::Drained::kFailed:
+          discard_task(arena);
+          return client_.finish(task_id, true, {}, why);
       }
       store_->put(info.image_key, image->view());
       uplink_.post_back(std::move(image));

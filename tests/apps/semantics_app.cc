@@ -222,6 +222,15 @@ Task<nlohmann::json> crash_child() {
   co_return nlohmann::json{{"caught", nullptr}};
 }
 
+// ---- an asynchronous call that fails: nobody awaits it, so the task fails
+Task<nlohmann::json> async_error() {
+  kappa::Queue<int> bogus(999999);  // no such queue
+  co_await bogus.enqueue_async(1);
+  co_await kappa::checkpoint();
+  auto q = co_await kappa::make_queue<int>(1);  // a synchronous call: the error surfaces
+  co_return nlohmann::json{{"unreachable", q.id()}};
+}
+
 Task<nlohmann::json> handler(nlohmann::json e) {
   std::string p = e.at("program");
   if (p == "factorial") co_return co_await factorial(e.at("n"));
@@ -236,6 +245,7 @@ Task<nlohmann::json> handler(nlohmann::json e) {
   if (p == "child_failure") co_return co_await child_failure();
   if (p == "uncaught_child_failure") co_return co_await uncaught_child_failure();
   if (p == "crash_child") co_return co_await crash_child();
+  if (p == "async_error") co_return co_await async_error();
   throw std::invalid_argument("unknown program " + p);
 }
 
