@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "support/subprocess.h"
@@ -144,6 +145,25 @@ TEST(Failures, AFailedAsynchronousCallFailsTheTask) {
   EXPECT_NE(r.err.find("an asynchronous call (seqno 0) failed: unknown queue 999999"),
             std::string::npos)
       << r.err;
+}
+
+TEST(Trace, OneSpanPerInvocation) {
+  TempDir dir;
+  ProcessResult r = run_process({SEMANTICS_APP, "run", "--event", R"({"program":"fib","n":6})",
+                                 "--trace", dir / "trace.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto trace = nlohmann::json::parse(read_file(dir / "trace.json"));
+  std::map<uint64_t, int> finished;  // task -> spans that ended with "finished"
+  size_t spans = 0;
+  for (const auto& e : trace.at("traceEvents")) {
+    if (e.at("ph") != "X") continue;
+    ++spans;
+    EXPECT_GE(e.at("dur").get<double>(), 0);
+    if (e.at("args").at("outcome") == "finished") ++finished[e.at("args").at("task")];
+  }
+  EXPECT_EQ(finished.size(), 25u);  // fib(6) spawns 25 tasks in all
+  for (auto [task, n] : finished) EXPECT_EQ(n, 1) << "task " << task;
+  EXPECT_GE(spans, 25u);  // plus one per park
 }
 
 TEST(RunCommandLine, MalformedEventAndUnknownOption) {

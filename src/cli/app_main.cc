@@ -151,7 +151,9 @@ int app_main(int argc, char** argv, Handler handler) {
         ->check(CLI::Range(0.0, 1.0));
     cmd->add_option("--seed", job.seed, "Seed for --chaos-kill (0: random)");
     cmd->add_option("--log-dir", job.log_dir, "Directory for worker logs (default: none)");
-    cmd->add_option("--trace", job.trace, "Chrome/Perfetto trace of the job (not implemented yet)");
+    cmd->add_option("--trace", job.trace,
+                    "Write a Chrome/Perfetto trace of the job (one span per task invocation) "
+                    "to FILE; open it in Perfetto or chrome://tracing");
     cmd->add_option("--grace-ms", job.grace_ms,
                     "How long a blocked call keeps its worker before parking")
         ->capture_default_str();

@@ -1,6 +1,9 @@
 #include "coordinator/coordinator.h"
 
 #include <algorithm>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 namespace kappa::detail {
 
@@ -275,9 +278,51 @@ void Coordinator::schedule() {
 // The worker's task is over as far as the coordinator is concerned. The
 // backend's time limit keeps running until the worker asks for new work (a
 // worker parked by an asynchronous call may still be computing).
-void Coordinator::end_invocation(uint64_t worker_id) {
+void Coordinator::end_invocation(uint64_t worker_id, const char* outcome) {
   auto it = workers_.find(worker_id);
   if (it != workers_.end()) it->second.task = 0;
+  trace_end(worker_id, outcome);
+}
+
+void Coordinator::trace_end(uint64_t worker_id, const std::string& outcome) {
+  if (!tracing_) return;
+  auto it = open_spans_.find(worker_id);
+  if (it == open_spans_.end()) return;
+  it->second.end = std::chrono::steady_clock::now();
+  it->second.outcome = outcome;
+  spans_.push_back(std::move(it->second));
+  open_spans_.erase(it);
+}
+
+void Coordinator::set_tracing(bool on) {
+  std::lock_guard lock(mu_);
+  tracing_ = on;
+}
+
+void Coordinator::write_trace(const std::string& path) const {
+  std::lock_guard lock(mu_);
+  auto us = [&](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double, std::micro>(t - trace_zero_).count();
+  };
+  nlohmann::json events = nlohmann::json::array();
+  for (const Span& s : spans_) {
+    events.push_back({{"name", s.name.empty() ? "task " + std::to_string(s.task) : s.name},
+                      {"cat", s.kind},
+                      {"ph", "X"},
+                      {"ts", us(s.start)},
+                      {"dur", us(s.end) - us(s.start)},
+                      {"pid", s.on_coordinator ? 2 : 1},
+                      {"tid", s.worker},
+                      {"args", {{"task", s.task}, {"outcome", s.outcome}}}});
+  }
+  for (int pid : {1, 2})
+    events.push_back({{"name", "process_name"},
+                      {"ph", "M"},
+                      {"pid", pid},
+                      {"args", {{"name", pid == 1 ? "workers" : "on_coordinator workers"}}}});
+  std::ofstream out(path, std::ios::trunc);
+  out << nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ms"}}.dump();
+  if (!out) throw Error("cannot write the trace to " + path);
 }
 
 AssignmentInfo Coordinator::next(uint64_t worker_id) {
@@ -331,6 +376,15 @@ AssignmentInfo Coordinator::next(uint64_t worker_id) {
     a.time_left = backend_->time_limit(t.spec.on_coordinator);
     backend_->invocation_started(worker_id);
   }
+  if (tracing_)
+    open_spans_[worker_id] = Span{t.id,
+                                  worker_id,
+                                  t.spec.on_coordinator,
+                                  t.spec.name,
+                                  a.kind == AssignmentInfo::Kind::kStart ? "start" : "resume",
+                                  {},
+                                  std::chrono::steady_clock::now(),
+                                  {}};
   return a;
 }
 
@@ -377,7 +431,7 @@ CallOutcome Coordinator::call(const CallInfo& info) {
   } else {
     t.state = State::kParked;
   }
-  end_invocation(info.worker_id);
+  end_invocation(info.worker_id, t.call->done ? "yield" : "park");
   schedule();
   return {CallOutcome::Kind::kPark, {}, {}};
 }
@@ -391,7 +445,7 @@ void Coordinator::finish(uint64_t worker_id, uint64_t task_id, bool failed, std:
   TaskRecord& t = it->second;
   t.worker = 0;
   if (t.call && store_) store_->remove(t.call->image_key);
-  end_invocation(worker_id);
+  end_invocation(worker_id, failed ? "failed" : "finished");
   if (failed) {
     fail_task(t, describe(t) + " failed: " + error);
   } else {
@@ -408,6 +462,7 @@ void Coordinator::lose_task(uint64_t worker_id, const std::string& why) {
   if (wit == workers_.end() || !wit->second.task) return;
   uint64_t task_id = std::exchange(wit->second.task, 0);
   ++stats_.worker_deaths;
+  trace_end(worker_id, "worker lost: " + why);
   TaskRecord& t = tasks_.at(task_id);
   if (t.worker == worker_id) {
     t.worker = 0;

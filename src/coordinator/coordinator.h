@@ -130,6 +130,12 @@ class Coordinator {
 
   CoordinatorStats stats() const;
 
+  /// Writes the job's timeline as a Chrome/Perfetto trace (JSON): one span
+  /// per invocation (a task on a worker, from hand-out to finish, park or
+  /// death). Recording starts with set_tracing(true).
+  void set_tracing(bool on);
+  void write_trace(const std::string& path) const;
+
  private:
   struct Call {
     uint64_t seqno = 0;
@@ -178,7 +184,8 @@ class Coordinator {
   void queue_progress(QueueRecord& q);
   void schedule();
   bool ready_work_starved() const;
-  void end_invocation(uint64_t worker_id);
+  void end_invocation(uint64_t worker_id, const char* outcome);
+  void trace_end(uint64_t worker_id, const std::string& outcome);
   void lose_task(uint64_t worker_id, const std::string& why);
   void fail_task(TaskRecord& t, const std::string& why);
   void fail_job(const std::string& why);
@@ -197,6 +204,17 @@ class Coordinator {
   std::deque<uint64_t> ready_[2];  // [0]: normal, [1]: on_coordinator
   uint64_t next_task_ = 1, next_queue_ = 1, next_worker_ = 1;
   bool shutdown_ = false;
+  // Tracing: open spans by worker, and finished spans.
+  struct Span {
+    uint64_t task = 0, worker = 0;
+    bool on_coordinator = false;
+    std::string name, kind, outcome;
+    std::chrono::steady_clock::time_point start, end;
+  };
+  bool tracing_ = false;
+  std::chrono::steady_clock::time_point trace_zero_ = std::chrono::steady_clock::now();
+  std::map<uint64_t, Span> open_spans_;
+  std::vector<Span> spans_;
   unsigned start_failures_ = 0;  // consecutive workers lost before their first next()
   JobOutcome job_;
   CoordinatorStats stats_;

@@ -42,7 +42,6 @@ void check_supported(const JobOptions& o) {
     throw Error(
         "--state: a durable coordinator journal is not implemented yet; the coordinator "
         "keeps its state in memory");
-  if (!o.trace.empty()) throw Error("--trace is not implemented yet");
   if (o.workers == 0) throw Error("--workers must be at least 1");
 }
 
@@ -73,6 +72,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   copts.grace = std::chrono::milliseconds(o.grace_ms);
   copts.max_failures = o.max_failures;
   Coordinator coordinator(copts, store.get());
+  coordinator.set_tracing(!o.trace.empty());
   CoordinatorServer server(&coordinator, o.listen, token);
 
   LocalBackendOptions bopts;
@@ -119,6 +119,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   backend.shutdown();
   server.stop();
 
+  if (!o.trace.empty()) coordinator.write_trace(o.trace);
   JobResult r;
   r.stats = coordinator.stats();
   r.chaos_kills = backend.chaos_kills();
