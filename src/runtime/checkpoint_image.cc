@@ -292,7 +292,7 @@ struct ParsedImage {
   ImageHeader header;
   ImageLayout layout;
   ImageInfo info;
-  const SegmentDigest* table;  // inside the image
+  std::vector<SegmentDigest> table;  // copied: in the image it is not 8-byte aligned
 };
 
 ImageLayout layout_of(std::string_view image, ImageHeader& h) {
@@ -378,7 +378,9 @@ ParsedImage check_header(std::string_view image, const std::string& key) {
   info.created_unix_ns = h.created_unix_ns;
   info.extents.resize(h.extent_count);
   std::memcpy(info.extents.data(), image.data() + sizeof h, h.extent_count * sizeof(Extent));
-  p.table = reinterpret_cast<const SegmentDigest*>(image.data() + l.table_offset);
+  p.table.resize(l.segment_count);
+  std::memcpy(p.table.data(), image.data() + l.table_offset,
+              l.segment_count * sizeof(SegmentDigest));
   return p;
 }
 

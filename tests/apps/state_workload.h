@@ -132,9 +132,9 @@ inline void mutate_objects(State& s, int step) {
   std::vector<int64_t> captured(size_t(step % 4 + 1), step);
   std::string tag = "t" + std::to_string(step);
   s.fn = [prev = std::move(s.fn), captured, tag](int64_t x) {
-    int64_t acc = prev(x);
-    for (int64_t c : captured) acc = acc * 31 + c;
-    return acc + int64_t(tag.size());
+    uint64_t acc = uint64_t(prev(x));  // unsigned: wraps instead of overflowing
+    for (int64_t c : captured) acc = acc * 31 + uint64_t(c);
+    return int64_t(acc + tag.size());
   };
   switch (step % 3) {
     case 0:
