@@ -1,6 +1,5 @@
 #include "coordinator/job_runner.h"
 
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -11,22 +10,11 @@
 #include "backends/local_backend.h"
 #include "kappa/spawn.h"
 #include "rpc/coordinator_service.h"
+#include "runtime/hex.h"
 #include "stores/checkpoint_store.h"
 
 namespace kappa::detail {
 namespace {
-
-std::string random_hex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  if (getrandom(raw.data(), bytes, 0) != ssize_t(bytes)) throw Error("getrandom failed");
-  static const char* d = "0123456789abcdef";
-  std::string hex;
-  for (unsigned char c : raw) {
-    hex.push_back(d[c >> 4]);
-    hex.push_back(d[c & 15]);
-  }
-  return hex;
-}
 
 std::string self_executable() {
   std::error_code ec;

@@ -1,7 +1,6 @@
 #include "runtime/key.h"
 
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +12,7 @@
 #include <sstream>
 
 #include "kappa/error.h"
+#include "runtime/hex.h"
 
 namespace kappa::detail {
 namespace {
@@ -41,15 +41,7 @@ std::string default_key_path() {
 std::string create_key_file(const std::string& path) {
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  unsigned char raw[32];
-  if (getrandom(raw, sizeof raw, 0) != ssize_t(sizeof raw))
-    throw Error(std::string("getrandom failed: ") + std::strerror(errno));
-  std::string hex;
-  for (unsigned char c : raw) {
-    static const char* d = "0123456789abcdef";
-    hex.push_back(d[c >> 4]);
-    hex.push_back(d[c & 15]);
-  }
+  std::string hex = random_hex(32);
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     if (errno == EEXIST) return read_key_file(path);  // another process won the race

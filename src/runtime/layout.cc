@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "runtime/arena.h"
+#include "runtime/hex.h"
 
 namespace kappa::detail {
 
@@ -21,17 +22,6 @@ extern __thread Arena* t_current_arena __attribute__((tls_model("initial-exec"))
 
 namespace {
 constexpr const char* kReexecVar = "KAPPA_REEXECED";
-
-std::string to_hex(const unsigned char* p, size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  s.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    s.push_back(digits[p[i] >> 4]);
-    s.push_back(digits[p[i] & 15]);
-  }
-  return s;
-}
 
 int find_build_id(dl_phdr_info* info, size_t, void* out) {
   auto* id = static_cast<std::string*>(out);
@@ -105,7 +95,7 @@ const std::string& build_id() {
     std::ifstream exe("/proc/self/exe", std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(exe)), std::istreambuf_iterator<char>());
     XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
-    return "xxh128:" + to_hex(reinterpret_cast<const unsigned char*>(&h), sizeof h);
+    return "xxh128:" + to_hex(&h, sizeof h);
   }();
   return id;
 }
