@@ -50,6 +50,14 @@ std::pair<nlohmann::json, int> run_one_pause_per_process(const std::string& even
   return {};
 }
 
+// Starts a small job in `dir` and stops it after its first checkpoint.
+::testing::AssertionResult start_stopped_job(const std::string& dir) {
+  ProcessResult r = run_process({STATE_APP, "solo", "--dir", dir, "--event",
+                                 R"({"mode":"types","steps":2})", "--max-checkpoints", "1"});
+  if (r.exit_code == kExitStopped) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "solo exited " << r.exit_code << ": " << r.err;
+}
+
 class EveryPausePoint : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(EveryPausePoint, AllKindsOfStateMatchThePlainComputation) {
@@ -142,9 +150,7 @@ TEST(RestoreProcess, ExceptionEscapingTheTaskFailsTheJob) {
 
 TEST(RestoreProcess, CheckpointOfAnotherBinaryIsRejected) {
   TempDir dir;
-  ProcessResult first = run_process({STATE_APP, "solo", "--dir", dir / "c", "--event",
-                                     R"({"mode":"types","steps":2})", "--max-checkpoints", "1"});
-  ASSERT_EQ(first.exit_code, kExitStopped) << first.err;
+  ASSERT_TRUE(start_stopped_job(dir / "c"));
   ProcessResult r = run_process({DEMO_APP, "resume", dir / "c"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("written by another binary"), std::string::npos) << r.err;
@@ -155,9 +161,7 @@ TEST(RestoreProcess, CheckpointOfAnotherBinaryIsRejected) {
 
 TEST(RestoreProcess, RandomizedAddressLayoutIsRefused) {
   TempDir dir;
-  ProcessResult first = run_process({STATE_APP, "solo", "--dir", dir / "c", "--event",
-                                     R"({"mode":"types","steps":2})", "--max-checkpoints", "1"});
-  ASSERT_EQ(first.exit_code, kExitStopped) << first.err;
+  ASSERT_TRUE(start_stopped_job(dir / "c"));
   // KAPPA_ALLOW_ASLR=1: no re-exec with ADDR_NO_RANDOMIZE, so libraries land
   // elsewhere (when the kernel randomizes at all).
   ProcessResult r = run_process({STATE_APP, "resume", dir / "c"}, {"KAPPA_ALLOW_ASLR=1"});
@@ -192,9 +196,7 @@ TEST(CommandLine, ResumeWithoutACheckpoint) {
 
 TEST(CommandLine, SoloRefusesADirectoryThatHoldsAJob) {
   TempDir dir;
-  ProcessResult first = run_process({STATE_APP, "solo", "--dir", dir / "c", "--event",
-                                     R"({"mode":"types","steps":2})", "--max-checkpoints", "1"});
-  ASSERT_EQ(first.exit_code, kExitStopped);
+  ASSERT_TRUE(start_stopped_job(dir / "c"));
   ProcessResult r = run_process({STATE_APP, "solo", "--dir", dir / "c"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("already holds checkpoints"), std::string::npos) << r.err;
@@ -202,9 +204,7 @@ TEST(CommandLine, SoloRefusesADirectoryThatHoldsAJob) {
 
 TEST(CommandLine, InspectPrintsTheVerifiedHeader) {
   TempDir dir;
-  ProcessResult first = run_process({STATE_APP, "solo", "--dir", dir / "c", "--event",
-                                     R"({"mode":"types","steps":2})", "--max-checkpoints", "1"});
-  ASSERT_EQ(first.exit_code, kExitStopped);
+  ASSERT_TRUE(start_stopped_job(dir / "c"));
   std::string image;
   for (auto& e : std::filesystem::directory_iterator(dir / "c")) image = e.path();
   ProcessResult r = run_process({STATE_APP, "inspect", image});

@@ -191,14 +191,19 @@ int thrower(int v) {
   return v;
 }
 
-Task<nlohmann::json> child_failure() {
-  Future<int> f = co_await kappa::spawn(kappa::SpawnOptions{.name = "thrower"}, thrower, 7);
+// Awaits `f` and reports the message of the TaskFailed it throws (null if none).
+Task<nlohmann::json> caught_failure(Future<int> f) {
   try {
     co_await f;
   } catch (const kappa::TaskFailed& e) {
     co_return nlohmann::json{{"caught", e.what()}};
   }
   co_return nlohmann::json{{"caught", nullptr}};
+}
+
+Task<nlohmann::json> child_failure() {
+  kappa::SpawnOptions options{.name = "thrower"};
+  co_return co_await caught_failure(co_await kappa::spawn(options, thrower, 7));
 }
 
 Task<nlohmann::json> uncaught_child_failure() {
@@ -213,13 +218,8 @@ int crash(int) {
 }
 
 Task<nlohmann::json> crash_child() {
-  Future<int> f = co_await kappa::spawn(kappa::SpawnOptions{.name = "crasher"}, crash, 1);
-  try {
-    co_await f;
-  } catch (const kappa::TaskFailed& e) {
-    co_return nlohmann::json{{"caught", e.what()}};
-  }
-  co_return nlohmann::json{{"caught", nullptr}};
+  kappa::SpawnOptions options{.name = "crasher"};
+  co_return co_await caught_failure(co_await kappa::spawn(options, crash, 1));
 }
 
 // ---- an asynchronous call that fails: nobody awaits it, so the task fails
