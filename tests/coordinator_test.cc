@@ -49,7 +49,12 @@ class CoordinatorTest : public ::testing::Test {
     return o;
   }
   CallOutcome call(uint64_t worker, uint64_t task, uint64_t seqno, Op op, std::string request) {
-    return c.call(CallInfo{worker, task, seqno, "img-" + std::to_string(seqno), op, request});
+    return c.call(CallInfo{.worker_id = worker,
+                           .task_id = task,
+                           .seqno = seqno,
+                           .image_key = "img-" + std::to_string(seqno),
+                           .op = op,
+                           .request = std::move(request)});
   }
   FakeBackend backend;
   Coordinator c;
@@ -105,6 +110,25 @@ TEST_F(CoordinatorTest, BlockedWaitParksAndRelaunchesWithTheResult) {
   ASSERT_EQ(results.size(), 1u);
   EXPECT_FALSE(results[0].failed);
   EXPECT_EQ(decode<int64_t>(results[0].bytes), 42);
+}
+
+TEST_F(CoordinatorTest, AnInlineImageComesBackWithTheRelaunch) {
+  c.spawn_root(spec("root"));
+  c.next(1);
+  call(1, 1, 0, Op::kSpawn, encode(std::vector<SpawnSpec>{spec("child")}));
+  CallOutcome wait = c.call(CallInfo{.worker_id = 1,
+                                     .task_id = 1,
+                                     .seqno = 1,
+                                     .image = "the image bytes",
+                                     .op = Op::kWait,
+                                     .request = encode(std::vector<uint64_t>{2})});
+  EXPECT_EQ(wait.kind, CallOutcome::Kind::kPark);
+  c.next(2);
+  c.finish(2, 2, false, encode(int64_t{7}), "");
+  AssignmentInfo resumed = c.next(1);
+  EXPECT_EQ(resumed.kind, AssignmentInfo::Kind::kResume);
+  EXPECT_EQ(resumed.image, "the image bytes");
+  EXPECT_EQ(resumed.image_key, "");
 }
 
 TEST_F(CoordinatorTest, FutureArgumentsAreDataflowEdges) {

@@ -9,7 +9,18 @@ namespace kappa::detail {
 
 namespace {
 constexpr uint64_t kRootTask = 1;
-}
+
+// An image to remove from the store once the coordinator's lock is released
+// (declared before the lock, destroyed after it): store I/O stays off the
+// critical section.
+struct DeferredRemove {
+  CheckpointStore* store;
+  std::string key;
+  ~DeferredRemove() {
+    if (store && !key.empty()) store->remove(key);
+  }
+};
+}  // namespace
 
 Coordinator::Coordinator(CoordinatorOptions options, CheckpointStore* store)
     : options_(options), store_(store) {}
@@ -79,10 +90,22 @@ void Coordinator::make_ready(TaskRecord& t) {
     }
     t.args[i] = dep.result;
   }
+  push_ready(t);
+}
+
+// Queues `t` for the next free worker of its pool.
+void Coordinator::push_ready(TaskRecord& t) {
   t.state = State::kReady;
   ready_[t.spec.on_coordinator].push_back(t.id);
-  work_cv_.notify_all();
-  call_cv_.notify_all();  // a blocked call may now be holding a slot others need
+  work_cv_[t.spec.on_coordinator].notify_one();
+  wake_blocked();  // a blocked call may now be holding a slot others need
+}
+
+// Wakes the blocked calls if ready work waits for their slots, so that they
+// park at once rather than after the grace period.
+void Coordinator::wake_blocked() {
+  if (!ready_work_starved()) return;
+  for (uint64_t id : blocked_) tasks_.at(id).cv.notify_one();
 }
 
 void Coordinator::fail_task(TaskRecord& t, const std::string& why) {
@@ -124,13 +147,11 @@ void Coordinator::complete_call(TaskRecord& t, std::string reply, std::string er
   t.call->reply = std::move(reply);
   t.call->error = std::move(error);
   if (t.state == State::kParked) {
-    t.state = State::kReady;
-    ready_[t.spec.on_coordinator].push_back(t.id);
     ++stats_.relaunches;
-    work_cv_.notify_all();
+    push_ready(t);
   } else if (t.state == State::kBlocked) {
     t.state = State::kRunning;
-    call_cv_.notify_all();
+    t.cv.notify_one();
   }
 }
 
@@ -333,17 +354,19 @@ AssignmentInfo Coordinator::next(uint64_t worker_id) {
     return a;
   }
   WorkerRecord& w = workers_[worker_id];
+  const bool pool = w.on_coordinator;
   w.started = true;
   start_failures_ = 0;
   if (backend_) backend_->invocation_ended(worker_id);
   if (w.task) lose_task(worker_id, "the worker asked for new work while running a task");
   auto deadline = std::chrono::steady_clock::now() + options_.idle_poll;
-  std::deque<uint64_t>& ready = ready_[w.on_coordinator];
+  std::deque<uint64_t>& ready = ready_[pool];
   w.idle = true;
   while (!shutdown_ && ready.empty()) {
-    if (work_cv_.wait_until(lock, deadline) == std::cv_status::timeout) break;
+    if (work_cv_[pool].wait_until(lock, deadline) == std::cv_status::timeout) break;
   }
-  if (dead_.count(worker_id)) {  // died (or its session closed) while waiting
+  if (dead_.count(worker_id)) {                       // died (or its session closed) while waiting
+    if (!ready.empty()) work_cv_[pool].notify_one();  // the wake-up was meant for work
     a.kind = AssignmentInfo::Kind::kShutdown;
     return a;
   }
@@ -363,6 +386,7 @@ AssignmentInfo Coordinator::next(uint64_t worker_id) {
   if (t.call) {
     a.kind = AssignmentInfo::Kind::kResume;
     a.image_key = t.call->image_key;
+    a.image = t.call->image;
     a.seqno = t.call->seqno;
     a.reply = t.call->reply;
     a.error = t.call->error;
@@ -388,7 +412,8 @@ AssignmentInfo Coordinator::next(uint64_t worker_id) {
   return a;
 }
 
-CallOutcome Coordinator::call(const CallInfo& info) {
+CallOutcome Coordinator::call(CallInfo info) {
+  DeferredRemove stale{store_, {}};  // the image this call replaces
   std::unique_lock lock(mu_);
   ++stats_.calls;
   auto it = tasks_.find(info.task_id);
@@ -401,19 +426,27 @@ CallOutcome Coordinator::call(const CallInfo& info) {
   if (t.call && info.seqno == t.call->seqno) {
     ++stats_.duplicate_calls;  // a restarted task repeats its latest call
   } else {
-    std::string previous = t.call ? t.call->image_key : std::string();
-    t.call = Call{info.seqno, info.image_key, info.op, info.request, false, {}, {}};
+    if (t.call && t.call->image_key != info.image_key) stale.key = std::move(t.call->image_key);
+    t.call = Call{info.seqno,
+                  std::move(info.image_key),
+                  std::move(info.image),
+                  info.op,
+                  std::move(info.request),
+                  false,
+                  {},
+                  {}};
     t.failures = 0;  // progress
-    if (!previous.empty() && previous != info.image_key && store_) store_->remove(previous);
     apply(t);
     schedule();  // a spawn may have made work ready
   }
   if (!t.call->done) {
     t.state = State::kBlocked;
     auto deadline = std::chrono::steady_clock::now() + options_.grace;
+    blocked_.insert(t.id);
     while (!t.call->done && t.state == State::kBlocked && !shutdown_ && !ready_work_starved()) {
-      if (call_cv_.wait_until(lock, deadline) == std::cv_status::timeout) break;
+      if (t.cv.wait_until(lock, deadline) == std::cv_status::timeout) break;
     }
+    blocked_.erase(t.id);
   }
   if (t.worker != info.worker_id) return {CallOutcome::Kind::kAbandon, {}, {}};
   if (t.call->done && t.call->op != Op::kYield) {
@@ -424,10 +457,8 @@ CallOutcome Coordinator::call(const CallInfo& info) {
   ++stats_.parks;
   t.worker = 0;
   if (t.call->done) {  // a yield: relaunch at once on a fresh invocation
-    t.state = State::kReady;
-    ready_[t.spec.on_coordinator].push_back(t.id);
     ++stats_.relaunches;
-    work_cv_.notify_all();
+    push_ready(t);
   } else {
     t.state = State::kParked;
   }
@@ -438,13 +469,17 @@ CallOutcome Coordinator::call(const CallInfo& info) {
 
 void Coordinator::finish(uint64_t worker_id, uint64_t task_id, bool failed, std::string result,
                          std::string error) {
+  DeferredRemove image{store_, {}};
   std::lock_guard lock(mu_);
   auto it = tasks_.find(task_id);
   if (it == tasks_.end() || it->second.worker != worker_id || it->second.state != State::kRunning)
     return;  // stale
   TaskRecord& t = it->second;
   t.worker = 0;
-  if (t.call && store_) store_->remove(t.call->image_key);
+  if (t.call) {  // its last image is of no use any more
+    image.key = std::move(t.call->image_key);
+    std::string().swap(t.call->image);
+  }
   end_invocation(worker_id, failed ? "failed" : "finished");
   if (failed) {
     fail_task(t, describe(t) + " failed: " + error);
@@ -472,12 +507,10 @@ void Coordinator::lose_task(uint64_t worker_id, const std::string& why) {
     } else if (t.call && !t.call->done) {
       t.state = State::kParked;  // relaunched when its call completes
     } else {
-      t.state = State::kReady;  // from its last checkpoint, or from the start
-      ready_[t.spec.on_coordinator].push_back(t.id);
       ++stats_.relaunches;
+      push_ready(t);  // from its last checkpoint, or from the start
     }
-    call_cv_.notify_all();
-    work_cv_.notify_all();
+    t.cv.notify_one();  // its call() gives up
   }
   if (backend_) backend_->invocation_ended(worker_id);
 }
@@ -497,7 +530,7 @@ void Coordinator::worker_exited(uint64_t worker_id, const std::string& why) {
     return;
   }
   schedule();
-  work_cv_.notify_all();  // a next() of this worker may be waiting
+  for (auto& cv : work_cv_) cv.notify_all();  // a next() of this worker may be waiting
 }
 
 void Coordinator::fail_job(const std::string& why) {
@@ -520,8 +553,8 @@ JobOutcome Coordinator::wait_job(std::optional<std::chrono::milliseconds> timeou
 void Coordinator::shutdown() {
   std::lock_guard lock(mu_);
   shutdown_ = true;
-  work_cv_.notify_all();
-  call_cv_.notify_all();
+  for (auto& cv : work_cv_) cv.notify_all();
+  for (uint64_t id : blocked_) tasks_.at(id).cv.notify_one();
 }
 
 CoordinatorStats Coordinator::stats() const {

@@ -69,7 +69,8 @@ struct AssignmentInfo {
   uint64_t task_id = 0;
   uint64_t fn = 0, trampoline = 0;
   std::vector<std::string> args;
-  std::string image_key;
+  std::string image_key;  // RESUME: the image in the store, or
+  std::string image;      // RESUME: the image itself (small images travel inline)
   uint64_t seqno = 0;
   std::string reply, error;
   double time_left = 0;
@@ -78,7 +79,8 @@ struct AssignmentInfo {
 
 struct CallInfo {
   uint64_t worker_id = 0, task_id = 0, seqno = 0;
-  std::string image_key;
+  std::string image_key;  // the checkpoint in the store, or
+  std::string image;      // the checkpoint itself, kept by the coordinator
   Op op = Op::kCheckpoint;
   std::string request;
 };
@@ -114,7 +116,7 @@ class Coordinator {
   /// A worker asks for work; waits up to idle_poll.
   AssignmentInfo next(uint64_t worker_id);
   /// A pause point. May wait up to the grace period.
-  CallOutcome call(const CallInfo& info);
+  CallOutcome call(CallInfo info);
   /// The task returned (failed == false) or threw.
   void finish(uint64_t worker_id, uint64_t task_id, bool failed, std::string result,
               std::string error);
@@ -139,7 +141,7 @@ class Coordinator {
  private:
   struct Call {
     uint64_t seqno = 0;
-    std::string image_key;
+    std::string image_key, image;
     Op op = Op::kCheckpoint;
     std::string request;
     bool done = false;
@@ -159,6 +161,7 @@ class Coordinator {
     std::string result, error;
     std::vector<uint64_t> waiters;     // tasks whose pending kWait includes this one
     std::vector<uint64_t> dependents;  // tasks whose arguments or awaits include this one
+    std::condition_variable cv;        // its blocked call completed or must give up
   };
   struct QueueRecord {
     uint64_t max_size = 0;
@@ -183,7 +186,9 @@ class Coordinator {
   void apply(TaskRecord& t);
   void queue_progress(QueueRecord& q);
   void schedule();
+  void push_ready(TaskRecord& t);
   bool ready_work_starved() const;
+  void wake_blocked();
   void end_invocation(uint64_t worker_id, const char* outcome);
   void trace_end(uint64_t worker_id, const std::string& outcome);
   void lose_task(uint64_t worker_id, const std::string& why);
@@ -194,9 +199,12 @@ class Coordinator {
   CheckpointStore* store_;
   Backend* backend_ = nullptr;
   mutable std::mutex mu_;
-  std::condition_variable work_cv_;  // ready work appeared, or shutdown
-  std::condition_variable call_cv_;  // a blocked call completed
-  std::condition_variable job_cv_;   // the root finished
+  // Waiters are woken one by one, to spare the CPUs a herd of threads that
+  // find nothing to do: next() waits on work_cv_ of its pool; a blocked call
+  // on its task's cv.
+  std::condition_variable work_cv_[2];  // ready work appeared (or shutdown)
+  std::set<uint64_t> blocked_;          // tasks whose call() is waiting
+  std::condition_variable job_cv_;      // the root finished
   std::map<uint64_t, TaskRecord> tasks_;
   std::map<uint64_t, QueueRecord> queues_;
   std::map<uint64_t, WorkerRecord> workers_;

@@ -61,7 +61,8 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   copts.max_failures = o.max_failures;
   Coordinator coordinator(copts, store.get());
   coordinator.set_tracing(!o.trace.empty());
-  CoordinatorServer server(&coordinator, o.listen, token);
+  CoordinatorServer server(&coordinator, o.listen.empty() ? "unix:@kappa-job-" + job : o.listen,
+                           token);
 
   LocalBackendOptions bopts;
   bopts.executable = self_executable();

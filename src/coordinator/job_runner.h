@@ -1,5 +1,5 @@
 // Runs a whole job from `APP run` (or `APP coordinator`): the coordinator,
-// its gRPC endpoint and a backend in this process, the handler as the root
+// its endpoint (Unix socket or gRPC) and a backend in this process, the handler as the root
 // task, until the root finishes.
 #pragma once
 
@@ -22,7 +22,9 @@ struct JobOptions {
   uint64_t seed = 0;
   std::string log_dir;
   std::string trace;
-  std::string listen = "127.0.0.1:0";
+  // Where workers reach the coordinator; empty: a Unix socket of the job's
+  // own (the local backend's workers), "host:port": gRPC.
+  std::string listen;
   double checkpoint_interval = 1;
   Codec codec = Codec::kZstd;
   unsigned grace_ms = 50;
