@@ -1,6 +1,7 @@
 // The reference implementation's semantic test programs (semantics_app.cc),
-// each run end to end with `APP run`: normally, with --chaos-kill 0.3, and
-// with a --time-limit of one second. Every run must give the exact result.
+// each run end to end with `APP run`: normally, with --chaos-kill 0.3, with a
+// --time-limit of one second, and under chaos over the gRPC transport. Every
+// run must give the exact result.
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -74,8 +75,11 @@ struct Mode {
 };
 
 std::vector<Mode> modes() {
-  return {
-      {"normal", {}}, {"chaos", {"--chaos-kill", "0.3"}}, {"time_limit", {"--time-limit", "1"}}};
+  return {{"normal", {}},
+          {"chaos", {"--chaos-kill", "0.3"}},
+          {"time_limit", {"--time-limit", "1"}},
+          // The gRPC transport (the others use the local Unix socket).
+          {"grpc_chaos", {"--listen", "127.0.0.1:0", "--chaos-kill", "0.3"}}};
 }
 
 class Semantics : public ::testing::TestWithParam<std::tuple<Program, Mode>> {};

@@ -168,17 +168,26 @@ int app_main(int argc, char** argv, Handler handler) {
       "Run the job: an embedded coordinator and the local backend; prints the handler's "
       "result as one JSON line");
   add_job_options(run);
+  run->add_option("--listen", job.listen,
+                  "Serve workers on host:port over gRPC (default: a Unix socket of the job's "
+                  "own, several times faster for local workers)");
   CLI::App* coord = app.add_subcommand(
       "coordinator", "Like run, with the coordinator listening on a given address");
   add_job_options(coord);
-  coord->add_option("--listen", job.listen, "host:port to serve workers on")->required();
+  coord
+      ->add_option("--listen", job.listen,
+                   "Where to serve workers: host:port (gRPC) or unix:PATH, unix:@NAME (a Unix "
+                   "socket)")
+      ->required();
 
   detail::WorkerOptions worker;
   CLI::App* wcmd = app.add_subcommand("worker",
                                       "Serve a coordinator as a worker (started by "
                                       "backends; the job token comes from "
                                       "KAPPA_JOB_TOKEN)");
-  wcmd->add_option("--coordinator", worker.coordinator, "host:port")->required();
+  wcmd->add_option("--coordinator", worker.coordinator,
+                   "The coordinator's address: host:port (gRPC), unix:PATH or unix:@NAME")
+      ->required();
   wcmd->add_option("--worker-id", worker.worker_id, "This worker's id")->required();
   wcmd->add_option("--store", worker.store_url, "Checkpoint store URL")->required();
   add_compression(wcmd);

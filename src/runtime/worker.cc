@@ -36,6 +36,20 @@ std::string image_key(uint64_t task, uint64_t seqno, uint64_t worker) {
   return key;
 }
 
+// Images up to this size travel inline in the call, kept by the coordinator:
+// a store round trip costs more than sending a few KiB (DESIGN.md section 4,
+// steps 3 and 4 in one message). Larger ones go to the store first.
+constexpr size_t kInlineImageBytes = 64 << 10;
+
+// Attaches `image` to the call: inline, or written to the store under the
+// call's key.
+void attach_image(CallInfo& info, const ImageBuffer& image, CheckpointStore& store) {
+  if (image.size() <= kInlineImageBytes)
+    info.image.assign(image.view());
+  else
+    store.put(info.image_key, image.view());
+}
+
 // Persists checkpoint images and reports plain checkpoint() calls on a
 // background thread, so that the task goes on computing meanwhile (DESIGN.md
 // section 4: asynchronous checkpoints and enqueues). A queued checkpoint that
@@ -129,8 +143,8 @@ class Uplink {
       std::string error;
       bool abandoned = false;
       try {
-        store_.put(job.info.image_key, job.image->view());
-        CallOutcome o = client_.call(job.info);
+        attach_image(job.info, *job.image, store_);
+        CallOutcome o = client_.call(std::move(job.info));
         abandoned = o.kind != CallOutcome::Kind::kResult;
         // Nobody awaits an asynchronous call's result: its error fails the task.
         if (!abandoned && !o.error.empty())
@@ -206,10 +220,15 @@ class Worker {
       if (a.kind == AssignmentInfo::Kind::kStart) {
         arena = start_task(reinterpret_cast<Trampoline>(a.trampoline), a.fn, a.args);
       } else {
-        std::optional<std::string> image = store_->get(a.image_key);
-        if (!image)
-          throw Error("checkpoint image " + a.image_key + " is missing from " + store_->url());
-        arena = restore_image(*image, key_);
+        std::string_view image = a.image;  // inline, or else in the store
+        std::optional<std::string> stored;
+        if (image.empty()) {
+          stored = store_->get(a.image_key);
+          if (!stored)
+            throw Error("checkpoint image " + a.image_key + " is missing from " + store_->url());
+          image = *stored;
+        }
+        arena = restore_image(image, key_);
         deliver(arena, a.reply, a.error);
       }
     } catch (const std::exception& e) {
@@ -302,9 +321,9 @@ class Worker {
           discard_task(arena);
           return client_.finish(task_id, true, {}, why);
       }
-      store_->put(info.image_key, image->view());
+      attach_image(info, *image, *store_);
       uplink_.post_back(std::move(image));
-      CallOutcome o = client_.call(info);
+      CallOutcome o = client_.call(std::move(info));
       if (o.kind != CallOutcome::Kind::kResult) {
         discard_task(arena);
         return std::nullopt;

@@ -1,0 +1,124 @@
+// Both transports of the worker <-> coordinator protocol (rpc/transport.h),
+// each with a real Coordinator behind it: the same messages must come through
+// either, and both must refuse a session without the job's token.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "coordinator/coordinator.h"
+#include "kappa/detail/calls.h"
+#include "kappa/serialize.h"
+#include "rpc/coordinator_service.h"
+#include "runtime/hex.h"
+
+namespace kappa::detail {
+namespace {
+
+class Transport : public ::testing::TestWithParam<std::string> {
+ protected:
+  Transport() : coordinator(options(), nullptr) {}
+  static CoordinatorOptions options() {
+    CoordinatorOptions o;
+    o.grace = std::chrono::milliseconds(0);
+    o.idle_poll = std::chrono::milliseconds(0);
+    return o;
+  }
+  // A fresh address of the transport under test.
+  std::string listen() const {
+    return GetParam() == "grpc" ? "127.0.0.1:0" : "unix:@kappa-transport-test-" + random_hex(6);
+  }
+  Coordinator coordinator;
+};
+
+TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
+  SpawnSpec root;
+  root.fn = 0x1000;
+  root.trampoline = 0x2000;
+  root.name = "root";
+  root.args.push_back({0, encode(std::string("event"))});
+  coordinator.spawn_root(root);
+  CoordinatorServer server(&coordinator, listen(), "secret");
+  CoordinatorClient client(server.address(), "secret", 7);
+
+  AssignmentInfo a = client.next();
+  ASSERT_EQ(a.kind, AssignmentInfo::Kind::kStart);
+  EXPECT_EQ(a.task_id, 1u);
+  EXPECT_EQ(a.fn, 0x1000u);
+  EXPECT_EQ(a.name, "root");
+  ASSERT_EQ(a.args.size(), 1u);
+  EXPECT_EQ(decode<std::string>(a.args[0]), "event");
+
+  // A large request and an inline image make the trip whole.
+  std::string item(3 << 20, '\0');
+  for (size_t i = 0; i < item.size(); ++i) item[i] = char(i * 2654435761u >> 24);
+  auto queue = client.call(CallInfo{.task_id = 1,
+                                    .seqno = 0,
+                                    .image = "img-0",
+                                    .op = Op::kMakeQueue,
+                                    .request = encode(uint64_t{1})});
+  ASSERT_EQ(queue.kind, CallOutcome::Kind::kResult);
+  uint64_t q = decode<uint64_t>(queue.reply);
+  auto enq = client.call(CallInfo{.task_id = 1,
+                                  .seqno = 1,
+                                  .image = "img-1",
+                                  .op = Op::kEnqueue,
+                                  .request = encode(EnqueueRequest{q, item})});
+  ASSERT_EQ(enq.kind, CallOutcome::Kind::kResult) << enq.error;
+  auto deq = client.call(CallInfo{
+      .task_id = 1, .seqno = 2, .image = "img-2", .op = Op::kDequeue, .request = encode(q)});
+  ASSERT_EQ(deq.kind, CallOutcome::Kind::kResult);
+  EXPECT_TRUE(deq.reply == item);
+
+  AssignmentInfo after = client.finish(1, false, encode(std::string("done")), "");
+  EXPECT_EQ(after.kind, AssignmentInfo::Kind::kIdle);  // nothing else to run
+  JobOutcome job = coordinator.wait_job(std::chrono::milliseconds(1000));
+  ASSERT_TRUE(job.done);
+  EXPECT_FALSE(job.failed);
+  EXPECT_EQ(decode<std::string>(job.result), "done");
+  coordinator.shutdown();
+}
+
+TEST_P(Transport, RefusesASessionWithoutTheToken) {
+  coordinator.spawn_root(SpawnSpec{});
+  CoordinatorServer server(&coordinator, listen(), "secret");
+  CoordinatorClient client(server.address(), "guess", 7);
+  try {
+    client.next();
+    FAIL() << "a session with the wrong token was served";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad job token"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(coordinator.stats().running, 0u);  // nothing was handed out
+  coordinator.shutdown();
+}
+
+TEST_P(Transport, AClosedSessionCountsAsTheWorkersDeath) {
+  coordinator.spawn_root(SpawnSpec{});
+  CoordinatorServer server(&coordinator, listen(), "secret", /*report_closed_sessions=*/true);
+  {
+    CoordinatorClient client(server.address(), "secret", 7);
+    ASSERT_EQ(client.next().kind, AssignmentInfo::Kind::kStart);
+  }  // the worker goes away holding the task
+  for (int i = 0; i < 200 && coordinator.stats().worker_deaths == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(coordinator.stats().worker_deaths, 1u);
+  EXPECT_EQ(coordinator.stats().ready, 1u);  // to be run again
+  coordinator.shutdown();
+}
+
+TEST(SocketTransport, NamesAnUnreachableCoordinator) {
+  try {
+    CoordinatorClient client("unix:/etc/hostname/kappa.sock", "t", 1);
+    FAIL() << "connected to nothing";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/etc/hostname/kappa.sock"), std::string::npos)
+        << e.what();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Both, Transport, ::testing::Values("socket", "grpc"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace kappa::detail
