@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <malloc.h>
+#include <sys/resource.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -68,6 +69,30 @@ TEST_F(ArenaTest, FreedSpansCoalesceAndLowerTheHighWaterMark) {
   arena->deallocate(d);
   EXPECT_EQ(arena->stats().top_pages, 0u);  // everything returned to the untouched region
   EXPECT_EQ(arena->stats().free_span_pages, 0u);
+}
+
+// A large block freed at the high-water mark and allocated again, over and
+// over (a queue item decoded each round), stays mapped: the arena's budget of
+// freed pages kept for reuse is not used up by pages that are reused.
+TEST_F(ArenaTest, ReusedTopPagesAreNotReleasedToTheSystem) {
+  constexpr size_t kBlock = 1 << 20;
+  constexpr int kRounds = 200;  // 200 MiB through the arena: three times its budget
+  auto faults = [] {
+    rusage u{};
+    getrusage(RUSAGE_THREAD, &u);
+    return u.ru_minflt;
+  };
+  void* warm = arena->allocate(kBlock);
+  std::memset(warm, 1, kBlock);
+  arena->deallocate(warm);
+  long before = faults();
+  for (int i = 0; i < kRounds; ++i) {
+    void* p = arena->allocate(kBlock);
+    std::memset(p, i, kBlock);
+    arena->deallocate(p);
+  }
+  long per_round = (faults() - before) / kRounds;
+  EXPECT_LT(per_round, 8) << "a 1 MiB block was faulted in again about every round";
 }
 
 TEST_F(ArenaTest, AlignedAllocationsAreAligned) {
