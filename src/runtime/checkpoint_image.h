@@ -34,6 +34,7 @@
 
 #include "kappa/error.h"
 #include "runtime/arena.h"
+#include "runtime/byte_buffer.h"
 
 namespace kappa::detail {
 
@@ -69,25 +70,9 @@ struct ImageInfo {
   std::vector<Extent> extents;
 };
 
-/// A growable byte buffer that does not zero what it allocates; reused across
-/// checkpoints so that large images do not fault in fresh pages every time.
-class ImageBuffer {
- public:
-  char* data() { return data_.get(); }
-  const char* data() const { return data_.get(); }
-  size_t size() const { return size_; }
-  std::string_view view() const { return {data_.get(), size_}; }
-  /// Ensures capacity for n bytes, keeping the first size() bytes.
-  void reserve(size_t n);
-  void resize(size_t n) {
-    reserve(n);
-    size_ = n;
-  }
-
- private:
-  std::unique_ptr<char[]> data_;
-  size_t size_ = 0, capacity_ = 0;
-};
+/// An image's bytes; reused across checkpoints so that large images do not
+/// fault in fresh pages every time.
+using ImageBuffer = ByteBuffer;
 
 /// Where the parts of an image lie (from its header, unverified). For tools
 /// and tests; throws CheckpointRejected if the image is too short to say.
