@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 namespace kappa::detail {
@@ -151,15 +153,23 @@ TEST_F(CoordinatorTest, RendezvousQueueHandsOverOnlyToADequeuer) {
   c.next(1);
   uint64_t q = decode<uint64_t>(call(1, 1, 0, Op::kMakeQueue, encode(uint64_t{0})).reply);
   call(1, 1, 1, Op::kSpawn, encode(std::vector<SpawnSpec>{spec("consumer")}));
-  EXPECT_EQ(call(1, 1, 2, Op::kEnqueue, encode(EnqueueRequest{q, "item"})).kind,
+  EXPECT_EQ(call(1, 1, 2, Op::kEnqueue, enqueue_request(q, std::string("item"))).kind,
             CallOutcome::Kind::kPark);  // nobody dequeues yet
   c.next(2);
   CallOutcome got = call(2, 2, 0, Op::kDequeue, encode(q));
   ASSERT_EQ(got.kind, CallOutcome::Kind::kResult);
-  EXPECT_EQ(got.reply, "item");
+  EXPECT_EQ(decode<std::string>(got.reply), "item");
   AssignmentInfo producer = c.next(1);  // the enqueue completed: relaunched
   EXPECT_EQ(producer.kind, AssignmentInfo::Kind::kResume);
   EXPECT_EQ(producer.task_id, 1u);
+}
+
+TEST_F(CoordinatorTest, AnEnqueueWithoutAQueueIdFailsTheCall) {
+  c.spawn_root(spec("root"));
+  c.next(1);
+  CallOutcome r = call(1, 1, 0, Op::kEnqueue, "abc");
+  ASSERT_EQ(r.kind, CallOutcome::Kind::kResult);
+  EXPECT_NE(r.error.find("without a queue id"), std::string::npos) << r.error;
 }
 
 TEST_F(CoordinatorTest, ADeadWorkersTaskRestartsFromItsLastCall) {
@@ -220,6 +230,96 @@ TEST_F(CoordinatorTest, OnCoordinatorTasksUseTheirOwnPool) {
   AssignmentInfo a = c.next(backend.launched[1].first);
   EXPECT_EQ(a.task_id, 2u);
   EXPECT_EQ(a.time_left, 0);  // no time limit beside the coordinator
+}
+
+// Calls answered through a ReplyHook (the Unix-socket transport's way): a
+// call that blocks returns kPending at once, and exactly one answer follows.
+class HookedCalls : public ::testing::Test {
+ protected:
+  struct Answers {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<CallOutcome> got;
+    ReplyHook hook() {
+      return [this](CallOutcome o) {
+        std::lock_guard lock(mu);
+        got.push_back(std::move(o));
+        cv.notify_all();
+      };
+    }
+    // Waits up to 5 s for the n-th answer.
+    bool wait_for(size_t n) {
+      std::unique_lock lock(mu);
+      return cv.wait_for(lock, std::chrono::seconds(5), [&] { return got.size() >= n; });
+    }
+  };
+  static CoordinatorOptions options(std::chrono::milliseconds grace) {
+    CoordinatorOptions o;
+    o.max_workers = 4;
+    o.grace = grace;
+    o.idle_poll = std::chrono::milliseconds(0);
+    return o;
+  }
+  static CallInfo info(uint64_t worker, uint64_t task, uint64_t seqno, Op op, std::string req) {
+    return CallInfo{
+        .worker_id = worker, .task_id = task, .seqno = seqno, .op = op, .request = std::move(req)};
+  }
+  // Root on worker 1 made a queue and spawned task 2, now on worker 2.
+  uint64_t start(Coordinator& c) {
+    c.set_backend(&backend);
+    c.spawn_root(spec("root"));
+    c.next(1);
+    uint64_t q = decode<uint64_t>(c.call(info(1, 1, 0, Op::kMakeQueue, encode(uint64_t{1}))).reply);
+    c.call(info(1, 1, 1, Op::kSpawn, encode(std::vector<SpawnSpec>{spec("child")})));
+    EXPECT_EQ(c.next(2).task_id, 2u);
+    return q;
+  }
+  FakeBackend backend;
+  Answers answers;
+};
+
+TEST_F(HookedCalls, TheCompletingCallAnswersTheBlockedOne) {
+  Coordinator c(options(std::chrono::seconds(30)), nullptr);
+  uint64_t q = start(c);
+  CallOutcome pending = c.call(info(2, 2, 0, Op::kDequeue, encode(q)), answers.hook());
+  EXPECT_EQ(pending.kind, CallOutcome::Kind::kPending);
+  EXPECT_TRUE(answers.got.empty());
+  CallOutcome enq = c.call(info(1, 1, 2, Op::kEnqueue, enqueue_request(q, std::string("x"))));
+  EXPECT_EQ(enq.kind, CallOutcome::Kind::kResult);
+  // Answered before the enqueuer's own call returned, from its thread.
+  ASSERT_EQ(answers.got.size(), 1u);
+  EXPECT_EQ(answers.got[0].kind, CallOutcome::Kind::kResult);
+  EXPECT_EQ(decode<std::string>(answers.got[0].reply), "x");
+  EXPECT_EQ(c.stats().parks, 0u);
+}
+
+TEST_F(HookedCalls, TheGracePeriodEndsInAPark) {
+  Coordinator c(options(std::chrono::milliseconds(20)), nullptr);
+  uint64_t q = start(c);
+  EXPECT_EQ(c.call(info(2, 2, 0, Op::kDequeue, encode(q)), answers.hook()).kind,
+            CallOutcome::Kind::kPending);
+  ASSERT_TRUE(answers.wait_for(1)) << "the parking thread never answered";
+  EXPECT_EQ(answers.got[0].kind, CallOutcome::Kind::kPark);
+  EXPECT_EQ(c.stats().parks, 1u);
+  // Completed later: relaunched with the item, and the hook is not used again.
+  c.call(info(1, 1, 2, Op::kEnqueue, enqueue_request(q, std::string("late"))));
+  AssignmentInfo again = c.next(3);
+  EXPECT_EQ(again.kind, AssignmentInfo::Kind::kResume);
+  EXPECT_EQ(again.task_id, 2u);
+  EXPECT_EQ(decode<std::string>(again.reply), "late");
+  EXPECT_EQ(answers.got.size(), 1u);
+}
+
+TEST_F(HookedCalls, ALostWorkerGetsNoAnswer) {
+  Coordinator c(options(std::chrono::seconds(30)), nullptr);
+  uint64_t q = start(c);
+  c.call(info(2, 2, 0, Op::kDequeue, encode(q)), answers.hook());
+  c.worker_exited(2, "killed");
+  c.call(info(1, 1, 2, Op::kEnqueue, enqueue_request(q, std::string("x"))));
+  EXPECT_TRUE(answers.got.empty());
+  AssignmentInfo again = c.next(3);  // the dequeue completed: relaunched with the item
+  EXPECT_EQ(again.task_id, 2u);
+  EXPECT_EQ(decode<std::string>(again.reply), "x");
 }
 
 }  // namespace

@@ -63,12 +63,12 @@ TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
                                   .seqno = 1,
                                   .image = "img-1",
                                   .op = Op::kEnqueue,
-                                  .request = encode(EnqueueRequest{q, item})});
+                                  .request = enqueue_request(q, item)});
   ASSERT_EQ(enq.kind, CallOutcome::Kind::kResult) << enq.error;
   auto deq = client.call(CallInfo{
       .task_id = 1, .seqno = 2, .image = "img-2", .op = Op::kDequeue, .request = encode(q)});
   ASSERT_EQ(deq.kind, CallOutcome::Kind::kResult);
-  EXPECT_TRUE(deq.reply == item);
+  EXPECT_TRUE(decode<std::string>(deq.reply) == item);
 
   AssignmentInfo after = client.finish(1, false, encode(std::string("done")), "");
   EXPECT_EQ(after.kind, AssignmentInfo::Kind::kIdle);  // nothing else to run

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "kappa/error.h"
 
@@ -37,21 +38,25 @@ enum class Op : uint32_t {
   kSpawn = 2,       // request: vector<SpawnSpec>     reply: vector<uint64_t> future ids
   kWait = 3,        // request: vector<uint64_t> ids  reply: vector<WaitResult>
   kMakeQueue = 4,   // request: uint64_t max_size     reply: uint64_t queue id
-  kEnqueue = 5,     // request: EnqueueRequest        reply: empty (once accepted)
+  kEnqueue = 5,     // request: enqueue_request()     reply: empty (once accepted)
   kDequeue = 6,     // request: uint64_t queue id     reply: the item's bytes
   kYield = 7,       // request: empty; the worker's deadline is near: relaunch elsewhere
 };
 
 /// The call a suspended task waits on. It lives in the suspended coroutine's
 /// frame, hence in the task arena and in every checkpoint. The runtime reads
-/// `op`/`request`, applies the call, and writes `reply` or `error` with the
-/// task's arena current before resuming.
+/// `op`/`request`, applies the call, and sets `reply` or `error` (with the
+/// task's arena current) before resuming.
 struct PendingCall {
   Op op = Op::kCheckpoint;
   bool async = false;   // the task continues without waiting for the reply
   std::string request;  // serialized arguments (kappa::encode)
-  std::string reply;    // serialized result
-  std::string error;    // non-empty: the call failed with this message
+  // The serialized result, in the runtime's memory: valid only until the task
+  // next suspends, so it is read as the task resumes and never checkpointed
+  // (a task restored from an earlier image is sent the result again). A
+  // large queue item is thus not copied into the arena before decoding.
+  std::string_view reply;
+  std::string error;  // non-empty: the call failed with this message
 };
 
 /// Set by the runtime when a checkpoint is due; read by maybe_checkpoint().

@@ -8,6 +8,7 @@
 // free `serialize(Archive&, T&)` found by ADL (see cereal's documentation).
 #pragma once
 
+#include <algorithm>
 #include <cereal/archives/binary.hpp>
 #include <cereal/types/array.hpp>
 #include <cereal/types/chrono.hpp>
@@ -24,8 +25,10 @@
 #include <cereal/types/utility.hpp>
 #include <cereal/types/variant.hpp>
 #include <cereal/types/vector.hpp>
+#include <istream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+#include <ostream>
+#include <streambuf>
 #include <string>
 #include <string_view>
 #include <typeinfo>
@@ -48,22 +51,69 @@ void load(Archive& ar, json& j) {
 
 namespace kappa {
 
+namespace detail {
+/// An output stream buffer appending to a string: a large value is copied
+/// once (an ostringstream regrows and copies it ~log2(size) times). Leaves
+/// kSlack bytes of spare capacity, so a short trailer appended afterwards
+/// does not copy the value again.
+class StringSink : public std::streambuf {
+ public:
+  static constexpr size_t kSlack = 64;
+  explicit StringSink(std::string& out) : out_(out) {}
+
+ protected:
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    size_t need = out_.size() + size_t(n) + kSlack;
+    if (out_.capacity() < need) out_.reserve(std::max(need, 2 * out_.capacity()));
+    out_.append(s, size_t(n));
+    return n;
+  }
+  int_type overflow(int_type c) override {
+    if (traits_type::eq_int_type(c, traits_type::eof())) return traits_type::not_eof(c);
+    char ch = traits_type::to_char_type(c);
+    xsputn(&ch, 1);
+    return c;
+  }
+
+ private:
+  std::string& out_;
+};
+
+/// Appends the serialized `value` to `out`.
+template <class T>
+void encode_append(std::string& out, const T& value) {
+  StringSink sink(out);
+  std::ostream os(&sink);
+  cereal::BinaryOutputArchive archive(os);
+  archive(value);
+}
+}  // namespace detail
+
 /// Serializes `value` to bytes.
 template <class T>
 std::string encode(const T& value) {
-  std::ostringstream out(std::ios::binary);
-  {
-    cereal::BinaryOutputArchive archive(out);
-    archive(value);
-  }
-  return std::move(out).str();
+  std::string out;
+  detail::encode_append(out, value);
+  return out;
 }
+
+namespace detail {
+/// An input stream buffer over bytes owned elsewhere (no copy, read only).
+class ViewStreamBuf : public std::streambuf {
+ public:
+  explicit ViewStreamBuf(std::string_view bytes) {
+    char* p = const_cast<char*>(bytes.data());  // never written through
+    setg(p, p, p + bytes.size());
+  }
+};
+}  // namespace detail
 
 /// Deserializes bytes produced by encode<T>. Throws kappa::Error naming the
 /// type when the bytes are truncated or malformed.
 template <class T>
 T decode(std::string_view bytes) {
-  std::istringstream in(std::string(bytes), std::ios::binary);
+  detail::ViewStreamBuf buf(bytes);
+  std::istream in(&buf);
   T value{};
   try {
     cereal::BinaryInputArchive archive(in);

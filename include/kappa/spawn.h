@@ -48,7 +48,7 @@ T decode_wait_result(const WaitResult& r) {
 template <class T>
 auto wait_call(std::vector<uint64_t> ids) {
   return make_call<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>>(
-      Op::kWait, encode(ids), [](const std::string& reply) {
+      Op::kWait, encode(ids), [](std::string_view reply) {
         auto results = decode<std::vector<WaitResult>>(reply);
         if constexpr (std::is_void_v<T>) {
           for (const WaitResult& r : results) decode_wait_result<void>(r);
@@ -77,7 +77,7 @@ class Future {
   /// (whose message names the task and its error) if it failed.
   auto operator co_await() const {
     return detail::make_call<T>(detail::Op::kWait, encode(std::vector<uint64_t>{id_}),
-                                [](const std::string& reply) {
+                                [](std::string_view reply) {
                                   auto results = decode<std::vector<detail::WaitResult>>(reply);
                                   return detail::decode_wait_result<T>(results.at(0));
                                 });
@@ -122,9 +122,8 @@ class Queue {
   /// Appends `value`, waiting while the queue is full (max_size 0: until a
   /// dequeue takes it).
   auto enqueue(const T& value) const {
-    return detail::make_call<void>(detail::Op::kEnqueue,
-                                   encode(detail::EnqueueRequest{id_, encode(value)}),
-                                   [](const std::string&) {});
+    return detail::make_call<void>(detail::Op::kEnqueue, detail::enqueue_request(id_, value),
+                                   [](std::string_view) {});
   }
   /// Appends `value` without waiting for the coordinator's reply: the task
   /// goes on at once while the call travels (like an asynchronous
@@ -134,13 +133,13 @@ class Queue {
   /// enqueued exactly once.
   auto enqueue_async(const T& value) const {
     return detail::make_call<void>(
-        detail::Op::kEnqueue, encode(detail::EnqueueRequest{id_, encode(value)}),
-        [](const std::string&) {}, /*async=*/true);
+        detail::Op::kEnqueue, detail::enqueue_request(id_, value), [](std::string_view) {},
+        /*async=*/true);
   }
   /// Removes and returns the oldest item, waiting while the queue is empty.
   auto dequeue() const {
     return detail::make_call<T>(detail::Op::kDequeue, encode(id_),
-                                [](const std::string& reply) { return decode<T>(reply); });
+                                [](std::string_view reply) { return decode<T>(reply); });
   }
 
   template <class A>
@@ -283,9 +282,8 @@ auto spawn(const SpawnOptions& options, F f, Args&&... args) {
   specs.push_back(detail::make_spec(options, fn, std::index_sequence_for<Args...>{},
                                     std::forward<Args>(args)...));
   return detail::make_call<Future<R>>(
-      detail::Op::kSpawn, encode(specs), [](const std::string& reply) {
-        return Future<R>(decode<std::vector<uint64_t>>(reply).at(0));
-      });
+      detail::Op::kSpawn, encode(specs),
+      [](std::string_view reply) { return Future<R>(decode<std::vector<uint64_t>>(reply).at(0)); });
 }
 
 template <class F, class... Args>
@@ -303,7 +301,7 @@ auto map_spawn(F f, const Range& elems, const Extra&... extra) {
     specs.push_back(detail::make_spec(
         SpawnOptions{}, fn, std::make_index_sequence<1 + sizeof...(Extra)>{}, e, extra...));
   return detail::make_call<std::vector<Future<R>>>(
-      detail::Op::kSpawn, encode(specs), [](const std::string& reply) {
+      detail::Op::kSpawn, encode(specs), [](std::string_view reply) {
         std::vector<Future<R>> futures;
         for (uint64_t id : decode<std::vector<uint64_t>>(reply)) futures.emplace_back(id);
         return futures;
@@ -326,7 +324,7 @@ template <class T>
 auto make_queue(uint64_t max_size) {
   return detail::make_call<Queue<T>>(
       detail::Op::kMakeQueue, encode(max_size),
-      [](const std::string& reply) { return Queue<T>(decode<uint64_t>(reply)); });
+      [](std::string_view reply) { return Queue<T>(decode<uint64_t>(reply)); });
 }
 
 }  // namespace kappa

@@ -23,9 +23,44 @@ struct DeferredRemove {
 }  // namespace
 
 Coordinator::Coordinator(CoordinatorOptions options, CheckpointStore* store)
-    : options_(options), store_(store) {}
+    : options_(options), store_(store), parker_([this] { parker_loop(); }) {}
 
-Coordinator::~Coordinator() = default;
+Coordinator::~Coordinator() {
+  {
+    std::lock_guard lock(mu_);
+    parker_stop_ = true;
+  }
+  parker_cv_.notify_all();
+  parker_.join();
+}
+
+// Parks hooked calls whose grace period is over.
+void Coordinator::parker_loop() {
+  std::unique_lock lock(mu_);
+  while (!parker_stop_) {
+    if (parking_.empty()) {
+      parker_cv_.wait(lock);
+      continue;
+    }
+    auto [when, id] = *parking_.begin();
+    if (std::chrono::steady_clock::now() < when) {
+      parker_cv_.wait_until(lock, when);
+      continue;
+    }
+    parking_.erase(parking_.begin());
+    TaskRecord& t = tasks_.at(id);
+    if (t.hook && t.state == State::kBlocked && t.park_at == when) {
+      outbox_.emplace_back(std::exchange(t.hook, {}),
+                           CallOutcome{CallOutcome::Kind::kPark, {}, {}});
+      park_call(t);
+    }
+    if (!outbox_.empty()) {
+      lock.unlock();
+      flush_outbox();
+      lock.lock();
+    }
+  }
+}
 
 std::string Coordinator::describe(const TaskRecord& t) const {
   std::string s = "task " + std::to_string(t.id);
@@ -101,11 +136,20 @@ void Coordinator::push_ready(TaskRecord& t) {
   wake_blocked();  // a blocked call may now be holding a slot others need
 }
 
-// Wakes the blocked calls if ready work waits for their slots, so that they
-// park at once rather than after the grace period.
+// Parks the blocked calls if ready work waits for their slots, at once
+// rather than after the grace period (a waiting call() is woken to do so).
 void Coordinator::wake_blocked() {
-  if (!ready_work_starved()) return;
-  for (uint64_t id : blocked_) tasks_.at(id).cv.notify_one();
+  if (blocked_.empty() || !ready_work_starved()) return;
+  for (uint64_t id : std::vector<uint64_t>(blocked_.begin(), blocked_.end())) {
+    TaskRecord& t = tasks_.at(id);
+    if (t.hook) {
+      outbox_.emplace_back(std::exchange(t.hook, {}),
+                           CallOutcome{CallOutcome::Kind::kPark, {}, {}});
+      park_call(t);
+    } else {
+      t.cv.notify_one();
+    }
+  }
 }
 
 void Coordinator::fail_task(TaskRecord& t, const std::string& why) {
@@ -151,7 +195,12 @@ void Coordinator::complete_call(TaskRecord& t, std::string reply, std::string er
     push_ready(t);
   } else if (t.state == State::kBlocked) {
     t.state = State::kRunning;
-    t.cv.notify_one();
+    blocked_.erase(t.id);
+    if (t.hook)  // answered from this thread, once it has released the lock
+      outbox_.emplace_back(std::exchange(t.hook, {}),
+                           CallOutcome{CallOutcome::Kind::kResult, t.call->reply, t.call->error});
+    else
+      t.cv.notify_one();
   }
 }
 
@@ -187,7 +236,7 @@ void Coordinator::queue_progress(QueueRecord& q) {
     while (!q.enqueuers.empty() && q.items.size() < q.max_size) {
       TaskRecord& e = tasks_.at(q.enqueuers.front());
       q.enqueuers.pop_front();
-      q.items.push_back(decode<EnqueueRequest>(e.call->request).item);
+      q.items.push_back(std::move(e.call->request));  // the item (apply() cut the id off)
       complete_call(e, {});
     }
     if (q.dequeuers.empty()) return;
@@ -204,7 +253,7 @@ void Coordinator::queue_progress(QueueRecord& q) {
     TaskRecord& d = tasks_.at(q.dequeuers.front());
     q.enqueuers.pop_front();
     q.dequeuers.pop_front();
-    complete_call(d, decode<EnqueueRequest>(e.call->request).item);
+    complete_call(d, std::move(e.call->request));
     complete_call(e, {});
   }
 }
@@ -235,10 +284,10 @@ void Coordinator::apply(TaskRecord& t) {
         return;
       }
       case Op::kEnqueue: {
-        auto req = decode<EnqueueRequest>(c.request);
-        auto it = queues_.find(req.queue);
+        uint64_t queue = take_enqueue_queue(c.request);  // leaves the item in c.request
+        auto it = queues_.find(queue);
         if (it == queues_.end())
-          return complete_call(t, {}, "unknown queue " + std::to_string(req.queue));
+          return complete_call(t, {}, "unknown queue " + std::to_string(queue));
         it->second.enqueuers.push_back(t.id);
         queue_progress(it->second);
         return;
@@ -347,6 +396,7 @@ void Coordinator::write_trace(const std::string& path) const {
 }
 
 AssignmentInfo Coordinator::next(uint64_t worker_id) {
+  OutboxFlush flush{this};  // lose_task may complete calls
   std::unique_lock lock(mu_);
   AssignmentInfo a;
   if (dead_.count(worker_id)) {  // already reported dead: never hand it work
@@ -412,8 +462,19 @@ AssignmentInfo Coordinator::next(uint64_t worker_id) {
   return a;
 }
 
-CallOutcome Coordinator::call(CallInfo info) {
+void Coordinator::flush_outbox() {
+  std::vector<std::pair<ReplyHook, CallOutcome>> out;
+  {
+    std::lock_guard lock(mu_);
+    if (outbox_.empty()) return;
+    out.swap(outbox_);
+  }
+  for (auto& [hook, outcome] : out) hook(std::move(outcome));
+}
+
+CallOutcome Coordinator::call(CallInfo info, ReplyHook hook) {
   DeferredRemove stale{store_, {}};  // the image this call replaces
+  OutboxFlush flush{this};           // answers for calls this one completed
   std::unique_lock lock(mu_);
   ++stats_.calls;
   auto it = tasks_.find(info.task_id);
@@ -439,37 +500,55 @@ CallOutcome Coordinator::call(CallInfo info) {
     apply(t);
     schedule();  // a spawn may have made work ready
   }
-  if (!t.call->done) {
+  if (!t.call->done && !shutdown_ && !ready_work_starved()) {
     t.state = State::kBlocked;
-    auto deadline = std::chrono::steady_clock::now() + options_.grace;
     blocked_.insert(t.id);
+    auto deadline = std::chrono::steady_clock::now() + options_.grace;
+    if (hook) {  // answered later, from another thread
+      t.hook = std::move(hook);
+      t.park_at = deadline;
+      parking_.emplace(deadline, t.id);
+      if (parking_.begin()->second == t.id) parker_cv_.notify_one();
+      return {CallOutcome::Kind::kPending, {}, {}};
+    }
+    if (!outbox_.empty()) {  // answer the calls this one completed before waiting
+      lock.unlock();
+      flush_outbox();
+      lock.lock();
+    }
     while (!t.call->done && t.state == State::kBlocked && !shutdown_ && !ready_work_starved()) {
       if (t.cv.wait_until(lock, deadline) == std::cv_status::timeout) break;
     }
-    blocked_.erase(t.id);
   }
   if (t.worker != info.worker_id) return {CallOutcome::Kind::kAbandon, {}, {}};
   if (t.call->done && t.call->op != Op::kYield) {
     t.state = State::kRunning;
     return {CallOutcome::Kind::kResult, t.call->reply, t.call->error};
   }
-  // Park: the worker drops the task; it is relaunched from this call's image.
+  park_call(t);
+  return {CallOutcome::Kind::kPark, {}, {}};
+}
+
+// The task's worker drops it (it is told PARK); it is relaunched from the
+// call's image once the call completes (a yield: at once, elsewhere).
+void Coordinator::park_call(TaskRecord& t) {
+  blocked_.erase(t.id);
+  uint64_t worker = std::exchange(t.worker, 0);
   ++stats_.parks;
-  t.worker = 0;
-  if (t.call->done) {  // a yield: relaunch at once on a fresh invocation
+  if (t.call->done) {
     ++stats_.relaunches;
     push_ready(t);
   } else {
     t.state = State::kParked;
   }
-  end_invocation(info.worker_id, t.call->done ? "yield" : "park");
+  end_invocation(worker, t.call->done ? "yield" : "park");
   schedule();
-  return {CallOutcome::Kind::kPark, {}, {}};
 }
 
 void Coordinator::finish(uint64_t worker_id, uint64_t task_id, bool failed, std::string result,
                          std::string error) {
   DeferredRemove image{store_, {}};
+  OutboxFlush flush{this};
   std::lock_guard lock(mu_);
   auto it = tasks_.find(task_id);
   if (it == tasks_.end() || it->second.worker != worker_id || it->second.state != State::kRunning)
@@ -510,12 +589,15 @@ void Coordinator::lose_task(uint64_t worker_id, const std::string& why) {
       ++stats_.relaunches;
       push_ready(t);  // from its last checkpoint, or from the start
     }
+    t.hook = {};  // nobody to answer
+    blocked_.erase(t.id);
     t.cv.notify_one();  // its call() gives up
   }
   if (backend_) backend_->invocation_ended(worker_id);
 }
 
 void Coordinator::worker_exited(uint64_t worker_id, const std::string& why) {
+  OutboxFlush flush{this};
   std::lock_guard lock(mu_);
   if (!dead_.insert(worker_id).second) return;  // reported already
   auto it = workers_.find(worker_id);
@@ -551,10 +633,18 @@ JobOutcome Coordinator::wait_job(std::optional<std::chrono::milliseconds> timeou
 }
 
 void Coordinator::shutdown() {
+  OutboxFlush flush{this};
   std::lock_guard lock(mu_);
   shutdown_ = true;
   for (auto& cv : work_cv_) cv.notify_all();
-  for (uint64_t id : blocked_) tasks_.at(id).cv.notify_one();
+  for (uint64_t id : blocked_) {
+    TaskRecord& t = tasks_.at(id);
+    if (t.hook)  // the worker asks for work next, and is told to shut down
+      outbox_.emplace_back(std::exchange(t.hook, {}),
+                           CallOutcome{CallOutcome::Kind::kPark, {}, {}});
+    else
+      t.cv.notify_one();
+  }
 }
 
 CoordinatorStats Coordinator::stats() const {

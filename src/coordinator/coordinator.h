@@ -28,6 +28,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kappa/detail/calls.h"
@@ -86,9 +87,18 @@ struct CallInfo {
 };
 
 struct CallOutcome {
-  enum class Kind { kResult, kPark, kAbandon } kind = Kind::kResult;
+  enum class Kind {
+    kResult,
+    kPark,
+    kAbandon,
+    kPending,  // call() only: the answer will go through its ReplyHook
+  } kind = Kind::kResult;
   std::string reply, error;
 };
+
+/// Answers a blocked call later, from another thread (see call()). Called
+/// once, with no coordinator lock held.
+using ReplyHook = std::function<void(CallOutcome)>;
 
 struct JobOutcome {
   bool done = false, failed = false;
@@ -115,8 +125,13 @@ class Coordinator {
 
   /// A worker asks for work; waits up to idle_poll.
   AssignmentInfo next(uint64_t worker_id);
-  /// A pause point. May wait up to the grace period.
-  CallOutcome call(CallInfo info);
+  /// A pause point. Without `hook`, a call that blocks waits here up to the
+  /// grace period. With `hook`, call() never waits: a call that blocks
+  /// returns kPending, and its answer goes through `hook` from the thread
+  /// that completes the call (no hand-off to a waiting thread on the way to
+  /// the worker), or a kPark from the coordinator's parking thread at the
+  /// end of the grace period.
+  CallOutcome call(CallInfo info, ReplyHook hook = {});
   /// The task returned (failed == false) or threw.
   void finish(uint64_t worker_id, uint64_t task_id, bool failed, std::string result,
               std::string error);
@@ -162,6 +177,8 @@ class Coordinator {
     std::vector<uint64_t> waiters;     // tasks whose pending kWait includes this one
     std::vector<uint64_t> dependents;  // tasks whose arguments or awaits include this one
     std::condition_variable cv;        // its blocked call completed or must give up
+    ReplyHook hook;                    // of its blocked call, if it has one
+    std::chrono::steady_clock::time_point park_at;  // the hooked call's grace ends
   };
   struct QueueRecord {
     uint64_t max_size = 0;
@@ -194,6 +211,15 @@ class Coordinator {
   void lose_task(uint64_t worker_id, const std::string& why);
   void fail_task(TaskRecord& t, const std::string& why);
   void fail_job(const std::string& why);
+  void park_call(TaskRecord& t);
+  void parker_loop();
+  // Runs the hooks of calls completed meanwhile; every public method that
+  // can complete a call flushes on its way out (OutboxFlush), lock released.
+  void flush_outbox();
+  struct OutboxFlush {
+    Coordinator* c;
+    ~OutboxFlush() { c->flush_outbox(); }
+  };
 
   CoordinatorOptions options_;
   CheckpointStore* store_;
@@ -202,9 +228,15 @@ class Coordinator {
   // Waiters are woken one by one, to spare the CPUs a herd of threads that
   // find nothing to do: next() waits on work_cv_ of its pool; a blocked call
   // on its task's cv.
-  std::condition_variable work_cv_[2];  // ready work appeared (or shutdown)
-  std::set<uint64_t> blocked_;          // tasks whose call() is waiting
-  std::condition_variable job_cv_;      // the root finished
+  std::condition_variable work_cv_[2];                     // ready work appeared (or shutdown)
+  std::set<uint64_t> blocked_;                             // tasks whose call() is waiting
+  std::vector<std::pair<ReplyHook, CallOutcome>> outbox_;  // answers to send
+  // Hooked blocked calls by the end of their grace period, and the thread
+  // that parks them then (the last member: it starts after the others).
+  std::set<std::pair<std::chrono::steady_clock::time_point, uint64_t>> parking_;
+  std::condition_variable parker_cv_;
+  bool parker_stop_ = false;
+  std::condition_variable job_cv_;  // the root finished
   std::map<uint64_t, TaskRecord> tasks_;
   std::map<uint64_t, QueueRecord> queues_;
   std::map<uint64_t, WorkerRecord> workers_;
@@ -226,6 +258,7 @@ class Coordinator {
   unsigned start_failures_ = 0;  // consecutive workers lost before their first next()
   JobOutcome job_;
   CoordinatorStats stats_;
+  std::thread parker_;
 };
 
 }  // namespace kappa::detail

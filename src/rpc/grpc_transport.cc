@@ -25,6 +25,8 @@ class Service final : public rpc::Coordinator::Service {
       switch (session.handle(in, &out)) {
         case Session::Verdict::kReply:
           break;
+        case Session::Verdict::kDeferred:  // never: this session gives no Answer
+          continue;
         case Session::Verdict::kUnauthenticated:
           return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, out.refused());
         case Session::Verdict::kMalformed:

@@ -21,6 +21,12 @@ void to_proto(AssignmentInfo a, rpc::Assignment* out) {
   out->set_name(std::move(a.name));
 }
 
+void to_proto(CallOutcome o, rpc::CallReply* out) {
+  out->set_kind(static_cast<rpc::CallReply::Kind>(o.kind));
+  out->set_reply(std::move(o.reply));
+  out->set_error(std::move(o.error));
+}
+
 }  // namespace
 
 Session::Verdict Session::handle(rpc::WorkerMessage& in, rpc::CoordinatorMessage* out) {
@@ -47,11 +53,16 @@ Session::Verdict Session::handle(rpc::WorkerMessage& in, rpc::CoordinatorMessage
       info.image = std::move(*req.mutable_image());
       info.op = Op(req.op());
       info.request = std::move(*req.mutable_request());
-      CallOutcome o = c->call(std::move(info));
-      rpc::CallReply* rep = out->mutable_reply();
-      rep->set_kind(static_cast<rpc::CallReply::Kind>(o.kind));
-      rep->set_reply(std::move(o.reply));
-      rep->set_error(std::move(o.error));
+      ReplyHook hook;
+      if (answer_)
+        hook = [answer = answer_](CallOutcome o) {
+          rpc::CoordinatorMessage m;
+          to_proto(std::move(o), m.mutable_reply());
+          answer(m);
+        };
+      CallOutcome o = c->call(std::move(info), std::move(hook));
+      if (o.kind == CallOutcome::Kind::kPending) return Verdict::kDeferred;
+      to_proto(std::move(o), out->mutable_reply());
       return Verdict::kReply;
     }
     case rpc::WorkerMessage::kFinish: {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "rpc/transport.h"
+#include "runtime/byte_buffer.h"
 
 namespace kappa::detail {
 namespace {
@@ -46,12 +47,18 @@ sockaddr_un socket_address(const std::string& address, socklen_t* len) {
   return sa;
 }
 
-int new_socket() {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw Error(errno_text("socket"));
+// Accepted sockets do not inherit the listener's buffer sizes: every
+// connected socket gets them set.
+void set_buffers(int fd) {
   int bytes = kSocketBufferBytes;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+}
+
+int new_socket() {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw Error(errno_text("socket"));
+  set_buffers(fd);
   return fd;
 }
 
@@ -66,39 +73,43 @@ bool write_all(int fd, const char* p, size_t n) {
   return true;
 }
 
-// Frames of one connection (whose owner closes the socket). Messages strictly
-// alternate, so a read never finds more than one frame waiting; the buffer
-// is kept between messages.
-class FramedSocket {
- public:
-  explicit FramedSocket(int fd) : fd_(fd) {}
-  FramedSocket(const FramedSocket&) = delete;
-  FramedSocket& operator=(const FramedSocket&) = delete;
-  int fd() const { return fd_; }
+// Larger frame buffers are freed after use rather than kept.
+constexpr size_t kKeepBytes = 8 << 20;
 
-  /// Throws kappa::Error if the message is too large for a frame.
-  bool send_message(const google::protobuf::Message& m) {
-    size_t n = m.ByteSizeLong();
-    if (n > kMaxFrameBytes)
-      throw Error("message of " + std::to_string(n) + " bytes exceeds the limit of " +
-                  std::to_string(kMaxFrameBytes) + " (a value or queue item is too large)");
-    out_.resize(4 + n);
-    uint32_t len = uint32_t(n);
-    std::memcpy(out_.data(), &len, 4);
-    m.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out_.data() + 4));
-    bool ok = write_all(fd_, out_.data(), out_.size());
-    if (out_.capacity() > kKeepBytes) std::string().swap(out_);
-    return ok;
-  }
+/// Writes `m` as one frame. Throws kappa::Error if it is too large for one.
+bool send_frame(int fd, const google::protobuf::Message& m) {
+  thread_local ByteBuffer out;
+  size_t n = m.ByteSizeLong();
+  if (n > kMaxFrameBytes)
+    throw Error("message of " + std::to_string(n) + " bytes exceeds the limit of " +
+                std::to_string(kMaxFrameBytes) + " (a value or queue item is too large)");
+  out.resize(4 + n);
+  uint32_t len = uint32_t(n);
+  std::memcpy(out.data(), &len, 4);
+  m.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out.data() + 4));
+  bool ok = write_all(fd, out.data(), out.size());
+  if (out.capacity() > kKeepBytes) out.release();
+  return ok;
+}
+
+// The reading side of a connection (whose owner closes the socket). Messages
+// strictly alternate, so a read never finds more than one frame waiting; the
+// buffer is kept between messages.
+class FrameReader {
+ public:
+  explicit FrameReader(int fd) : fd_(fd) {}
+  FrameReader(const FrameReader&) = delete;
+  FrameReader& operator=(const FrameReader&) = delete;
+  int fd() const { return fd_; }
 
   /// False at the end of the stream or on a malformed frame.
   bool receive_message(google::protobuf::Message* m) {
     size_t have = 0;
-    size_t want = 4;
-    in_.resize(std::max<size_t>(in_.size(), kReadChunk));
+    size_t want = 4;  // the length first; most messages arrive whole with it
+    in_.reserve(kReadChunk);
     for (;;) {
       while (have < want) {
-        ssize_t r = recv(fd_, in_.data() + have, in_.size() - have, 0);
+        ssize_t r = recv(fd_, in_.data() + have, in_.capacity() - have, 0);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) return false;
         have += size_t(r);
@@ -107,18 +118,50 @@ class FramedSocket {
       uint32_t len;
       std::memcpy(&len, in_.data(), 4);
       want = 4 + size_t(len);
-      if (in_.size() < want) in_.resize(want);
+      in_.resize(have);  // what reserve() keeps
+      in_.reserve(want);
     }
     bool ok = have == want && m->ParseFromArray(in_.data() + 4, int(want - 4));
-    if (in_.capacity() > kKeepBytes) std::string().swap(in_);
+    if (in_.capacity() > kKeepBytes) in_.release();
     return ok;
   }
 
  private:
   static constexpr size_t kReadChunk = 64 << 10;
-  static constexpr size_t kKeepBytes = 8 << 20;  // larger buffers are not kept
   int fd_;
-  std::string in_, out_;
+  ByteBuffer in_;
+};
+
+// The coordinator's side of a connection. Its session thread reads and
+// replies; the reply to a blocked call may instead come from the thread that
+// completed the call (Coordinator::call's hook). Writes take turns, and none
+// happens once the session has ended (the descriptor may be reused).
+class Connection {
+ public:
+  explicit Connection(int fd) : fd_(fd) {}
+  int fd() const { return fd_; }
+  /// Sends one frame; on failure (or an oversized message) ends the
+  /// session, so that the worker does not wait for a reply forever.
+  bool send(const google::protobuf::Message& m) {
+    std::lock_guard lock(mu_);
+    if (!open_) return false;
+    bool ok = false;
+    try {
+      ok = send_frame(fd_, m);
+    } catch (const Error&) {
+    }
+    if (!ok) shutdown(fd_, SHUT_RDWR);
+    return ok;
+  }
+  void end() {
+    std::lock_guard lock(mu_);
+    open_ = false;
+  }
+
+ private:
+  const int fd_;
+  std::mutex mu_;
+  bool open_ = true;
 };
 
 class SocketListener final : public Listener {
@@ -168,27 +211,27 @@ class SocketListener final : public Listener {
         if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE) continue;
         return;
       }
+      set_buffers(fd);
       open_.push_back(fd);
       std::thread([this, fd] { serve(fd); }).detach();  // stop() waits for open_ to empty
     }
   }
 
   void serve(int fd) {
+    auto conn = std::make_shared<Connection>(fd);
     {
-      Session session(config_);
-      FramedSocket sock(fd);
+      Session session(config_, [conn](const rpc::CoordinatorMessage& m) { conn->send(m); });
+      FrameReader reader(fd);
       rpc::WorkerMessage in;
       rpc::CoordinatorMessage out;
-      while (sock.receive_message(&in)) {
+      while (reader.receive_message(&in)) {
         out.Clear();
         Session::Verdict v = session.handle(in, &out);
-        try {
-          if (!sock.send_message(out) || v != Session::Verdict::kReply) break;
-        } catch (const Error&) {  // an oversized reply: the worker sees the session end
-          break;
-        }
+        if (v == Session::Verdict::kDeferred) continue;  // answered from another thread
+        if (!conn->send(out) || v != Session::Verdict::kReply) break;
       }
-    }  // the session has ended: a death is reported (report_closed_sessions)
+    }             // the session has ended: a death is reported (report_closed_sessions)
+    conn->end();  // a late hook writes nothing
     std::lock_guard lock(mu_);
     std::erase(open_, fd);
     close(fd);  // under the lock: stop() never shuts down a reused number
@@ -207,15 +250,15 @@ class SocketListener final : public Listener {
 
 class SocketChannel final : public Channel {
  public:
-  explicit SocketChannel(const std::string& address) : address_(address), sock_(connect_to()) {}
-  ~SocketChannel() override { close(sock_.fd()); }
+  explicit SocketChannel(const std::string& address) : address_(address), reader_(connect_to()) {}
+  ~SocketChannel() override { close(reader_.fd()); }
 
   void exchange(const rpc::WorkerMessage& out, rpc::CoordinatorMessage* in,
                 const char* what) override {
     auto fail = [&](const std::string& why) {
       throw Error(std::string("coordinator ") + what + " failed: " + why);
     };
-    if (!sock_.send_message(out) || !sock_.receive_message(in))
+    if (!send_frame(reader_.fd(), out) || !reader_.receive_message(in))
       fail("the coordinator closed the session");
     if (in->body_case() == rpc::CoordinatorMessage::kRefused) fail(in->refused());
   }
@@ -239,7 +282,7 @@ class SocketChannel final : public Channel {
   }
 
   std::string address_;
-  FramedSocket sock_;
+  FrameReader reader_;
 };
 
 }  // namespace

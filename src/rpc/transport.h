@@ -5,6 +5,7 @@
 // one from the address.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,18 +32,30 @@ struct SessionConfig {
 /// turn. The first message must carry the job token.
 class Session {
  public:
-  explicit Session(const SessionConfig& config) : config_(config) {}
+  /// Sends a message to this session's worker from any thread.
+  using Answer = std::function<void(const rpc::CoordinatorMessage&)>;
+  /// With `answer`, a call that blocks is answered later from another thread
+  /// (Coordinator::call's hook): handle() says kDeferred and returns at once.
+  explicit Session(const SessionConfig& config, Answer answer = {})
+      : config_(config), answer_(std::move(answer)) {}
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  enum class Verdict { kReply, kUnauthenticated, kMalformed };
-  /// Applies `in` (its fields may be moved from) and fills `out`. On any
-  /// verdict but kReply the session must end; `out` then holds `refused`.
+  enum class Verdict {
+    kReply,     // send `out`
+    kDeferred,  // the answer goes through `answer`: send nothing now
+    kUnauthenticated,
+    kMalformed,
+  };
+  /// Applies `in` (its fields may be moved from) and fills `out`. On
+  /// kUnauthenticated or kMalformed the session must end after sending
+  /// `out`, which then holds `refused`.
   Verdict handle(rpc::WorkerMessage& in, rpc::CoordinatorMessage* out);
 
  private:
   const SessionConfig& config_;
+  Answer answer_;
   bool authenticated_ = false;
   uint64_t worker_ = 0;
 };

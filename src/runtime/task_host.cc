@@ -45,10 +45,10 @@ PendingCall& pending_call(Arena* arena) {
   return *static_cast<PendingCall*>(arena->task().pending);
 }
 
-void deliver(Arena* arena, const std::string& reply, const std::string& error) {
+void deliver(Arena* arena, std::string_view reply, const std::string& error) {
   ArenaScope scope(arena);
   PendingCall& call = pending_call(arena);
-  call.reply.assign(reply);
+  call.reply = reply;
   call.error.assign(error);
 }
 

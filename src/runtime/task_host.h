@@ -23,8 +23,10 @@ bool resume_task(Arena* arena);
 /// The call the suspended task waits on.
 PendingCall& pending_call(Arena* arena);
 
-/// Writes the call's result into the task (inside its arena).
-void deliver(Arena* arena, const std::string& reply, const std::string& error);
+/// Gives the call's result to the task: `reply` must stay valid and unchanged
+/// until the task next suspends (it is decoded as the task resumes); `error`
+/// is copied into the task's arena.
+void deliver(Arena* arena, std::string_view reply, const std::string& error);
 
 struct TaskOutcome {
   bool failed = false;

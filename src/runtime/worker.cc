@@ -258,6 +258,7 @@ class Worker {
                                          std::optional<Clock::time_point> deadline,
                                          std::chrono::duration<double> margin) {
     uplink_.reset();
+    std::string reply;  // the last call's result, read as the task resumes (deliver)
     for (;;) {
       bool done;
       try {
@@ -328,7 +329,8 @@ class Worker {
         discard_task(arena);
         return std::nullopt;
       }
-      deliver(arena, o.reply, o.error);
+      reply = std::move(o.reply);
+      deliver(arena, reply, o.error);
     }
   }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,14 +52,27 @@ struct WaitResult {
   }
 };
 
-struct EnqueueRequest {
-  uint64_t queue = 0;
-  std::string item;
-  template <class A>
-  void serialize(A& a) {
-    a(queue, item);
-  }
-};
+/// kEnqueue's request: the item's bytes (kappa::encode), then the queue id
+/// (8 bytes, host order). The coordinator takes the item by cutting the id
+/// off, and hands it to a dequeuer as is: a large item is never copied to
+/// reframe it.
+template <class T>
+std::string enqueue_request(uint64_t queue, const T& value) {
+  std::string request;
+  encode_append(request, value);
+  request.append(reinterpret_cast<const char*>(&queue), sizeof queue);  // in the sink's slack
+  return request;
+}
+
+/// Splits an enqueue request: returns the queue id and leaves the item's
+/// bytes in `request`. Throws kappa::Error if it is too short to hold an id.
+inline uint64_t take_enqueue_queue(std::string& request) {
+  uint64_t queue;
+  if (request.size() < sizeof queue) throw Error("an enqueue request without a queue id");
+  std::memcpy(&queue, request.data() + request.size() - sizeof queue, sizeof queue);
+  request.resize(request.size() - sizeof queue);
+  return queue;
+}
 
 /// A pause point carrying a typed call: `decode` turns the reply into R.
 template <class R, class Decode>
@@ -70,7 +84,8 @@ struct CallAwaiter : PauseAwaiter {
   }
   R await_resume() {
     PauseAwaiter::await_resume();
-    return decode(call.reply);
+    std::string_view reply = std::exchange(call.reply, {});  // not valid past this resumption
+    return decode(reply);
   }
   Decode decode;
 };
