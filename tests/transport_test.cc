@@ -70,12 +70,52 @@ TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
   ASSERT_EQ(deq.kind, CallOutcome::Kind::kResult);
   EXPECT_TRUE(decode<std::string>(deq.reply) == item);
 
-  AssignmentInfo after = client.finish(1, false, encode(std::string("done")), "");
+  std::string result(1 << 20, 'r');  // a large result, too
+  AssignmentInfo after = client.finish(1, false, encode(result), "");
   EXPECT_EQ(after.kind, AssignmentInfo::Kind::kIdle);  // nothing else to run
   JobOutcome job = coordinator.wait_job(std::chrono::milliseconds(1000));
   ASSERT_TRUE(job.done);
   EXPECT_FALSE(job.failed);
-  EXPECT_EQ(decode<std::string>(job.result), "done");
+  EXPECT_TRUE(decode<std::string>(job.result) == result);
+  coordinator.shutdown();
+}
+
+TEST_P(Transport, AParkedTaskIsRelaunchedWithALargeResult) {
+  SpawnSpec root;
+  root.fn = 0x1000;
+  coordinator.spawn_root(root);
+  CoordinatorServer server(&coordinator, listen(), "secret");
+  CoordinatorClient producer(server.address(), "secret", 7);
+  CoordinatorClient consumer(server.address(), "secret", 8);
+  ASSERT_EQ(producer.next().task_id, 1u);
+  uint64_t q = decode<uint64_t>(
+      producer
+          .call(CallInfo{
+              .task_id = 1, .seqno = 0, .op = Op::kMakeQueue, .request = encode(uint64_t{1})})
+          .reply);
+  SpawnSpec child;
+  child.fn = 0x1000;
+  producer.call(CallInfo{.task_id = 1,
+                         .seqno = 1,
+                         .op = Op::kSpawn,
+                         .request = encode(std::vector<SpawnSpec>{child})});
+  ASSERT_EQ(consumer.next().task_id, 2u);
+  // Nothing to dequeue: with no grace period the consumer is parked.
+  CallOutcome parked = consumer.call(
+      CallInfo{.task_id = 2, .seqno = 0, .image = "img", .op = Op::kDequeue, .request = encode(q)});
+  ASSERT_EQ(parked.kind, CallOutcome::Kind::kPark);
+  std::string item(2 << 20, 'q');
+  ASSERT_EQ(
+      producer
+          .call(CallInfo{
+              .task_id = 1, .seqno = 2, .op = Op::kEnqueue, .request = enqueue_request(q, item)})
+          .kind,
+      CallOutcome::Kind::kResult);
+  AssignmentInfo resumed = consumer.next();
+  ASSERT_EQ(resumed.kind, AssignmentInfo::Kind::kResume);
+  EXPECT_EQ(resumed.task_id, 2u);
+  EXPECT_EQ(resumed.image, "img");
+  EXPECT_TRUE(decode<std::string>(resumed.reply) == item);
   coordinator.shutdown();
 }
 

@@ -83,8 +83,7 @@ class GrpcChannel final : public Channel {
     stream_->WritesDone();
     ctx_.TryCancel();
   }
-  void exchange(const rpc::WorkerMessage& out, rpc::CoordinatorMessage* in,
-                const char* what) override {
+  void exchange(rpc::WorkerMessage& out, rpc::CoordinatorMessage* in, const char* what) override {
     if (!stream_->Write(out) || !stream_->Read(in)) {
       grpc::Status st = stream_->Finish();
       throw Error(std::string("coordinator ") + what + " failed: " +

@@ -9,6 +9,7 @@
 // Sessions are authenticated like gRPC's (the job token comes first); the
 // abstract-namespace form (unix:@NAME) leaves no file behind after a crash.
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -62,13 +63,26 @@ int new_socket() {
   return fd;
 }
 
-bool write_all(int fd, const char* p, size_t n) {
-  while (n > 0) {
-    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+// Writes both pieces whole.
+bool write_all(int fd, std::string_view a, std::string_view b) {
+  iovec iov[2] = {{const_cast<char*>(a.data()), a.size()}, {const_cast<char*>(b.data()), b.size()}};
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = b.empty() ? 1 : 2;
+  while (msg.msg_iovlen > 0) {
+    ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) return false;
-    p += w;
-    n -= size_t(w);
+    for (size_t left = size_t(w); left > 0;) {  // skip what was written
+      size_t n = std::min(left, msg.msg_iov->iov_len);
+      msg.msg_iov->iov_base = static_cast<char*>(msg.msg_iov->iov_base) + n;
+      msg.msg_iov->iov_len -= n;
+      left -= n;
+      if (msg.msg_iov->iov_len == 0) {
+        ++msg.msg_iov;
+        --msg.msg_iovlen;
+      }
+    }
   }
   return true;
 }
@@ -76,18 +90,65 @@ bool write_all(int fd, const char* p, size_t n) {
 // Larger frame buffers are freed after use rather than kept.
 constexpr size_t kKeepBytes = 8 << 20;
 
-/// Writes `m` as one frame. Throws kappa::Error if it is too large for one.
-bool send_frame(int fd, const google::protobuf::Message& m) {
-  thread_local ByteBuffer out;
-  size_t n = m.ByteSizeLong();
+// A frame: uint32 message length, uint32 payload length, the protobuf
+// message, the payload. The payload is the message's one large bytes field
+// (a call's request, a task's result, a call's reply), moved out of it: sent
+// straight from its string and received straight into one, which spares a
+// copy of a large value at each end (serializing it, parsing it).
+constexpr size_t kHeaderBytes = 8;
+constexpr size_t kPayloadMinBytes = 16 << 10;  // smaller fields stay in the message
+
+std::string* payload_field(rpc::WorkerMessage& m) {
+  switch (m.body_case()) {
+    case rpc::WorkerMessage::kCall:
+      return m.mutable_call()->mutable_request();
+    case rpc::WorkerMessage::kFinish:
+      return m.mutable_finish()->mutable_result();
+    default:
+      return nullptr;
+  }
+}
+
+std::string* payload_field(rpc::CoordinatorMessage& m) {
+  switch (m.body_case()) {
+    case rpc::CoordinatorMessage::kReply:
+      return m.mutable_reply()->mutable_reply();
+    case rpc::CoordinatorMessage::kAssignment:
+      return m.mutable_assignment()->mutable_reply();
+    default:
+      return nullptr;
+  }
+}
+
+void check_size(size_t n) {
   if (n > kMaxFrameBytes)
     throw Error("message of " + std::to_string(n) + " bytes exceeds the limit of " +
                 std::to_string(kMaxFrameBytes) + " (a value or queue item is too large)");
-  out.resize(4 + n);
-  uint32_t len = uint32_t(n);
-  std::memcpy(out.data(), &len, 4);
-  m.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out.data() + 4));
-  bool ok = write_all(fd, out.data(), out.size());
+}
+
+/// Writes `m` as one frame (its payload field is borrowed, then put back).
+/// Throws kappa::Error if it is too large for one.
+template <class M>
+bool send_frame(int fd, M& m) {
+  thread_local ByteBuffer out;
+  std::string payload;
+  std::string* field = payload_field(m);
+  if (field && field->size() >= kPayloadMinBytes) field->swap(payload);
+  struct PutBack {
+    std::string* field;
+    std::string& payload;
+    ~PutBack() {
+      if (!payload.empty()) field->swap(payload);
+    }
+  } put_back{field, payload};
+  size_t n = m.ByteSizeLong();
+  check_size(n);
+  check_size(payload.size());
+  out.resize(kHeaderBytes + n);
+  uint32_t lens[2] = {uint32_t(n), uint32_t(payload.size())};
+  std::memcpy(out.data(), lens, sizeof lens);
+  m.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out.data() + kHeaderBytes));
+  bool ok = write_all(fd, out.view(), payload);
   if (out.capacity() > kKeepBytes) out.release();
   return ok;
 }
@@ -103,10 +164,12 @@ class FrameReader {
   int fd() const { return fd_; }
 
   /// False at the end of the stream or on a malformed frame.
-  bool receive_message(google::protobuf::Message* m) {
+  template <class M>
+  bool receive_message(M* m) {
     size_t have = 0;
-    size_t want = 4;  // the length first; most messages arrive whole with it
+    size_t want = kHeaderBytes;  // most messages arrive whole with their header
     in_.reserve(kReadChunk);
+    uint32_t lens[2] = {0, 0};
     for (;;) {
       while (have < want) {
         ssize_t r = recv(fd_, in_.data() + have, in_.capacity() - have, 0);
@@ -114,14 +177,32 @@ class FrameReader {
         if (r <= 0) return false;
         have += size_t(r);
       }
-      if (want > 4) break;
-      uint32_t len;
-      std::memcpy(&len, in_.data(), 4);
-      want = 4 + size_t(len);
+      if (want > kHeaderBytes) break;
+      std::memcpy(lens, in_.data(), sizeof lens);
+      want = kHeaderBytes + lens[0];
+      if (have >= want) break;
       in_.resize(have);  // what reserve() keeps
       in_.reserve(want);
     }
-    bool ok = have == want && m->ParseFromArray(in_.data() + 4, int(want - 4));
+    bool ok = m->ParseFromArray(in_.data() + kHeaderBytes, int(lens[0]));
+    if (ok && lens[1] > 0) {
+      std::string* field = payload_field(*m);
+      ok = field && field->empty();
+      if (ok) {  // the payload, straight into its string (past what came with the header)
+        size_t early = std::min<size_t>(have - want, lens[1]);
+        ok = have - want == early;  // nothing may follow the payload
+        field->resize(lens[1]);
+        std::memcpy(field->data(), in_.data() + want, early);
+        for (size_t got = early; ok && got < lens[1];) {
+          ssize_t r = recv(fd_, field->data() + got, lens[1] - got, 0);
+          if (r < 0 && errno == EINTR) continue;
+          ok = r > 0;
+          got += ok ? size_t(r) : 0;
+        }
+      }
+    } else {
+      ok = ok && have == want;
+    }
     if (in_.capacity() > kKeepBytes) in_.release();
     return ok;
   }
@@ -142,7 +223,7 @@ class Connection {
   int fd() const { return fd_; }
   /// Sends one frame; on failure (or an oversized message) ends the
   /// session, so that the worker does not wait for a reply forever.
-  bool send(const google::protobuf::Message& m) {
+  bool send(rpc::CoordinatorMessage& m) {
     std::lock_guard lock(mu_);
     if (!open_) return false;
     bool ok = false;
@@ -220,7 +301,7 @@ class SocketListener final : public Listener {
   void serve(int fd) {
     auto conn = std::make_shared<Connection>(fd);
     {
-      Session session(config_, [conn](const rpc::CoordinatorMessage& m) { conn->send(m); });
+      Session session(config_, [conn](rpc::CoordinatorMessage& m) { conn->send(m); });
       FrameReader reader(fd);
       rpc::WorkerMessage in;
       rpc::CoordinatorMessage out;
@@ -253,8 +334,7 @@ class SocketChannel final : public Channel {
   explicit SocketChannel(const std::string& address) : address_(address), reader_(connect_to()) {}
   ~SocketChannel() override { close(reader_.fd()); }
 
-  void exchange(const rpc::WorkerMessage& out, rpc::CoordinatorMessage* in,
-                const char* what) override {
+  void exchange(rpc::WorkerMessage& out, rpc::CoordinatorMessage* in, const char* what) override {
     auto fail = [&](const std::string& why) {
       throw Error(std::string("coordinator ") + what + " failed: " + why);
     };

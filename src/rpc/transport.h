@@ -33,7 +33,7 @@ struct SessionConfig {
 class Session {
  public:
   /// Sends a message to this session's worker from any thread.
-  using Answer = std::function<void(const rpc::CoordinatorMessage&)>;
+  using Answer = std::function<void(rpc::CoordinatorMessage&)>;
   /// With `answer`, a call that blocks is answered later from another thread
   /// (Coordinator::call's hook): handle() says kDeferred and returns at once.
   explicit Session(const SessionConfig& config, Answer answer = {})
@@ -65,9 +65,9 @@ class Channel {
  public:
   virtual ~Channel() = default;
   /// Throws kappa::Error when the coordinator cannot be reached or ends the
-  /// session; `what` names the request in that message.
-  virtual void exchange(const rpc::WorkerMessage& out, rpc::CoordinatorMessage* in,
-                        const char* what) = 0;
+  /// session; `what` names the request in that message. `out` may be
+  /// changed meanwhile, but is as it was when this returns.
+  virtual void exchange(rpc::WorkerMessage& out, rpc::CoordinatorMessage* in, const char* what) = 0;
 };
 
 /// A running server of one transport.
