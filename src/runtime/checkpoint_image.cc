@@ -14,8 +14,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
-
 #include <thread>
+#include <utility>
+
 #include "kappa/pause.h"
 #include "runtime/layout.h"
 #include "runtime/parallel.h"
@@ -90,19 +91,39 @@ EVP_MAC* fetch_mac(const char* name) {
 }
 
 // HMAC-SHA256(key, a || b) into out[32].
+// The keyed context is set up once per thread (and key), then copied for each
+// use: setting it up (the digest's parameters, the key schedule) cost more
+// than hashing a small image's header and table.
 void hmac_sha256(const std::string& key, std::string_view a, std::string_view b,
                  unsigned char* out) {
-  EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(fetch_mac("HMAC"));
-  OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
-      OSSL_PARAM_construct_end()};
+  struct Keyed {
+    std::string key;
+    EVP_MAC_CTX* ctx = nullptr;
+    ~Keyed() {
+      OPENSSL_cleanse(key.data(), key.size());
+      EVP_MAC_CTX_free(ctx);
+    }
+  };
+  thread_local Keyed keyed;
+  if (!keyed.ctx || keyed.key != key) {
+    EVP_MAC_CTX_free(std::exchange(keyed.ctx, EVP_MAC_CTX_new(fetch_mac("HMAC"))));
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
+        OSSL_PARAM_construct_end()};
+    if (!keyed.ctx || !EVP_MAC_init(keyed.ctx, reinterpret_cast<const unsigned char*>(key.data()),
+                                    key.size(), params)) {
+      EVP_MAC_CTX_free(std::exchange(keyed.ctx, nullptr));
+      throw Error("HMAC-SHA256 setup failed");
+    }
+    OPENSSL_cleanse(keyed.key.data(), keyed.key.size());
+    keyed.key = key;
+  }
+  EVP_MAC_CTX* ctx = EVP_MAC_CTX_dup(keyed.ctx);
   size_t len = 0;
-  bool ok =
-      ctx &&
-      EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(key.data()), key.size(), params) &&
-      EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(a.data()), a.size()) &&
-      EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(b.data()), b.size()) &&
-      EVP_MAC_final(ctx, out, &len, kHmacBytes) && len == kHmacBytes;
+  bool ok = ctx &&
+            EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(a.data()), a.size()) &&
+            EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(b.data()), b.size()) &&
+            EVP_MAC_final(ctx, out, &len, kHmacBytes) && len == kHmacBytes;
   EVP_MAC_CTX_free(ctx);
   if (!ok) throw Error("HMAC-SHA256 failed");
 }
