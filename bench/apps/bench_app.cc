@@ -56,11 +56,20 @@ Task<int> echo(kappa::Queue<std::string> in, kappa::Queue<std::string> out, int 
   co_return n;
 }
 
-Task<nlohmann::json> queue_rtt(int n, size_t bytes) {
+// With `random`, the message is incompressible bytes (else one repeated
+// character, which the checkpoint compressor makes nearly free).
+Task<nlohmann::json> queue_rtt(int n, size_t bytes, bool random) {
   auto q1 = co_await kappa::make_queue<std::string>(1);
   auto q2 = co_await kappa::make_queue<std::string>(1);
   auto done = co_await kappa::spawn(echo, q1, q2, n);
   std::string msg(bytes, 'x');
+  if (random) {
+    uint64_t x = 0x9E3779B97F4A7C15u;
+    for (char& c : msg) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;  // xorshift64
+      c = char(x);
+    }
+  }
   std::vector<double> samples;
   for (int i = 0; i < n; ++i) {
     double t0 = now_s();
@@ -70,7 +79,8 @@ Task<nlohmann::json> queue_rtt(int n, size_t bytes) {
     if (back.size() != bytes) throw std::runtime_error("echo lost bytes");
   }
   co_await done;
-  co_return nlohmann::json{{"median_ms", median(samples)}, {"n", n}, {"bytes", bytes}};
+  co_return nlohmann::json{
+      {"median_ms", median(samples)}, {"n", n}, {"bytes", bytes}, {"random", random}};
 }
 
 // n checkpoints in a loop.
@@ -103,7 +113,8 @@ Task<nlohmann::json> handler(nlohmann::json e) {
   std::string b = e.at("bench");
   if (b == "seq_spawn_wait") co_return co_await seq_spawn_wait(e.value("n", 200));
   if (b == "spawn_throughput") co_return co_await spawn_throughput(e.value("n", 2000));
-  if (b == "queue_rtt") co_return co_await queue_rtt(e.value("n", 200), e.value("bytes", 0));
+  if (b == "queue_rtt")
+    co_return co_await queue_rtt(e.value("n", 200), e.value("bytes", 0), e.value("random", false));
   if (b == "checkpoint_loop") co_return co_await checkpoint_loop(e.value("n", 1000));
   if (b == "fib") co_return co_await fib_bench(e.value("n", 15));
   throw std::invalid_argument("unknown bench " + b);
