@@ -105,6 +105,7 @@ uint64_t Coordinator::add_task(SpawnSpec spec) {
 }
 
 uint64_t Coordinator::spawn_root(SpawnSpec spec) {
+  OutboxFlush flush{this};
   std::lock_guard lock(mu_);
   uint64_t id = add_task(std::move(spec));
   schedule();
@@ -138,10 +139,12 @@ void Coordinator::push_ready(TaskRecord& t) {
 
 // Parks the blocked calls if ready work waits for their slots, at once
 // rather than after the grace period (a waiting call() is woken to do so).
+// on_coordinator tasks hold no such slot.
 void Coordinator::wake_blocked() {
   if (blocked_.empty() || !ready_work_starved()) return;
   for (uint64_t id : std::vector<uint64_t>(blocked_.begin(), blocked_.end())) {
     TaskRecord& t = tasks_.at(id);
+    if (t.spec.on_coordinator) continue;
     if (t.hook) {
       outbox_.emplace_back(std::exchange(t.hook, {}),
                            CallOutcome{CallOutcome::Kind::kPark, {}, {}});
@@ -309,6 +312,12 @@ void Coordinator::apply(TaskRecord& t) {
 
 // ---------------------------------------------------------------- scheduling
 
+// A blocked call gives its worker up at once: the job is over, or ready work
+// waits for the worker slot it holds.
+bool Coordinator::must_park(const TaskRecord& t) const {
+  return shutdown_ || (!t.spec.on_coordinator && ready_work_starved());
+}
+
 bool Coordinator::ready_work_starved() const {
   size_t idle = 0, live = 0;
   for (auto& [id, w] : workers_) {
@@ -412,6 +421,11 @@ AssignmentInfo Coordinator::next(uint64_t worker_id) {
   auto deadline = std::chrono::steady_clock::now() + options_.idle_poll;
   std::deque<uint64_t>& ready = ready_[pool];
   w.idle = true;
+  if (!outbox_.empty()) {  // answer the calls lose_task completed before waiting
+    lock.unlock();
+    flush_outbox();
+    lock.lock();
+  }
   while (!shutdown_ && ready.empty()) {
     if (work_cv_[pool].wait_until(lock, deadline) == std::cv_status::timeout) break;
   }
@@ -500,7 +514,7 @@ CallOutcome Coordinator::call(CallInfo info, ReplyHook hook) {
     apply(t);
     schedule();  // a spawn may have made work ready
   }
-  if (!t.call->done && !shutdown_ && !ready_work_starved()) {
+  if (!t.call->done && !must_park(t)) {
     t.state = State::kBlocked;
     blocked_.insert(t.id);
     auto deadline = std::chrono::steady_clock::now() + options_.grace;
@@ -516,7 +530,7 @@ CallOutcome Coordinator::call(CallInfo info, ReplyHook hook) {
       flush_outbox();
       lock.lock();
     }
-    while (!t.call->done && t.state == State::kBlocked && !shutdown_ && !ready_work_starved()) {
+    while (!t.call->done && t.state == State::kBlocked && !must_park(t)) {
       if (t.cv.wait_until(lock, deadline) == std::cv_status::timeout) break;
     }
   }
@@ -555,9 +569,9 @@ void Coordinator::finish(uint64_t worker_id, uint64_t task_id, bool failed, std:
     return;  // stale
   TaskRecord& t = it->second;
   t.worker = 0;
-  if (t.call) {  // its last image is of no use any more
+  if (t.call) {  // its last call (image, request, reply) is of no use any more
     image.key = std::move(t.call->image_key);
-    std::string().swap(t.call->image);
+    t.call.reset();
   }
   end_invocation(worker_id, failed ? "failed" : "finished");
   if (failed) {

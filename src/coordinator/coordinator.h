@@ -205,6 +205,7 @@ class Coordinator {
   void schedule();
   void push_ready(TaskRecord& t);
   bool ready_work_starved() const;
+  bool must_park(const TaskRecord& t) const;
   void wake_blocked();
   void end_invocation(uint64_t worker_id, const char* outcome);
   void trace_end(uint64_t worker_id, const std::string& outcome);
