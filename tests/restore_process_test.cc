@@ -114,6 +114,13 @@ TEST(RestoreProcess, SigkillAtRandomMomentsFiftyTimes) {
                   ckpt,      "--event", R"({"mode":"spin","n":)" + std::to_string(n) + "}"};
     argv.insert(argv.end(), {"--checkpoint-interval", "0.002"});
     pid_t pid = spawn_process(argv);
+    if (!has_checkpoint(ckpt)) {
+      // The first attempt runs until its first checkpoint: on a loaded
+      // machine (or a sanitizer build) starting up can take longer than the
+      // kill delay, and 50 attempts could all die before it.
+      for (int i = 0; i < 2000 && !has_checkpoint(ckpt); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     std::this_thread::sleep_for(std::chrono::microseconds(5000 + rng() % 65000));
     kill(pid, SIGKILL);
     int code = wait_process(pid);
