@@ -66,6 +66,8 @@ def main():
     thr = median_of(reps, {"bench": "spawn_throughput", "n": 10 * n}, "tasks_per_s")
     q0 = median_of(reps, {"bench": "queue_rtt", "n": n}, "median_ms")
     q1 = median_of(reps, {"bench": "queue_rtt", "n": n // 4, "bytes": 1 << 20}, "median_ms")
+    q1r = median_of(reps, {"bench": "queue_rtt", "n": n // 4, "bytes": 1 << 20, "random": True},
+                    "median_ms")
     ck = median_of(reps, {"bench": "checkpoint_loop", "n": 1000}, "seconds")
     fib = median_of(reps, {"bench": "fib", "n": 15}, "seconds")
     rss = coordinator_rss_mb({"bench": "fib", "n": 15})
@@ -77,6 +79,8 @@ def main():
          False),
         ("queue round trip, empty", q0, "ms", 2.6, d.get("queue_roundtrip_empty"), 0.2, True),
         ("queue round trip, 1 MiB", q1, "ms", 28.9, d.get("queue_roundtrip_1mb"), 3, True),
+        ("queue round trip, 1 MiB incompressible", q1r, "ms", 28.9, d.get("queue_roundtrip_1mb"),
+         3, True),
         ("1000-checkpoint loop", ck, "s", 1.27, None, 0.1, True),
         ("parallel fib(15)", fib, "s", 159.7, None, 2, True),
         ("coordinator peak RSS, fib(15)", rss, "MB", 56, None, 30, True),

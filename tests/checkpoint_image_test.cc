@@ -148,6 +148,41 @@ TEST_P(ImageTest, WrongAddressLayout) {
 
 TEST_P(ImageTest, NotACheckpoint) { expect_rejected("hello world, not an image", "bad magic"); }
 
+// A state that does not compress is stored as it is, whatever the codec asked
+// for; one that does keeps the codec. Either way it restores.
+TEST(ImageCodec, IncompressibleStateIsStoredUncompressed) {
+  std::string key = load_key();
+  for (bool random : {true, false}) {
+    Arena* arena = Arena::create(unsigned(Arena::free_slot()));
+    constexpr size_t kBytes = 1 << 20;
+    uint64_t x = 0x9E3779B97F4A7C15u;
+    {
+      ArenaScope scope(arena);
+      auto* bytes = static_cast<unsigned char*>(std::malloc(kBytes));
+      for (size_t i = 0; i < kBytes; ++i) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        bytes[i] = random ? static_cast<unsigned char>(x) : static_cast<unsigned char>(i / 4096);
+      }
+      arena->task().root_frame = bytes;
+    }
+    ImageBuffer buf;
+    write_image(*arena, Codec::kZstd, key, buf);
+    Arena::destroy(arena);
+    ImageInfo info = verify_image(buf.view(), key);
+    EXPECT_EQ(info.codec, random ? Codec::kNone : Codec::kZstd) << "random: " << random;
+    Arena* back = restore_image(buf.view(), key);
+    auto* bytes = static_cast<unsigned char*>(back->task().root_frame);
+    x = 0x9E3779B97F4A7C15u;
+    for (size_t i = 0; i < kBytes; ++i) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      unsigned char want =
+          random ? static_cast<unsigned char>(x) : static_cast<unsigned char>(i / 4096);
+      ASSERT_EQ(bytes[i], want) << "byte " << i;
+    }
+    Arena::destroy(back);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Codecs, ImageTest,
                          ::testing::Values(Codec::kNone, Codec::kLz4, Codec::kZstd),
                          [](const auto& info) { return std::string(codec_name(info.param)); });

@@ -8,6 +8,8 @@
 #include <mutex>
 #include <thread>
 
+#include "support/subprocess.h"
+
 namespace kappa::detail {
 namespace {
 
@@ -230,6 +232,25 @@ TEST_F(CoordinatorTest, OnCoordinatorTasksUseTheirOwnPool) {
   AssignmentInfo a = c.next(backend.launched[1].first);
   EXPECT_EQ(a.task_id, 2u);
   EXPECT_EQ(a.time_left, 0);  // no time limit beside the coordinator
+}
+
+// Images in the store are removed once replaced by a newer call's, or once
+// the task has finished, on the coordinator's housekeeping thread.
+TEST(CoordinatorStore, ReplacedAndFinishedImagesLeaveTheStore) {
+  kappa::testing::TempDir dir;
+  std::unique_ptr<CheckpointStore> store = open_store(dir / "store");
+  Coordinator c(CoordinatorOptions{}, store.get());
+  c.spawn_root(spec("root"));
+  c.next(1);
+  for (const char* key : {"a.kpk", "b.kpk"}) store->put(key, "image");
+  c.call(CallInfo{.worker_id = 1, .task_id = 1, .seqno = 0, .image_key = "a.kpk"});
+  c.call(CallInfo{.worker_id = 1, .task_id = 1, .seqno = 1, .image_key = "b.kpk"});
+  c.drain_store();
+  EXPECT_FALSE(store->get("a.kpk"));
+  EXPECT_TRUE(store->get("b.kpk"));  // the task may still restart from it
+  c.finish(1, 1, false, encode(0), "");
+  c.drain_store();
+  EXPECT_FALSE(store->get("b.kpk"));
 }
 
 // Calls answered through a ReplyHook (the Unix-socket transport's way): a

@@ -9,42 +9,45 @@ namespace kappa::detail {
 
 namespace {
 constexpr uint64_t kRootTask = 1;
-
-// An image to remove from the store once the coordinator's lock is released
-// (declared before the lock, destroyed after it): store I/O stays off the
-// critical section.
-struct DeferredRemove {
-  CheckpointStore* store;
-  std::string key;
-  ~DeferredRemove() {
-    if (store && !key.empty()) store->remove(key);
-  }
-};
 }  // namespace
 
 Coordinator::Coordinator(CoordinatorOptions options, CheckpointStore* store)
-    : options_(options), store_(store), parker_([this] { parker_loop(); }) {}
+    : options_(options), store_(store), housekeeper_([this] { housekeeping(); }) {}
 
 Coordinator::~Coordinator() {
   {
     std::lock_guard lock(mu_);
-    parker_stop_ = true;
+    housekeeper_stop_ = true;
   }
-  parker_cv_.notify_all();
-  parker_.join();
+  housekeeper_cv_.notify_all();
+  housekeeper_.join();
 }
 
-// Parks hooked calls whose grace period is over.
-void Coordinator::parker_loop() {
+// The housekeeping thread: removes replaced images from the store (an
+// unlink of a large image costs ~100 us, kept off the calls' answers) and
+// parks hooked calls whose grace period is over.
+void Coordinator::housekeeping() {
   std::unique_lock lock(mu_);
-  while (!parker_stop_) {
+  for (;;) {
+    if (!doomed_.empty()) {
+      std::vector<std::string> batch;
+      batch.swap(doomed_);
+      removing_ = true;
+      lock.unlock();
+      for (const std::string& key : batch) store_->remove(key);
+      lock.lock();
+      removing_ = false;
+      housekeeper_cv_.notify_all();  // drain_store() may be waiting
+      continue;
+    }
+    if (housekeeper_stop_) return;
     if (parking_.empty()) {
-      parker_cv_.wait(lock);
+      housekeeper_cv_.wait(lock);
       continue;
     }
     auto [when, id] = *parking_.begin();
     if (std::chrono::steady_clock::now() < when) {
-      parker_cv_.wait_until(lock, when);
+      housekeeper_cv_.wait_until(lock, when);
       continue;
     }
     parking_.erase(parking_.begin());
@@ -60,6 +63,18 @@ void Coordinator::parker_loop() {
       lock.lock();
     }
   }
+}
+
+// An image nobody will restore from any more.
+void Coordinator::discard_image(std::string key) {
+  if (!store_ || key.empty()) return;
+  doomed_.push_back(std::move(key));
+  housekeeper_cv_.notify_all();
+}
+
+void Coordinator::drain_store() {
+  std::unique_lock lock(mu_);
+  housekeeper_cv_.wait(lock, [&] { return doomed_.empty() && !removing_; });
 }
 
 std::string Coordinator::describe(const TaskRecord& t) const {
@@ -487,8 +502,7 @@ void Coordinator::flush_outbox() {
 }
 
 CallOutcome Coordinator::call(CallInfo info, ReplyHook hook) {
-  DeferredRemove stale{store_, {}};  // the image this call replaces
-  OutboxFlush flush{this};           // answers for calls this one completed
+  OutboxFlush flush{this};  // answers for calls this one completed
   std::unique_lock lock(mu_);
   ++stats_.calls;
   auto it = tasks_.find(info.task_id);
@@ -501,7 +515,7 @@ CallOutcome Coordinator::call(CallInfo info, ReplyHook hook) {
   if (t.call && info.seqno == t.call->seqno) {
     ++stats_.duplicate_calls;  // a restarted task repeats its latest call
   } else {
-    if (t.call && t.call->image_key != info.image_key) stale.key = std::move(t.call->image_key);
+    if (t.call && t.call->image_key != info.image_key) discard_image(std::move(t.call->image_key));
     t.call = Call{info.seqno,
                   std::move(info.image_key),
                   std::move(info.image),
@@ -522,7 +536,7 @@ CallOutcome Coordinator::call(CallInfo info, ReplyHook hook) {
       t.hook = std::move(hook);
       t.park_at = deadline;
       parking_.emplace(deadline, t.id);
-      if (parking_.begin()->second == t.id) parker_cv_.notify_one();
+      if (parking_.begin()->second == t.id) housekeeper_cv_.notify_all();
       return {CallOutcome::Kind::kPending, {}, {}};
     }
     if (!outbox_.empty()) {  // answer the calls this one completed before waiting
@@ -561,7 +575,6 @@ void Coordinator::park_call(TaskRecord& t) {
 
 void Coordinator::finish(uint64_t worker_id, uint64_t task_id, bool failed, std::string result,
                          std::string error) {
-  DeferredRemove image{store_, {}};
   OutboxFlush flush{this};
   std::lock_guard lock(mu_);
   auto it = tasks_.find(task_id);
@@ -570,7 +583,7 @@ void Coordinator::finish(uint64_t worker_id, uint64_t task_id, bool failed, std:
   TaskRecord& t = it->second;
   t.worker = 0;
   if (t.call) {  // its last call (image, request, reply) is of no use any more
-    image.key = std::move(t.call->image_key);
+    discard_image(std::move(t.call->image_key));
     t.call.reset();
   }
   end_invocation(worker_id, failed ? "failed" : "finished");

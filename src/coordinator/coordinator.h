@@ -144,6 +144,9 @@ class Coordinator {
   JobOutcome wait_job(std::optional<std::chrono::milliseconds> timeout = std::nullopt);
   /// Makes every later next() answer SHUTDOWN and wakes waiting workers.
   void shutdown();
+  /// Waits until images no longer needed have left the store (they are
+  /// removed on a thread of their own).
+  void drain_store();
 
   CoordinatorStats stats() const;
 
@@ -213,7 +216,8 @@ class Coordinator {
   void fail_task(TaskRecord& t, const std::string& why);
   void fail_job(const std::string& why);
   void park_call(TaskRecord& t);
-  void parker_loop();
+  void housekeeping();
+  void discard_image(std::string key);
   // Runs the hooks of calls completed meanwhile; every public method that
   // can complete a call flushes on its way out (OutboxFlush), lock released.
   void flush_outbox();
@@ -232,11 +236,13 @@ class Coordinator {
   std::condition_variable work_cv_[2];                     // ready work appeared (or shutdown)
   std::set<uint64_t> blocked_;                             // tasks whose call() is waiting
   std::vector<std::pair<ReplyHook, CallOutcome>> outbox_;  // answers to send
-  // Hooked blocked calls by the end of their grace period, and the thread
-  // that parks them then (the last member: it starts after the others).
+  // Hooked blocked calls by the end of their grace period; images to remove
+  // from the store. Both are the housekeeping thread's work.
   std::set<std::pair<std::chrono::steady_clock::time_point, uint64_t>> parking_;
-  std::condition_variable parker_cv_;
-  bool parker_stop_ = false;
+  std::vector<std::string> doomed_;
+  bool removing_ = false;
+  std::condition_variable housekeeper_cv_;
+  bool housekeeper_stop_ = false;
   std::condition_variable job_cv_;  // the root finished
   std::map<uint64_t, TaskRecord> tasks_;
   std::map<uint64_t, QueueRecord> queues_;
@@ -259,7 +265,7 @@ class Coordinator {
   unsigned start_failures_ = 0;  // consecutive workers lost before their first next()
   JobOutcome job_;
   CoordinatorStats stats_;
-  std::thread parker_;
+  std::thread housekeeper_;  // the last member: it starts after the others
 };
 
 }  // namespace kappa::detail

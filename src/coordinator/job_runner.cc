@@ -107,6 +107,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   coordinator.shutdown();
   backend.shutdown();
   server.stop();
+  coordinator.drain_store();  // before the job's directory may be removed
 
   if (!o.trace.empty()) coordinator.write_trace(o.trace);
   JobResult r;
