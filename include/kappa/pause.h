@@ -59,6 +59,20 @@ struct PendingCall {
   std::string error;  // non-empty: the call failed with this message
 };
 
+/// While alive, the calling thread's allocations go to the process heap
+/// instead of its task's arena. For a call's request only: the runtime takes
+/// such a request out of the task without copying it, before the checkpoint.
+class OutsideArena {
+ public:
+  OutsideArena();
+  ~OutsideArena();
+  OutsideArena(const OutsideArena&) = delete;
+  OutsideArena& operator=(const OutsideArena&) = delete;
+
+ private:
+  void* saved_;
+};
+
 /// Set by the runtime when a checkpoint is due; read by maybe_checkpoint().
 extern std::atomic<bool> g_checkpoint_due;
 

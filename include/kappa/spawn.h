@@ -282,7 +282,7 @@ auto spawn(const SpawnOptions& options, F f, Args&&... args) {
   specs.push_back(detail::make_spec(options, fn, std::index_sequence_for<Args...>{},
                                     std::forward<Args>(args)...));
   return detail::make_call<Future<R>>(
-      detail::Op::kSpawn, encode(specs),
+      detail::Op::kSpawn, detail::request_outside_arena([&] { return encode(specs); }),
       [](std::string_view reply) { return Future<R>(decode<std::vector<uint64_t>>(reply).at(0)); });
 }
 
@@ -301,7 +301,8 @@ auto map_spawn(F f, const Range& elems, const Extra&... extra) {
     specs.push_back(detail::make_spec(
         SpawnOptions{}, fn, std::make_index_sequence<1 + sizeof...(Extra)>{}, e, extra...));
   return detail::make_call<std::vector<Future<R>>>(
-      detail::Op::kSpawn, encode(specs), [](std::string_view reply) {
+      detail::Op::kSpawn, detail::request_outside_arena([&] { return encode(specs); }),
+      [](std::string_view reply) {
         std::vector<Future<R>> futures;
         for (uint64_t id : decode<std::vector<uint64_t>>(reply)) futures.emplace_back(id);
         return futures;

@@ -1,5 +1,7 @@
 #include "runtime/runtime.h"
 
+#include <malloc.h>
+
 #include <condition_variable>
 #include <cstdio>
 #include <ctime>
@@ -30,6 +32,9 @@ void pause(std::coroutine_handle<> h, PendingCall* call) {
   t.seqno = t.next_seqno++;
 }
 
+OutsideArena::OutsideArena() : saved_(Arena::current()) { Arena::set_current(nullptr); }
+OutsideArena::~OutsideArena() { Arena::set_current(static_cast<Arena*>(saved_)); }
+
 void runtime_init() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -40,6 +45,13 @@ void runtime_init() {
     static char out_buf[BUFSIZ], err_buf[256];
     std::setvbuf(stdout, out_buf, _IOLBF, sizeof out_buf);
     std::setvbuf(stderr, err_buf, _IONBF, 0);
+    // Large values (queue items, results, images) are allocated and freed
+    // at every call. glibc would map each one afresh (blocks over 128 KiB)
+    // or hand freed memory back at once, so each would be faulted in again,
+    // page by page: keep blocks up to 32 MiB on the heap, and up to 128 MiB
+    // of freed memory for reuse.
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
   });
 }
 

@@ -288,10 +288,13 @@ class Worker {
       // from this image gets the call's result and never sends it again (and
       // one resumed from an earlier image rebuilds it), so the image need not
       // carry it. A 1 MiB enqueue then writes a 1 MiB smaller image.
-      info.request = call.request;  // a copy outside the arena
-      {
+      if (call.request.data() >= reinterpret_cast<const char*>(arena->base()) &&
+          call.request.data() < reinterpret_cast<const char*>(arena->base() + kSlotBytes)) {
+        info.request = call.request;  // a copy outside the arena
         ArenaScope scope(arena);
         std::string().swap(call.request);  // freed inside the arena
+      } else {
+        info.request = std::move(call.request);  // built on the heap: taken as is
       }
       bool near_deadline =
           deadline &&

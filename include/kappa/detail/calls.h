@@ -52,16 +52,43 @@ struct WaitResult {
   }
 };
 
+/// Builds a call's request with `build()` on the process heap rather than in
+/// the task's arena (OutsideArena): the runtime then moves it out of the task
+/// instead of copying it, and it never takes arena space. An exception from
+/// `build` (made on the heap too) is rethrown as a kappa::Error made in the
+/// task, which may keep it across a checkpoint.
+template <class Build>
+std::string request_outside_arena(Build build) {
+  std::string request, why;  // on this (native) stack; their bytes on the heap
+  bool failed = false;
+  {
+    OutsideArena heap;
+    try {
+      request = build();
+    } catch (const std::exception& e) {
+      failed = true;
+      why = e.what();
+    } catch (...) {
+      failed = true;
+      why = "an unknown exception";
+    }
+  }
+  if (failed) throw Error(why);
+  return request;
+}
+
 /// kEnqueue's request: the item's bytes (kappa::encode), then the queue id
 /// (8 bytes, host order). The coordinator takes the item by cutting the id
 /// off, and hands it to a dequeuer as is: a large item is never copied to
 /// reframe it.
 template <class T>
 std::string enqueue_request(uint64_t queue, const T& value) {
-  std::string request;
-  encode_append(request, value);
-  request.append(reinterpret_cast<const char*>(&queue), sizeof queue);  // in the sink's slack
-  return request;
+  return request_outside_arena([&] {
+    std::string request;
+    encode_append(request, value);
+    request.append(reinterpret_cast<const char*>(&queue), sizeof queue);  // in the sink's slack
+    return request;
+  });
 }
 
 /// Splits an enqueue request: returns the queue id and leaves the item's
