@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "kappa/detail/calls.h"
 #include "kappa/serialize.h"
 #include "runtime/checkpoint_image.h"
 #include "runtime/key.h"
@@ -94,6 +95,27 @@ TEST_F(ArenaTest, ReusedTopPagesAreNotReleasedToTheSystem) {
   long per_round = (faults() - before) / kRounds;
   EXPECT_LT(per_round, 8) << "a 1 MiB block was faulted in again about every round";
 }
+
+// A call's request is built on the heap (the worker takes it without a
+// copy); the task's arena is current again afterwards, and a failure to
+// build it reaches the task as a kappa::Error.
+TEST_F(ArenaTest, RequestsAreBuiltOutsideTheArena) {
+  ArenaScope scope(arena);
+  std::string request = request_outside_arena([] { return encode(std::string(1 << 20, 'r')); });
+  EXPECT_FALSE(in_arena(request.data(), arena));
+  EXPECT_EQ(Arena::current(), arena);
+  EXPECT_EQ(decode<std::string>(request), std::string(1 << 20, 'r'));
+  try {
+    request_outside_arena([]() -> std::string { throw std::runtime_error("cannot encode"); });
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "cannot encode");
+  }
+  EXPECT_EQ(Arena::current(), arena);
+  void* p = std::malloc(64);
+  EXPECT_TRUE(in_arena(p, arena));
+  std::free(p);
+}  // `request` goes back to the heap: frees are routed by address
 
 TEST_F(ArenaTest, AlignedAllocationsAreAligned) {
   for (size_t align : {32, 64, 256, 4096, 8192, 1 << 16, 1 << 21}) {
