@@ -43,4 +43,17 @@ TEST(Serialize, TruncatedInputIsAClearError) {
   }
 }
 
+// Strings take a shortcut (one copy) that must read what cereal writes, and
+// leave malformed input to cereal's checks.
+TEST(Serialize, StringsRoundTripAndTruncatedOnesAreErrors) {
+  for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{100000}}) {
+    std::string s(n, '\0');
+    for (size_t i = 0; i < n; ++i) s[i] = char(i * 31);
+    EXPECT_EQ(kappa::decode<std::string>(kappa::encode(s)), s) << n;
+  }
+  std::string bytes = kappa::encode(std::string("hello"));
+  EXPECT_THROW(kappa::decode<std::string>(bytes.substr(0, bytes.size() - 1)), kappa::Error);
+  EXPECT_THROW(kappa::decode<std::string>(bytes.substr(0, 3)), kappa::Error);
+}
+
 }  // namespace

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <cereal/archives/binary.hpp>
 #include <cereal/types/array.hpp>
 #include <cereal/types/chrono.hpp>
@@ -31,6 +33,7 @@
 #include <streambuf>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <typeinfo>
 
 #include "kappa/error.h"
@@ -112,6 +115,15 @@ class ViewStreamBuf : public std::streambuf {
 /// type when the bytes are truncated or malformed.
 template <class T>
 T decode(std::string_view bytes) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    // cereal's layout, a uint64 length and the bytes, read with one copy
+    // (cereal resizes the string, zeroing it, then copies into it).
+    uint64_t n;
+    if (bytes.size() >= sizeof n) {
+      std::memcpy(&n, bytes.data(), sizeof n);
+      if (n == bytes.size() - sizeof n) return std::string(bytes.substr(sizeof n));
+    }  // else cereal says what is wrong
+  }
   detail::ViewStreamBuf buf(bytes);
   std::istream in(&buf);
   T value{};
