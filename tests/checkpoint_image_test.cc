@@ -183,6 +183,25 @@ TEST(ImageCodec, IncompressibleStateIsStoredUncompressed) {
   }
 }
 
+// A small state's image is not compressed: it travels inline, and
+// compressing it would cost more time than its size does.
+TEST(ImageCodec, SmallStateIsStoredUncompressed) {
+  std::string key = load_key();
+  Arena* arena = Arena::create(unsigned(Arena::free_slot()));
+  {
+    ArenaScope scope(arena);
+    arena->task().root_frame = new std::string(1000, 'a');
+  }
+  ImageBuffer buf;
+  write_image(*arena, Codec::kZstd, key, buf);
+  Arena::destroy(arena);
+  EXPECT_EQ(verify_image(buf.view(), key).codec, Codec::kNone);
+  EXPECT_LT(buf.size(), 8192u);
+  Arena* back = restore_image(buf.view(), key);
+  EXPECT_EQ(*static_cast<std::string*>(back->task().root_frame), std::string(1000, 'a'));
+  Arena::destroy(back);
+}
+
 INSTANTIATE_TEST_SUITE_P(Codecs, ImageTest,
                          ::testing::Values(Codec::kNone, Codec::kLz4, Codec::kZstd),
                          [](const auto& info) { return std::string(codec_name(info.param)); });

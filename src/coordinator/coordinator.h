@@ -13,8 +13,11 @@
 //     the task is relaunched from the call's image once the result is ready.
 //
 // Thread safety: every public method may be called from any thread; one
-// mutex guards the state. Blocking methods (next, call) wait on condition
-// variables with that mutex released.
+// mutex guards the state. Blocking methods (next, call without a hook) wait
+// on condition variables with that mutex released. A call with a ReplyHook
+// never waits: its answer is sent, with no lock held, by the thread whose
+// method completed it, or by the housekeeping thread when its grace period
+// ends (that thread also removes images no longer needed from the store).
 #pragma once
 
 #include <chrono>

@@ -252,14 +252,20 @@ size_t compress_lz4(const Arena& arena, const std::vector<Extent>& extents, char
   return pos + n;
 }
 
-// Whether the state is worth compressing: a few samples spread over it are
-// compressed with zstd's fastest setting, and if they barely shrink (random
-// or already compressed data) the image is stored uncompressed. Compressing
-// such data costs ~0.7 ms per MiB here for a few percent; copying it, a tenth.
-constexpr uint64_t kProbeMinBytes = 256 << 10;  // smaller states are compressed regardless
+// Whether the state is worth compressing. A small one is not: its image
+// travels inline to the coordinator, and compressing a few KiB took 25-40 us
+// in a worker between two calls (cold caches), a sixth of a queue round trip,
+// to save a few KiB on a Unix socket. A large one is sampled: a few pieces
+// spread over it are compressed with zstd's fastest setting, and if they
+// barely shrink (random or already compressed data) the image is stored
+// uncompressed. Compressing such data costs ~0.7 ms per MiB here for a few
+// percent; copying it, a tenth of that.
+constexpr uint64_t kSmallStateBytes = 32 << 10;  // below: never compressed
+constexpr uint64_t kProbeMinBytes = 256 << 10;   // below: always compressed
 constexpr size_t kProbeSamples = 16, kProbeSampleBytes = 4 << 10;
 
 bool worth_compressing(const Arena& arena, const std::vector<Extent>& extents, uint64_t raw) {
+  if (raw < kSmallStateBytes) return false;
   if (raw < kProbeMinBytes) return true;
   std::vector<uint64_t> starts = payload_starts(extents);
   std::vector<char> sample(kProbeSamples * kProbeSampleBytes);
