@@ -2,8 +2,13 @@
 // each with a real Coordinator behind it: the same messages must come through
 // either, and both must refuse a session without the job's token.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstddef>
+#include <cstring>
 #include <thread>
 
 #include "coordinator/coordinator.h"
@@ -144,6 +149,32 @@ TEST_P(Transport, AClosedSessionCountsAsTheWorkersDeath) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(coordinator.stats().worker_deaths, 1u);
   EXPECT_EQ(coordinator.stats().ready, 1u);  // to be run again
+  coordinator.shutdown();
+}
+
+// Before the token has been checked, a frame announcing a large message is
+// refused without the coordinator allocating it, and others are served on.
+TEST(SocketTransport, AHugeFirstFrameIsRefused) {
+  Coordinator coordinator(CoordinatorOptions{}, nullptr);
+  coordinator.spawn_root(SpawnSpec{});
+  std::string name = "kappa-transport-test-" + random_hex(6);
+  CoordinatorServer server(&coordinator, "unix:@" + name, "secret");
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path + 1, name.data(), name.size());
+  socklen_t len = socklen_t(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), len), 0);
+  uint32_t header[2] = {1u << 30, 0};  // a 1 GiB message
+  ASSERT_EQ(send(fd, header, sizeof header, MSG_NOSIGNAL), ssize_t(sizeof header));
+  timeval wait{5, 0};  // fail, rather than hang, if the coordinator waits for the bytes
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  char byte;
+  EXPECT_EQ(recv(fd, &byte, 1, 0), 0) << "the session was not ended";
+  close(fd);
+  CoordinatorClient client(server.address(), "secret", 7);
+  EXPECT_EQ(client.next().kind, AssignmentInfo::Kind::kStart);
   coordinator.shutdown();
 }
 

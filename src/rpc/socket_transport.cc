@@ -87,6 +87,10 @@ bool write_all(int fd, std::string_view a, std::string_view b) {
   return true;
 }
 
+// The most a worker's first frame (its token, and a request for work) may
+// announce.
+constexpr size_t kFirstFrameBytes = 64 << 10;
+
 // Larger frame buffers are freed after use rather than kept.
 constexpr size_t kKeepBytes = 8 << 20;
 
@@ -163,7 +167,11 @@ class FrameReader {
   FrameReader& operator=(const FrameReader&) = delete;
   int fd() const { return fd_; }
 
-  /// False at the end of the stream or on a malformed frame.
+  /// Frames announcing more than `bytes` (message and payload) are refused
+  /// before anything is allocated for them.
+  void set_limit(size_t bytes) { limit_ = bytes; }
+
+  /// False at the end of the stream or on a malformed or refused frame.
   template <class M>
   bool receive_message(M* m) {
     size_t have = 0;
@@ -179,6 +187,9 @@ class FrameReader {
       }
       if (want > kHeaderBytes) break;
       std::memcpy(lens, in_.data(), sizeof lens);
+      if (lens[0] > kMaxFrameBytes || lens[1] > kMaxFrameBytes ||
+          size_t(lens[0]) + lens[1] > limit_)
+        return false;
       want = kHeaderBytes + lens[0];
       if (have >= want) break;
       in_.resize(have);  // what reserve() keeps
@@ -210,6 +221,7 @@ class FrameReader {
  private:
   static constexpr size_t kReadChunk = 64 << 10;
   int fd_;
+  size_t limit_ = SIZE_MAX;
   ByteBuffer in_;
 };
 
@@ -303,11 +315,15 @@ class SocketListener final : public Listener {
     {
       Session session(config_, [conn](rpc::CoordinatorMessage& m) { conn->send(m); });
       FrameReader reader(fd);
+      // Until the token has been checked, a frame may not make the
+      // coordinator allocate much.
+      reader.set_limit(kFirstFrameBytes);
       rpc::WorkerMessage in;
       rpc::CoordinatorMessage out;
       while (reader.receive_message(&in)) {
         out.Clear();
         Session::Verdict v = session.handle(in, &out);
+        reader.set_limit(SIZE_MAX);
         if (v == Session::Verdict::kDeferred) continue;  // answered from another thread
         if (!conn->send(out) || v != Session::Verdict::kReply) break;
       }
