@@ -142,6 +142,18 @@ TEST(RestoreProcess, SigkillAtRandomMomentsFiftyTimes) {
   EXPECT_EQ(nlohmann::json::parse(r.out).value("digest", ""), workload::spin_plain(n));
 }
 
+// A call created before a checkpoint and awaited after it, in another
+// process: its request was built on the heap, and the checkpoint must have
+// moved it into the arena (else the restored task holds a pointer into a
+// dead process's heap, and freeing it corrupts this one's).
+TEST(RestoreProcess, ACallCreatedBeforeACheckpointIsAwaitedAfterIt) {
+  TempDir dir;
+  auto [result, processes] =
+      run_one_pause_per_process(R"({"mode":"call_across_pause"})", dir / "ckpt", "zstd");
+  EXPECT_EQ(processes, 2);
+  EXPECT_NE(result.value("error", "").find("needs a coordinator"), std::string::npos) << result;
+}
+
 TEST(RestoreProcess, ThreadStillRunningAtAPauseFailsTheTask) {
   TempDir dir;
   ProcessResult r =

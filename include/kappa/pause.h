@@ -57,7 +57,17 @@ struct PendingCall {
   // large queue item is thus not copied into the arena before decoding.
   std::string_view reply;
   std::string error;  // non-empty: the call failed with this message
+  // The task's calls whose request lies on the process heap (see
+  // request_outside_arena) form a list, so that a pause point elsewhere moves
+  // them into the arena before its checkpoint.
+  PendingCall* next_on_heap = nullptr;
 };
+
+/// Lists `call` as holding a request built on the process heap, if it does
+/// and a task is running; returns whether it did.
+bool track_heap_request(PendingCall* call);
+/// Takes `call` off that list (wherever it is).
+void untrack_heap_request(PendingCall* call);
 
 /// While alive, the calling thread's allocations go to the process heap
 /// instead of its task's arena. For a call's request only: the runtime takes

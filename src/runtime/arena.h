@@ -65,6 +65,7 @@ struct TaskState {
   uint64_t next_seqno = 0;          // seqno the next pause point will use
   uint64_t seqno = 0;               // seqno of the pending call
   uint64_t images = 0;              // checkpoint images taken so far (this one included)
+  void* heap_requests = nullptr;    // PendingCalls with requests on the process heap
 };
 
 struct ArenaStats {

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "kappa/pause.h"
 #include "runtime/arena.h"
@@ -16,12 +17,54 @@ namespace kappa::detail {
 
 std::atomic<bool> g_checkpoint_due{false};
 
+bool track_heap_request(PendingCall* call) {
+  Arena* arena = Arena::current();
+  auto p = reinterpret_cast<uintptr_t>(call->request.data());
+  if (!arena || call->request.empty() || (p >= arena->base() && p < arena->base() + kSlotBytes))
+    return false;
+  TaskState& t = arena->task();
+  call->next_on_heap = static_cast<PendingCall*>(t.heap_requests);
+  t.heap_requests = call;
+  return true;
+}
+
+void untrack_heap_request(PendingCall* call) {
+  Arena* arena = Arena::current();
+  if (!arena) arena = Arena::of(call);  // the call lives in its task's frame
+  auto* link = reinterpret_cast<PendingCall**>(&arena->task().heap_requests);
+  for (; *link; link = &(*link)->next_on_heap) {
+    if (*link == call) {
+      *link = call->next_on_heap;
+      call->next_on_heap = nullptr;
+      return;
+    }
+  }
+}
+
+namespace {
+// Moves the requests on the process heap of calls other than `current` into
+// the arena (the task is about to be checkpointed while they wait to be
+// awaited), and empties the list; `current`'s own is taken by the runtime.
+void rehome_heap_requests(Arena* arena, PendingCall* current) {
+  auto* p = static_cast<PendingCall*>(std::exchange(arena->task().heap_requests, nullptr));
+  while (p) {
+    PendingCall* next = std::exchange(p->next_on_heap, nullptr);
+    if (p != current) {
+      std::string in_arena(p->request);  // the arena is current: allocated there
+      p->request.swap(in_arena);         // the heap copy is freed by address
+    }
+    p = next;
+  }
+}
+}  // namespace
+
 void pause(std::coroutine_handle<> h, PendingCall* call) {
   Arena* arena = Arena::current();
   if (!arena)
     throw Error(
         "a kappa pause point (checkpoint/maybe_checkpoint) was reached outside a kappa "
         "task");
+  if (arena->task().heap_requests) rehome_heap_requests(arena, call);
   if (int n = arena->live_threads().load(std::memory_order_acquire); n > 0)
     throw Error(std::to_string(n) +
                 " thread(s) started by this task are still running at a pause point; join them "

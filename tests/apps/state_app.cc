@@ -6,7 +6,10 @@
 //   threads                       a task thread joined before a pause
 //   thread_alive                  a task thread still running at a pause
 //   fail                          an exception escapes the task
+//   call_across_pause             a spawn created, then a checkpoint, then the
+//                                 spawn awaited (solo answers it with an error)
 #include <kappa/kappa.h>
+#include <kappa/spawn.h>
 
 #include <cstring>
 #include <random>
@@ -93,6 +96,22 @@ kappa::Task<nlohmann::json> thread_alive() {
   co_return nlohmann::json{{"unreachable", true}};
 }
 
+int64_t length(std::string s) { return int64_t(s.size()); }
+
+// The spawn's request (300 KB, built on the process heap) must be in the
+// image taken at the checkpoint between its creation and its co_await.
+kappa::Task<nlohmann::json> call_across_pause() {
+  auto pending = kappa::spawn(length, std::string(300000, 'z'));
+  co_await kappa::checkpoint();
+  std::string error;
+  try {
+    co_await pending;
+  } catch (const kappa::Error& e) {
+    error = e.what();
+  }
+  co_return nlohmann::json{{"error", error}};
+}
+
 kappa::Task<nlohmann::json> handler(nlohmann::json event) {
   std::string mode = event.value("mode", "types");
   if (mode == "types") {
@@ -107,6 +126,7 @@ kappa::Task<nlohmann::json> handler(nlohmann::json event) {
   if (mode == "threads") co_return co_await threads();
   if (mode == "thread_alive") co_return co_await thread_alive();
   if (mode == "fail") throw std::runtime_error("deliberate failure in the task");
+  if (mode == "call_across_pause") co_return co_await call_across_pause();
   throw std::invalid_argument("unknown mode " + mode);
 }
 

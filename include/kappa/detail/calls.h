@@ -101,13 +101,31 @@ inline uint64_t take_enqueue_queue(std::string& request) {
   return queue;
 }
 
-/// A pause point carrying a typed call: `decode` turns the reply into R.
+/// A pause point carrying a typed call: `decode` turns the reply into R. An
+/// awaiter may be created now and awaited later (after other pause points):
+/// a request it holds on the process heap is then moved into the arena by
+/// the first of those pause points, so that no checkpoint points outside it.
 template <class R, class Decode>
 struct CallAwaiter : PauseAwaiter {
   CallAwaiter(Op op, std::string request, Decode d, bool async = false) : decode(std::move(d)) {
     call.op = op;
     call.async = async;
     call.request = std::move(request);
+    on_heap = track_heap_request(&call);
+  }
+  CallAwaiter(CallAwaiter&& other)
+      : PauseAwaiter(std::move(other)), decode(std::move(other.decode)) {
+    if (std::exchange(other.on_heap, false)) {
+      untrack_heap_request(&other.call);
+      call.next_on_heap = nullptr;
+      on_heap = track_heap_request(&call);
+    }
+  }
+  CallAwaiter(const CallAwaiter&) = delete;
+  CallAwaiter& operator=(const CallAwaiter&) = delete;
+  CallAwaiter& operator=(CallAwaiter&&) = delete;
+  ~CallAwaiter() {
+    if (on_heap) untrack_heap_request(&call);
   }
   R await_resume() {
     PauseAwaiter::await_resume();
@@ -115,6 +133,7 @@ struct CallAwaiter : PauseAwaiter {
     return decode(reply);
   }
   Decode decode;
+  bool on_heap = false;  // listed by track_heap_request
 };
 
 template <class R, class Decode>
