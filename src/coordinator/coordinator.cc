@@ -1,6 +1,7 @@
 #include "coordinator/coordinator.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -38,30 +39,29 @@ void Coordinator::housekeeping() {
       lock.lock();
       removing_ = false;
       housekeeper_cv_.notify_all();  // drain_store() may be waiting
-      continue;
     }
-    if (housekeeper_stop_) return;
-    if (parking_.empty()) {
-      housekeeper_cv_.wait(lock);
-      continue;
-    }
-    auto [when, id] = *parking_.begin();
-    if (std::chrono::steady_clock::now() < when) {
-      housekeeper_cv_.wait_until(lock, when);
-      continue;
-    }
-    parking_.erase(parking_.begin());
-    TaskRecord& t = tasks_.at(id);
-    if (t.hook && t.state == State::kBlocked && t.park_at == when) {
-      outbox_.emplace_back(std::exchange(t.hook, {}),
-                           CallOutcome{CallOutcome::Kind::kPark, {}, {}});
-      park_call(t);
+    auto now = std::chrono::steady_clock::now();
+    while (!parking_.empty() && parking_.begin()->first <= now) {
+      auto [when, id] = *parking_.begin();
+      parking_.erase(parking_.begin());
+      TaskRecord& t = tasks_.at(id);
+      if (t.hook && t.state == State::kBlocked && t.park_at == when) {
+        outbox_.emplace_back(std::exchange(t.hook, {}),
+                             CallOutcome{CallOutcome::Kind::kPark, {}, {}});
+        park_call(t);
+      }
     }
     if (!outbox_.empty()) {
       lock.unlock();
       flush_outbox();
       lock.lock();
     }
+    if (!doomed_.empty()) continue;
+    if (housekeeper_stop_) return;
+    if (parking_.empty())
+      housekeeper_cv_.wait(lock);
+    else
+      housekeeper_cv_.wait_until(lock, parking_.begin()->first);
   }
 }
 
@@ -498,7 +498,13 @@ void Coordinator::flush_outbox() {
     if (outbox_.empty()) return;
     out.swap(outbox_);
   }
-  for (auto& [hook, outcome] : out) hook(std::move(outcome));
+  for (auto& [hook, outcome] : out) {
+    try {
+      hook(std::move(outcome));
+    } catch (const std::exception& e) {  // a transport's hook ends the session instead
+      std::fprintf(stderr, "kappa coordinator: an answer was lost: %s\n", e.what());
+    }
+  }
 }
 
 CallOutcome Coordinator::call(CallInfo info, ReplyHook hook) {
@@ -664,13 +670,15 @@ void Coordinator::shutdown() {
   std::lock_guard lock(mu_);
   shutdown_ = true;
   for (auto& cv : work_cv_) cv.notify_all();
-  for (uint64_t id : blocked_) {
+  for (uint64_t id : std::vector<uint64_t>(blocked_.begin(), blocked_.end())) {
     TaskRecord& t = tasks_.at(id);
-    if (t.hook)  // the worker asks for work next, and is told to shut down
+    if (t.hook) {  // the worker asks for work next, and is told to shut down
       outbox_.emplace_back(std::exchange(t.hook, {}),
                            CallOutcome{CallOutcome::Kind::kPark, {}, {}});
-    else
+      park_call(t);
+    } else {
       t.cv.notify_one();
+    }
   }
 }
 

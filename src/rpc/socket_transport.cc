@@ -16,8 +16,10 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -241,7 +243,7 @@ class Connection {
     bool ok = false;
     try {
       ok = send_frame(fd_, m);
-    } catch (const Error&) {
+    } catch (const std::exception&) {  // too large, or out of memory
     }
     if (!ok) shutdown(fd_, SHUT_RDWR);
     return ok;
@@ -295,18 +297,29 @@ class SocketListener final : public Listener {
   void accept_loop() {
     for (;;) {
       int fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      std::lock_guard lock(mu_);
+      int error = errno;
+      std::unique_lock lock(mu_);
       if (stopped_) {
         if (fd >= 0) close(fd);
         return;
       }
       if (fd < 0) {
-        if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE) continue;
+        if (error == EMFILE || error == ENFILE) {  // out of descriptors: wait for some
+          lock.unlock();
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          continue;
+        }
+        if (error == EINTR || error == ECONNABORTED) continue;
         return;
       }
       set_buffers(fd);
       open_.push_back(fd);
-      std::thread([this, fd] { serve(fd); }).detach();  // stop() waits for open_ to empty
+      try {
+        std::thread([this, fd] { serve(fd); }).detach();  // stop() waits for open_ to empty
+      } catch (const std::system_error&) {  // no thread for it: the worker sees the session end
+        open_.pop_back();
+        close(fd);
+      }
     }
   }
 
@@ -320,12 +333,16 @@ class SocketListener final : public Listener {
       reader.set_limit(kFirstFrameBytes);
       rpc::WorkerMessage in;
       rpc::CoordinatorMessage out;
-      while (reader.receive_message(&in)) {
-        out.Clear();
-        Session::Verdict v = session.handle(in, &out);
-        reader.set_limit(SIZE_MAX);
-        if (v == Session::Verdict::kDeferred) continue;  // answered from another thread
-        if (!conn->send(out) || v != Session::Verdict::kReply) break;
+      try {
+        while (reader.receive_message(&in)) {
+          out.Clear();
+          Session::Verdict v = session.handle(in, &out);
+          reader.set_limit(SIZE_MAX);
+          if (v == Session::Verdict::kDeferred) continue;  // answered from another thread
+          if (!conn->send(out) || v != Session::Verdict::kReply) break;
+        }
+      } catch (const std::exception& e) {  // out of memory, say: this session ends
+        std::fprintf(stderr, "kappa coordinator: a worker's session failed: %s\n", e.what());
       }
     }             // the session has ended: a death is reported (report_closed_sessions)
     conn->end();  // a late hook writes nothing

@@ -282,7 +282,7 @@ size_t Arena::take_pages(size_t pages) {
   top_ += pages;
   // Pages below the old high-water mark were freed there still mapped (see
   // free_span) and count as dirty: they are in use again.
-  if (page < peak_top_) dirty_free_pages_ -= std::min(dirty_free_pages_, peak_top_ - page);
+  if (page < peak_top_) dirty_free_pages_ -= std::min({dirty_free_pages_, pages, peak_top_ - page});
   if (top_ > peak_top_) peak_top_ = top_;
   return page;
 }

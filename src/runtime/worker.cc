@@ -44,10 +44,12 @@ constexpr size_t kInlineImageBytes = 64 << 10;
 // Attaches `image` to the call: inline, or written to the store under the
 // call's key.
 void attach_image(CallInfo& info, const ImageBuffer& image, CheckpointStore& store) {
-  if (image.size() <= kInlineImageBytes)
+  if (image.size() <= kInlineImageBytes) {
     info.image.assign(image.view());
-  else
+    info.image_key.clear();  // nothing in the store to remove later
+  } else {
     store.put(info.image_key, image.view());
+  }
 }
 
 // Persists checkpoint images and reports plain checkpoint() calls on a
