@@ -9,6 +9,7 @@
 #include "coordinator/coordinator.h"
 #include "kappa/detail/calls.h"
 #include "rpc/coordinator_service.h"
+#include "runtime/runtime.h"
 
 namespace kappa::detail {
 namespace {
@@ -16,6 +17,7 @@ namespace {
 // Arg 0: transport (0: Unix socket, 1: gRPC); arg 1: image bytes sent
 // inline; arg 2: request bytes.
 void BM_CheckpointCall(benchmark::State& state) {
+  runtime_init();  // as in every Kappa process (heap settings for large values)
   Coordinator coordinator(CoordinatorOptions{}, nullptr);
   coordinator.spawn_root(SpawnSpec{});
   CoordinatorServer server(&coordinator, state.range(0) ? "127.0.0.1:0" : "unix:@kappa-rpc-bench",

@@ -3,8 +3,8 @@
 // call that blocks is answered later by whichever thread completes it
 // (Coordinator::call's hook), so that a round trip costs two wake-ups. The
 // worker reads and writes from the calling thread. Over gRPC the same round
-// trip took 2.6x as long here, and 9x for a 1 MiB request (bench/rpc_bench.cc):
-// a large value crosses in one write instead of HTTP/2 flow-control windows.
+// trip took about 3x as long here, with an empty or a 1 MiB request
+// (bench/rpc_bench.cc).
 //
 // Sessions are authenticated like gRPC's (the job token comes first); the
 // abstract-namespace form (unix:@NAME) leaves no file behind after a crash.
