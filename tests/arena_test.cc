@@ -23,11 +23,6 @@
 namespace kappa::detail {
 namespace {
 
-bool in_arena(const void* p, const Arena* a) {
-  auto v = reinterpret_cast<uintptr_t>(p);
-  return v >= a->base() && v < a->base() + kSlotBytes;
-}
-
 class ArenaTest : public ::testing::Test {
  protected:
   void SetUp() override { arena = Arena::create(unsigned(Arena::free_slot())); }
@@ -49,7 +44,7 @@ TEST_F(ArenaTest, SmallBlocksAreReusedAfterFree) {
   void* a = arena->allocate(100);
   void* b = arena->allocate(100);
   EXPECT_NE(a, b);
-  EXPECT_TRUE(in_arena(a, arena));
+  EXPECT_TRUE(arena->contains(a));
   arena->deallocate(a);
   EXPECT_EQ(arena->allocate(100), a);
   EXPECT_EQ(arena->usable_size(b), 112u);
@@ -102,7 +97,7 @@ TEST_F(ArenaTest, ReusedTopPagesAreNotReleasedToTheSystem) {
 TEST_F(ArenaTest, RequestsAreBuiltOutsideTheArena) {
   ArenaScope scope(arena);
   std::string request = request_outside_arena([] { return encode(std::string(1 << 20, 'r')); });
-  EXPECT_FALSE(in_arena(request.data(), arena));
+  EXPECT_FALSE(arena->contains(request.data()));
   EXPECT_EQ(Arena::current(), arena);
   EXPECT_EQ(decode<std::string>(request), std::string(1 << 20, 'r'));
   try {
@@ -113,7 +108,7 @@ TEST_F(ArenaTest, RequestsAreBuiltOutsideTheArena) {
   }
   EXPECT_EQ(Arena::current(), arena);
   void* p = std::malloc(64);
-  EXPECT_TRUE(in_arena(p, arena));
+  EXPECT_TRUE(arena->contains(p));
   std::free(p);
 }  // `request` goes back to the heap: frees are routed by address
 
@@ -159,19 +154,19 @@ TEST_F(ArenaTest, EveryAllocationFunctionIsRoutedToTheCurrentArena) {
     c_blocks.push_back(pm);
     s = new std::string(1000, 'x');
     auto* aligned = new (std::align_val_t(512)) char[10];
-    EXPECT_TRUE(in_arena(aligned, arena));
+    EXPECT_TRUE(arena->contains(aligned));
     EXPECT_EQ(reinterpret_cast<uintptr_t>(aligned) % 512, 0u);
     ::operator delete[](aligned, std::align_val_t(512));
   }
-  for (void* p : c_blocks) EXPECT_TRUE(in_arena(p, arena)) << p;
-  EXPECT_TRUE(in_arena(s, arena));
-  EXPECT_TRUE(in_arena(s->data(), arena));
+  for (void* p : c_blocks) EXPECT_TRUE(arena->contains(p)) << p;
+  EXPECT_TRUE(arena->contains(s));
+  EXPECT_TRUE(arena->contains(s->data()));
   EXPECT_EQ(static_cast<char*>(c_blocks[1])[99], 0);
   EXPECT_STREQ(static_cast<char*>(c_blocks[2]), "hello");
   EXPECT_GE(malloc_usable_size(c_blocks[0]), 10u);
   // Outside the scope: glibc allocates, and frees still route home by address.
   void* outside = std::malloc(10);
-  EXPECT_FALSE(in_arena(outside, arena));
+  EXPECT_FALSE(arena->contains(outside));
   std::free(outside);
   size_t free_before = arena->stats().free_span_pages;
   for (void* p : c_blocks) std::free(p);  // remote frees, drained by the arena
@@ -190,8 +185,8 @@ TEST_F(ArenaTest, ThreadsStartedInATaskInheritItsArena) {
     });
     t.join();
   }
-  EXPECT_TRUE(in_arena(filled, arena));
-  EXPECT_TRUE(in_arena(filled->data(), arena));
+  EXPECT_TRUE(arena->contains(filled));
+  EXPECT_TRUE(arena->contains(filled->data()));
   EXPECT_EQ(arena->live_threads().load(), 0);
   EXPECT_TRUE(arena->shared());
   delete filled;

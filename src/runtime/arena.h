@@ -104,6 +104,10 @@ class Arena {
   static Arena* of(const void* p) {
     return reinterpret_cast<Arena*>(reinterpret_cast<uintptr_t>(p) & ~(kSlotBytes - 1));
   }
+  /// Whether p lies in this arena's slot.
+  bool contains(const void* p) const {
+    return reinterpret_cast<uintptr_t>(p) - base() < kSlotBytes;
+  }
   /// The lowest free slot index, or -1.
   static int free_slot();
 

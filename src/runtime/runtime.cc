@@ -19,9 +19,7 @@ std::atomic<bool> g_checkpoint_due{false};
 
 bool track_heap_request(PendingCall* call) {
   Arena* arena = Arena::current();
-  auto p = reinterpret_cast<uintptr_t>(call->request.data());
-  if (!arena || call->request.empty() || (p >= arena->base() && p < arena->base() + kSlotBytes))
-    return false;
+  if (!arena || call->request.empty() || arena->contains(call->request.data())) return false;
   TaskState& t = arena->task();
   call->next_on_heap = static_cast<PendingCall*>(t.heap_requests);
   t.heap_requests = call;

@@ -41,13 +41,13 @@ std::string image_key(uint64_t task, uint64_t seqno, uint64_t worker) {
 // steps 3 and 4 in one message). Larger ones go to the store first.
 constexpr size_t kInlineImageBytes = 64 << 10;
 
-// Attaches `image` to the call: inline, or written to the store under the
-// call's key.
+// Attaches `image` to the call: inline, or written to the store under a key
+// of its own.
 void attach_image(CallInfo& info, const ImageBuffer& image, CheckpointStore& store) {
   if (image.size() <= kInlineImageBytes) {
     info.image.assign(image.view());
-    info.image_key.clear();  // nothing in the store to remove later
   } else {
+    info.image_key = image_key(info.task_id, info.seqno, info.worker_id);
     store.put(info.image_key, image.view());
   }
 }
@@ -284,14 +284,12 @@ class Worker {
       info.worker_id = options_.worker_id;
       info.task_id = task_id;
       info.seqno = t.seqno;
-      info.image_key = image_key(task_id, t.seqno, options_.worker_id);
       info.op = call.op;
       // The request leaves the arena before the image is taken: a task resumed
       // from this image gets the call's result and never sends it again (and
       // one resumed from an earlier image rebuilds it), so the image need not
       // carry it. A 1 MiB enqueue then writes a 1 MiB smaller image.
-      if (call.request.data() >= reinterpret_cast<const char*>(arena->base()) &&
-          call.request.data() < reinterpret_cast<const char*>(arena->base() + kSlotBytes)) {
+      if (arena->contains(call.request.data())) {
         info.request = call.request;  // a copy outside the arena
         ArenaScope scope(arena);
         std::string().swap(call.request);  // freed inside the arena
