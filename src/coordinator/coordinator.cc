@@ -45,17 +45,9 @@ void Coordinator::housekeeping() {
       auto [when, id] = *parking_.begin();
       parking_.erase(parking_.begin());
       TaskRecord& t = tasks_.at(id);
-      if (t.hook && t.state == State::kBlocked && t.park_at == when) {
-        outbox_.emplace_back(std::exchange(t.hook, {}),
-                             CallOutcome{CallOutcome::Kind::kPark, {}, {}});
-        park_call(t);
-      }
+      if (t.hook && t.state == State::kBlocked && t.park_at == when) park_hooked(t);
     }
-    if (!outbox_.empty()) {
-      lock.unlock();
-      flush_outbox();
-      lock.lock();
-    }
+    flush_outbox(lock);
     if (!doomed_.empty()) continue;
     if (housekeeper_stop_) return;
     if (parking_.empty())
@@ -160,13 +152,10 @@ void Coordinator::wake_blocked() {
   for (uint64_t id : std::vector<uint64_t>(blocked_.begin(), blocked_.end())) {
     TaskRecord& t = tasks_.at(id);
     if (t.spec.on_coordinator) continue;
-    if (t.hook) {
-      outbox_.emplace_back(std::exchange(t.hook, {}),
-                           CallOutcome{CallOutcome::Kind::kPark, {}, {}});
-      park_call(t);
-    } else {
+    if (t.hook)
+      park_hooked(t);
+    else
       t.cv.notify_one();
-    }
   }
 }
 
@@ -222,14 +211,14 @@ void Coordinator::complete_call(TaskRecord& t, std::string reply, std::string er
   }
 }
 
-bool Coordinator::try_wait(TaskRecord& t, const std::vector<uint64_t>& ids) {
+void Coordinator::try_wait(TaskRecord& t, const std::vector<uint64_t>& ids) {
   std::vector<WaitResult> results;
   results.reserve(ids.size());
   for (uint64_t id : ids) {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) {
       complete_call(t, {}, "wait on unknown future " + std::to_string(id));
-      return true;
+      return;
     }
     TaskRecord& f = it->second;
     if (f.state == State::kDone) {
@@ -239,11 +228,10 @@ bool Coordinator::try_wait(TaskRecord& t, const std::vector<uint64_t>& ids) {
     } else {
       if (std::find(f.waiters.begin(), f.waiters.end(), t.id) == f.waiters.end())
         f.waiters.push_back(t.id);
-      return false;
+      return;
     }
   }
   complete_call(t, encode(results));
-  return true;
 }
 
 // Hands items from enqueuers to the queue and from the queue to dequeuers,
@@ -333,26 +321,29 @@ bool Coordinator::must_park(const TaskRecord& t) const {
   return shutdown_ || (!t.spec.on_coordinator && ready_work_starved());
 }
 
-bool Coordinator::ready_work_starved() const {
-  size_t idle = 0, live = 0;
+// Workers of a pool: alive, and among them available for ready work (idle in
+// next(), or not started yet and about to ask).
+Coordinator::PoolCount Coordinator::count_workers(bool on_coordinator) const {
+  PoolCount n;
   for (auto& [id, w] : workers_) {
-    if (w.on_coordinator) continue;
-    ++live;
-    if (w.idle || !w.started) ++idle;
+    if (w.on_coordinator != on_coordinator) continue;
+    ++n.live;
+    if (w.idle || !w.started) ++n.available;
   }
-  return !ready_[0].empty() && idle == 0 && live >= options_.max_workers;
+  return n;
+}
+
+bool Coordinator::ready_work_starved() const {
+  if (ready_[0].empty()) return false;
+  PoolCount n = count_workers(false);
+  return n.available == 0 && n.live >= options_.max_workers;
 }
 
 // Launches workers for ready work that no idle or starting worker will take.
 void Coordinator::schedule() {
   if (!backend_ || shutdown_) return;
   for (int pool = 0; pool < 2; ++pool) {
-    size_t available = 0, live = 0;
-    for (auto& [id, w] : workers_) {
-      if (w.on_coordinator != bool(pool)) continue;
-      ++live;
-      if (w.idle || !w.started) ++available;
-    }
+    auto [live, available] = count_workers(pool);
     size_t max = pool ? options_.max_coordinator_workers : options_.max_workers;
     while (ready_[pool].size() > available && live < max) {
       uint64_t id = next_worker_++;
@@ -436,11 +427,7 @@ AssignmentInfo Coordinator::next(uint64_t worker_id) {
   auto deadline = std::chrono::steady_clock::now() + options_.idle_poll;
   std::deque<uint64_t>& ready = ready_[pool];
   w.idle = true;
-  if (!outbox_.empty()) {  // answer the calls lose_task completed before waiting
-    lock.unlock();
-    flush_outbox();
-    lock.lock();
-  }
+  flush_outbox(lock);  // answer the calls lose_task completed before waiting
   while (!shutdown_ && ready.empty()) {
     if (work_cv_[pool].wait_until(lock, deadline) == std::cv_status::timeout) break;
   }
@@ -489,6 +476,14 @@ AssignmentInfo Coordinator::next(uint64_t worker_id) {
                                   std::chrono::steady_clock::now(),
                                   {}};
   return a;
+}
+
+// The same, from a method holding the lock (released meanwhile).
+void Coordinator::flush_outbox(std::unique_lock<std::mutex>& lock) {
+  if (outbox_.empty()) return;
+  lock.unlock();
+  flush_outbox();
+  lock.lock();
 }
 
 void Coordinator::flush_outbox() {
@@ -545,11 +540,7 @@ CallOutcome Coordinator::call(CallInfo info, ReplyHook hook) {
       if (parking_.begin()->second == t.id) housekeeper_cv_.notify_all();
       return {CallOutcome::Kind::kPending, {}, {}};
     }
-    if (!outbox_.empty()) {  // answer the calls this one completed before waiting
-      lock.unlock();
-      flush_outbox();
-      lock.lock();
-    }
+    flush_outbox(lock);  // answer the calls this one completed before waiting
     while (!t.call->done && t.state == State::kBlocked && !must_park(t)) {
       if (t.cv.wait_until(lock, deadline) == std::cv_status::timeout) break;
     }
@@ -561,6 +552,12 @@ CallOutcome Coordinator::call(CallInfo info, ReplyHook hook) {
   }
   park_call(t);
   return {CallOutcome::Kind::kPark, {}, {}};
+}
+
+// Parks a hooked blocked call, telling its worker through the hook.
+void Coordinator::park_hooked(TaskRecord& t) {
+  outbox_.emplace_back(std::exchange(t.hook, {}), CallOutcome{CallOutcome::Kind::kPark, {}, {}});
+  park_call(t);
 }
 
 // The task's worker drops it (it is told PARK); it is relaunched from the
@@ -672,13 +669,10 @@ void Coordinator::shutdown() {
   for (auto& cv : work_cv_) cv.notify_all();
   for (uint64_t id : std::vector<uint64_t>(blocked_.begin(), blocked_.end())) {
     TaskRecord& t = tasks_.at(id);
-    if (t.hook) {  // the worker asks for work next, and is told to shut down
-      outbox_.emplace_back(std::exchange(t.hook, {}),
-                           CallOutcome{CallOutcome::Kind::kPark, {}, {}});
-      park_call(t);
-    } else {
+    if (t.hook)  // the worker asks for work next, and is told to shut down
+      park_hooked(t);
+    else
       t.cv.notify_one();
-    }
   }
 }
 

@@ -205,7 +205,7 @@ class Coordinator {
   void make_ready(TaskRecord& t);
   void complete_call(TaskRecord& t, std::string reply, std::string error = {});
   void resolve(TaskRecord& t);
-  bool try_wait(TaskRecord& t, const std::vector<uint64_t>& ids);
+  void try_wait(TaskRecord& t, const std::vector<uint64_t>& ids);
   void apply(TaskRecord& t);
   void queue_progress(QueueRecord& q);
   void schedule();
@@ -219,11 +219,17 @@ class Coordinator {
   void fail_task(TaskRecord& t, const std::string& why);
   void fail_job(const std::string& why);
   void park_call(TaskRecord& t);
+  void park_hooked(TaskRecord& t);
+  struct PoolCount {
+    size_t live = 0, available = 0;
+  };
+  PoolCount count_workers(bool on_coordinator) const;
   void housekeeping();
   void discard_image(std::string key);
   // Runs the hooks of calls completed meanwhile; every public method that
   // can complete a call flushes on its way out (OutboxFlush), lock released.
   void flush_outbox();
+  void flush_outbox(std::unique_lock<std::mutex>& lock);
   struct OutboxFlush {
     Coordinator* c;
     ~OutboxFlush() { c->flush_outbox(); }
