@@ -202,9 +202,16 @@ size_t segment_count(uint64_t payload_bytes) {
 
 // ---- compression straight from the arena ----
 
+// The calling thread's zstd compression context, kept for reuse. Each use
+// sets its own parameters (reset, or ZSTD_compressCCtx, which ignores them).
+ZSTD_CCtx* zstd_context() {
+  static thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  return cctx;
+}
+
 size_t compress_zstd(const Arena& arena, const std::vector<Extent>& extents, uint64_t raw,
                      char* out, size_t cap) {
-  static thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_CCtx* cctx = zstd_context();
   static const bool can_thread = ZSTD_cParam_getBounds(ZSTD_c_nbWorkers).upperBound > 0;
   ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
   ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, kZstdLevel);
@@ -277,9 +284,9 @@ bool worth_compressing(const Arena& arena, const std::vector<Extent>& extents, u
                      std::memcpy(sample.data() + s * kProbeSampleBytes + (pos - from), src, n);
                    });
   }
-  static thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
   std::vector<char> out(ZSTD_compressBound(sample.size()));
-  size_t n = ZSTD_compressCCtx(cctx, out.data(), out.size(), sample.data(), sample.size(), -5);
+  size_t n =
+      ZSTD_compressCCtx(zstd_context(), out.data(), out.size(), sample.data(), sample.size(), -5);
   return !ZSTD_isError(n) && n < sample.size() / 16 * 15;  // saves at least 1/16
 }
 
