@@ -273,12 +273,6 @@ TEST(ArenaStress, RandomAllocFreeSurvivesSnapshotAndRestore) {
   Arena::destroy(arena);
 }
 
-}  // namespace
-}  // namespace kappa::detail
-
-namespace kappa::detail {
-namespace {
-
 // Containers built and decoded inside an arena stay intact (a regression
 // test: a large std::map decoded by cereal inside a task came out corrupt).
 TEST_F(ArenaTest, LargeDecodedMapInsideTheArena) {
@@ -295,12 +289,6 @@ TEST_F(ArenaTest, LargeDecodedMapInsideTheArena) {
   EXPECT_EQ(n, expected);
   EXPECT_EQ(*decoded, source);
 }
-
-}  // namespace
-}  // namespace kappa::detail
-
-namespace kappa::detail {
-namespace {
 
 TEST_F(ArenaTest, GrowingVectorBesideALargeMap) {
   std::map<std::string, uint64_t> source;
