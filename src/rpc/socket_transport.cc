@@ -234,7 +234,6 @@ class FrameReader {
 class Connection {
  public:
   explicit Connection(int fd) : fd_(fd) {}
-  int fd() const { return fd_; }
   /// Sends one frame; on failure (or an oversized message) ends the
   /// session, so that the worker does not wait for a reply forever.
   bool send(rpc::CoordinatorMessage& m) {
