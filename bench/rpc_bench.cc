@@ -8,7 +8,8 @@
 
 #include "coordinator/coordinator.h"
 #include "kappa/detail/calls.h"
-#include "rpc/coordinator_service.h"
+#include "rpc/client.h"
+#include "rpc/server.h"
 #include "runtime/runtime.h"
 
 namespace kappa::detail {
@@ -18,13 +19,15 @@ namespace {
 // inline; arg 2: request bytes.
 void BM_CheckpointCall(benchmark::State& state) {
   runtime_init();  // as in every Kappa process (heap settings for large values)
-  Coordinator coordinator(CoordinatorOptions{}, nullptr);
+  Coordinator coordinator(JobStateOptions{}, nullptr);
   coordinator.spawn_root(SpawnSpec{});
-  CoordinatorServer server(&coordinator, state.range(0) ? "127.0.0.1:0" : "unix:@kappa-rpc-bench",
-                           "token");
+  CoordinatorServer server(
+      &coordinator,
+      ServerOptions{.listen = state.range(0) ? "127.0.0.1:0" : "unix:@kappa-rpc-bench",
+                    .token = "token"});
   CoordinatorClient client(server.address(), "token", 1);
-  AssignmentInfo a = client.next();
-  if (a.kind != AssignmentInfo::Kind::kStart) state.SkipWithError("no assignment");
+  Assignment a = client.next();
+  if (a.kind != Assignment::Kind::kStart) state.SkipWithError("no assignment");
   std::string image(size_t(state.range(1)), 'i'), request(size_t(state.range(2)), 'r');
   uint64_t seqno = 0;
   for (auto _ : state) {

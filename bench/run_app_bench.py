@@ -57,7 +57,12 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-dask", action="store_true")
+    ap.add_argument("--app", help="the bench app binary (default: build/bench/kappa_bench_app); "
+                    "give an older build's to compare")
     a = ap.parse_args()
+    if a.app:
+        global APP
+        APP = os.path.abspath(a.app)
     reps = 3 if a.quick else a.reps
     n = 100 if a.quick else 200
 

@@ -1,245 +1,278 @@
-// The coordinator's state machine, driven directly: no processes, no gRPC.
-// A fake backend records what the coordinator asks of the platform.
+// Coordinator, the concurrent shell around JobState: answers go out through
+// the workers' links from the thread that produced them, timers fire on the
+// coordinator's clock, launches run off the lock, images leave the store.
+// Time is a FakeClock: nothing here sleeps to let time pass.
 #include "coordinator/coordinator.h"
 
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <thread>
 
+#include "stores/checkpoint_store.h"
 #include "support/subprocess.h"
 
 namespace kappa::detail {
 namespace {
 
-class FakeBackend : public Backend {
- public:
-  bool launch_worker(uint64_t id, bool on_coordinator, std::string* error) override {
-    if (!launch_error.empty()) {
-      *error = launch_error;
-      return false;
-    }
-    launched.push_back({id, on_coordinator});
-    return true;
-  }
-  std::string launch_error;
-  void invocation_started(uint64_t id) override { started.push_back(id); }
-  void invocation_ended(uint64_t id) override { ended.push_back(id); }
-  double time_limit(bool on_coordinator) const override { return on_coordinator ? 0 : 9; }
+using namespace std::chrono_literals;
 
-  std::vector<std::pair<uint64_t, bool>> launched;
-  std::vector<uint64_t> started, ended;
+// Records what a worker is sent.
+class RecordingLink final : public WorkerLink {
+ public:
+  void send(Assignment a) override { push(std::move(a)); }
+  void send(CallOutcome o) override { push(std::move(o)); }
+  void send_finished() override { push(Effects::Finished{}); }
+
+  using Message = std::variant<Assignment, CallOutcome, Effects::Finished>;
+  /// Waits (up to 10 s of real time: a hang, not a timing) for the next one.
+  std::optional<Message> take() {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, 10s, [&] { return !got_.empty(); })) return std::nullopt;
+    Message m = std::move(got_.front());
+    got_.erase(got_.begin());
+    return m;
+  }
+  size_t pending() {
+    std::lock_guard lock(mu_);
+    return got_.size();
+  }
+  std::thread::id last_sender() {
+    std::lock_guard lock(mu_);
+    return sender_;
+  }
+
+ private:
+  void push(Message m) {
+    std::lock_guard lock(mu_);
+    got_.push_back(std::move(m));
+    sender_ = std::this_thread::get_id();
+    cv_.notify_all();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Message> got_;
+  std::thread::id sender_;
 };
 
-SpawnSpec spec(std::string name, std::vector<ArgSlot> args = {}) {
+// A platform whose launches block until the test lets them through.
+class FakeBackend final : public Backend {
+ public:
+  void launch_worker(uint64_t worker, bool) override {
+    std::unique_lock lock(mu_);
+    ++launching_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+    --launching_;
+    if (!fail_with_.empty()) throw Error(fail_with_);
+    launched_.push_back(worker);
+    cv_.notify_all();
+  }
+  void invocation_started(uint64_t) override {}
+  void invocation_ended(uint64_t) override {}
+  void kill_worker(uint64_t worker, WorkerExit::Cause why) override {
+    std::lock_guard lock(mu_);
+    killed_.emplace_back(worker, why);
+    cv_.notify_all();
+  }
+  double time_limit(bool) const override { return 0; }
+  void shutdown() override {}
+  uint64_t chaos_kills() const override { return 0; }
+
+  void open(std::string fail_with = {}) {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    fail_with_ = std::move(fail_with);
+    cv_.notify_all();
+  }
+  bool wait_launching() {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, 10s, [&] { return launching_ > 0; });
+  }
+  bool wait_launched(size_t n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, 10s, [&] { return launched_.size() >= n; });
+  }
+  bool wait_killed(size_t n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, 10s, [&] { return killed_.size() >= n; });
+  }
+  std::vector<std::pair<uint64_t, WorkerExit::Cause>> killed() {
+    std::lock_guard lock(mu_);
+    return killed_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+  int launching_ = 0;
+  std::string fail_with_;
+  std::vector<uint64_t> launched_;
+  std::vector<std::pair<uint64_t, WorkerExit::Cause>> killed_;
+};
+
+SpawnSpec spec(std::string name) {
   SpawnSpec s;
   s.fn = 0x1000;
-  s.trampoline = 0x2000;
   s.name = std::move(name);
-  s.args = std::move(args);
   return s;
+}
+
+JobStateOptions options() {
+  JobStateOptions o;
+  o.max_workers = 4;
+  o.grace = 50ms;
+  o.idle_poll = 1h;
+  o.liveness_timeout = 5s;
+  return o;
 }
 
 class CoordinatorTest : public ::testing::Test {
  protected:
-  CoordinatorTest() : c(options(), nullptr) { c.set_backend(&backend); }
-  static CoordinatorOptions options() {
-    CoordinatorOptions o;
-    o.max_workers = 2;
-    o.grace = std::chrono::milliseconds(0);  // park at once: no waiting in tests
-    o.idle_poll = std::chrono::milliseconds(0);
-    o.max_failures = 2;
-    return o;
+  CoordinatorTest() : c(options(), nullptr, clock) {
+    c.set_backend(&backend);
+    for (uint64_t w : {1, 2, 3}) c.connect(w, links[w]);
   }
-  CallOutcome call(uint64_t worker, uint64_t task, uint64_t seqno, Op op, std::string request) {
-    return c.call(CallInfo{.worker_id = worker,
-                           .task_id = task,
-                           .seqno = seqno,
-                           .image_key = "img-" + std::to_string(seqno),
-                           .op = op,
-                           .request = std::move(request)});
+  ~CoordinatorTest() override {
+    backend.open();  // lets any launch still waiting end
+    c.shutdown();
   }
+  Assignment assignment(uint64_t w) {
+    auto m = links[w]->take();
+    EXPECT_TRUE(m && std::holds_alternative<Assignment>(*m)) << "worker " << w;
+    return m && std::holds_alternative<Assignment>(*m) ? std::get<Assignment>(*m) : Assignment{};
+  }
+  CallOutcome outcome(uint64_t w) {
+    auto m = links[w]->take();
+    EXPECT_TRUE(m && std::holds_alternative<CallOutcome>(*m)) << "worker " << w;
+    return m && std::holds_alternative<CallOutcome>(*m) ? std::get<CallOutcome>(*m) : CallOutcome{};
+  }
+  // Root on worker 1 made a queue and spawned task 2, which worker 2 runs.
+  uint64_t two_tasks_and_a_queue() {
+    c.spawn_root(spec("root"));
+    c.next(1);
+    EXPECT_EQ(assignment(1).task_id, 1u);
+    c.call(CallInfo{
+        .worker_id = 1, .task_id = 1, .op = Op::kMakeQueue, .request = encode(uint64_t{1})});
+    uint64_t q = decode<uint64_t>(outcome(1).reply);
+    c.call(CallInfo{.worker_id = 1,
+                    .task_id = 1,
+                    .seqno = 1,
+                    .op = Op::kSpawn,
+                    .request = encode(std::vector<SpawnSpec>{spec("child")})});
+    outcome(1);
+    c.next(2);
+    EXPECT_EQ(assignment(2).task_id, 2u);
+    return q;
+  }
+
+  FakeClock clock;
   FakeBackend backend;
+  std::map<uint64_t, std::shared_ptr<RecordingLink>> links = {
+      {1, std::make_shared<RecordingLink>()},
+      {2, std::make_shared<RecordingLink>()},
+      {3, std::make_shared<RecordingLink>()}};
   Coordinator c;
 };
 
-TEST_F(CoordinatorTest, RootStartsOnALaunchedWorker) {
-  c.spawn_root(spec("root", {{0, encode(std::string("event"))}}));
-  ASSERT_EQ(backend.launched.size(), 1u);
-  AssignmentInfo a = c.next(backend.launched[0].first);
-  EXPECT_EQ(a.kind, AssignmentInfo::Kind::kStart);
-  EXPECT_EQ(a.task_id, 1u);
-  EXPECT_EQ(a.time_left, 9);
-  ASSERT_EQ(a.args.size(), 1u);
-  EXPECT_EQ(decode<std::string>(a.args[0]), "event");
+TEST_F(CoordinatorTest, ACompletedCallIsAnsweredByTheThreadThatCompletedIt) {
+  uint64_t q = two_tasks_and_a_queue();
+  c.call(CallInfo{.worker_id = 2, .task_id = 2, .op = Op::kDequeue, .request = encode(q)});
+  EXPECT_EQ(links[2]->pending(), 0u);  // blocked: no answer yet
+  c.call(CallInfo{.worker_id = 1,
+                  .task_id = 1,
+                  .seqno = 2,
+                  .op = Op::kEnqueue,
+                  .request = enqueue_request(q, std::string("x"))});
+  // Both answered before the enqueuer's call returned, from this thread.
+  ASSERT_EQ(links[2]->pending(), 1u);
+  EXPECT_EQ(links[2]->last_sender(), std::this_thread::get_id());
+  CallOutcome got = outcome(2);
+  EXPECT_EQ(got.kind, CallOutcome::Kind::kResult);
+  EXPECT_EQ(decode<std::string>(got.reply), "x");
+  EXPECT_EQ(outcome(1).kind, CallOutcome::Kind::kResult);
+  EXPECT_EQ(c.stats().parks, 0u);
 }
 
-TEST_F(CoordinatorTest, ARepeatedCallIsAppliedOnce) {
-  c.spawn_root(spec("root"));
+TEST_F(CoordinatorTest, TheGracePeriodEndsOnTheCoordinatorsClock) {
+  uint64_t q = two_tasks_and_a_queue();
+  c.call(CallInfo{.worker_id = 2, .task_id = 2, .op = Op::kDequeue, .request = encode(q)});
+  // However long the test takes in real time, the fake clock has not moved.
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(links[2]->pending(), 0u);
+  clock.advance(50ms);
+  CallOutcome parked = outcome(2);  // from the timer thread
+  EXPECT_EQ(parked.kind, CallOutcome::Kind::kPark);
+  EXPECT_NE(links[2]->last_sender(), std::this_thread::get_id());
+  EXPECT_EQ(c.stats().parks, 1u);
+}
+
+TEST_F(CoordinatorTest, SlowLaunchesDoNotHoldTheLock) {
+  c.spawn_root(spec("root"));  // asks the backend for a worker, which hangs
+  ASSERT_TRUE(backend.wait_launching());
+  // Meanwhile the coordinator serves workers.
   c.next(1);
-  std::string request = encode(std::vector<SpawnSpec>{spec("child")});
-  CallOutcome first = call(1, 1, 0, Op::kSpawn, request);
-  CallOutcome again = call(1, 1, 0, Op::kSpawn, request);  // e.g. a retried RPC
-  ASSERT_EQ(first.kind, CallOutcome::Kind::kResult);
-  EXPECT_EQ(again.reply, first.reply);
-  EXPECT_EQ(decode<std::vector<uint64_t>>(first.reply), std::vector<uint64_t>{2});
-  EXPECT_EQ(c.stats().tasks, 2u);  // one child, not two
-  EXPECT_EQ(c.stats().duplicate_calls, 1u);
+  EXPECT_EQ(assignment(1).task_id, 1u);
+  EXPECT_EQ(c.stats().workers_launched, 1u);
+  backend.open();
+  EXPECT_TRUE(backend.wait_launched(1));
 }
 
-TEST_F(CoordinatorTest, AStaleCallIsAbandoned) {
+TEST_F(CoordinatorTest, FailedLaunchesAreRetriedThenFailTheJob) {
+  backend.open("no such file");
   c.spawn_root(spec("root"));
-  c.next(1);
-  call(1, 1, 5, Op::kCheckpoint, "");
-  EXPECT_EQ(call(1, 1, 4, Op::kCheckpoint, "").kind, CallOutcome::Kind::kAbandon);
-  EXPECT_EQ(call(7, 1, 6, Op::kCheckpoint, "").kind,
-            CallOutcome::Kind::kAbandon);  // not its worker
-}
-
-TEST_F(CoordinatorTest, BlockedWaitParksAndRelaunchesWithTheResult) {
-  c.spawn_root(spec("root"));
-  c.next(1);
-  call(1, 1, 0, Op::kSpawn, encode(std::vector<SpawnSpec>{spec("child")}));
-  CallOutcome wait = call(1, 1, 1, Op::kWait, encode(std::vector<uint64_t>{2}));
-  EXPECT_EQ(wait.kind, CallOutcome::Kind::kPark);
-  AssignmentInfo child = c.next(2);
-  ASSERT_EQ(child.task_id, 2u);
-  c.finish(2, 2, false, encode(int64_t{42}), "");
-  AssignmentInfo resumed = c.next(1);
-  EXPECT_EQ(resumed.kind, AssignmentInfo::Kind::kResume);
-  EXPECT_EQ(resumed.task_id, 1u);
-  EXPECT_EQ(resumed.image_key, "img-1");
-  auto results = decode<std::vector<WaitResult>>(resumed.reply);
-  ASSERT_EQ(results.size(), 1u);
-  EXPECT_FALSE(results[0].failed);
-  EXPECT_EQ(decode<int64_t>(results[0].bytes), 42);
-}
-
-TEST_F(CoordinatorTest, AnInlineImageComesBackWithTheRelaunch) {
-  c.spawn_root(spec("root"));
-  c.next(1);
-  call(1, 1, 0, Op::kSpawn, encode(std::vector<SpawnSpec>{spec("child")}));
-  CallOutcome wait = c.call(CallInfo{.worker_id = 1,
-                                     .task_id = 1,
-                                     .seqno = 1,
-                                     .image = "the image bytes",
-                                     .op = Op::kWait,
-                                     .request = encode(std::vector<uint64_t>{2})});
-  EXPECT_EQ(wait.kind, CallOutcome::Kind::kPark);
-  c.next(2);
-  c.finish(2, 2, false, encode(int64_t{7}), "");
-  AssignmentInfo resumed = c.next(1);
-  EXPECT_EQ(resumed.kind, AssignmentInfo::Kind::kResume);
-  EXPECT_EQ(resumed.image, "the image bytes");
-  EXPECT_EQ(resumed.image_key, "");
-}
-
-TEST_F(CoordinatorTest, FutureArgumentsAreDataflowEdges) {
-  c.spawn_root(spec("root"));
-  c.next(1);
-  call(1, 1, 0, Op::kSpawn, encode(std::vector<SpawnSpec>{spec("a")}));
-  // b takes a's future: not ready until a finishes.
-  call(1, 1, 1, Op::kSpawn, encode(std::vector<SpawnSpec>{spec("b", {{2, ""}})}));
-  AssignmentInfo first = c.next(2);
-  EXPECT_EQ(first.task_id, 2u);
-  EXPECT_EQ(c.next(3).kind, AssignmentInfo::Kind::kIdle);
-  c.finish(2, 2, false, encode(std::string("value of a")), "");
-  AssignmentInfo second = c.next(3);
-  ASSERT_EQ(second.task_id, 3u);
-  EXPECT_EQ(decode<std::string>(second.args.at(0)), "value of a");
-}
-
-TEST_F(CoordinatorTest, RendezvousQueueHandsOverOnlyToADequeuer) {
-  c.spawn_root(spec("root"));
-  c.next(1);
-  uint64_t q = decode<uint64_t>(call(1, 1, 0, Op::kMakeQueue, encode(uint64_t{0})).reply);
-  call(1, 1, 1, Op::kSpawn, encode(std::vector<SpawnSpec>{spec("consumer")}));
-  EXPECT_EQ(call(1, 1, 2, Op::kEnqueue, enqueue_request(q, std::string("item"))).kind,
-            CallOutcome::Kind::kPark);  // nobody dequeues yet
-  c.next(2);
-  CallOutcome got = call(2, 2, 0, Op::kDequeue, encode(q));
-  ASSERT_EQ(got.kind, CallOutcome::Kind::kResult);
-  EXPECT_EQ(decode<std::string>(got.reply), "item");
-  AssignmentInfo producer = c.next(1);  // the enqueue completed: relaunched
-  EXPECT_EQ(producer.kind, AssignmentInfo::Kind::kResume);
-  EXPECT_EQ(producer.task_id, 1u);
-}
-
-TEST_F(CoordinatorTest, AnEnqueueWithoutAQueueIdFailsTheCall) {
-  c.spawn_root(spec("root"));
-  c.next(1);
-  CallOutcome r = call(1, 1, 0, Op::kEnqueue, "abc");
-  ASSERT_EQ(r.kind, CallOutcome::Kind::kResult);
-  EXPECT_NE(r.error.find("without a queue id"), std::string::npos) << r.error;
-}
-
-TEST_F(CoordinatorTest, ADeadWorkersTaskRestartsFromItsLastCall) {
-  c.spawn_root(spec("root"));
-  c.next(1);
-  call(1, 1, 3, Op::kCheckpoint, "");
-  c.worker_exited(1, "killed by SIGKILL");
-  EXPECT_EQ(c.next(1).kind, AssignmentInfo::Kind::kShutdown);  // never reused
-  AssignmentInfo again = c.next(2);
-  EXPECT_EQ(again.kind, AssignmentInfo::Kind::kResume);
-  EXPECT_EQ(again.image_key, "img-3");
-  EXPECT_EQ(again.seqno, 3u);
-}
-
-TEST_F(CoordinatorTest, RepeatedDeathsWithoutProgressFailTheTask) {
-  c.spawn_root(spec("root"));
-  for (uint64_t w = 1; w <= 3; ++w) {
-    ASSERT_EQ(c.next(w).task_id, 1u);
-    c.worker_exited(w, "killed by SIGSEGV");
-  }
-  JobOutcome job = c.wait_job(std::chrono::milliseconds(0));
+  JobOutcome job = c.wait_job(10s);
   ASSERT_TRUE(job.done);
-  EXPECT_TRUE(job.failed);
-  EXPECT_NE(job.error.find("task 1 (root) failed: its worker died 3 times"), std::string::npos)
+  EXPECT_NE(job.error.find("cannot start a worker (5 attempts in a row failed; last: no such "
+                           "file)"),
+            std::string::npos)
       << job.error;
 }
 
-TEST_F(CoordinatorTest, WorkersThatNeverStartFailTheJobInsteadOfLoopingForever) {
-  c.spawn_root(spec("root"));
-  for (int i = 0; i < 5; ++i) {
-    ASSERT_FALSE(backend.launched.empty());
-    c.worker_exited(backend.launched.back().first, "exited with status 1");
-  }
-  JobOutcome job = c.wait_job(std::chrono::milliseconds(0));
-  ASSERT_TRUE(job.done);
-  EXPECT_TRUE(job.failed);
-  EXPECT_NE(job.error.find("5 workers in a row died before asking for work"), std::string::npos)
-      << job.error;
-  EXPECT_EQ(backend.launched.size(), 5u);  // and no more were launched
-}
-
-TEST_F(CoordinatorTest, AWorkerThatCannotBeLaunchedFailsTheJob) {
-  backend.launch_error = "no such file";
-  c.spawn_root(spec("root"));
-  JobOutcome job = c.wait_job(std::chrono::milliseconds(0));
-  ASSERT_TRUE(job.done);
-  EXPECT_NE(job.error.find("cannot start a worker: no such file"), std::string::npos);
-}
-
-TEST_F(CoordinatorTest, OnCoordinatorTasksUseTheirOwnPool) {
+TEST_F(CoordinatorTest, ASilentWorkerIsKilledAsHung) {
   c.spawn_root(spec("root"));
   c.next(1);
-  SpawnSpec side = spec("side effect");
-  side.on_coordinator = true;
-  call(1, 1, 0, Op::kSpawn, encode(std::vector<SpawnSpec>{side}));
-  ASSERT_EQ(backend.launched.size(), 2u);
-  EXPECT_TRUE(backend.launched[1].second);
-  AssignmentInfo a = c.next(backend.launched[1].first);
-  EXPECT_EQ(a.task_id, 2u);
-  EXPECT_EQ(a.time_left, 0);  // no time limit beside the coordinator
+  assignment(1);
+  c.heartbeat(1);
+  clock.advance(4s);
+  c.heartbeat(1);
+  clock.advance(4s);  // 4 s of silence: alive
+  std::this_thread::sleep_for(20ms);
+  EXPECT_TRUE(backend.killed().empty());
+  clock.advance(2s);
+  ASSERT_TRUE(backend.wait_killed(1));
+  EXPECT_EQ(backend.killed()[0], std::make_pair(uint64_t{1}, WorkerExit::Cause::kHung));
+  EXPECT_EQ(c.stats().deaths[size_t(WorkerExit::Cause::kHung)], 1u);
+}
+
+TEST_F(CoordinatorTest, ABackendsReportOfADeathRestartsTheTask) {
+  c.spawn_root(spec("root"));
+  c.next(1);
+  assignment(1);
+  c.worker_exited(1, WorkerExit{WorkerExit::Cause::kChaosKill});
+  c.next(2);
+  EXPECT_EQ(assignment(2).task_id, 1u);
+}
+
+TEST_F(CoordinatorTest, AClosedSessionIsADeathOnlyWhenSaidSo) {
+  c.spawn_root(spec("root"));
+  c.next(1);
+  assignment(1);
+  c.disconnect(1, /*lost=*/false);
+  EXPECT_EQ(c.stats().total_deaths(), 0u);
+  c.disconnect(1, /*lost=*/true);
+  EXPECT_EQ(c.stats().deaths[size_t(WorkerExit::Cause::kLost)], 1u);
 }
 
 // Images in the store are removed once replaced by a newer call's, or once
-// the task has finished, on the coordinator's housekeeping thread.
+// the task has finished, on a thread of the coordinator's.
 TEST(CoordinatorStore, ReplacedAndFinishedImagesLeaveTheStore) {
   kappa::testing::TempDir dir;
   std::unique_ptr<CheckpointStore> store = open_store(dir / "store");
-  Coordinator c(CoordinatorOptions{}, store.get());
+  Coordinator c(options(), store.get());
   c.spawn_root(spec("root"));
   c.next(1);
   for (const char* key : {"a.kpk", "b.kpk"}) store->put(key, "image");
@@ -248,99 +281,10 @@ TEST(CoordinatorStore, ReplacedAndFinishedImagesLeaveTheStore) {
   c.drain_store();
   EXPECT_FALSE(store->get("a.kpk"));
   EXPECT_TRUE(store->get("b.kpk"));  // the task may still restart from it
-  c.finish(1, 1, false, encode(0), "");
+  c.finish(FinishInfo{1, 1, 2, false, encode(0), "", false});
   c.drain_store();
   EXPECT_FALSE(store->get("b.kpk"));
-}
-
-// Calls answered through a ReplyHook (the Unix-socket transport's way): a
-// call that blocks returns kPending at once, and exactly one answer follows.
-class HookedCalls : public ::testing::Test {
- protected:
-  struct Answers {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::vector<CallOutcome> got;
-    ReplyHook hook() {
-      return [this](CallOutcome o) {
-        std::lock_guard lock(mu);
-        got.push_back(std::move(o));
-        cv.notify_all();
-      };
-    }
-    // Waits up to 5 s for the n-th answer.
-    bool wait_for(size_t n) {
-      std::unique_lock lock(mu);
-      return cv.wait_for(lock, std::chrono::seconds(5), [&] { return got.size() >= n; });
-    }
-  };
-  static CoordinatorOptions options(std::chrono::milliseconds grace) {
-    CoordinatorOptions o;
-    o.max_workers = 4;
-    o.grace = grace;
-    o.idle_poll = std::chrono::milliseconds(0);
-    return o;
-  }
-  static CallInfo info(uint64_t worker, uint64_t task, uint64_t seqno, Op op, std::string req) {
-    return CallInfo{
-        .worker_id = worker, .task_id = task, .seqno = seqno, .op = op, .request = std::move(req)};
-  }
-  // Root on worker 1 made a queue and spawned task 2, now on worker 2.
-  uint64_t start(Coordinator& c) {
-    c.set_backend(&backend);
-    c.spawn_root(spec("root"));
-    c.next(1);
-    uint64_t q = decode<uint64_t>(c.call(info(1, 1, 0, Op::kMakeQueue, encode(uint64_t{1}))).reply);
-    c.call(info(1, 1, 1, Op::kSpawn, encode(std::vector<SpawnSpec>{spec("child")})));
-    EXPECT_EQ(c.next(2).task_id, 2u);
-    return q;
-  }
-  FakeBackend backend;
-  Answers answers;
-};
-
-TEST_F(HookedCalls, TheCompletingCallAnswersTheBlockedOne) {
-  Coordinator c(options(std::chrono::seconds(30)), nullptr);
-  uint64_t q = start(c);
-  CallOutcome pending = c.call(info(2, 2, 0, Op::kDequeue, encode(q)), answers.hook());
-  EXPECT_EQ(pending.kind, CallOutcome::Kind::kPending);
-  EXPECT_TRUE(answers.got.empty());
-  CallOutcome enq = c.call(info(1, 1, 2, Op::kEnqueue, enqueue_request(q, std::string("x"))));
-  EXPECT_EQ(enq.kind, CallOutcome::Kind::kResult);
-  // Answered before the enqueuer's own call returned, from its thread.
-  ASSERT_EQ(answers.got.size(), 1u);
-  EXPECT_EQ(answers.got[0].kind, CallOutcome::Kind::kResult);
-  EXPECT_EQ(decode<std::string>(answers.got[0].reply), "x");
-  EXPECT_EQ(c.stats().parks, 0u);
-}
-
-TEST_F(HookedCalls, TheGracePeriodEndsInAPark) {
-  Coordinator c(options(std::chrono::milliseconds(20)), nullptr);
-  uint64_t q = start(c);
-  EXPECT_EQ(c.call(info(2, 2, 0, Op::kDequeue, encode(q)), answers.hook()).kind,
-            CallOutcome::Kind::kPending);
-  ASSERT_TRUE(answers.wait_for(1)) << "the parking thread never answered";
-  EXPECT_EQ(answers.got[0].kind, CallOutcome::Kind::kPark);
-  EXPECT_EQ(c.stats().parks, 1u);
-  // Completed later: relaunched with the item, and the hook is not used again.
-  c.call(info(1, 1, 2, Op::kEnqueue, enqueue_request(q, std::string("late"))));
-  AssignmentInfo again = c.next(3);
-  EXPECT_EQ(again.kind, AssignmentInfo::Kind::kResume);
-  EXPECT_EQ(again.task_id, 2u);
-  EXPECT_EQ(decode<std::string>(again.reply), "late");
-  EXPECT_EQ(answers.got.size(), 1u);
-}
-
-TEST_F(HookedCalls, ALostWorkerGetsNoAnswer) {
-  Coordinator c(options(std::chrono::seconds(30)), nullptr);
-  uint64_t q = start(c);
-  c.call(info(2, 2, 0, Op::kDequeue, encode(q)), answers.hook());
-  c.worker_exited(2, "killed");
-  c.call(info(1, 1, 2, Op::kEnqueue, enqueue_request(q, std::string("x"))));
-  EXPECT_TRUE(answers.got.empty());
-  AssignmentInfo again = c.next(3);  // the dequeue completed: relaunched with the item
-  EXPECT_EQ(again.task_id, 2u);
-  EXPECT_EQ(decode<std::string>(again.reply), "x");
+  c.shutdown();
 }
 
 }  // namespace

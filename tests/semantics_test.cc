@@ -4,9 +4,11 @@
 // run must give the exact result.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "support/subprocess.h"
 
@@ -119,26 +121,64 @@ TEST(Failures, ChildExceptionReachesTheParentAsTaskFailed) {
 }
 
 TEST(Failures, UncaughtFailureFailsTheJobNamingTheTask) {
-  TempDir dir;  // a failed job keeps its checkpoints: keep them here
+  TempDir dir;
   ProcessResult r =
       run_process({SEMANTICS_APP, "run", "--event", R"({"program":"uncaught_child_failure"})",
                    "--store", "file://" + dir / "store"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("checkpoints kept in file://" + dir / "store"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("task 1 (handler) failed: task 2 (thrower) failed: child says no to 3"),
             std::string::npos)
       << r.err;
+  // Every image was small enough to travel inline: none was left behind, and
+  // the job does not claim to keep any.
+  EXPECT_EQ(r.err.find("checkpoints kept"), std::string::npos) << r.err;
+  EXPECT_TRUE(std::filesystem::is_empty(dir / "store"));
 }
 
-TEST(Failures, ACrashingTaskExhaustsItsRetryBudget) {
-  ProcessResult r = run_process(
-      {SEMANTICS_APP, "run", "--event", R"({"program":"crash_child"})", "--max-failures", "2"});
+// The job fails while a task holds an image in the store: the image stays,
+// and the job says where.
+TEST(Failures, AFailedJobKeepsTheImagesOfItsUnfinishedTasks) {
+  TempDir dir;
+  ProcessResult r =
+      run_process({SEMANTICS_APP, "run", "--event", R"({"program":"large_state","fail":true})",
+                   "--store", "file://" + dir / "store"});
+  EXPECT_EQ(r.exit_code, 1);
+  size_t at = r.err.find("checkpoints kept in file://" + dir / "store" + "/");
+  ASSERT_NE(at, std::string::npos) << r.err;
+  size_t images = 0;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir / "store"))
+    images += e.path().extension() == ".kpk";
+  EXPECT_GE(images, 1u);
+}
+
+// A default store (in /dev/shm) of a job that failed with nothing in it is
+// removed, rather than left empty.
+TEST(Failures, AFailedJobLeavesNoEmptyDefaultStore) {
+  auto jobs = [] {
+    std::set<std::string> dirs;
+    for (auto& e : std::filesystem::directory_iterator("/dev/shm"))
+      if (e.path().filename().string().starts_with("kappa-job-")) dirs.insert(e.path());
+    return dirs;
+  };
+  std::set<std::string> before = jobs();
+  ProcessResult r =
+      run_process({SEMANTICS_APP, "run", "--event", R"({"program":"uncaught_child_failure"})"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.find("checkpoints kept"), std::string::npos) << r.err;
+  for (const std::string& d : jobs()) EXPECT_TRUE(before.count(d)) << d << " was left behind";
+}
+
+// A deterministic crash (here SIGABRT) is retried twice, then fails the task
+// with the signal and the worker's backtrace.
+TEST(Failures, ACrashingTaskFailsAfterTwoRetriesWithItsBacktrace) {
+  ProcessResult r = run_process({SEMANTICS_APP, "run", "--event", R"({"program":"crash_child"})"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string caught = nlohmann::json::parse(r.out).value("caught", "");
-  EXPECT_NE(caught.find("task 2 (crasher) failed: its worker died 3 times in a row"),
+  EXPECT_NE(caught.find("task 2 (crasher) crashed 3 times in a row (last: killed by SIGABRT"),
             std::string::npos)
       << caught;
-  EXPECT_NE(caught.find("SIGABRT"), std::string::npos) << caught;
+  EXPECT_NE(caught.find("backtrace:\n"), std::string::npos) << caught;
+  EXPECT_NE(caught.find("abort"), std::string::npos) << caught;  // a frame of the crash
 }
 
 TEST(Failures, AFailedAsynchronousCallFailsTheTask) {

@@ -5,10 +5,12 @@
 #include <cstdlib>
 
 #include "runtime/runtime.h"
+#include "util/log.h"
 
 int main(int argc, char** argv) {
   setenv("KAPPA_KEY", "kappa-tests-key-0123456789abcdef", 1);
   kappa::detail::runtime_init();
+  kappa::detail::init_logging("test");
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

@@ -14,8 +14,9 @@
 #include "coordinator/coordinator.h"
 #include "kappa/detail/calls.h"
 #include "kappa/serialize.h"
-#include "rpc/coordinator_service.h"
-#include "runtime/hex.h"
+#include "rpc/client.h"
+#include "rpc/server.h"
+#include "util/hex.h"
 
 namespace kappa::detail {
 namespace {
@@ -23,11 +24,18 @@ namespace {
 class Transport : public ::testing::TestWithParam<std::string> {
  protected:
   Transport() : coordinator(options(), nullptr) {}
-  static CoordinatorOptions options() {
-    CoordinatorOptions o;
+  static JobStateOptions options() {
+    JobStateOptions o;
     o.grace = std::chrono::milliseconds(0);
     o.idle_poll = std::chrono::milliseconds(0);
     return o;
+  }
+  ServerOptions server_options(bool report_closed_sessions = false) const {
+    ServerOptions so;
+    so.listen = listen();
+    so.token = "secret";
+    so.report_closed_sessions = report_closed_sessions;
+    return so;
   }
   // A fresh address of the transport under test.
   std::string listen() const {
@@ -43,11 +51,11 @@ TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
   root.name = "root";
   root.args.push_back({0, encode(std::string("event"))});
   coordinator.spawn_root(root);
-  CoordinatorServer server(&coordinator, listen(), "secret");
+  CoordinatorServer server(&coordinator, server_options());
   CoordinatorClient client(server.address(), "secret", 7);
 
-  AssignmentInfo a = client.next();
-  ASSERT_EQ(a.kind, AssignmentInfo::Kind::kStart);
+  Assignment a = client.next();
+  ASSERT_EQ(a.kind, Assignment::Kind::kStart);
   EXPECT_EQ(a.task_id, 1u);
   EXPECT_EQ(a.fn, 0x1000u);
   EXPECT_EQ(a.name, "root");
@@ -76,8 +84,8 @@ TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
   EXPECT_TRUE(decode<std::string>(deq.reply) == item);
 
   std::string result(1 << 20, 'r');  // a large result, too
-  AssignmentInfo after = client.finish(1, false, encode(result), "");
-  EXPECT_EQ(after.kind, AssignmentInfo::Kind::kIdle);  // nothing else to run
+  Assignment after = client.finish(FinishInfo{7, 1, 3, false, encode(result), ""});
+  EXPECT_EQ(after.kind, Assignment::Kind::kIdle);  // nothing else to run
   JobOutcome job = coordinator.wait_job(std::chrono::milliseconds(1000));
   ASSERT_TRUE(job.done);
   EXPECT_FALSE(job.failed);
@@ -89,7 +97,7 @@ TEST_P(Transport, AParkedTaskIsRelaunchedWithALargeResult) {
   SpawnSpec root;
   root.fn = 0x1000;
   coordinator.spawn_root(root);
-  CoordinatorServer server(&coordinator, listen(), "secret");
+  CoordinatorServer server(&coordinator, server_options());
   CoordinatorClient producer(server.address(), "secret", 7);
   CoordinatorClient consumer(server.address(), "secret", 8);
   ASSERT_EQ(producer.next().task_id, 1u);
@@ -116,8 +124,8 @@ TEST_P(Transport, AParkedTaskIsRelaunchedWithALargeResult) {
               .task_id = 1, .seqno = 2, .op = Op::kEnqueue, .request = enqueue_request(q, item)})
           .kind,
       CallOutcome::Kind::kResult);
-  AssignmentInfo resumed = consumer.next();
-  ASSERT_EQ(resumed.kind, AssignmentInfo::Kind::kResume);
+  Assignment resumed = consumer.next();
+  ASSERT_EQ(resumed.kind, Assignment::Kind::kResume);
   EXPECT_EQ(resumed.task_id, 2u);
   EXPECT_EQ(resumed.image, "img");
   EXPECT_TRUE(decode<std::string>(resumed.reply) == item);
@@ -126,9 +134,9 @@ TEST_P(Transport, AParkedTaskIsRelaunchedWithALargeResult) {
 
 TEST_P(Transport, RefusesASessionWithoutTheToken) {
   coordinator.spawn_root(SpawnSpec{});
-  CoordinatorServer server(&coordinator, listen(), "secret");
-  CoordinatorClient client(server.address(), "guess", 7);
+  CoordinatorServer server(&coordinator, server_options());
   try {
+    CoordinatorClient client(server.address(), "guess", 7);
     client.next();
     FAIL() << "a session with the wrong token was served";
   } catch (const Error& e) {
@@ -140,14 +148,14 @@ TEST_P(Transport, RefusesASessionWithoutTheToken) {
 
 TEST_P(Transport, AClosedSessionCountsAsTheWorkersDeath) {
   coordinator.spawn_root(SpawnSpec{});
-  CoordinatorServer server(&coordinator, listen(), "secret", /*report_closed_sessions=*/true);
+  CoordinatorServer server(&coordinator, server_options(/*report_closed_sessions=*/true));
   {
     CoordinatorClient client(server.address(), "secret", 7);
-    ASSERT_EQ(client.next().kind, AssignmentInfo::Kind::kStart);
+    ASSERT_EQ(client.next().kind, Assignment::Kind::kStart);
   }  // the worker goes away holding the task
-  for (int i = 0; i < 200 && coordinator.stats().worker_deaths == 0; ++i)
+  for (int i = 0; i < 200 && coordinator.stats().total_deaths() == 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  EXPECT_EQ(coordinator.stats().worker_deaths, 1u);
+  EXPECT_EQ(coordinator.stats().total_deaths(), 1u);
   EXPECT_EQ(coordinator.stats().ready, 1u);  // to be run again
   coordinator.shutdown();
 }
@@ -155,10 +163,11 @@ TEST_P(Transport, AClosedSessionCountsAsTheWorkersDeath) {
 // Before the token has been checked, a frame announcing a large message is
 // refused without the coordinator allocating it, and others are served on.
 TEST(SocketTransport, AHugeFirstFrameIsRefused) {
-  Coordinator coordinator(CoordinatorOptions{}, nullptr);
+  Coordinator coordinator(JobStateOptions{}, nullptr);
   coordinator.spawn_root(SpawnSpec{});
   std::string name = "kappa-transport-test-" + random_hex(6);
-  CoordinatorServer server(&coordinator, "unix:@" + name, "secret");
+  CoordinatorServer server(&coordinator,
+                           ServerOptions{.listen = "unix:@" + name, .token = "secret"});
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ASSERT_GE(fd, 0);
   sockaddr_un sa{};
@@ -174,7 +183,7 @@ TEST(SocketTransport, AHugeFirstFrameIsRefused) {
   EXPECT_EQ(recv(fd, &byte, 1, 0), 0) << "the session was not ended";
   close(fd);
   CoordinatorClient client(server.address(), "secret", 7);
-  EXPECT_EQ(client.next().kind, AssignmentInfo::Kind::kStart);
+  EXPECT_EQ(client.next().kind, Assignment::Kind::kStart);
   coordinator.shutdown();
 }
 

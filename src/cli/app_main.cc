@@ -12,14 +12,17 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "coordinator/job_runner.h"
+#include "backends/backend.h"
+#include "cli/job_runner.h"
 #include "kappa/main.h"
 #include "runtime/checkpoint_image.h"
 #include "runtime/key.h"
 #include "runtime/layout.h"
 #include "runtime/runtime.h"
-#include "runtime/solo_driver.h"
-#include "runtime/worker.h"
+#include "util/log.h"
+#include "util/url.h"
+#include "worker/solo_driver.h"
+#include "worker/worker.h"
 
 namespace kappa {
 namespace {
@@ -28,12 +31,42 @@ constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitStopped = 75;
 
-nlohmann::json parse_event(const std::string& text) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw CLI::ValidationError("--event", std::string("malformed JSON: ") + e.what());
+// The event, from --event JSON, --event - (standard input) or --event-file
+// PATH: the kernel refuses command-line arguments over 128 KiB.
+nlohmann::json read_event(const std::string& text, const std::string& file) {
+  std::string source = "--event";
+  std::string json = text;
+  if (!file.empty() || text == "-") {
+    source = file.empty() ? "--event - (standard input)" : "--event-file " + file;
+    std::ifstream in_file;
+    if (!file.empty()) {
+      in_file.open(file, std::ios::binary);
+      if (!in_file) throw CLI::ValidationError(source, "cannot read " + file);
+    }
+    std::istream& in = file.empty() ? std::cin : in_file;
+    json.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
+  try {
+    return nlohmann::json::parse(json);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw CLI::ValidationError(source, std::string("malformed JSON: ") + e.what());
+  }
+}
+
+// A count that must be at least `min`, with a message that says so (CLI11's
+// range check prints the largest double, 300 digits long).
+CLI::Validator at_least(long min) {
+  return CLI::Validator(
+      [min](std::string& value) -> std::string {
+        try {
+          size_t used = 0;
+          long v = std::stol(value, &used);
+          if (used == value.size() && v >= min) return {};
+        } catch (const std::exception&) {
+        }
+        return "must be a whole number of at least " + std::to_string(min) + " (got " + value + ")";
+      },
+      "N>=" + std::to_string(min));
 }
 
 int report(const detail::SoloOutcome& out, const std::string& dir, const char* argv0) {
@@ -42,18 +75,14 @@ int report(const detail::SoloOutcome& out, const std::string& dir, const char* a
       std::cout << out.value.dump() << std::endl;
       return 0;
     case detail::SoloOutcome::Kind::kFailed:
-      std::cerr << "kappa: the task failed: " << out.error << "\n";
+      spdlog::error("the task failed: {}", out.error);
       return kExitFailed;
     case detail::SoloOutcome::Kind::kStopped:
-      std::cerr << "kappa: stopped after " << out.images
-                << " checkpoint(s); continue with: " << argv0 << " resume " << dir << "\n";
+      spdlog::info("stopped after {} checkpoint(s); continue with: {} resume {}", out.images, argv0,
+                   dir);
       return kExitStopped;
   }
   return kExitFailed;
-}
-
-std::string dir_of(const std::string& store) {
-  return store.rfind("file://", 0) == 0 ? store.substr(7) : store;
 }
 
 int inspect(const std::string& path) {
@@ -82,6 +111,7 @@ int inspect(const std::string& path) {
 }  // namespace
 
 int app_main(int argc, char** argv, Handler handler) {
+  detail::init_logging("");
   detail::ensure_fixed_layout(argv);
   detail::runtime_init();
 
@@ -93,7 +123,7 @@ int app_main(int argc, char** argv, Handler handler) {
   app.set_version_flag("--version", "kappa " KAPPA_VERSION);
 
   detail::SoloOptions opts;
-  std::string event_text = "{}", compression = "zstd";
+  std::string event_text = "{}", event_file, compression = "zstd";
   // Options shared by several commands.
   auto add_interval = [&](CLI::App* cmd, double& into) {
     cmd->add_option("--checkpoint-interval", into,
@@ -118,7 +148,15 @@ int app_main(int argc, char** argv, Handler handler) {
       "solo",
       "Run the job as one task in this process, checkpointing at every pause point "
       "(no coordinator: spawn and queues are unavailable)");
-  solo->add_option("--event", event_text, "The handler's input, as JSON")->capture_default_str();
+  auto add_event = [&](CLI::App* cmd) {
+    cmd->add_option("--event", event_text, "The handler's input, as JSON ('-': read it from stdin)")
+        ->capture_default_str();
+    cmd->add_option("--event-file", event_file,
+                    "Read the handler's input from this JSON file (for events over the "
+                    "command line's 128 KiB)")
+        ->excludes(cmd->get_option("--event"));
+  };
+  add_event(solo);
   solo->add_option("--dir", opts.store_url, "Directory for the checkpoints (must hold none)")
       ->required();
   add_checkpoint_options(solo);
@@ -130,12 +168,15 @@ int app_main(int argc, char** argv, Handler handler) {
 
   detail::JobOptions job;
   auto add_job_options = [&](CLI::App* cmd) {
-    cmd->add_option("--event", event_text, "The handler's input, as JSON")->capture_default_str();
-    cmd->add_option("--backend", job.backend, "Where workers run: local (aws and slurm: not yet)")
+    add_event(cmd);
+    std::string backends;
+    for (const std::string& b : detail::backend_names())
+      backends += (backends.empty() ? "" : ", ") + b;
+    cmd->add_option("--backend", job.backend, "Where workers run: " + backends)
         ->capture_default_str();
     cmd->add_option("--workers", job.workers, "Maximum concurrent workers")
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
+        ->check(at_least(1));
     cmd->add_option("--time-limit", job.time_limit,
                     "Seconds per worker invocation, like Lambda's timeout (0: none)")
         ->capture_default_str()
@@ -160,6 +201,11 @@ int app_main(int argc, char** argv, Handler handler) {
     cmd->add_option("--max-failures", job.max_failures,
                     "Worker deaths in a row without progress before a task fails")
         ->capture_default_str();
+    cmd->add_option("--liveness-timeout", job.liveness_timeout,
+                    "Seconds without a heartbeat before a worker counts as hung, is killed and "
+                    "its task restarted (0: never)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
     add_interval(cmd, job.checkpoint_interval);
     add_compression(cmd);
   };
@@ -190,6 +236,9 @@ int app_main(int argc, char** argv, Handler handler) {
       ->required();
   wcmd->add_option("--worker-id", worker.worker_id, "This worker's id")->required();
   wcmd->add_option("--store", worker.store_url, "Checkpoint store URL")->required();
+  wcmd->add_option("--job", worker.job, "The job's id (its scope in the store)")->required();
+  wcmd->add_option("--watch-parent", worker.watch_parent,
+                   "Exit when this process (the one that started the worker) is gone");
   add_compression(wcmd);
   add_interval(wcmd, worker.checkpoint_interval);
 
@@ -223,39 +272,34 @@ int app_main(int argc, char** argv, Handler handler) {
       return detail::run_worker(worker);
     }
     if (*run || *coord) {
-      nlohmann::json event = parse_event(event_text);
+      nlohmann::json event = read_event(event_text, event_file);
       job.progress = isatty(STDERR_FILENO);
       auto started = std::chrono::steady_clock::now();
       detail::JobResult r = detail::run_job(handler, event, job);
       double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       if (!r.ok) {
-        std::cerr << "kappa: the job failed: " << r.error << "\n";
-        if (!r.kept_store.empty())
-          std::cerr << "kappa: checkpoints kept in " << r.kept_store << "\n";
+        spdlog::error("the job failed: {}", r.error);
+        if (!r.kept_store.empty()) spdlog::info("checkpoints kept in {}", r.kept_store);
         return kExitFailed;
       }
       std::cout << r.value.dump() << std::endl;
-      std::cerr << "kappa: done in " << seconds << " s: " << r.stats.tasks << " tasks, "
-                << r.stats.parks << " parks, " << r.stats.worker_deaths << " worker deaths ("
-                << r.chaos_kills << " by --chaos-kill)\n";
+      spdlog::info("done in {:.3g} s: {} tasks, {} parks, {}", seconds, r.stats.tasks,
+                   r.stats.parks, detail::describe_deaths(r.stats, r.chaos_kills));
       return 0;
     }
     if (*solo) {
-      nlohmann::json event = parse_event(event_text);
+      nlohmann::json event = read_event(event_text, event_file);
       detail::SoloDriver driver(opts);
-      return report(driver.start(handler, event), dir_of(opts.store_url), argv[0]);
+      return report(driver.start(handler, event), detail::parse_url(opts.store_url).rest, argv[0]);
     }
     detail::SoloDriver driver(opts);
-    return report(driver.resume(), dir_of(opts.store_url), argv[0]);
+    return report(driver.resume(), detail::parse_url(opts.store_url).rest, argv[0]);
   } catch (const CLI::ValidationError& e) {
-    std::cerr << "kappa: " << e.what() << "\n";
+    spdlog::error("{}", e.what());
     return kExitUsage;
-  } catch (const detail::CheckpointRejected& e) {
-    std::cerr << "kappa: " << e.what() << "\n";
-    return kExitFailed;
   } catch (const std::exception& e) {
-    std::cerr << "kappa: " << e.what() << "\n";
+    spdlog::error("{}", e.what());
     return kExitFailed;
   }
 }

@@ -1,55 +1,133 @@
 // The gRPC transport: one bidirectional stream (Coordinator.Session) per
 // worker, for workers on other machines.
+//
+// The job token travels as call metadata and is checked before any message
+// is read, so that nothing a stranger sends is buffered or parsed. Answers
+// are written by whichever thread produces them (a stream allows one reader
+// and one writer at a time), while the handler's thread reads.
+//
+// Workers keep the connection alive with HTTP/2 pings: one whose coordinator
+// stops answering gives up within about ten seconds instead of waiting
+// forever, and one that cannot reach it at all gives up after
+// kConnectTimeout.
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
 
 #include <chrono>
+#include <climits>
+#include <condition_variable>
+#include <mutex>
 
 #include "kappa.grpc.pb.h"
+#include "kappa/error.h"
 #include "rpc/transport.h"
+#include "util/log.h"
 
 namespace kappa::detail {
 namespace {
 
-class Service final : public rpc::Coordinator::Service {
- public:
-  explicit Service(SessionConfig config) : config_(std::move(config)) {}
+using Stream = grpc::ServerReaderWriter<rpc::CoordinatorMessage, rpc::WorkerMessage>;
 
-  grpc::Status Session(
-      grpc::ServerContext*,
-      grpc::ServerReaderWriter<rpc::CoordinatorMessage, rpc::WorkerMessage>* stream) override {
-    detail::Session session(config_);
-    rpc::WorkerMessage in;
-    rpc::CoordinatorMessage out;
-    while (stream->Read(&in)) {
-      out.Clear();
-      switch (session.handle(in, &out)) {
-        case Session::Verdict::kReply:
-          break;
-        case Session::Verdict::kDeferred:  // never: this session gives no Answer
-          continue;
-        case Session::Verdict::kUnauthenticated:
-          return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, out.refused());
-        case Session::Verdict::kMalformed:
-          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, out.refused());
-      }
-      if (!stream->Write(out)) break;
-    }
-    return grpc::Status::OK;
+constexpr auto kConnectTimeout = std::chrono::seconds(30);
+constexpr int kKeepaliveMs = 2000;         // a ping after this much silence
+constexpr int kKeepaliveTimeoutMs = 8000;  // no answer to it: the connection is dead
+
+// Writes answers to one session's stream, from any thread, until the
+// handler returns.
+class StreamLink final : public WorkerLink {
+ public:
+  explicit StreamLink(Stream* stream) : stream_(stream) {}
+  void send(Assignment a) override {
+    rpc::CoordinatorMessage m;
+    to_proto(std::move(a), &m);
+    write(m);
+  }
+  void send(CallOutcome o) override {
+    rpc::CoordinatorMessage m;
+    to_proto(std::move(o), &m);
+    write(m);
+  }
+  void send_finished() override {
+    rpc::CoordinatorMessage m;
+    m.mutable_finished();
+    write(m);
+  }
+  void write(const rpc::CoordinatorMessage& m) {
+    std::lock_guard lock(mu_);
+    if (stream_ && !stream_->Write(m))
+      spdlog::warn("a message to a worker was lost (gRPC write failed)");
+  }
+  void end() {
+    std::lock_guard lock(mu_);
+    stream_ = nullptr;
   }
 
  private:
-  SessionConfig config_;
+  std::mutex mu_;
+  Stream* stream_;
+};
+
+std::string metadata(const grpc::ServerContext* ctx, const char* key) {
+  auto range = ctx->client_metadata().equal_range(key);
+  if (range.first == range.second) return {};
+  return std::string(range.first->second.data(), range.first->second.size());
+}
+
+class Service final : public rpc::Coordinator::Service {
+ public:
+  explicit Service(ServerConfig config) : config_(std::move(config)) {}
+
+  grpc::Status Session(grpc::ServerContext* ctx, Stream* stream) override {
+    auto link = std::make_shared<StreamLink>(stream);
+    grpc::Status status = grpc::Status::OK;
+    {
+      detail::Session session(config_, link);
+      uint64_t worker = 0;
+      try {
+        worker = std::stoull(metadata(ctx, kWorkerMetadata));
+      } catch (const std::exception&) {
+      }
+      if (!session.authenticate(metadata(ctx, kTokenMetadata), worker)) {
+        status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad job token");
+      } else {
+        rpc::WorkerMessage in;
+        std::string refusal;
+        while (stream->Read(&in)) {
+          in.clear_token();  // checked already, from the metadata
+          if (!session.handle(in, &refusal)) {
+            status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, refusal);
+            break;
+          }
+        }
+      }
+    }
+    link->end();  // no write once the handler returns
+    return status;
+  }
+
+ private:
+  ServerConfig config_;
 };
 
 class GrpcListener final : public Listener {
  public:
-  GrpcListener(const std::string& listen, const SessionConfig& config) : service_(config) {
+  GrpcListener(const std::string& listen, const ServerConfig& config) : service_(config) {
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(&service_);
-    builder.SetMaxReceiveMessageSize(-1);
-    builder.SetMaxSendMessageSize(-1);
+    // Messages are read only once their session's token has been checked;
+    // then up to protobuf's own limit (large values, queue items).
+    builder.SetMaxReceiveMessageSize(INT_MAX);
+    builder.SetMaxSendMessageSize(INT_MAX);
+    // A synchronous server spends a thread on each open session.
+    grpc::ResourceQuota quota("kappa-coordinator");
+    quota.SetMaxThreads(int(config.max_sessions) + 8);
+    builder.SetResourceQuota(quota);
+    // Workers ping to notice a dead coordinator: allow it.
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                               kKeepaliveMs / 2);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
     server_ = builder.BuildAndStart();
     if (!server_ || port == 0) throw Error("cannot listen on " + listen);
     address_ = listen.substr(0, listen.rfind(':')) + ":" + std::to_string(port);
@@ -70,41 +148,78 @@ class GrpcListener final : public Listener {
 
 class GrpcChannel final : public Channel {
  public:
-  explicit GrpcChannel(const std::string& address) {
+  GrpcChannel(const std::string& address, const std::string& token, uint64_t worker)
+      : address_(address) {
     grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(-1);
-    args.SetMaxSendMessageSize(-1);
-    stub_ = rpc::Coordinator::NewStub(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
-    ctx_.set_wait_for_ready(true);  // no deadline: the session lasts as long as the worker
+    args.SetMaxReceiveMessageSize(INT_MAX);
+    args.SetMaxSendMessageSize(INT_MAX);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveMs);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    if (!channel_->WaitForConnected(std::chrono::system_clock::now() + kConnectTimeout))
+      throw Error("cannot reach the coordinator at " + address + " within " +
+                  std::to_string(kConnectTimeout.count()) + " s");
+    stub_ = rpc::Coordinator::NewStub(channel_);
+    ctx_.AddMetadata(kTokenMetadata, token);
+    ctx_.AddMetadata(kWorkerMetadata, std::to_string(worker));
     stream_ = stub_->Session(&ctx_);
   }
   ~GrpcChannel() override {
-    stream_->WritesDone();
+    {
+      std::lock_guard lock(send_mu_);
+      if (!closed_) stream_->WritesDone();
+    }
     ctx_.TryCancel();
   }
-  void exchange(rpc::WorkerMessage& out, rpc::CoordinatorMessage* in, const char* what) override {
-    if (!stream_->Write(out) || !stream_->Read(in)) {
-      grpc::Status st = stream_->Finish();
-      throw Error(std::string("coordinator ") + what + " failed: " +
-                  (st.ok() ? "the coordinator closed the session" : st.error_message()));
+  void send(rpc::WorkerMessage& out) override {
+    std::lock_guard lock(send_mu_);
+    if (!closed_ && stream_->Write(out)) return;
+    throw Error("the coordinator at " + address_ + " ended the session: " + close());
+  }
+  void receive(rpc::CoordinatorMessage* in, const char* what) override {
+    if (!stream_->Read(in)) {
+      std::string why;
+      {
+        std::lock_guard lock(send_mu_);  // no write may be under way
+        why = close();
+      }
+      throw Error(std::string("coordinator ") + what + " failed: " + why);
     }
+    if (in->body_case() == rpc::CoordinatorMessage::kRefused)
+      throw Error(std::string("coordinator ") + what + " failed: " + in->refused());
   }
 
  private:
+  // Ends the stream (send_mu_ held) and says why the coordinator ended it.
+  std::string close() {
+    if (!closed_) {
+      closed_ = true;
+      status_ = stream_->Finish();
+    }
+    return status_.ok() ? "the coordinator closed the session" : status_.error_message();
+  }
+
+  std::string address_;
+  grpc::Status status_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<rpc::Coordinator::Stub> stub_;
   grpc::ClientContext ctx_;
+  std::mutex send_mu_;
+  bool closed_ = false;  // Finish() was called: no more writes
   std::unique_ptr<grpc::ClientReaderWriter<rpc::WorkerMessage, rpc::CoordinatorMessage>> stream_;
 };
 
 }  // namespace
 
-std::unique_ptr<Listener> listen_grpc(const std::string& address, const SessionConfig& config) {
+std::unique_ptr<Listener> listen_grpc(const std::string& address, const ServerConfig& config) {
   return std::make_unique<GrpcListener>(address, config);
 }
 
-std::unique_ptr<Channel> connect_grpc(const std::string& address) {
-  return std::make_unique<GrpcChannel>(address);
+std::unique_ptr<Channel> connect_grpc(const std::string& address, const std::string& token,
+                                      uint64_t worker) {
+  return std::make_unique<GrpcChannel>(address, token, worker);
 }
 
 }  // namespace kappa::detail

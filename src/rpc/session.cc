@@ -1,12 +1,13 @@
+#include <openssl/crypto.h>
+
 #include "rpc/transport.h"
 
 namespace kappa::detail {
 
 bool is_socket_address(std::string_view address) { return address.starts_with("unix:"); }
 
-namespace {
-
-void to_proto(AssignmentInfo a, rpc::Assignment* out) {
+void to_proto(Assignment a, rpc::CoordinatorMessage* m) {
+  rpc::Assignment* out = m->mutable_assignment();
   out->set_kind(static_cast<rpc::Assignment::Kind>(a.kind));
   out->set_task_id(a.task_id);
   out->set_fn(a.fn);
@@ -21,28 +22,45 @@ void to_proto(AssignmentInfo a, rpc::Assignment* out) {
   out->set_name(std::move(a.name));
 }
 
-void to_proto(CallOutcome o, rpc::CallReply* out) {
+void to_proto(CallOutcome o, rpc::CoordinatorMessage* m) {
+  rpc::CallReply* out = m->mutable_reply();
   out->set_kind(static_cast<rpc::CallReply::Kind>(o.kind));
   out->set_reply(std::move(o.reply));
   out->set_error(std::move(o.error));
 }
 
-}  // namespace
+bool Session::authenticate(std::string_view token, uint64_t worker) {
+  const std::string& want = config_.token;
+  // Constant time: how much of a guess matches must not show in the timing.
+  if (token.size() != want.size() || CRYPTO_memcmp(token.data(), want.data(), want.size()) != 0)
+    return false;
+  authenticated_ = true;
+  worker_ = worker;
+  config_.service->connect(worker_, link_);
+  return true;
+}
 
-Session::Verdict Session::handle(rpc::WorkerMessage& in, rpc::CoordinatorMessage* out) {
-  Coordinator* c = config_.coordinator;
-  if (!authenticated_) {
-    if (in.token() != config_.token) {
-      out->set_refused("bad job token");
-      return Verdict::kUnauthenticated;
-    }
-    authenticated_ = true;
-    worker_ = in.worker_id();
+bool Session::handle(rpc::WorkerMessage& in, std::string* refusal) {
+  WorkerService& service = *config_.service;
+  if (!authenticated_ && !authenticate(in.token(), in.worker_id())) {
+    *refusal = "bad job token";
+    return false;
   }
   switch (in.body_case()) {
+    case rpc::WorkerMessage::kHello:
+      return true;
+    case rpc::WorkerMessage::kHeartbeat:
+      service.heartbeat(worker_);
+      return true;
+    case rpc::WorkerMessage::kCrash: {
+      rpc::CrashReport& r = *in.mutable_crash();
+      service.crash_report(
+          CrashReport{worker_, r.task_id(), r.signal(), std::move(*r.mutable_backtrace())});
+      return true;
+    }
     case rpc::WorkerMessage::kNext:
-      to_proto(c->next(worker_), out->mutable_assignment());
-      return Verdict::kReply;
+      service.next(worker_);
+      return true;
     case rpc::WorkerMessage::kCall: {
       rpc::CallRequest& req = *in.mutable_call();
       CallInfo info;
@@ -53,40 +71,27 @@ Session::Verdict Session::handle(rpc::WorkerMessage& in, rpc::CoordinatorMessage
       info.image = std::move(*req.mutable_image());
       info.op = Op(req.op());
       info.request = std::move(*req.mutable_request());
-      ReplyHook hook;
-      if (answer_)
-        hook = [answer = answer_](CallOutcome o) {
-          rpc::CoordinatorMessage m;
-          to_proto(std::move(o), m.mutable_reply());
-          answer(m);
-        };
-      CallOutcome o = c->call(std::move(info), std::move(hook));
-      if (o.kind == CallOutcome::Kind::kPending) return Verdict::kDeferred;
-      to_proto(std::move(o), out->mutable_reply());
-      return Verdict::kReply;
+      service.call(std::move(info));
+      return true;
     }
     case rpc::WorkerMessage::kFinish: {
       rpc::FinishRequest& req = *in.mutable_finish();
-      c->finish(worker_, req.task_id(), req.failed(), std::move(*req.mutable_result()),
-                std::move(*req.mutable_error()));
-      if (req.and_next())
-        to_proto(c->next(worker_), out->mutable_assignment());
-      else
-        out->mutable_finished();
-      return Verdict::kReply;
+      service.finish(FinishInfo{worker_, req.task_id(), req.seqno(), req.failed(),
+                                std::move(*req.mutable_result()), std::move(*req.mutable_error()),
+                                req.and_next()});
+      return true;
     }
     default:
-      out->set_refused("a message with no request");
-      return Verdict::kMalformed;
+      *refusal = "a message with no request";
+      return false;
   }
 }
 
 Session::~Session() {
   // Whatever the worker was running restarts elsewhere. Backends that watch
   // their workers report deaths themselves, with the cause (a signal, an exit
-  // status); this is for those that can't.
-  if (authenticated_ && config_.report_closed_sessions)
-    config_.coordinator->worker_exited(worker_, "its session with the coordinator closed");
+  // status); report_closed_sessions is for those that can't.
+  if (authenticated_) config_.service->disconnect(worker_, config_.report_closed_sessions);
 }
 
 }  // namespace kappa::detail

@@ -1,8 +1,8 @@
 // The Unix-socket transport: frames (see send_frame) on a stream socket per
-// worker. The coordinator runs one thread per session, blocked in recv(); a
-// call that blocks is answered later by whichever thread completes it
-// (Coordinator::call's hook), so that a round trip costs two wake-ups. The
-// worker reads and writes from the calling thread. Over gRPC the same round
+// worker. The coordinator runs one thread per session, blocked in recv();
+// answers are written by whichever thread produces them (the coordinator's
+// WorkerLink), so that a round trip costs two wake-ups. The worker reads and
+// writes from the calling thread; its heartbeat thread writes too. Over gRPC the same round
 // trip took about 3x as long here, with an empty or a 1 MiB request
 // (bench/rpc_bench.cc).
 //
@@ -16,15 +16,16 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
-#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <system_error>
 #include <thread>
 #include <vector>
 
+#include "kappa/error.h"
 #include "rpc/transport.h"
-#include "runtime/byte_buffer.h"
+#include "util/byte_buffer.h"
+#include "util/log.h"
 
 namespace kappa::detail {
 namespace {
@@ -159,9 +160,10 @@ bool send_frame(int fd, M& m) {
   return ok;
 }
 
-// The reading side of a connection (whose owner closes the socket). Messages
-// strictly alternate, so a read never finds more than one frame waiting; the
-// buffer is kept between messages.
+// The reading side of a connection (whose owner closes the socket). Several
+// frames may arrive in one read (a worker's heartbeats come between its
+// requests): bytes read past the current frame stay in the buffer for the
+// next call.
 class FrameReader {
  public:
   explicit FrameReader(int fd) : fd_(fd) {}
@@ -176,36 +178,22 @@ class FrameReader {
   /// False at the end of the stream or on a malformed or refused frame.
   template <class M>
   bool receive_message(M* m) {
-    size_t have = 0;
-    size_t want = kHeaderBytes;  // most messages arrive whole with their header
-    in_.reserve(kReadChunk);
     uint32_t lens[2] = {0, 0};
-    for (;;) {
-      while (have < want) {
-        ssize_t r = recv(fd_, in_.data() + have, in_.capacity() - have, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return false;
-        have += size_t(r);
-      }
-      if (want > kHeaderBytes) break;
-      std::memcpy(lens, in_.data(), sizeof lens);
-      if (lens[0] > kMaxFrameBytes || lens[1] > kMaxFrameBytes ||
-          size_t(lens[0]) + lens[1] > limit_)
-        return false;
-      want = kHeaderBytes + lens[0];
-      if (have >= want) break;
-      in_.resize(have);  // what reserve() keeps
-      in_.reserve(want);
-    }
-    bool ok = m->ParseFromArray(in_.data() + kHeaderBytes, int(lens[0]));
+    if (!fill(kHeaderBytes)) return false;
+    std::memcpy(lens, in_.data() + pos_, sizeof lens);
+    if (lens[0] > kMaxFrameBytes || lens[1] > kMaxFrameBytes || size_t(lens[0]) + lens[1] > limit_)
+      return false;
+    if (!fill(kHeaderBytes + lens[0])) return false;
+    bool ok = m->ParseFromArray(in_.data() + pos_ + kHeaderBytes, int(lens[0]));
+    pos_ += kHeaderBytes + lens[0];
     if (ok && lens[1] > 0) {
       std::string* field = payload_field(*m);
       ok = field && field->empty();
-      if (ok) {  // the payload, straight into its string (past what came with the header)
-        size_t early = std::min<size_t>(have - want, lens[1]);
-        ok = have - want == early;  // nothing may follow the payload
+      if (ok) {  // the payload, straight into its string (past what was read already)
+        size_t early = std::min<size_t>(end_ - pos_, lens[1]);
         field->resize(lens[1]);
-        std::memcpy(field->data(), in_.data() + want, early);
+        std::memcpy(field->data(), in_.data() + pos_, early);
+        pos_ += early;
         for (size_t got = early; ok && got < lens[1];) {
           ssize_t r = recv(fd_, field->data() + got, lens[1] - got, 0);
           if (r < 0 && errno == EINTR) continue;
@@ -213,38 +201,80 @@ class FrameReader {
           got += ok ? size_t(r) : 0;
         }
       }
-    } else {
-      ok = ok && have == want;
     }
-    if (in_.capacity() > kKeepBytes) in_.release();
+    if (pos_ == end_) {
+      pos_ = end_ = 0;
+      if (in_.capacity() > kKeepBytes) in_.release();
+    }
     return ok;
   }
 
  private:
+  // Makes the buffer hold at least `n` unread bytes. False at the end of
+  // the stream, on an error, or when the receive timeout expires.
+  bool fill(size_t n) {
+    if (end_ - pos_ >= n) return true;
+    if (pos_ > 0) {  // move the unread bytes to the front
+      std::memmove(in_.data(), in_.data() + pos_, end_ - pos_);
+      end_ -= pos_;
+      pos_ = 0;
+    }
+    in_.resize(end_);  // what reserve() keeps
+    in_.reserve(std::max(n, kReadChunk));
+    while (end_ < n) {
+      ssize_t r = recv(fd_, in_.data() + end_, in_.capacity() - end_, 0);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      end_ += size_t(r);
+    }
+    return true;
+  }
+
   static constexpr size_t kReadChunk = 64 << 10;
   int fd_;
   size_t limit_ = SIZE_MAX;
   ByteBuffer in_;
+  size_t pos_ = 0, end_ = 0;  // the unread bytes: in_[pos_, end_)
 };
 
-// The coordinator's side of a connection. Its session thread reads and
-// replies; the reply to a blocked call may instead come from the thread that
-// completed the call (Coordinator::call's hook). Writes take turns, and none
-// happens once the session has ended (the descriptor may be reused).
-class Connection {
+// The coordinator's side of a connection. Its session thread reads; answers
+// come from whichever thread produces them (WorkerLink). Writes take turns,
+// and none happens once the session has ended (the descriptor may be reused).
+class Connection final : public WorkerLink {
  public:
   explicit Connection(int fd) : fd_(fd) {}
+  void send(Assignment a) override {
+    rpc::CoordinatorMessage m;
+    to_proto(std::move(a), &m);
+    send_message(m);
+  }
+  void send(CallOutcome o) override {
+    rpc::CoordinatorMessage m;
+    to_proto(std::move(o), &m);
+    send_message(m);
+  }
+  void send_finished() override {
+    rpc::CoordinatorMessage m;
+    m.mutable_finished();
+    send_message(m);
+  }
   /// Sends one frame; on failure (or an oversized message) ends the
-  /// session, so that the worker does not wait for a reply forever.
-  bool send(rpc::CoordinatorMessage& m) {
+  /// session, so that the worker does not wait for an answer forever.
+  bool send_message(rpc::CoordinatorMessage& m) {
     std::lock_guard lock(mu_);
     if (!open_) return false;
+    std::string why;
     bool ok = false;
     try {
       ok = send_frame(fd_, m);
-    } catch (const std::exception&) {  // too large, or out of memory
+      if (!ok) why = std::strerror(errno);
+    } catch (const std::exception& e) {  // too large, or out of memory
+      why = e.what();
     }
-    if (!ok) shutdown(fd_, SHUT_RDWR);
+    if (!ok) {
+      spdlog::warn("a message to a worker was lost ({}): its session ends", why);
+      shutdown(fd_, SHUT_RDWR);  // the session's reader sees the end
+    }
     return ok;
   }
   void end() {
@@ -258,9 +288,16 @@ class Connection {
   bool open_ = true;
 };
 
+void set_receive_timeout(int fd, std::chrono::milliseconds t) {
+  timeval tv{};
+  tv.tv_sec = t.count() / 1000;
+  tv.tv_usec = (t.count() % 1000) * 1000;
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
 class SocketListener final : public Listener {
  public:
-  SocketListener(const std::string& address, const SessionConfig& config)
+  SocketListener(const std::string& address, const ServerConfig& config)
       : config_(config), address_(address) {
     socklen_t len;
     sockaddr_un sa = socket_address(address, &len);
@@ -311,47 +348,75 @@ class SocketListener final : public Listener {
         if (error == EINTR || error == ECONNABORTED) continue;
         return;
       }
+      // Bounded: a flood of connections (with or without the token) costs
+      // at most max_sessions threads, of which max_unauthenticated wait for
+      // a token, each for auth_timeout at most.
+      if (open_.size() >= config_.max_sessions || unauthenticated_ >= config_.max_unauthenticated) {
+        close(fd);
+        if (refused_++ % 1000 == 0)
+          spdlog::warn("refused a connection: {} sessions, {} without a token yet (limits {}, {})",
+                       open_.size(), unauthenticated_, config_.max_sessions,
+                       config_.max_unauthenticated);
+        continue;
+      }
       set_buffers(fd);
+      set_receive_timeout(fd, config_.auth_timeout);
       open_.push_back(fd);
+      ++unauthenticated_;
       try {
         std::thread([this, fd] { serve(fd); }).detach();  // stop() waits for open_ to empty
       } catch (const std::system_error&) {  // no thread for it: the worker sees the session end
         open_.pop_back();
+        --unauthenticated_;
         close(fd);
       }
     }
   }
 
+  void authenticated() {
+    std::lock_guard lock(mu_);
+    --unauthenticated_;
+  }
+
   void serve(int fd) {
     auto conn = std::make_shared<Connection>(fd);
+    bool counted = true;  // among the unauthenticated
     {
-      Session session(config_, [conn](rpc::CoordinatorMessage& m) { conn->send(m); });
+      Session session(config_, conn);
       FrameReader reader(fd);
       // Until the token has been checked, a frame may not make the
-      // coordinator allocate much.
+      // coordinator allocate much, nor the session last long.
       reader.set_limit(kFirstFrameBytes);
       rpc::WorkerMessage in;
-      rpc::CoordinatorMessage out;
+      std::string refusal;
       try {
         while (reader.receive_message(&in)) {
-          out.Clear();
-          Session::Verdict v = session.handle(in, &out);
-          reader.set_limit(SIZE_MAX);
-          if (v == Session::Verdict::kDeferred) continue;  // answered from another thread
-          if (!conn->send(out) || v != Session::Verdict::kReply) break;
+          if (!session.handle(in, &refusal)) {
+            rpc::CoordinatorMessage m;
+            m.set_refused(refusal);
+            conn->send_message(m);
+            break;
+          }
+          if (counted) {
+            counted = false;
+            authenticated();
+            reader.set_limit(SIZE_MAX);
+            set_receive_timeout(fd, std::chrono::milliseconds(0));
+          }
         }
       } catch (const std::exception& e) {  // out of memory, say: this session ends
-        std::fprintf(stderr, "kappa coordinator: a worker's session failed: %s\n", e.what());
+        spdlog::warn("a worker's session failed: {}", e.what());
       }
-    }             // the session has ended: a death is reported (report_closed_sessions)
-    conn->end();  // a late hook writes nothing
+    }             // the session has ended: the service is told
+    conn->end();  // a late answer writes nothing
     std::lock_guard lock(mu_);
+    if (counted) --unauthenticated_;
     std::erase(open_, fd);
     close(fd);  // under the lock: stop() never shuts down a reused number
     ended_.notify_all();
   }
 
-  SessionConfig config_;
+  ServerConfig config_;
   std::string address_, path_;
   int fd_ = -1;
   std::thread accept_thread_;
@@ -359,6 +424,8 @@ class SocketListener final : public Listener {
   bool stopped_ = false;
   std::condition_variable ended_;
   std::vector<int> open_;  // connections being served, one detached thread each
+  size_t unauthenticated_ = 0;
+  uint64_t refused_ = 0;
 };
 
 class SocketChannel final : public Channel {
@@ -366,18 +433,22 @@ class SocketChannel final : public Channel {
   explicit SocketChannel(const std::string& address) : address_(address), reader_(connect_to()) {}
   ~SocketChannel() override { close(reader_.fd()); }
 
-  void exchange(rpc::WorkerMessage& out, rpc::CoordinatorMessage* in, const char* what) override {
+  void send(rpc::WorkerMessage& out) override {
+    std::lock_guard lock(send_mu_);
+    if (!send_frame(reader_.fd(), out))
+      throw Error("the coordinator at " + address_ + " closed the session");
+  }
+
+  void receive(rpc::CoordinatorMessage* in, const char* what) override {
     auto fail = [&](const std::string& why) {
       throw Error(std::string("coordinator ") + what + " failed: " + why);
     };
-    if (!send_frame(reader_.fd(), out) || !reader_.receive_message(in))
-      fail("the coordinator closed the session");
+    if (!reader_.receive_message(in)) fail("the coordinator closed the session");
     if (in->body_case() == rpc::CoordinatorMessage::kRefused) fail(in->refused());
   }
 
  private:
-  // The coordinator may still be starting: retry for a few seconds, as gRPC's
-  // wait_for_ready does.
+  // The coordinator may still be starting: retry for a few seconds.
   int connect_to() {
     socklen_t len;
     sockaddr_un sa = socket_address(address_, &len);
@@ -394,12 +465,13 @@ class SocketChannel final : public Channel {
   }
 
   std::string address_;
+  std::mutex send_mu_;
   FrameReader reader_;
 };
 
 }  // namespace
 
-std::unique_ptr<Listener> listen_socket(const std::string& address, const SessionConfig& config) {
+std::unique_ptr<Listener> listen_socket(const std::string& address, const ServerConfig& config) {
   return std::make_unique<SocketListener>(address, config);
 }
 

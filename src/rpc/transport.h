@@ -1,17 +1,19 @@
 // The two transports of the worker <-> coordinator protocol (kappa.proto):
 // gRPC for workers on other machines, length-prefixed frames on a Unix socket
 // for local ones. Both carry the same messages and share the coordinator's
-// side of a session (Session); CoordinatorServer and CoordinatorClient pick
-// one from the address.
+// side of a session (Session) and the worker's (CoordinatorClient, over a
+// Channel); server.h and client.h pick one from the address.
+//
+// Internal to the rpc layer.
 #pragma once
 
-#include <functional>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
 
-#include "coordinator/coordinator.h"
 #include "kappa.pb.h"
+#include "protocol/worker_service.h"
 
 namespace kappa::detail {
 
@@ -20,54 +22,62 @@ namespace kappa::detail {
 bool is_socket_address(std::string_view address);
 
 /// What every session of one server shares.
-struct SessionConfig {
-  Coordinator* coordinator = nullptr;
+struct ServerConfig {
+  WorkerService* service = nullptr;
   std::string token;
   /// A session that ends counts as its worker's death (for backends that
   /// cannot watch their workers' processes).
   bool report_closed_sessions = false;
+  /// Sessions served at once; more connections are refused.
+  size_t max_sessions = 1024;
+  /// Of which not yet authenticated (they have auth_timeout to send the
+  /// token, and their first frame may announce at most 64 KiB).
+  size_t max_unauthenticated = 64;
+  std::chrono::milliseconds auth_timeout{5000};
 };
 
-/// The coordinator's side of one worker's session: answers each message in
-/// turn. The first message must carry the job token.
+/// The coordinator's side of one worker's session. Answers go out through
+/// the transport's WorkerLink, from whichever thread produces them.
 class Session {
  public:
-  /// Sends a message to this session's worker from any thread.
-  using Answer = std::function<void(rpc::CoordinatorMessage&)>;
-  /// With `answer`, a call that blocks is answered later from another thread
-  /// (Coordinator::call's hook): handle() says kDeferred and returns at once.
-  explicit Session(const SessionConfig& config, Answer answer = {})
-      : config_(config), answer_(std::move(answer)) {}
+  Session(const ServerConfig& config, std::shared_ptr<WorkerLink> link)
+      : config_(config), link_(std::move(link)) {}
+  /// Tells the service the session ended (a death, with
+  /// report_closed_sessions).
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  enum class Verdict {
-    kReply,     // send `out`
-    kDeferred,  // the answer goes through `answer`: send nothing now
-    kUnauthenticated,
-    kMalformed,
-  };
-  /// Applies `in` (its fields may be moved from) and fills `out`. On
-  /// kUnauthenticated or kMalformed the session must end after sending
-  /// `out`, which then holds `refused`.
-  Verdict handle(rpc::WorkerMessage& in, rpc::CoordinatorMessage* out);
+  /// Checks the job token (in constant time) and connects the worker.
+  bool authenticate(std::string_view token, uint64_t worker);
+  bool authenticated() const { return authenticated_; }
+
+  /// Applies one message (its fields may be moved from). False: the
+  /// session must end, after sending `refusal` to the worker.
+  bool handle(rpc::WorkerMessage& in, std::string* refusal);
 
  private:
-  const SessionConfig& config_;
-  Answer answer_;
+  const ServerConfig& config_;
+  std::shared_ptr<WorkerLink> link_;
   bool authenticated_ = false;
   uint64_t worker_ = 0;
 };
 
-/// A worker's end of a session: one request, then its reply.
+/// Wire forms of the coordinator's answers.
+void to_proto(Assignment a, rpc::CoordinatorMessage* out);
+void to_proto(CallOutcome o, rpc::CoordinatorMessage* out);
+
+/// A worker's end of a session. send() may be called from two threads (the
+/// worker's requests and its heartbeats); receive() from one.
 class Channel {
  public:
   virtual ~Channel() = default;
-  /// Throws kappa::Error when the coordinator cannot be reached or ends the
-  /// session; `what` names the request in that message. `out` may be
-  /// changed meanwhile, but is as it was when this returns.
-  virtual void exchange(rpc::WorkerMessage& out, rpc::CoordinatorMessage* in, const char* what) = 0;
+  /// Throws kappa::Error when the coordinator is gone. `out` may be changed
+  /// meanwhile, but is as it was when this returns.
+  virtual void send(rpc::WorkerMessage& out) = 0;
+  /// The next answer. Throws kappa::Error when the coordinator is gone or
+  /// refuses the session; `what` names the request in that message.
+  virtual void receive(rpc::CoordinatorMessage* in, const char* what) = 0;
 };
 
 /// A running server of one transport.
@@ -80,9 +90,14 @@ class Listener {
   virtual void stop() = 0;
 };
 
-std::unique_ptr<Listener> listen_grpc(const std::string& address, const SessionConfig& config);
-std::unique_ptr<Channel> connect_grpc(const std::string& address);
-std::unique_ptr<Listener> listen_socket(const std::string& address, const SessionConfig& config);
+/// gRPC call metadata carrying the session's credentials.
+inline constexpr const char* kTokenMetadata = "kappa-token";
+inline constexpr const char* kWorkerMetadata = "kappa-worker";
+
+std::unique_ptr<Listener> listen_grpc(const std::string& address, const ServerConfig& config);
+std::unique_ptr<Channel> connect_grpc(const std::string& address, const std::string& token,
+                                      uint64_t worker);
+std::unique_ptr<Listener> listen_socket(const std::string& address, const ServerConfig& config);
 std::unique_ptr<Channel> connect_socket(const std::string& address);
 
 }  // namespace kappa::detail

@@ -34,7 +34,7 @@
 
 #include "kappa/error.h"
 #include "runtime/arena.h"
-#include "runtime/byte_buffer.h"
+#include "util/byte_buffer.h"
 
 namespace kappa::detail {
 

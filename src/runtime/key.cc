@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "kappa/error.h"
-#include "runtime/hex.h"
+#include "util/hex.h"
 
 namespace kappa::detail {
 namespace {

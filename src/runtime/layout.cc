@@ -14,7 +14,8 @@
 #include <vector>
 
 #include "runtime/arena.h"
-#include "runtime/hex.h"
+#include "util/hex.h"
+#include "util/log.h"
 
 namespace kappa::detail {
 
@@ -66,25 +67,24 @@ void ensure_fixed_layout(char** argv) {
   const char* allow = std::getenv("KAPPA_ALLOW_ASLR");
   if (allow && *allow && std::strcmp(allow, "0") != 0) return;
   if (reexeced) {
-    std::fprintf(stderr,
-                 "kappa: warning: ASLR is still on after re-executing with ADDR_NO_RANDOMIZE; "
-                 "checkpoints will only restore into processes with the same address layout\n");
+    spdlog::warn(
+        "ASLR is still on after re-executing with ADDR_NO_RANDOMIZE; checkpoints will only "
+        "restore into processes with the same address layout");
     return;
   }
   int cur = personality(0xffffffff);
   if (cur == -1 || personality(unsigned(cur) | ADDR_NO_RANDOMIZE) == -1) {
-    std::fprintf(stderr,
-                 "kappa: warning: cannot disable ASLR (personality: %s); checkpoints will only "
-                 "restore into processes with the same address layout\n",
-                 std::strerror(errno));
+    spdlog::warn(
+        "cannot disable ASLR (personality: {}); checkpoints will only restore into processes "
+        "with the same address layout",
+        std::strerror(errno));
     return;
   }
   setenv(kReexecVar, "1", 1);
   execv("/proc/self/exe", argv);
   int err = errno;
   unsetenv(kReexecVar);
-  std::fprintf(stderr, "kappa: warning: cannot re-execute /proc/self/exe (%s); ASLR stays on\n",
-               std::strerror(err));
+  spdlog::warn("cannot re-execute /proc/self/exe ({}); ASLR stays on", std::strerror(err));
 }
 
 const std::string& build_id() {

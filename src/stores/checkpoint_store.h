@@ -1,9 +1,14 @@
 // CheckpointStore: where checkpoint images live (DESIGN.md section 5).
 //
-// A store maps keys ("JOB/TASK/ckpt-000000000042") to immutable byte strings.
-// put() is atomic: a reader sees the whole value or nothing, even when the
-// writer is killed mid-write. Implementations: FileStore (file://DIR); S3 and
-// Redis stores come with the coordinator.
+// A store maps keys ("JOB/task-3/seq-000000000042-w7.kpk") to immutable byte
+// strings. put() is atomic: a reader sees the whole value or nothing, even
+// when the writer is killed mid-write. Stores know nothing of jobs, tasks or
+// the coordinator.
+//
+// Implementations: FileStore (file://DIR, file_store.cc); S3 and Redis come
+// next. open_store() (store_factory.cc) picks one by the URL's scheme.
+//
+// Thread safety: implementations may be used from several threads at once.
 #pragma once
 
 #include <memory>
@@ -18,19 +23,35 @@ class CheckpointStore {
  public:
   virtual ~CheckpointStore() = default;
   /// Stores `bytes` under `key`, replacing any previous value atomically.
+  /// Throws kappa::Error on failure.
   virtual void put(const std::string& key, std::string_view bytes) = 0;
-  /// The value under `key`, or nullopt if there is none.
+  /// The value under `key`, or nullopt if there is none. Throws kappa::Error
+  /// if it cannot be read whole.
   virtual std::optional<std::string> get(const std::string& key) = 0;
   /// Keys starting with `prefix`, sorted.
   virtual std::vector<std::string> list(const std::string& prefix) = 0;
-  /// Removes `key` (no error if absent).
+  /// Removes `key`; no error if it is absent. Throws kappa::Error otherwise.
   virtual void remove(const std::string& key) = 0;
+  /// Removes every key starting with `prefix` (which ends with '/').
+  virtual void remove_prefix(const std::string& prefix) = 0;
   /// A description for messages ("file:///tmp/x").
   virtual std::string url() const = 0;
 };
 
-/// Opens a store from a URL. Supported: file://DIR and plain directory paths.
-/// Throws kappa::Error for an unsupported or malformed URL.
-std::unique_ptr<CheckpointStore> open_store(const std::string& url);
+struct StoreOptions {
+  /// Create the store if it does not exist (a job's store), or insist that
+  /// it does (a store to resume from).
+  bool create = true;
+};
+
+/// Opens a store from a URL: file://DIR (or a plain path). Throws
+/// kappa::Error for an unknown scheme (the message lists the known ones) or
+/// a store that cannot be opened.
+std::unique_ptr<CheckpointStore> open_store(const std::string& url, StoreOptions options = {});
+
+/// A view of `base` in which every key lives under `scope` + "/": what one
+/// job sees of a store that several jobs may share.
+std::unique_ptr<CheckpointStore> scope_store(std::unique_ptr<CheckpointStore> base,
+                                             const std::string& scope);
 
 }  // namespace kappa::detail

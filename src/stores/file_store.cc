@@ -76,14 +76,16 @@ class FileStore final : public CheckpointStore {
   }
 
   std::vector<std::string> list(const std::string& prefix) override {
-    // Keys may contain '/': list the directory holding the prefix.
+    // Keys may contain '/': walk the directory holding the prefix, and the
+    // directories below it (never following symlinks).
     std::filesystem::path pp = std::filesystem::path(dir_) / prefix;
     std::filesystem::path dir = prefix.empty() || prefix.back() == '/' ? pp : pp.parent_path();
     std::vector<std::string> keys;
     std::error_code ec;
-    for (auto it = std::filesystem::directory_iterator(dir, ec);
-         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-      if (!it->is_regular_file()) continue;
+    for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      std::error_code type_ec;
+      if (!it->is_regular_file(type_ec)) continue;
       std::string key = std::filesystem::relative(it->path(), dir_).string();
       if (key.rfind(prefix, 0) == 0 && key.find(".tmp.") == std::string::npos) keys.push_back(key);
     }
@@ -92,6 +94,14 @@ class FileStore final : public CheckpointStore {
   }
 
   void remove(const std::string& key) override { unlink(path_of(key).c_str()); }
+
+  void remove_prefix(const std::string& prefix) override {
+    if (prefix.empty() || prefix.back() != '/')
+      throw Error("remove_prefix needs a directory prefix ending in '/', not '" + prefix + "'");
+    std::error_code ec;
+    std::filesystem::remove_all(std::filesystem::path(path_of(prefix)), ec);
+    if (ec) throw Error("cannot remove " + path_of(prefix) + ": " + ec.message());
+  }
 
   std::string url() const override { return "file://" + dir_; }
 
@@ -106,14 +116,11 @@ class FileStore final : public CheckpointStore {
 
 }  // namespace
 
-std::unique_ptr<CheckpointStore> open_store(const std::string& url) {
-  if (url.rfind("file://", 0) == 0) {
-    std::string dir = url.substr(7);
-    if (dir.empty()) throw Error("store URL '" + url + "' has no directory");
-    return std::make_unique<FileStore>(dir);
-  }
-  if (url.find("://") == std::string::npos && !url.empty()) return std::make_unique<FileStore>(url);
-  throw Error("unsupported store URL '" + url + "' (supported: file://DIR)");
+std::unique_ptr<CheckpointStore> open_file_store(const std::string& dir, const StoreOptions& o) {
+  if (dir.empty()) throw Error("a file:// store URL needs a directory");
+  if (!o.create && !std::filesystem::is_directory(dir))
+    throw Error("checkpoint directory " + dir + " does not exist");
+  return std::make_unique<FileStore>(dir);
 }
 
 }  // namespace kappa::detail

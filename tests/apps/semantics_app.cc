@@ -231,6 +231,41 @@ Task<nlohmann::json> async_error() {
   co_return nlohmann::json{{"unreachable", q.id()}};
 }
 
+// ---- a task holding a state too large to travel inline (its images go to
+// the store) while the job fails, or finishes: what a failed job keeps.
+std::vector<uint64_t> noise(size_t n, uint64_t seed) {
+  std::vector<uint64_t> v(n);
+  for (uint64_t& x : v) {
+    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;  // xorshift64
+    x = seed;
+  }
+  return v;
+}
+
+Task<uint64_t> holder(kappa::Queue<int> ready, kappa::Queue<int> go) {
+  std::vector<uint64_t> state = noise(1 << 17, 42);  // 1 MiB, incompressible
+  co_await kappa::checkpoint();                      // an image in the store
+  co_await ready.enqueue(1);
+  co_await go.dequeue();  // parked here until told to end
+  uint64_t sum = 0;
+  for (uint64_t x : state) sum += x;
+  co_return sum;
+}
+
+Task<nlohmann::json> large_state(bool fail) {
+  auto ready = co_await kappa::make_queue<int>(1);
+  auto go = co_await kappa::make_queue<int>(1);
+  kappa::SpawnOptions options{.name = "holder"};
+  Future<uint64_t> h = co_await kappa::spawn(options, holder, ready, go);
+  co_await ready.dequeue();
+  if (fail) throw std::runtime_error("failing while the holder holds its state");
+  co_await go.enqueue(1);
+  uint64_t sum = co_await h;
+  uint64_t want = 0;
+  for (uint64_t x : noise(1 << 17, 42)) want += x;
+  co_return nlohmann::json{{"ok", sum == want}};
+}
+
 Task<nlohmann::json> handler(nlohmann::json e) {
   std::string p = e.at("program");
   if (p == "factorial") co_return co_await factorial(e.at("n"));
@@ -246,6 +281,7 @@ Task<nlohmann::json> handler(nlohmann::json e) {
   if (p == "uncaught_child_failure") co_return co_await uncaught_child_failure();
   if (p == "crash_child") co_return co_await crash_child();
   if (p == "async_error") co_return co_await async_error();
+  if (p == "large_state") co_return co_await large_state(e.value("fail", false));
   throw std::invalid_argument("unknown program " + p);
 }
 

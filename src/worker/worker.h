@@ -5,7 +5,8 @@
 // and at each pause point persists the checkpoint image to the store before
 // reporting the call; it drops the task when told to park. Near its deadline,
 // a due maybe_checkpoint() becomes a yield: the task moves to a fresh
-// invocation without losing work.
+// invocation without losing work. A thread of its own sends heartbeats
+// (liveness.h) and ends the worker when the coordinator is gone.
 #pragma once
 
 #include <cstdint>
@@ -16,12 +17,14 @@
 namespace kappa::detail {
 
 struct WorkerOptions {
-  std::string coordinator;  // host:port
+  std::string coordinator;  // its address (host:port, unix:PATH, unix:@NAME)
   std::string token;        // the job's token
   uint64_t worker_id = 0;
   std::string store_url;
+  std::string job;  // the job's id: its images live under this scope of the store
   Codec codec = Codec::kZstd;
   double checkpoint_interval = 1;
+  int watch_parent = 0;  // nonzero: die with this process (the local backend's)
 };
 
 /// Runs until the coordinator says the job is over (returns 0) or cannot be

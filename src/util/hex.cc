@@ -1,4 +1,4 @@
-#include "runtime/hex.h"
+#include "util/hex.h"
 
 #include <sys/random.h>
 

@@ -1,12 +1,13 @@
-// Runs a whole job from `APP run` (or `APP coordinator`): the coordinator,
-// its endpoint (Unix socket or gRPC) and a backend in this process, the handler as the root
-// task, until the root finishes.
+// Runs a whole job for `APP run` (or `APP coordinator`): the composition
+// root. It wires the pieces together (a store scoped to the job, the
+// coordinator, a backend from the factory, the transport's server), runs the
+// handler as the root task until it finishes, and takes it all down.
 #pragma once
 
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "coordinator/coordinator.h"
+#include "coordinator/job_state.h"
 #include "kappa/main.h"
 #include "runtime/checkpoint_image.h"
 
@@ -16,7 +17,7 @@ struct JobOptions {
   std::string backend = "local";
   unsigned workers = 2;
   double time_limit = 300;
-  std::string store;  // empty: file://$TMPDIR/kappa-job-ID
+  std::string store;  // empty: file://$TMPDIR/kappa-job-ID (memory-backed when possible)
   std::string state;  // coordinator journal; empty: in memory
   double chaos_kill = 0;
   uint64_t seed = 0;
@@ -29,19 +30,24 @@ struct JobOptions {
   Codec codec = Codec::kZstd;
   unsigned grace_ms = 50;
   unsigned max_failures = 10;
-  bool progress = false;  // a status line on stderr
+  double liveness_timeout = 5;  // seconds of silence before a worker counts as hung (0: never)
+  bool progress = false;        // a status line on stderr
 };
 
 struct JobResult {
   bool ok = false;
   nlohmann::json value;    // ok: the handler's result
   std::string error;       // !ok: which task failed and why
-  std::string kept_store;  // !ok: where the checkpoints were left
-  CoordinatorStats stats;
+  std::string kept_store;  // !ok: where the checkpoints were left (empty: none were)
+  JobStats stats;
   uint64_t chaos_kills = 0;
 };
 
 /// Throws kappa::Error for options that cannot work (unknown backend, ...).
 JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions& options);
+
+/// "3 worker deaths: 2 by --chaos-kill, 1 at the time limit" (or "no worker
+/// deaths"), with the chaos kills that hit workers between tasks.
+std::string describe_deaths(const JobStats& stats, uint64_t chaos_kills);
 
 }  // namespace kappa::detail

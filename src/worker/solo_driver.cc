@@ -1,4 +1,4 @@
-#include "runtime/solo_driver.h"
+#include "worker/solo_driver.h"
 
 #include <unistd.h>
 #include <chrono>

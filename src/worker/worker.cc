@@ -1,7 +1,7 @@
-#include "runtime/worker.h"
+#include "worker/worker.h"
 
-#include <execinfo.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -15,11 +15,13 @@
 #include <vector>
 
 #include "kappa/pause.h"
-#include "rpc/coordinator_service.h"
+#include "rpc/client.h"
 #include "runtime/key.h"
 #include "runtime/runtime.h"
 #include "runtime/task_host.h"
 #include "stores/checkpoint_store.h"
+#include "util/log.h"
+#include "worker/liveness.h"
 
 namespace kappa::detail {
 namespace {
@@ -115,10 +117,11 @@ class Uplink {
     spare_.push_back(std::move(image));
   }
 
-  /// True once an asynchronous call came back other than with a result.
-  bool abandoned() {
+  /// True once an asynchronous call came back other than with a result,
+  /// or failed: the task must stop at its next pause point.
+  bool stopped() {
     std::lock_guard lock(mu_);
-    return abandoned_;
+    return abandoned_ || !error_.empty();
   }
 
   void reset() {
@@ -176,27 +179,31 @@ class Uplink {
   std::thread thread_;
 };
 
+// How often the liveness thread tells the coordinator this worker is alive.
+constexpr std::chrono::milliseconds kHeartbeatInterval{500};
+
 class Worker {
  public:
   explicit Worker(const WorkerOptions& o)
       : options_(o),
         client_(o.coordinator, o.token, o.worker_id),
-        store_(open_store(o.store_url)),
+        liveness_(client_, kHeartbeatInterval),
+        store_(scope_store(open_store(o.store_url), o.job)),
         key_(load_key()),
         uplink_(client_, *store_) {}
 
   int run() {
-    std::optional<AssignmentInfo> next;  // handed over with the last finish
+    std::optional<Assignment> next;  // handed over with the last finish
     for (;;) {
-      AssignmentInfo a = next ? std::move(*next) : client_.next();
+      Assignment a = next ? std::move(*next) : client_.next();
       next.reset();
       switch (a.kind) {
-        case AssignmentInfo::Kind::kIdle:
+        case Assignment::Kind::kIdle:
           continue;
-        case AssignmentInfo::Kind::kShutdown:
+        case Assignment::Kind::kShutdown:
           return 0;
-        case AssignmentInfo::Kind::kStart:
-        case AssignmentInfo::Kind::kResume:
+        case Assignment::Kind::kStart:
+        case Assignment::Kind::kResume:
           next = invocation(a);
       }
     }
@@ -205,7 +212,8 @@ class Worker {
  private:
   // Runs one assignment; returns the next one when the coordinator sent it
   // along with the task's finish.
-  std::optional<AssignmentInfo> invocation(const AssignmentInfo& a) {
+  std::optional<Assignment> invocation(const Assignment& a) {
+    Liveness::set_task(a.task_id);
     auto start = Clock::now();
     std::optional<Clock::time_point> deadline;
     auto margin = std::chrono::duration<double>(0);
@@ -219,7 +227,7 @@ class Worker {
                                deadline, margin);
     Arena* arena = nullptr;
     try {
-      if (a.kind == AssignmentInfo::Kind::kStart) {
+      if (a.kind == Assignment::Kind::kStart) {
         arena = start_task(reinterpret_cast<Trampoline>(a.trampoline), a.fn, a.args);
       } else {
         std::string_view image = a.image;  // inline, or else in the store
@@ -235,47 +243,56 @@ class Worker {
       }
     } catch (const std::exception& e) {
       if (arena) discard_task(arena);
-      return client_.finish(a.task_id, true, {}, e.what());
+      // The attempt passed the resumed call's pause point, if any.
+      uint64_t passed = a.kind == Assignment::Kind::kResume ? a.seqno + 1 : 0;
+      return client_.finish(FinishInfo{options_.worker_id, a.task_id, passed, true, {}, e.what()});
     }
     return run_task(a.task_id, arena, deadline, margin);
   }
 
   // Reports the end of the task once the uplink has drained; an
   // asynchronous call's failure becomes the task's.
-  std::optional<AssignmentInfo> finish(uint64_t task_id, bool failed, const std::string& value,
-                                       const std::string& error) {
+  std::optional<Assignment> finish(uint64_t task_id, uint64_t passed, bool failed,
+                                   std::string value, std::string error) {
     std::string why;
     switch (uplink_.drain(&why)) {
       case Uplink::Drained::kOk:
-        return client_.finish(task_id, failed, value, error);
+        return client_.finish(FinishInfo{options_.worker_id, task_id, passed, failed,
+                                         std::move(value), std::move(error)});
       case Uplink::Drained::kAbandoned:
         return std::nullopt;
       case Uplink::Drained::kFailed:
-        return client_.finish(task_id, true, {}, why);
+        return client_.finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
     }
     return std::nullopt;
   }
 
-  std::optional<AssignmentInfo> run_task(uint64_t task_id, Arena* arena,
-                                         std::optional<Clock::time_point> deadline,
-                                         std::chrono::duration<double> margin) {
+  std::optional<Assignment> run_task(uint64_t task_id, Arena* arena,
+                                     std::optional<Clock::time_point> deadline,
+                                     std::chrono::duration<double> margin) {
     uplink_.reset();
     std::string reply;  // the last call's result, read as the task resumes (deliver)
     for (;;) {
       bool done;
+      uint64_t passed = arena->task().next_seqno;  // pause points passed so far
       try {
         done = resume_task(arena);
+        passed = arena->task().next_seqno;
       } catch (const std::exception& e) {
         discard_task(arena);
-        return finish(task_id, true, {}, e.what());
+        return finish(task_id, passed, true, {}, e.what());
       }
       if (done) {
         TaskOutcome out = finish_task(arena);
-        return finish(task_id, out.failed, out.value, out.error);
+        return finish(task_id, passed, out.failed, std::move(out.value), std::move(out.error));
       }
-      if (uplink_.abandoned()) {  // parked by an asynchronous call: stop now
+      if (uplink_.stopped()) {
+        // An asynchronous call was parked or abandoned (stop now), or failed
+        // (the task fails, or the coordinator is gone: finish throws then).
         discard_task(arena);
-        uplink_.drain();
+        std::string why;
+        if (uplink_.drain(&why) == Uplink::Drained::kFailed)
+          return client_.finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
         return std::nullopt;
       }
       PendingCall& call = pending_call(arena);
@@ -323,7 +340,7 @@ class Worker {
           return std::nullopt;
         case Uplink::Drained::kFailed:
           discard_task(arena);
-          return client_.finish(task_id, true, {}, why);
+          return client_.finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
       }
       attach_image(info, *image, *store_);
       uplink_.post_back(std::move(image));
@@ -339,6 +356,7 @@ class Worker {
 
   WorkerOptions options_;
   CoordinatorClient client_;
+  Liveness liveness_;  // after client_, which it uses
   std::unique_ptr<CheckpointStore> store_;
   std::string key_;
   Uplink uplink_;  // after client_ and store_, which it uses
@@ -346,31 +364,20 @@ class Worker {
 
 }  // namespace
 
-namespace {
-// A worker that crashes says where, in its log, before dying of the signal.
-void on_fatal_signal(int sig) {
-  char msg[64];
-  int n = std::snprintf(msg, sizeof msg, "kappa worker: fatal signal %d; backtrace:\n", sig);
-  ssize_t ignored = write(STDERR_FILENO, msg, size_t(n));
-  (void)ignored;
-  void* frames[64];
-  backtrace_symbols_fd(frames, backtrace(frames, 64), STDERR_FILENO);
-  signal(sig, SIG_DFL);
-  raise(sig);
-}
-}  // namespace
-
 int run_worker(const WorkerOptions& options) {
-  runtime_init();
-  {
-    void* warm[1];
-    backtrace(warm, 1);  // loads libgcc now, not inside the signal handler
+  init_logging("worker " + std::to_string(options.worker_id));
+  if (options.watch_parent) {
+    // Die with the process that started this worker; if it is gone already,
+    // its death was missed: end now.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != options.watch_parent) return 1;
   }
-  for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE}) signal(sig, on_fatal_signal);
+  runtime_init();
+  install_crash_handlers();
   try {
     return Worker(options).run();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "kappa worker %" PRIu64 ": %s\n", options.worker_id, e.what());
+    spdlog::error("{}", e.what());
     return 1;
   }
 }

@@ -1,0 +1,825 @@
+#include "coordinator/job_state.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace kappa::detail {
+
+namespace {
+constexpr uint64_t kRootTask = 1;
+
+// Where a live task is; the counts in JobStats follow these.
+enum State : int { kWaitingDeps, kReady, kRunning, kBlocked, kParked };
+}  // namespace
+
+struct JobState::Task {
+  TaskDurable d;
+  // Runtime bookkeeping.
+  int state = kWaitingDeps;
+  uint64_t worker = 0;  // running it (kRunning, kBlocked)
+  unsigned deps_left = 0;
+  std::vector<uint64_t> dependents;  // tasks whose arguments or awaits include this one
+  // Tasks waiting (kWait) for this one, with the seqno of their wait call.
+  std::vector<std::pair<uint64_t, uint64_t>> waiters;
+  // Its own pending kWait: the futures, decoded once, and how many are open.
+  std::vector<uint64_t> wait_ids;
+  size_t wait_open = 0;
+  uint64_t queue = 0;       // the queue its pending enqueue/dequeue waits on
+  std::string start_error;  // why it cannot start (set at spawn)
+  TimePoint park_at;        // kBlocked: when the grace period ends
+};
+
+struct JobState::Queue {
+  uint64_t max_size = 0;
+  std::deque<std::string> items;
+  std::deque<uint64_t> enqueuers;  // blocked: their item is in their call's request
+  std::deque<uint64_t> dequeuers;  // blocked
+};
+
+struct JobState::Worker {
+  bool on_coordinator = false;
+  bool launched = false;  // by schedule(), rather than started by hand
+  bool started = false;   // has asked for work at least once
+  bool idle = false;      // waiting for a task (in idle_)
+  TimePoint idle_until;
+  uint64_t task = 0;
+  bool heard = false;  // has sent a heartbeat: liveness applies
+  TimePoint last_seen;
+  std::optional<CrashReport> crash;
+  // The open trace span (options_.tracing).
+  TimePoint span_start;
+  const char* span_kind = "start";
+};
+
+void Effects::clear() {
+  answers.clear();
+  launches.clear();
+  started.clear();
+  ended.clear();
+  hung.clear();
+  discarded.clear();
+  spans.clear();
+  changes.tasks.clear();
+  changes.queues.clear();
+  changes.job = false;
+  job_done = false;
+}
+
+uint64_t JobStats::total_deaths() const {
+  uint64_t n = 0;
+  for (uint64_t d : deaths) n += d;
+  return n;
+}
+
+JobState::JobState(JobStateOptions options) : options_(options) {
+  tasks_.emplace_back();  // ids start at 1
+  futures_.emplace_back();
+}
+
+JobState::~JobState() = default;
+
+JobState::Task* JobState::find(uint64_t id) {
+  return id < tasks_.size() ? tasks_[id].get() : nullptr;
+}
+
+const TaskDurable* JobState::task(uint64_t id) const {
+  return id < tasks_.size() && tasks_[id] ? &tasks_[id]->d : nullptr;
+}
+
+const FutureSlot* JobState::future(uint64_t id) const {
+  return id > 0 && id < futures_.size() ? &futures_[id] : nullptr;
+}
+
+const std::deque<std::string>* JobState::queue_items(uint64_t id) const {
+  auto it = queues_.find(id);
+  return it == queues_.end() ? nullptr : &it->second.items;
+}
+
+std::string JobState::describe(const Task& t) const {
+  std::string s = "task " + std::to_string(t.d.id);
+  if (!t.d.spec.name.empty()) s += " (" + t.d.spec.name + ")";
+  return s;
+}
+
+uint64_t& JobState::live_count(int state) {
+  switch (state) {
+    case kWaitingDeps:
+      return stats_.waiting;
+    case kReady:
+      return stats_.ready;
+    case kRunning:
+      return stats_.running;
+    case kBlocked:
+      return stats_.blocked;
+    default:
+      return stats_.parked;
+  }
+}
+
+void JobState::set_state(Task& t, int state) {
+  --live_count(t.state);
+  ++live_count(state);
+  t.state = state;
+}
+
+void JobState::mark(const Task& t, Effects& fx) { fx.changes.tasks.push_back(t.d.id); }
+
+void JobState::answer(uint64_t worker, CallOutcome o, Effects& fx) {
+  fx.answers.push_back({worker, std::move(o)});
+}
+
+void JobState::answer(uint64_t worker, Assignment a, Effects& fx) {
+  fx.answers.push_back({worker, std::move(a)});
+}
+
+void JobState::add_timer(TimePoint at, TimerKind kind, uint64_t id) {
+  timers_.emplace(at, kind, id);
+}
+
+std::optional<TimePoint> JobState::next_timer() const {
+  if (timers_.empty()) return std::nullopt;
+  return std::get<0>(*timers_.begin());
+}
+
+// ---------------------------------------------------------------- tasks
+
+uint64_t JobState::add_task(SpawnSpec spec, Effects& fx) {
+  uint64_t id = tasks_.size();
+  tasks_.push_back(std::make_unique<Task>());
+  futures_.emplace_back();
+  Task& t = *tasks_.back();
+  t.d.id = id;
+  t.d.spec = std::move(spec);
+  t.d.args.resize(t.d.spec.args.size());
+  ++stats_.tasks;
+  ++stats_.waiting;
+  mark(t, fx);
+  auto depend_on = [&](uint64_t f) {
+    if (f == 0 || f >= id) {
+      // An unknown future is a programming error in the spawning task; the
+      // child fails rather than waiting forever.
+      t.start_error = "awaits unknown future " + std::to_string(f);
+      return;
+    }
+    if (futures_[f].state != FutureSlot::State::kPending) return;
+    ++t.deps_left;
+    tasks_[f]->dependents.push_back(id);
+  };
+  for (size_t i = 0; i < t.d.spec.args.size(); ++i) {
+    if (t.d.spec.args[i].future)
+      depend_on(t.d.spec.args[i].future);
+    else
+      t.d.args[i] = std::move(t.d.spec.args[i].bytes);
+  }
+  for (uint64_t f : t.d.spec.awaits) depend_on(f);
+  return id;
+}
+
+// A new task starts now if it depends on nothing open (or fails, if it
+// cannot start at all); otherwise when its last dependency resolves.
+void JobState::start_task(uint64_t id, TimePoint now, Effects& fx) {
+  Task* t = find(id);
+  if (!t) return;
+  if (!t->start_error.empty())
+    fail_task(*t, describe(*t) + " " + t->start_error, now, fx);
+  else if (t->deps_left == 0)
+    make_ready(*t, now, fx);
+}
+
+// Called once a new task's dependencies have all resolved: fills future
+// arguments in and queues the task, or fails it if a dependency failed.
+void JobState::make_ready(Task& t, TimePoint now, Effects& fx) {
+  for (size_t i = 0; i < t.d.spec.args.size(); ++i) {
+    uint64_t f = t.d.spec.args[i].future;
+    if (!f) continue;
+    const FutureSlot& dep = futures_[f];
+    if (dep.state == FutureSlot::State::kFailed) {
+      fail_task(t, describe(t) + " not started: its argument failed: " + dep.bytes, now, fx);
+      return;
+    }
+    t.d.args[i] = dep.bytes;
+  }
+  t.d.phase = TaskDurable::Phase::kRunnable;
+  push_ready(t, now, fx);
+}
+
+// The task runs next on a free worker of its pool: one waiting now, or the
+// next to ask.
+void JobState::push_ready(Task& t, TimePoint now, Effects& fx) {
+  bool pool = t.d.spec.on_coordinator;
+  set_state(t, kReady);
+  while (!idle_[pool].empty()) {
+    uint64_t id = idle_[pool].front();
+    idle_[pool].pop_front();
+    auto it = workers_.find(id);
+    if (it == workers_.end() || !it->second.idle) continue;
+    it->second.idle = false;
+    assign(it->second, id, t, now, fx);
+    return;
+  }
+  ready_[pool].push_back(t.d.id);
+  park_blocked_for_starved_work(now, fx);
+}
+
+void JobState::assign(Worker& w, uint64_t worker_id, Task& t, TimePoint now, Effects& fx) {
+  set_state(t, kRunning);
+  t.worker = worker_id;
+  w.task = t.d.id;
+  Assignment a;
+  a.task_id = t.d.id;
+  a.name = t.d.spec.name;
+  if (t.d.call) {
+    a.kind = Assignment::Kind::kResume;
+    a.image_key = t.d.call->image_key;
+    a.image = t.d.call->image;
+    a.seqno = t.d.call->seqno;
+    a.reply = t.d.call->reply;
+    a.error = t.d.call->error;
+  } else {
+    a.kind = Assignment::Kind::kStart;
+    a.fn = t.d.spec.fn;
+    a.trampoline = t.d.spec.trampoline;
+    a.args = t.d.args;
+  }
+  a.time_left = t.d.spec.on_coordinator ? 0 : options_.time_limit;
+  if (options_.tracing) {
+    w.span_start = now;
+    w.span_kind = a.kind == Assignment::Kind::kStart ? "start" : "resume";
+  }
+  fx.started.push_back(worker_id);
+  answer(worker_id, std::move(a), fx);
+}
+
+// Parks the blocked calls at once, rather than after their grace period,
+// when ready work waits for the worker slots they hold. on_coordinator tasks
+// hold no such slot.
+void JobState::park_blocked_for_starved_work(TimePoint now, Effects& fx) {
+  if (blocked_.empty() || !ready_work_starved()) return;
+  for (uint64_t id : std::vector<uint64_t>(blocked_.begin(), blocked_.end())) {
+    Task& t = *find(id);
+    if (t.d.spec.on_coordinator) continue;
+    uint64_t worker = t.worker;
+    park_call(t, now, fx);
+    answer(worker, CallOutcome{CallOutcome::Kind::kPark, {}, {}}, fx);
+  }
+}
+
+void JobState::fail_task(Task& t, const std::string& why, TimePoint now, Effects& fx,
+                         bool keep_image) {
+  // A failed task takes no item and gives none.
+  if (t.queue) {
+    Queue& q = queues_.at(t.queue);
+    std::erase(q.enqueuers, t.d.id);
+    std::erase(q.dequeuers, t.d.id);
+  }
+  ++stats_.failed;
+  if (keep_image && t.d.call) t.d.call->image_key.clear();  // not discarded: left for inspection
+  resolve(t, FutureSlot::State::kFailed, why, now, fx);
+}
+
+// The task's future is resolved: wakes waiters and dependents, and drops the
+// task's record (its future stays). `t` is gone when this returns.
+void JobState::resolve(Task& t, FutureSlot::State state, std::string bytes, TimePoint now,
+                       Effects& fx) {
+  uint64_t id = t.d.id;
+  blocked_.erase(id);
+  if (t.d.call && !t.d.call->image_key.empty())
+    fx.discarded.push_back(std::move(t.d.call->image_key));
+  FutureSlot& f = futures_[id];
+  f.state = state;
+  f.bytes = std::move(bytes);
+  mark(t, fx);
+  if (id == kRootTask) {
+    job_.done = true;
+    job_.failed = state == FutureSlot::State::kFailed;
+    (job_.failed ? job_.error : job_.result) = f.bytes;
+    fx.changes.job = true;
+    fx.job_done = true;
+  }
+  std::vector<std::pair<uint64_t, uint64_t>> waiters = std::move(t.waiters);
+  std::vector<uint64_t> dependents = std::move(t.dependents);
+  --live_count(t.state);  // no longer live
+  tasks_[id].reset();
+  for (auto [w, seqno] : waiters) {
+    Task* waiter = find(w);
+    if (!waiter || !waiter->d.call || waiter->d.call->seqno != seqno || waiter->d.call->done)
+      continue;  // it moved on (or failed)
+    if (--waiter->wait_open == 0) finish_wait(*waiter, now, fx);
+  }
+  for (uint64_t d : dependents) {
+    Task* dep = find(d);
+    if (dep && dep->state == kWaitingDeps && --dep->deps_left == 0) make_ready(*dep, now, fx);
+  }
+}
+
+// Completes `t`'s pending call. A task whose worker has given it up (parked)
+// becomes ready to relaunch from the call's image; one blocked on its worker
+// is answered there; one running is answered by call() itself.
+void JobState::complete_call(Task& t, std::string reply, std::string error, TimePoint now,
+                             Effects& fx) {
+  TaskDurable::Call& c = *t.d.call;
+  c.done = true;
+  c.reply = std::move(reply);
+  c.error = std::move(error);
+  t.queue = 0;
+  t.wait_ids.clear();
+  mark(t, fx);
+  if (t.state == kParked) {
+    ++stats_.relaunches;
+    push_ready(t, now, fx);
+  } else if (t.state == kBlocked) {
+    set_state(t, kRunning);
+    blocked_.erase(t.d.id);
+    answer(t.worker, CallOutcome{CallOutcome::Kind::kResult, c.reply, c.error}, fx);
+  }
+}
+
+// A new kWait: the futures are decoded once and each open one counts down as
+// it resolves, so waiting on n futures costs O(n) in all.
+void JobState::start_wait(Task& t, TimePoint now, Effects& fx) {
+  t.wait_ids = decode<std::vector<uint64_t>>(t.d.call->request);
+  t.wait_open = 0;
+  for (uint64_t id : t.wait_ids) {
+    if (id == 0 || id >= futures_.size()) {
+      t.wait_ids.clear();
+      complete_call(t, {}, "wait on unknown future " + std::to_string(id), now, fx);
+      return;
+    }
+  }
+  for (uint64_t id : t.wait_ids) {
+    if (futures_[id].state != FutureSlot::State::kPending) continue;
+    ++t.wait_open;
+    tasks_[id]->waiters.emplace_back(t.d.id, t.d.call->seqno);
+  }
+  if (t.wait_open == 0) finish_wait(t, now, fx);
+}
+
+void JobState::finish_wait(Task& t, TimePoint now, Effects& fx) {
+  std::vector<WaitResult> results;
+  results.reserve(t.wait_ids.size());
+  for (uint64_t id : t.wait_ids) {
+    const FutureSlot& f = futures_[id];
+    results.push_back({f.state == FutureSlot::State::kFailed, f.bytes});
+  }
+  complete_call(t, encode(results), {}, now, fx);
+}
+
+// Hands items from enqueuers to the queue and from the queue to dequeuers,
+// completing their calls, in FIFO order.
+void JobState::queue_progress(Queue& q, TimePoint now, Effects& fx) {
+  for (;;) {
+    // Blocked enqueuers move into free space.
+    while (!q.enqueuers.empty() && q.items.size() < q.max_size) {
+      Task& e = *find(q.enqueuers.front());
+      q.enqueuers.pop_front();
+      q.items.push_back(std::move(e.d.call->request));  // the item (apply() cut the id off)
+      complete_call(e, {}, {}, now, fx);
+    }
+    if (q.dequeuers.empty()) return;
+    if (!q.items.empty()) {
+      Task& d = *find(q.dequeuers.front());
+      q.dequeuers.pop_front();
+      std::string item = std::move(q.items.front());
+      q.items.pop_front();
+      complete_call(d, std::move(item), {}, now, fx);
+      continue;
+    }
+    if (q.enqueuers.empty()) return;
+    // Rendezvous: straight from a blocked enqueuer to a blocked dequeuer.
+    Task& e = *find(q.enqueuers.front());
+    Task& d = *find(q.dequeuers.front());
+    q.enqueuers.pop_front();
+    q.dequeuers.pop_front();
+    complete_call(d, std::move(e.d.call->request), {}, now, fx);
+    complete_call(e, {}, {}, now, fx);
+  }
+}
+
+// Applies t's new call (t.d.call, not yet done). Completes it now if it can.
+void JobState::apply(Task& t, TimePoint now, Effects& fx) {
+  TaskDurable::Call& c = *t.d.call;
+  try {
+    switch (c.op) {
+      case Op::kCheckpoint:
+      case Op::kYield:
+        complete_call(t, {}, {}, now, fx);
+        return;
+      case Op::kSpawn: {
+        std::vector<uint64_t> ids;
+        auto specs = decode<std::vector<SpawnSpec>>(c.request);
+        ids.reserve(specs.size());
+        for (SpawnSpec& s : specs) ids.push_back(add_task(std::move(s), fx));
+        complete_call(t, encode(ids), {}, now, fx);
+        for (uint64_t id : ids) start_task(id, now, fx);  // once the spawn is recorded
+        return;
+      }
+      case Op::kWait:
+        start_wait(t, now, fx);
+        return;
+      case Op::kMakeQueue: {
+        uint64_t id = next_queue_++;
+        queues_[id].max_size = decode<uint64_t>(c.request);
+        fx.changes.queues.push_back(id);
+        complete_call(t, encode(id), {}, now, fx);
+        return;
+      }
+      case Op::kEnqueue: {
+        uint64_t queue = take_enqueue_queue(c.request);  // leaves the item in c.request
+        auto it = queues_.find(queue);
+        if (it == queues_.end())
+          return complete_call(t, {}, "unknown queue " + std::to_string(queue), now, fx);
+        t.queue = queue;
+        it->second.enqueuers.push_back(t.d.id);
+        fx.changes.queues.push_back(queue);
+        queue_progress(it->second, now, fx);
+        return;
+      }
+      case Op::kDequeue: {
+        auto queue = decode<uint64_t>(c.request);
+        auto it = queues_.find(queue);
+        if (it == queues_.end())
+          return complete_call(t, {}, "unknown queue " + std::to_string(queue), now, fx);
+        t.queue = queue;
+        it->second.dequeuers.push_back(t.d.id);
+        fx.changes.queues.push_back(queue);
+        queue_progress(it->second, now, fx);
+        return;
+      }
+    }
+    complete_call(t, {}, "unknown call " + std::to_string(uint32_t(c.op)), now, fx);
+  } catch (const std::exception& e) {
+    if (!c.done) complete_call(t, {}, std::string("malformed call: ") + e.what(), now, fx);
+  }
+}
+
+uint64_t JobState::spawn_root(SpawnSpec spec, TimePoint now, Effects& fx) {
+  uint64_t id = add_task(std::move(spec), fx);
+  start_task(id, now, fx);
+  schedule(fx);
+  return id;
+}
+
+// ---------------------------------------------------------------- scheduling
+
+bool JobState::ready_work_starved() const {
+  return !ready_[0].empty() && pools_[0].starting == 0 && pools_[0].live >= options_.max_workers;
+}
+
+// A blocked call gives its worker up at once: the job is over, or ready work
+// waits for the worker slot it holds.
+bool JobState::must_park(const Task& t) const {
+  return shutdown_ || (!t.d.spec.on_coordinator && ready_work_starved());
+}
+
+// Launches workers for ready work that no starting worker will take (an idle
+// worker would have taken it already).
+void JobState::schedule(Effects& fx) {
+  if (shutdown_ || job_.done) return;
+  for (int pool = 0; pool < 2; ++pool) {
+    PoolCount& n = pools_[pool];
+    size_t max = pool ? options_.max_coordinator_workers : options_.max_workers;
+    while (ready_[pool].size() > n.starting && n.live < max) {
+      uint64_t id = next_worker_++;
+      Worker& w = workers_[id];
+      w.on_coordinator = pool;
+      w.launched = true;
+      ++n.starting;
+      ++n.live;
+      ++stats_.workers_launched;
+      ++stats_.workers_live;
+      fx.launches.push_back({id, bool(pool)});
+    }
+  }
+}
+
+// The worker's task is over as far as the coordinator is concerned. The
+// backend's time limit keeps running until the worker asks for new work (a
+// worker parked by an asynchronous call may still be computing).
+void JobState::end_invocation(uint64_t worker_id, const std::string& outcome, TimePoint now,
+                              Effects& fx) {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end() || !it->second.task) return;
+  Worker& w = it->second;
+  if (options_.tracing) {
+    const Task* t = find(w.task);
+    fx.spans.push_back(TraceSpan{w.task, worker_id, w.on_coordinator,
+                                 t ? t->d.spec.name : std::string(), w.span_kind, outcome,
+                                 w.span_start, now});
+  }
+  w.task = 0;
+}
+
+void JobState::next(uint64_t worker_id, TimePoint now, Effects& fx) {
+  if (dead_.count(worker_id)) {  // already reported gone: never hand it work
+    answer(worker_id, Assignment{.kind = Assignment::Kind::kShutdown}, fx);
+    return;
+  }
+  Worker& w = workers_[worker_id];
+  bool pool = w.on_coordinator;
+  w.last_seen = now;
+  if (!w.started) {
+    w.started = true;
+    start_failures_ = 0;
+    if (w.launched) {
+      --pools_[pool].starting;
+    } else {  // a worker nobody launched (started by hand for a standalone coordinator)
+      ++pools_[pool].live;
+      ++stats_.workers_live;
+    }
+  }
+  fx.ended.push_back(worker_id);
+  if (w.task)
+    lose_task(worker_id, WorkerExit{WorkerExit::Cause::kLost},
+              "the worker asked for new work while running a task", now, fx);
+  if (w.idle) remove_idle(worker_id, w);  // asked twice: the new request replaces the old
+  if (shutdown_) {
+    answer(worker_id, Assignment{.kind = Assignment::Kind::kShutdown}, fx);
+    return;
+  }
+  while (!ready_[pool].empty()) {
+    Task* t = find(ready_[pool].front());
+    ready_[pool].pop_front();
+    if (!t || t->state != kReady) continue;
+    assign(w, worker_id, *t, now, fx);
+    return;
+  }
+  w.idle = true;
+  w.idle_until = now + options_.idle_poll;
+  idle_[pool].push_back(worker_id);
+  add_timer(w.idle_until, TimerKind::kIdle, worker_id);
+}
+
+void JobState::remove_idle(uint64_t worker_id, Worker& w) {
+  w.idle = false;
+  std::erase(idle_[w.on_coordinator], worker_id);
+}
+
+void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
+  ++stats_.calls;
+  if (auto w = workers_.find(info.worker_id); w != workers_.end()) w->second.last_seen = now;
+  Task* found = find(info.task_id);
+  if (!found || found->worker != info.worker_id ||
+      (found->state != kRunning && found->state != kBlocked)) {
+    answer(info.worker_id, CallOutcome{CallOutcome::Kind::kAbandon, {}, {}}, fx);
+    return;
+  }
+  Task& t = *found;
+  if (t.d.call && info.seqno < t.d.call->seqno) {  // stale: ignore it, change nothing
+    answer(info.worker_id, CallOutcome{CallOutcome::Kind::kAbandon, {}, {}}, fx);
+    return;
+  }
+  if (t.d.call && info.seqno == t.d.call->seqno) {
+    ++stats_.duplicate_calls;  // a restarted task repeats its latest call
+  } else {
+    if (t.d.call && t.d.call->image_key != info.image_key)
+      fx.discarded.push_back(std::move(t.d.call->image_key));
+    t.d.call = TaskDurable::Call{info.seqno,
+                                 std::move(info.image_key),
+                                 std::move(info.image),
+                                 info.op,
+                                 std::move(info.request),
+                                 false,
+                                 {},
+                                 {}};
+    t.d.failures = 0;  // progress
+    t.d.crashes = 0;
+    t.queue = 0;
+    mark(t, fx);
+    apply(t, now, fx);
+    schedule(fx);  // a spawn may have made work ready
+  }
+  TaskDurable::Call& c = *t.d.call;
+  if (!c.done && !must_park(t)) {
+    if (t.state != kBlocked) {
+      set_state(t, kBlocked);
+      blocked_.insert(t.d.id);
+      t.park_at = now + options_.grace;
+      add_timer(t.park_at, TimerKind::kGrace, t.d.id);
+    }
+    return;  // answered when the call completes, or at the end of the grace period
+  }
+  if (c.done && c.op != Op::kYield) {
+    set_state(t, kRunning);
+    blocked_.erase(t.d.id);
+    answer(info.worker_id, CallOutcome{CallOutcome::Kind::kResult, c.reply, c.error}, fx);
+    return;
+  }
+  park_call(t, now, fx);
+  answer(info.worker_id, CallOutcome{CallOutcome::Kind::kPark, {}, {}}, fx);
+}
+
+// The task's worker drops it (the caller tells it kPark); it is relaunched
+// from the call's image once the call completes (a yield: at once, elsewhere).
+void JobState::park_call(Task& t, TimePoint now, Effects& fx) {
+  blocked_.erase(t.d.id);
+  uint64_t worker = std::exchange(t.worker, 0);
+  ++stats_.parks;
+  bool done = t.d.call->done;
+  end_invocation(worker, done ? "yield" : "park", now, fx);
+  if (done) {
+    ++stats_.relaunches;
+    push_ready(t, now, fx);
+  } else {
+    set_state(t, kParked);
+  }
+  schedule(fx);
+}
+
+void JobState::finish(FinishInfo info, TimePoint now, Effects& fx) {
+  if (auto w = workers_.find(info.worker_id); w != workers_.end()) w->second.last_seen = now;
+  Task* found = find(info.task_id);
+  // A stale finish (another worker runs the task, or this attempt is behind
+  // the task's recorded calls) changes nothing.
+  bool current = found && found->worker == info.worker_id && found->state == kRunning &&
+                 (!found->d.call || info.seqno > found->d.call->seqno);
+  if (current) {
+    Task& t = *found;
+    t.worker = 0;
+    end_invocation(info.worker_id, info.failed ? "failed" : "finished", now, fx);
+    if (info.failed) {
+      fail_task(t, describe(t) + " failed: " + info.error, now, fx);
+    } else {
+      ++stats_.finished;
+      resolve(t, FutureSlot::State::kDone, std::move(info.result), now, fx);
+    }
+    schedule(fx);
+  }
+  if (info.and_next)
+    next(info.worker_id, now, fx);
+  else
+    fx.answers.push_back({info.worker_id, Effects::Finished{}});
+}
+
+void JobState::heartbeat(uint64_t worker, TimePoint now) {
+  auto it = workers_.find(worker);
+  if (it == workers_.end()) return;
+  it->second.heard = true;
+  it->second.last_seen = now;
+  if (!liveness_timer_ && options_.liveness_timeout > Duration::zero()) {
+    liveness_timer_ = true;
+    add_timer(now + options_.liveness_timeout / 4, TimerKind::kLiveness, 0);
+  }
+}
+
+void JobState::crash_report(CrashReport report) {
+  auto it = workers_.find(report.worker_id);
+  if (it != workers_.end()) it->second.crash = std::move(report);
+}
+
+void JobState::lose_task(uint64_t worker_id, const WorkerExit& exit, const std::string& why,
+                         TimePoint now, Effects& fx) {
+  auto wit = workers_.find(worker_id);
+  if (wit == workers_.end() || !wit->second.task) return;
+  Worker& w = wit->second;
+  Task* found = find(w.task);
+  end_invocation(worker_id, "worker lost: " + why, now, fx);
+  if (!found || found->worker != worker_id) return;
+  Task& t = *found;
+  t.worker = 0;
+  blocked_.erase(t.d.id);
+  mark(t, fx);
+  bool crash = exit.deterministic_crash() || (w.crash && w.crash->signal != 0);
+  if (crash && ++t.d.crashes > options_.max_crash_retries) {
+    std::string msg = describe(t) + " crashed " + std::to_string(t.d.crashes) +
+                      " times in a row (last: " + why + ")";
+    if (w.crash && !w.crash->backtrace.empty()) msg += "; backtrace:\n" + w.crash->backtrace;
+    fail_task(t, msg, now, fx, /*keep_image=*/true);
+    return;
+  }
+  if (++t.d.failures > options_.max_failures) {
+    fail_task(t,
+              describe(t) + " failed: its worker died " + std::to_string(t.d.failures) +
+                  " times in a row without progress (last: " + why + ")",
+              now, fx, /*keep_image=*/true);
+  } else if (t.d.call && !t.d.call->done) {
+    set_state(t, kParked);  // relaunched when its call completes
+  } else {
+    ++stats_.relaunches;
+    push_ready(t, now, fx);  // from its last checkpoint, or from the start
+  }
+}
+
+void JobState::worker_exited(uint64_t worker_id, const WorkerExit& exit, TimePoint now,
+                             Effects& fx) {
+  if (!dead_.insert(worker_id).second) return;  // reported already
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return;
+  Worker& w = it->second;
+  bool started = w.started;
+  WorkerExit e = exit;
+  if (w.crash && w.crash->signal &&
+      (e.cause == WorkerExit::Cause::kLost || e.signal == 0 || e.signal == w.crash->signal)) {
+    e.cause = WorkerExit::Cause::kCrashed;  // the worker said so before dying
+    e.signal = w.crash->signal;
+  }
+  auto cause = size_t(e.cause);
+  (w.task ? stats_.deaths : stats_.idle_exits)[cause]++;
+  std::string why = e.describe();
+  lose_task(worker_id, e, why, now, fx);
+  if (w.idle) remove_idle(worker_id, w);
+  PoolCount& n = pools_[w.on_coordinator];
+  if (!started && w.launched) --n.starting;
+  if (n.live) --n.live;
+  if (stats_.workers_live) --stats_.workers_live;
+  workers_.erase(it);
+  // Workers that die before they ask for work cannot run anything: after a
+  // few in a row the job fails, instead of relaunching them forever.
+  if (!started && ++start_failures_ >= options_.max_start_failures) {
+    fail_job(std::to_string(start_failures_) +
+                 " workers in a row died before asking for work (last: " + why + ")",
+             fx);
+    return;
+  }
+  schedule(fx);
+}
+
+void JobState::launch_failed(uint64_t worker_id, const std::string& error, TimePoint now,
+                             Effects& fx) {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end() || it->second.started) return;
+  dead_.insert(worker_id);
+  PoolCount& n = pools_[it->second.on_coordinator];
+  if (n.starting) --n.starting;
+  if (n.live) --n.live;
+  if (stats_.workers_live) --stats_.workers_live;
+  workers_.erase(it);
+  if (++start_failures_ >= options_.max_start_failures) {
+    fail_job("cannot start a worker (" + std::to_string(start_failures_) +
+                 " attempts in a row failed; last: " + error + ")",
+             fx);
+    return;
+  }
+  (void)now;
+  schedule(fx);
+}
+
+void JobState::fire_timers(TimePoint now, Effects& fx) {
+  while (!timers_.empty() && std::get<0>(*timers_.begin()) <= now) {
+    auto [when, kind, id] = *timers_.begin();
+    timers_.erase(timers_.begin());
+    switch (kind) {
+      case TimerKind::kGrace: {
+        Task* t = find(id);
+        if (!t || t->state != kBlocked || t->park_at != when) break;  // answered meanwhile
+        uint64_t worker = t->worker;
+        park_call(*t, now, fx);
+        answer(worker, CallOutcome{CallOutcome::Kind::kPark, {}, {}}, fx);
+        break;
+      }
+      case TimerKind::kIdle: {
+        auto it = workers_.find(id);
+        if (it == workers_.end() || !it->second.idle || it->second.idle_until != when) break;
+        remove_idle(id, it->second);
+        answer(id, Assignment{.kind = Assignment::Kind::kIdle}, fx);
+        break;
+      }
+      case TimerKind::kLiveness: {
+        liveness_timer_ = false;
+        std::vector<uint64_t> silent;
+        for (auto& [wid, w] : workers_)
+          if (w.heard && now - w.last_seen > options_.liveness_timeout) silent.push_back(wid);
+        for (uint64_t wid : silent) {
+          fx.hung.push_back(wid);
+          worker_exited(wid, WorkerExit{WorkerExit::Cause::kHung}, now, fx);
+        }
+        for (auto& [wid, w] : workers_) {
+          if (!w.heard) continue;
+          liveness_timer_ = true;  // checked again while anyone sends heartbeats
+          add_timer(now + options_.liveness_timeout / 4, TimerKind::kLiveness, 0);
+          break;
+        }
+        break;
+      }
+    }
+  }
+}
+
+void JobState::shutdown(TimePoint now, Effects& fx) {
+  shutdown_ = true;
+  for (auto& idle : idle_) {
+    for (uint64_t id : idle) {
+      auto it = workers_.find(id);
+      if (it == workers_.end() || !it->second.idle) continue;
+      it->second.idle = false;
+      answer(id, Assignment{.kind = Assignment::Kind::kShutdown}, fx);
+    }
+    idle.clear();
+  }
+  for (uint64_t id : std::vector<uint64_t>(blocked_.begin(), blocked_.end())) {
+    Task& t = *find(id);
+    uint64_t worker = t.worker;
+    park_call(t, now, fx);
+    answer(worker, CallOutcome{CallOutcome::Kind::kPark, {}, {}}, fx);
+  }
+}
+
+void JobState::fail_job(const std::string& why, Effects& fx) {
+  if (job_.done) return;
+  job_.done = true;
+  job_.failed = true;
+  job_.error = why;
+  fx.changes.job = true;
+  fx.job_done = true;
+}
+
+}  // namespace kappa::detail

@@ -1,0 +1,254 @@
+// JobState: the coordinator's decisions for one job, as a single-threaded
+// state machine (DESIGN.md sections 1 and 4).
+//
+// Events go in (a worker asks for work, a call, a finish, a worker exits, a
+// timer fires), each with the time it happens at; effects come out (answers
+// to send, workers to launch or kill, invocations that started or ended,
+// images to discard, records to make durable, trace spans). JobState has no
+// mutex, no thread and no clock: Coordinator (coordinator.h) is the thin
+// concurrent shell that feeds it and carries its effects out, and tests drive
+// it directly, with made-up times.
+//
+// Invariants:
+//   - A call is applied at most once per (task, seqno). Each task keeps its
+//     latest call (seqno, checkpoint image, result); a worker restarted from
+//     that image re-sends the same seqno and receives the recorded result.
+//   - A task is run by at most one worker at a time; calls and finishes from
+//     any other worker are answered kAbandon (or ignored) and change nothing.
+//   - Every request gets exactly one answer, now or later.
+//   - A call that would block keeps its worker at most the grace period, and
+//     not at all while other work waits for a worker slot; then the worker is
+//     told to park and the task is relaunched from the call's image once the
+//     result is ready.
+//   - An idle worker of a pool and a ready task of the same pool never
+//     coexist: the task is handed out at once.
+//   - Memory grows with live tasks: a finished task leaves only its result
+//     (its future), a few dozen bytes for small values.
+//
+// Durable and runtime state: TaskDurable is what a restarted coordinator
+// needs to continue a task (what the journal records); TaskRuntime is the
+// bookkeeping of this process (which worker runs it, who waits for it,
+// timers), rebuilt rather than recorded.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "backends/backend.h"
+#include "kappa/detail/calls.h"
+#include "protocol/messages.h"
+
+namespace kappa::detail {
+
+using TimePoint = std::chrono::steady_clock::time_point;
+using Duration = std::chrono::steady_clock::duration;
+
+struct JobStateOptions {
+  unsigned max_workers = 2;               // concurrent workers (not counting on_coordinator)
+  unsigned max_coordinator_workers = 64;  // concurrent on_coordinator workers
+  Duration grace = std::chrono::milliseconds(50);  // how long a blocked call holds its worker
+  Duration idle_poll = std::chrono::seconds(1);    // an idle worker is answered kIdle after it
+  unsigned max_failures = 10;       // worker deaths in a row without progress before a task fails
+  unsigned max_crash_retries = 2;   // restarts after a deterministic crash (SIGSEGV, ...)
+  unsigned max_start_failures = 5;  // workers in a row lost before asking for work
+  // A worker that has sent heartbeats and then falls silent this long is
+  // killed and its task restarted (zero: never).
+  Duration liveness_timeout = std::chrono::seconds(5);
+  double time_limit = 0;  // seconds per invocation told to workers (on_coordinator: none)
+  bool tracing = false;   // emit a trace span per invocation
+};
+
+/// The durable part of a task.
+struct TaskDurable {
+  struct Call {
+    uint64_t seqno = 0;
+    std::string image_key, image;  // the checkpoint: in the store, or inline
+    Op op = Op::kCheckpoint;
+    std::string request;
+    bool done = false;
+    std::string reply, error;
+  };
+  enum class Phase { kWaitingDeps, kRunnable };
+  uint64_t id = 0;
+  SpawnSpec spec;
+  std::vector<std::string> args;  // resolved argument bytes
+  Phase phase = Phase::kWaitingDeps;
+  std::optional<Call> call;  // the latest call
+  unsigned failures = 0;     // worker deaths since the last progress
+  unsigned crashes = 0;      // deterministic crashes since the last progress
+};
+
+/// A resolved or pending future (one per task id).
+struct FutureSlot {
+  enum class State : uint8_t { kPending, kDone, kFailed } state = State::kPending;
+  std::string bytes;  // kDone: the encoded value; kFailed: the error
+};
+
+/// What changed in durable state at one event: what the journal records.
+struct Changes {
+  std::vector<uint64_t> tasks;   // created, called, completed, or resolved (may repeat)
+  std::vector<uint64_t> queues;  // created, or their items changed
+  bool job = false;              // the outcome or counters
+  bool empty() const { return tasks.empty() && queues.empty() && !job; }
+};
+
+/// One task invocation on a worker, for traces.
+struct TraceSpan {
+  uint64_t task = 0, worker = 0;
+  bool on_coordinator = false;
+  std::string name;
+  const char* kind = "start";  // or "resume"
+  std::string outcome;         // finished, failed, park, yield, worker lost: ...
+  TimePoint start, end;
+};
+
+struct Effects {
+  struct Finished {};
+  struct Answer {
+    uint64_t worker = 0;
+    std::variant<Assignment, CallOutcome, Finished> body;
+  };
+  struct Launch {
+    uint64_t worker = 0;
+    bool on_coordinator = false;
+  };
+  std::vector<Answer> answers;
+  std::vector<Launch> launches;
+  std::vector<uint64_t> started;       // invocations that started (backend: time limit, chaos)
+  std::vector<uint64_t> ended;         // invocations that ended
+  std::vector<uint64_t> hung;          // workers to kill: they stopped sending heartbeats
+  std::vector<std::string> discarded;  // image keys nobody will restore from
+  std::vector<TraceSpan> spans;
+  Changes changes;
+  bool job_done = false;  // the job's outcome is known (now)
+
+  void clear();
+};
+
+struct JobOutcome {
+  bool done = false, failed = false;
+  std::string result;  // the root task's encoded value
+  std::string error;   // which task failed and why
+};
+
+struct JobStats {
+  static constexpr size_t kCauses = 6;  // WorkerExit::Cause values
+  uint64_t tasks = 0, finished = 0, failed = 0;
+  uint64_t waiting = 0, ready = 0, running = 0, blocked = 0, parked = 0;  // live tasks now
+  uint64_t calls = 0, duplicate_calls = 0, parks = 0, relaunches = 0;
+  uint64_t workers_launched = 0, workers_live = 0;
+  std::array<uint64_t, kCauses> deaths{};      // workers lost with a task, by cause
+  std::array<uint64_t, kCauses> idle_exits{};  // workers lost between tasks, by cause
+  uint64_t total_deaths() const;
+};
+
+class JobState {
+ public:
+  explicit JobState(JobStateOptions options);
+  ~JobState();
+  JobState(const JobState&) = delete;
+  JobState& operator=(const JobState&) = delete;
+
+  // ---- events ----
+  /// Creates the job's root task (id 1).
+  uint64_t spawn_root(SpawnSpec spec, TimePoint now, Effects& fx);
+  void next(uint64_t worker, TimePoint now, Effects& fx);
+  void call(CallInfo info, TimePoint now, Effects& fx);
+  void finish(FinishInfo info, TimePoint now, Effects& fx);
+  void heartbeat(uint64_t worker, TimePoint now);
+  void crash_report(CrashReport report);
+  /// The worker is gone; idempotent. Its task restarts elsewhere.
+  void worker_exited(uint64_t worker, const WorkerExit& exit, TimePoint now, Effects& fx);
+  /// The backend could not start a worker asked for in Effects::launches.
+  void launch_failed(uint64_t worker, const std::string& error, TimePoint now, Effects& fx);
+  /// Fires every timer due at `now` (grace periods, idle polls, liveness).
+  void fire_timers(TimePoint now, Effects& fx);
+  /// Ends the job: idle workers are told to shut down, blocked calls to
+  /// park, and every later request for work is answered kShutdown.
+  void shutdown(TimePoint now, Effects& fx);
+
+  // ---- queries ----
+  /// When fire_timers() next has something to do.
+  std::optional<TimePoint> next_timer() const;
+  const JobOutcome& outcome() const { return job_; }
+  JobStats stats() const { return stats_; }
+  /// Durable state, for the journal: a live task (null once resolved), a
+  /// task's future, a queue's items.
+  const TaskDurable* task(uint64_t id) const;
+  const FutureSlot* future(uint64_t id) const;
+  const std::deque<std::string>* queue_items(uint64_t id) const;
+
+ private:
+  struct Task;
+  struct Queue;
+  struct Worker;
+  enum class TimerKind : uint8_t { kGrace, kIdle, kLiveness };
+
+  Task* find(uint64_t id);
+  std::string describe(const Task& t) const;
+  uint64_t& live_count(int state);
+  void set_state(Task& t, int state);
+  void mark(const Task& t, Effects& fx);
+  uint64_t add_task(SpawnSpec spec, Effects& fx);
+  void start_task(uint64_t id, TimePoint now, Effects& fx);
+  void make_ready(Task& t, TimePoint now, Effects& fx);
+  void push_ready(Task& t, TimePoint now, Effects& fx);
+  void assign(Worker& w, uint64_t worker_id, Task& t, TimePoint now, Effects& fx);
+  void complete_call(Task& t, std::string reply, std::string error, TimePoint now, Effects& fx);
+  void resolve(Task& t, FutureSlot::State state, std::string bytes, TimePoint now, Effects& fx);
+  // `keep_image`: the task's last image stays in the store (a task that
+  // kept dying may be inspected); otherwise it is discarded.
+  void fail_task(Task& t, const std::string& why, TimePoint now, Effects& fx,
+                 bool keep_image = false);
+  void start_wait(Task& t, TimePoint now, Effects& fx);
+  void finish_wait(Task& t, TimePoint now, Effects& fx);
+  void apply(Task& t, TimePoint now, Effects& fx);
+  void queue_progress(Queue& q, TimePoint now, Effects& fx);
+  void schedule(Effects& fx);
+  bool ready_work_starved() const;
+  bool must_park(const Task& t) const;
+  void park_blocked_for_starved_work(TimePoint now, Effects& fx);
+  void park_call(Task& t, TimePoint now, Effects& fx);
+  void end_invocation(uint64_t worker_id, const std::string& outcome, TimePoint now, Effects& fx);
+  void lose_task(uint64_t worker_id, const WorkerExit& exit, const std::string& why, TimePoint now,
+                 Effects& fx);
+  void remove_idle(uint64_t worker_id, Worker& w);
+  void fail_job(const std::string& why, Effects& fx);
+  void add_timer(TimePoint at, TimerKind kind, uint64_t id);
+  void answer(uint64_t worker, CallOutcome o, Effects& fx);
+  void answer(uint64_t worker, Assignment a, Effects& fx);
+
+  JobStateOptions options_;
+  // Tasks by id (index); null once resolved. futures_ likewise, kept.
+  std::vector<std::unique_ptr<Task>> tasks_;
+  std::vector<FutureSlot> futures_;
+  std::unordered_map<uint64_t, Queue> queues_;
+  std::unordered_map<uint64_t, Worker> workers_;
+  std::set<uint64_t> dead_;        // workers reported gone: never given work again
+  std::deque<uint64_t> ready_[2];  // [pool]: tasks waiting for a worker
+  std::deque<uint64_t> idle_[2];   // [pool]: workers waiting for a task
+  std::set<uint64_t> blocked_;     // tasks whose call waits for its result on its worker
+  struct PoolCount {
+    size_t live = 0;      // launched and not gone
+    size_t starting = 0;  // launched, not yet asked for work
+  } pools_[2];
+  std::set<std::tuple<TimePoint, TimerKind, uint64_t>> timers_;
+  bool liveness_timer_ = false;
+  uint64_t next_queue_ = 1, next_worker_ = 1;
+  unsigned start_failures_ = 0;  // workers in a row lost before their first request
+  bool shutdown_ = false;
+  JobOutcome job_;
+  JobStats stats_;
+};
+
+}  // namespace kappa::detail

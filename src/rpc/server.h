@@ -1,0 +1,38 @@
+// CoordinatorServer: serves a WorkerService (the coordinator) to workers.
+// The address picks the transport: "unix:PATH" or "unix:@NAME" for the
+// Unix-socket transport (local workers), "host:port" for gRPC.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "protocol/worker_service.h"
+
+namespace kappa::detail {
+
+class Listener;
+
+struct ServerOptions {
+  std::string listen;  // where to listen ("127.0.0.1:0" picks a port)
+  std::string token;   // every session must start with it
+  /// A session that ends counts as its worker's death (for backends that
+  /// cannot watch their workers' processes).
+  bool report_closed_sessions = false;
+  size_t max_sessions = 1024;  // sessions at once; more connections are refused
+};
+
+class CoordinatorServer {
+ public:
+  /// Throws kappa::Error if it cannot listen there.
+  CoordinatorServer(WorkerService* service, const ServerOptions& options);
+  ~CoordinatorServer();
+  /// The address workers connect to ("127.0.0.1:PORT", "unix:@NAME", ...).
+  const std::string& address() const;
+  /// Stops accepting and ends every session. Idempotent.
+  void stop();
+
+ private:
+  std::unique_ptr<Listener> listener_;
+};
+
+}  // namespace kappa::detail

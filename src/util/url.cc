@@ -1,0 +1,17 @@
+#include "util/url.h"
+
+#include "kappa/error.h"
+
+namespace kappa::detail {
+
+Url parse_url(std::string_view text) {
+  if (text.empty()) throw Error("empty URL");
+  size_t sep = text.find("://");
+  if (sep == std::string_view::npos) return {"file", std::string(text)};
+  Url url{std::string(text.substr(0, sep)), std::string(text.substr(sep + 3))};
+  if (url.scheme.empty() || url.rest.empty())
+    throw Error("malformed URL '" + std::string(text) + "' (expected scheme://...)");
+  return url;
+}
+
+}  // namespace kappa::detail

@@ -1,0 +1,579 @@
+// JobState, the coordinator's state machine, driven event by event with
+// made-up times: no threads, no processes, no sleeping. Each test reads as a
+// specification of one rule (job_state.h lists the invariants).
+#include "coordinator/job_state.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <map>
+
+namespace kappa::detail {
+namespace {
+
+using namespace std::chrono_literals;
+using Kind = Assignment::Kind;
+using Outcome = CallOutcome::Kind;
+using Cause = WorkerExit::Cause;
+
+SpawnSpec spec(std::string name, std::vector<ArgSlot> args = {}) {
+  SpawnSpec s;
+  s.fn = 0x1000;
+  s.trampoline = 0x2000;
+  s.name = std::move(name);
+  s.args = std::move(args);
+  return s;
+}
+
+std::string spawn_request(std::vector<SpawnSpec> specs) { return encode(specs); }
+
+class JobStateTest : public ::testing::Test {
+ protected:
+  static JobStateOptions defaults() {
+    JobStateOptions o;
+    o.max_workers = 2;
+    o.grace = 50ms;
+    o.idle_poll = 1s;
+    o.max_failures = 2;
+    o.liveness_timeout = 5s;
+    o.time_limit = 9;
+    return o;
+  }
+  explicit JobStateTest(JobStateOptions o = defaults()) : s(o) {}
+
+  // Runs one event; its answers go to the workers' inboxes, the rest of its
+  // effects stay in `fx` until the next event.
+  template <class Event>
+  void event(Event&& e) {
+    fx.clear();
+    e(s, now, fx);
+    for (Effects::Answer& a : fx.answers) inbox[a.worker].push_back(std::move(a.body));
+    for (const Effects::Launch& l : fx.launches) launched.push_back(l);
+  }
+  void advance(Duration d) {
+    now += d;
+    event([](JobState& s, TimePoint t, Effects& fx) { s.fire_timers(t, fx); });
+  }
+
+  bool answered(uint64_t w) const {
+    auto it = inbox.find(w);
+    return it != inbox.end() && !it->second.empty();
+  }
+  template <class T>
+  T take(uint64_t w) {
+    EXPECT_TRUE(answered(w)) << "worker " << w << " got no answer";
+    if (!answered(w)) return T{};
+    auto body = std::move(inbox[w].front());
+    inbox[w].pop_front();
+    EXPECT_TRUE(std::holds_alternative<T>(body)) << "worker " << w << ": another kind of answer";
+    return std::holds_alternative<T>(body) ? std::get<T>(std::move(body)) : T{};
+  }
+
+  // Requests, returning their answer when it comes at once.
+  Assignment next(uint64_t w) {
+    event([&](JobState& s, TimePoint t, Effects& fx) { s.next(w, t, fx); });
+    return take<Assignment>(w);
+  }
+  void next_no_answer(uint64_t w) {
+    event([&](JobState& s, TimePoint t, Effects& fx) { s.next(w, t, fx); });
+    EXPECT_FALSE(answered(w)) << "worker " << w << " was answered at once";
+  }
+  void send_call(uint64_t w, uint64_t task, uint64_t seqno, Op op, std::string request = {},
+                 std::string image_key = {}) {
+    if (image_key.empty()) image_key = "img-" + std::to_string(task) + "-" + std::to_string(seqno);
+    event([&](JobState& s, TimePoint t, Effects& fx) {
+      s.call(CallInfo{.worker_id = w,
+                      .task_id = task,
+                      .seqno = seqno,
+                      .image_key = image_key,
+                      .op = op,
+                      .request = std::move(request)},
+             t, fx);
+    });
+  }
+  CallOutcome call(uint64_t w, uint64_t task, uint64_t seqno, Op op, std::string request = {},
+                   std::string image_key = {}) {
+    send_call(w, task, seqno, op, std::move(request), std::move(image_key));
+    return take<CallOutcome>(w);
+  }
+  // A finish that does not ask for the next assignment (next() does).
+  void finish(uint64_t w, uint64_t task, uint64_t seqno, std::string result, bool failed = false) {
+    event([&](JobState& s, TimePoint t, Effects& fx) {
+      s.finish(FinishInfo{w, task, seqno, failed, std::move(result), failed ? "boom" : "", false},
+               t, fx);
+    });
+    take<Effects::Finished>(w);
+  }
+  void exited(uint64_t w, WorkerExit e) {
+    event([&](JobState& s, TimePoint t, Effects& fx) { s.worker_exited(w, e, t, fx); });
+  }
+  void root(SpawnSpec r = spec("root")) {
+    event([&](JobState& s, TimePoint t, Effects& fx) { s.spawn_root(std::move(r), t, fx); });
+  }
+
+  JobState s;
+  TimePoint now{};
+  Effects fx;
+  std::map<uint64_t, std::deque<std::variant<Assignment, CallOutcome, Effects::Finished>>> inbox;
+  std::vector<Effects::Launch> launched;
+};
+
+TEST_F(JobStateTest, TheRootStartsOnALaunchedWorker) {
+  root(spec("root", {{0, encode(std::string("event"))}}));
+  ASSERT_EQ(launched.size(), 1u);
+  EXPECT_FALSE(launched[0].on_coordinator);
+  Assignment a = next(launched[0].worker);
+  EXPECT_EQ(a.kind, Kind::kStart);
+  EXPECT_EQ(a.task_id, 1u);
+  EXPECT_EQ(a.time_left, 9);
+  EXPECT_EQ(fx.started, std::vector<uint64_t>{launched[0].worker});  // the time limit starts
+  ASSERT_EQ(a.args.size(), 1u);
+  EXPECT_EQ(decode<std::string>(a.args[0]), "event");
+}
+
+TEST_F(JobStateTest, ARepeatedCallIsAppliedOnce) {
+  root();
+  next(1);
+  std::string request = spawn_request({spec("child")});
+  CallOutcome first = call(1, 1, 0, Op::kSpawn, request);
+  CallOutcome again = call(1, 1, 0, Op::kSpawn, request);  // e.g. a retried message
+  ASSERT_EQ(first.kind, Outcome::kResult);
+  EXPECT_EQ(again.reply, first.reply);
+  EXPECT_EQ(decode<std::vector<uint64_t>>(first.reply), std::vector<uint64_t>{2});
+  EXPECT_EQ(s.stats().tasks, 2u);  // one child, not two
+  EXPECT_EQ(s.stats().duplicate_calls, 1u);
+}
+
+TEST_F(JobStateTest, AStaleCallIsAbandonedAndChangesNothing) {
+  root();
+  next(1);
+  call(1, 1, 5, Op::kCheckpoint);
+  EXPECT_EQ(call(1, 1, 4, Op::kCheckpoint).kind, Outcome::kAbandon);
+  EXPECT_EQ(call(7, 1, 6, Op::kCheckpoint).kind, Outcome::kAbandon);  // not its worker
+  EXPECT_EQ(s.task(1)->call->seqno, 5u);
+}
+
+TEST_F(JobStateTest, ABlockedCallHoldsItsWorkerForTheGracePeriodThenParks) {
+  root();
+  next(1);
+  call(1, 1, 0, Op::kSpawn, spawn_request({spec("child")}));
+  send_call(1, 1, 1, Op::kWait, encode(std::vector<uint64_t>{2}));
+  EXPECT_FALSE(answered(1));  // blocked, on its worker
+  advance(49ms);
+  EXPECT_FALSE(answered(1));
+  advance(1ms);
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kPark);
+  EXPECT_EQ(s.stats().parks, 1u);
+  // The child's result relaunches the parent from the wait's image.
+  ASSERT_EQ(next(2).task_id, 2u);
+  finish(2, 2, 0, encode(int64_t{42}));
+  Assignment resumed = next(1);
+  EXPECT_EQ(resumed.kind, Kind::kResume);
+  EXPECT_EQ(resumed.task_id, 1u);
+  EXPECT_EQ(resumed.image_key, "img-1-1");
+  auto results = decode<std::vector<WaitResult>>(resumed.reply);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(decode<int64_t>(results[0].bytes), 42);
+}
+
+TEST_F(JobStateTest, ACallCompletedWithinTheGracePeriodIsAnsweredWhereItWaits) {
+  root();
+  next(1);
+  call(1, 1, 0, Op::kSpawn, spawn_request({spec("child")}));
+  next(2);
+  send_call(1, 1, 1, Op::kWait, encode(std::vector<uint64_t>{2}));
+  advance(10ms);
+  finish(2, 2, 0, encode(int64_t{7}));
+  CallOutcome got = take<CallOutcome>(1);  // answered by the child's finish
+  EXPECT_EQ(got.kind, Outcome::kResult);
+  EXPECT_EQ(decode<int64_t>(decode<std::vector<WaitResult>>(got.reply).at(0).bytes), 7);
+  advance(1s);
+  EXPECT_FALSE(answered(1));  // one answer per request: no park later
+  EXPECT_EQ(s.stats().parks, 0u);
+}
+
+TEST_F(JobStateTest, AnInlineImageComesBackWithTheRelaunch) {
+  root();
+  next(1);
+  call(1, 1, 0, Op::kSpawn, spawn_request({spec("child")}));
+  event([&](JobState& s, TimePoint t, Effects& fx) {
+    s.call(CallInfo{.worker_id = 1,
+                    .task_id = 1,
+                    .seqno = 1,
+                    .image = "the image bytes",
+                    .op = Op::kWait,
+                    .request = encode(std::vector<uint64_t>{2})},
+           t, fx);
+  });
+  advance(1s);
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kPark);
+  next(2);
+  finish(2, 2, 0, encode(int64_t{7}));
+  Assignment resumed = next(1);
+  EXPECT_EQ(resumed.image, "the image bytes");
+  EXPECT_EQ(resumed.image_key, "");
+}
+
+TEST_F(JobStateTest, FutureArgumentsAreDataflowEdges) {
+  root();
+  next(1);
+  call(1, 1, 0, Op::kSpawn, spawn_request({spec("a")}));
+  call(1, 1, 1, Op::kSpawn, spawn_request({spec("b", {{2, ""}})}));  // b takes a's future
+  EXPECT_EQ(next(2).task_id, 2u);
+  next_no_answer(3);  // b is not ready
+  finish(2, 2, 0, encode(std::string("value of a")));
+  Assignment b = take<Assignment>(3);  // handed to the idle worker at once
+  ASSERT_EQ(b.task_id, 3u);
+  EXPECT_EQ(decode<std::string>(b.args.at(0)), "value of a");
+}
+
+TEST_F(JobStateTest, AFailedArgumentFailsItsDependent) {
+  root();
+  next(1);
+  call(1, 1, 0, Op::kSpawn, spawn_request({spec("a"), spec("b", {{2, ""}})}));
+  next(2);
+  finish(2, 2, 0, "", /*failed=*/true);
+  ASSERT_EQ(s.future(3)->state, FutureSlot::State::kFailed);
+  EXPECT_NE(s.future(3)->bytes.find("task 3 (b) not started: its argument failed: task 2 (a) "
+                                    "failed: boom"),
+            std::string::npos)
+      << s.future(3)->bytes;
+}
+
+TEST_F(JobStateTest, UnknownFuturesAreErrorsNotHangs) {
+  root();
+  next(1);
+  CallOutcome w = call(1, 1, 0, Op::kWait, encode(std::vector<uint64_t>{99}));
+  EXPECT_NE(w.error.find("wait on unknown future 99"), std::string::npos) << w.error;
+  SpawnSpec bad = spec("bad");
+  bad.awaits = {77};
+  call(1, 1, 1, Op::kSpawn, spawn_request({bad}));
+  ASSERT_EQ(s.future(2)->state, FutureSlot::State::kFailed);
+  EXPECT_NE(s.future(2)->bytes.find("awaits unknown future 77"), std::string::npos);
+}
+
+TEST_F(JobStateTest, WaitingOnManyFuturesGivesTheirValuesInOrder) {
+  root();
+  next(1);
+  call(1, 1, 0, Op::kSpawn, spawn_request({spec("a"), spec("b"), spec("c")}));
+  // Futures may repeat; each is counted where it appears.
+  send_call(1, 1, 1, Op::kWait, encode(std::vector<uint64_t>{4, 2, 4, 3}));
+  advance(1s);
+  take<CallOutcome>(1);  // parked
+  for (uint64_t t : {2, 3}) {
+    ASSERT_EQ(next(2).task_id, t);
+    finish(2, t, 0, encode(int64_t(t * 10)));
+  }
+  EXPECT_EQ(s.stats().parked, 1u);  // still waiting for task 4
+  ASSERT_EQ(next(2).task_id, 4u);
+  finish(2, 4, 0, encode(int64_t{40}));
+  Assignment resumed = next(3);
+  ASSERT_EQ(resumed.task_id, 1u);
+  std::vector<int64_t> values;
+  for (const WaitResult& r : decode<std::vector<WaitResult>>(resumed.reply))
+    values.push_back(decode<int64_t>(r.bytes));
+  EXPECT_EQ(values, (std::vector<int64_t>{40, 20, 40, 30}));
+}
+
+TEST_F(JobStateTest, RendezvousQueueHandsOverOnlyToADequeuer) {
+  root();
+  next(1);
+  uint64_t q = decode<uint64_t>(call(1, 1, 0, Op::kMakeQueue, encode(uint64_t{0})).reply);
+  call(1, 1, 1, Op::kSpawn, spawn_request({spec("consumer")}));
+  send_call(1, 1, 2, Op::kEnqueue, enqueue_request(q, std::string("item")));
+  advance(1s);
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kPark);  // nobody dequeues yet
+  next(2);
+  CallOutcome got = call(2, 2, 0, Op::kDequeue, encode(q));
+  ASSERT_EQ(got.kind, Outcome::kResult);
+  EXPECT_EQ(decode<std::string>(got.reply), "item");
+  Assignment producer = next(1);  // the enqueue completed: relaunched
+  EXPECT_EQ(producer.kind, Kind::kResume);
+  EXPECT_EQ(producer.task_id, 1u);
+}
+
+TEST_F(JobStateTest, AnEnqueueWithoutAQueueIdFailsTheCall) {
+  root();
+  next(1);
+  CallOutcome r = call(1, 1, 0, Op::kEnqueue, "abc");
+  ASSERT_EQ(r.kind, Outcome::kResult);
+  EXPECT_NE(r.error.find("without a queue id"), std::string::npos) << r.error;
+}
+
+TEST_F(JobStateTest, ADeadWorkersTaskRestartsFromItsLastCall) {
+  root();
+  next(1);
+  call(1, 1, 3, Op::kCheckpoint);
+  exited(1, WorkerExit{Cause::kCrashed, 0, 9});
+  EXPECT_EQ(next(1).kind, Kind::kShutdown);  // a dead worker is never reused
+  Assignment again = next(2);
+  EXPECT_EQ(again.kind, Kind::kResume);
+  EXPECT_EQ(again.image_key, "img-1-3");
+  EXPECT_EQ(again.seqno, 3u);
+}
+
+TEST_F(JobStateTest, RepeatedDeathsWithoutProgressFailTheTask) {
+  root();
+  for (uint64_t w = 1; w <= 3; ++w) {
+    ASSERT_EQ(next(w).task_id, 1u);
+    exited(w, WorkerExit{Cause::kChaosKill, 0, 9});
+  }
+  ASSERT_TRUE(s.outcome().done);
+  EXPECT_TRUE(s.outcome().failed);
+  EXPECT_NE(s.outcome().error.find("task 1 (root) failed: its worker died 3 times in a row "
+                                   "without progress (last: killed by --chaos-kill)"),
+            std::string::npos)
+      << s.outcome().error;
+}
+
+TEST_F(JobStateTest, ProgressResetsTheDeathCount) {
+  root();
+  for (uint64_t w = 1; w <= 6; ++w) {
+    Assignment a = next(w);
+    ASSERT_EQ(a.task_id, 1u) << "attempt " << w;
+    call(w, 1, w, Op::kCheckpoint);  // a new call: progress
+    exited(w, WorkerExit{Cause::kTimeLimit, 0, 9});
+  }
+  EXPECT_FALSE(s.outcome().done);
+}
+
+TEST_F(JobStateTest, ADeterministicCrashIsRetriedTwiceThenFailsWithItsBacktrace) {
+  root();
+  for (uint64_t w = 1; w <= 3; ++w) {
+    ASSERT_EQ(next(w).task_id, 1u) << "attempt " << w;
+    s.crash_report(CrashReport{w, 1, 11, "#0 crasher() at app.cc:12\n#1 main\n"});
+    exited(w, WorkerExit{Cause::kCrashed, 0, 11});
+  }
+  ASSERT_TRUE(s.outcome().done) << "a third crash must fail the task (max_failures is 2 here, "
+                                   "so this also checks the crash budget is its own)";
+  const std::string& e = s.outcome().error;
+  EXPECT_NE(e.find("task 1 (root) crashed 3 times in a row"), std::string::npos) << e;
+  EXPECT_NE(e.find("SIGSEGV"), std::string::npos) << e;
+  EXPECT_NE(e.find("crasher() at app.cc:12"), std::string::npos) << e;
+}
+
+class CrashBudget : public JobStateTest {
+ protected:
+  static JobStateOptions options() {
+    JobStateOptions o = defaults();
+    o.max_failures = 10;
+    return o;
+  }
+  CrashBudget() : JobStateTest(options()) {}
+};
+
+TEST_F(CrashBudget, SynchronousSignalsFailAfterTwoRetriesOtherDeathsDoNot) {
+  root();
+  uint64_t w = 1;
+  for (int i = 0; i < 5; ++i) {  // SIGKILL (outside), chaos: not deterministic crashes
+    ASSERT_EQ(next(w).task_id, 1u);
+    exited(w++, WorkerExit{i % 2 ? Cause::kChaosKill : Cause::kCrashed, 0, 9});
+  }
+  EXPECT_FALSE(s.outcome().done);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(next(w).task_id, 1u);
+    exited(w++, WorkerExit{Cause::kCrashed, 0, i == 1 ? 6 : 8});  // SIGABRT, SIGFPE
+  }
+  ASSERT_TRUE(s.outcome().done);
+  EXPECT_NE(s.outcome().error.find("crashed 3 times"), std::string::npos) << s.outcome().error;
+}
+
+TEST_F(CrashBudget, DeathsAreCountedByCause) {
+  root();
+  next(1);
+  exited(1, WorkerExit{Cause::kChaosKill, 0, 9});
+  next(2);
+  exited(2, WorkerExit{Cause::kTimeLimit, 0, 9});
+  next(3);
+  exited(3, WorkerExit{Cause::kCrashed, 0, 11});
+  next(4);
+  call(4, 1, 0, Op::kCheckpoint);
+  finish(4, 1, 1, encode(nlohmann::json(1)));
+  exited(4, WorkerExit{Cause::kChaosKill, 0, 9});  // between tasks: not a death
+  JobStats st = s.stats();
+  EXPECT_EQ(st.deaths[size_t(Cause::kChaosKill)], 1u);
+  EXPECT_EQ(st.deaths[size_t(Cause::kTimeLimit)], 1u);
+  EXPECT_EQ(st.deaths[size_t(Cause::kCrashed)], 1u);
+  EXPECT_EQ(st.total_deaths(), 3u);
+  EXPECT_EQ(st.idle_exits[size_t(Cause::kChaosKill)], 1u);
+}
+
+TEST_F(JobStateTest, AStaleFinishIsIgnored) {
+  root();
+  next(1);
+  call(1, 1, 4, Op::kCheckpoint);
+  // A finish from an attempt that passed fewer pause points than the task's
+  // recorded call (FinishRequest.seqno) is stale.
+  finish(1, 1, 3, encode(nlohmann::json("stale")));
+  EXPECT_FALSE(s.outcome().done);
+  EXPECT_NE(s.task(1), nullptr);
+  finish(1, 1, 5, encode(nlohmann::json("fresh")));
+  ASSERT_TRUE(s.outcome().done);
+  EXPECT_EQ(decode<nlohmann::json>(s.outcome().result), "fresh");
+}
+
+TEST_F(JobStateTest, WorkersThatNeverStartFailTheJobInsteadOfLoopingForever) {
+  root();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_FALSE(launched.empty());
+    exited(launched.back().worker, WorkerExit{Cause::kExited, 1, 0});
+  }
+  ASSERT_TRUE(s.outcome().done);
+  EXPECT_NE(s.outcome().error.find("5 workers in a row died before asking for work (last: "
+                                   "exited with status 1)"),
+            std::string::npos)
+      << s.outcome().error;
+  EXPECT_EQ(launched.size(), 5u);  // and no more were launched
+}
+
+TEST_F(JobStateTest, AFailedLaunchIsRetriedAndFiveInARowFailTheJob) {
+  root();
+  event([&](JobState& s, TimePoint t, Effects& fx) {
+    s.launch_failed(launched.back().worker, "throttled", t, fx);
+  });
+  ASSERT_EQ(launched.size(), 2u);  // another one
+  EXPECT_FALSE(s.outcome().done);
+  for (int i = 0; i < 4; ++i)
+    event([&](JobState& s, TimePoint t, Effects& fx) {
+      s.launch_failed(launched.back().worker, "no such file", t, fx);
+    });
+  ASSERT_TRUE(s.outcome().done);
+  EXPECT_NE(s.outcome().error.find("cannot start a worker (5 attempts in a row failed; last: no "
+                                   "such file)"),
+            std::string::npos)
+      << s.outcome().error;
+}
+
+TEST_F(JobStateTest, OnCoordinatorTasksUseTheirOwnPoolWithoutATimeLimit) {
+  root();
+  next(1);
+  SpawnSpec side = spec("side effect");
+  side.on_coordinator = true;
+  call(1, 1, 0, Op::kSpawn, spawn_request({side}));
+  ASSERT_EQ(launched.size(), 2u);
+  EXPECT_TRUE(launched[1].on_coordinator);
+  Assignment a = next(launched[1].worker);
+  EXPECT_EQ(a.task_id, 2u);
+  EXPECT_EQ(a.time_left, 0);
+}
+
+TEST_F(JobStateTest, AnIdleWorkerIsAnsweredIdleAfterThePollPeriod) {
+  root();
+  next(1);
+  next_no_answer(2);
+  advance(999ms);
+  EXPECT_FALSE(answered(2));
+  advance(1ms);
+  EXPECT_EQ(take<Assignment>(2).kind, Kind::kIdle);
+}
+
+class OneWorker : public JobStateTest {
+ protected:
+  static JobStateOptions options() {
+    JobStateOptions o = defaults();
+    o.max_workers = 1;
+    o.grace = 10s;
+    return o;
+  }
+  OneWorker() : JobStateTest(options()) {}
+};
+
+TEST_F(OneWorker, ABlockedCallParksAtOnceWhenReadyWorkWaitsForItsSlot) {
+  root();
+  next(1);
+  call(1, 1, 0, Op::kSpawn, spawn_request({spec("child")}));
+  // The child is ready, and the only worker slot is the parent's.
+  send_call(1, 1, 1, Op::kWait, encode(std::vector<uint64_t>{2}));
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kPark);
+  EXPECT_EQ(next(1).task_id, 2u);
+}
+
+TEST_F(JobStateTest, ASilentWorkerIsKilledAndItsTaskRestarted) {
+  root();
+  next(1);
+  call(1, 1, 0, Op::kCheckpoint);
+  for (int i = 0; i < 10; ++i) {  // heartbeats, for a while
+    advance(500ms);
+    s.heartbeat(1, now);
+  }
+  EXPECT_TRUE(fx.hung.empty());
+  advance(4s);  // silent, but not long enough
+  EXPECT_TRUE(fx.hung.empty());
+  advance(2500ms);
+  EXPECT_EQ(fx.hung, std::vector<uint64_t>{1});
+  EXPECT_EQ(s.stats().deaths[size_t(Cause::kHung)], 1u);
+  Assignment again = next(2);
+  EXPECT_EQ(again.task_id, 1u);
+  EXPECT_EQ(again.kind, Kind::kResume);
+  exited(1, WorkerExit{Cause::kHung, 0, 9});  // the backend's report comes later: no change
+  EXPECT_EQ(s.stats().total_deaths(), 1u);
+}
+
+TEST_F(JobStateTest, AFinishedTaskLeavesOnlyItsResult) {
+  root();
+  next(1);
+  call(1, 1, 0, Op::kSpawn, spawn_request({spec("child")}));
+  next(2);
+  ASSERT_NE(s.task(2), nullptr);
+  finish(2, 2, 0, encode(int64_t{5}));
+  EXPECT_EQ(s.task(2), nullptr);
+  EXPECT_EQ(s.future(2)->state, FutureSlot::State::kDone);
+  EXPECT_EQ(decode<int64_t>(s.future(2)->bytes), 5);
+}
+
+TEST_F(JobStateTest, ReplacedAndFinishedImagesAreDiscarded) {
+  root();
+  next(1);
+  call(1, 1, 0, Op::kCheckpoint, {}, "a.kpk");
+  call(1, 1, 1, Op::kCheckpoint, {}, "b.kpk");
+  EXPECT_EQ(fx.discarded, std::vector<std::string>{"a.kpk"});
+  finish(1, 1, 2, encode(nlohmann::json(0)));
+  EXPECT_EQ(fx.discarded, std::vector<std::string>{"b.kpk"});
+}
+
+TEST_F(JobStateTest, ChangesNameWhatTheJournalMustRecord) {
+  root();
+  EXPECT_EQ(fx.changes.tasks, std::vector<uint64_t>{1});
+  next(1);
+  EXPECT_TRUE(fx.changes.empty());  // handing out work changes nothing durable
+  call(1, 1, 0, Op::kMakeQueue, encode(uint64_t{1}));
+  EXPECT_EQ(fx.changes.queues, std::vector<uint64_t>{1});
+  call(1, 1, 1, Op::kEnqueue, enqueue_request(uint64_t{1}, std::string("x")));
+  EXPECT_EQ(fx.changes.queues, std::vector<uint64_t>{1});
+  EXPECT_EQ(s.queue_items(1)->size(), 1u);
+  finish(1, 1, 2, encode(nlohmann::json(0)));
+  EXPECT_TRUE(fx.changes.job);
+}
+
+TEST_F(JobStateTest, ShutdownParksBlockedCallsAndEndsIdleWorkers) {
+  root();
+  next(1);
+  call(1, 1, 0, Op::kSpawn, spawn_request({spec("child")}));
+  next(2);
+  next_no_answer(3);
+  send_call(1, 1, 1, Op::kWait, encode(std::vector<uint64_t>{2}));
+  event([](JobState& s, TimePoint t, Effects& fx) { s.shutdown(t, fx); });
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kPark);
+  EXPECT_EQ(take<Assignment>(3).kind, Kind::kShutdown);
+  EXPECT_EQ(next(1).kind, Kind::kShutdown);
+}
+
+TEST_F(JobStateTest, TracingRecordsOneSpanPerInvocation) {
+  JobStateOptions o = defaults();
+  o.tracing = true;
+  JobState traced(o);
+  Effects e;
+  traced.spawn_root(spec("root"), now, e);
+  e.clear();
+  traced.next(1, now, e);
+  e.clear();
+  traced.finish(FinishInfo{1, 1, 0, false, encode(nlohmann::json(1)), "", false}, now + 3ms, e);
+  ASSERT_EQ(e.spans.size(), 1u);
+  EXPECT_EQ(e.spans[0].name, "root");
+  EXPECT_STREQ(e.spans[0].kind, "start");
+  EXPECT_EQ(e.spans[0].outcome, "finished");
+  EXPECT_EQ(e.spans[0].end - e.spans[0].start, 3ms);
+}
+
+}  // namespace
+}  // namespace kappa::detail
