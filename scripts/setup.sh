@@ -10,7 +10,7 @@ packages=(
   libzstd-dev liblz4-dev libxxhash-dev libssl-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsqlite3-dev libhiredis-dev libcurl4-openssl-dev redis-server
-  clang-format
+  clang-format libclang-rt-16-dev
 )
 
 missing=()

@@ -12,6 +12,7 @@
 #include "rpc/server.h"
 #include "stores/checkpoint_store.h"
 #include "util/hex.h"
+#include "util/log.h"
 #include "util/url.h"
 
 namespace kappa::detail {
@@ -71,9 +72,11 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   // The job's images live under its own scope: jobs may share a store.
   std::unique_ptr<CheckpointStore> store = scope_store(open_store(store_url), job);
   if (!o.log_dir.empty()) std::filesystem::create_directories(o.log_dir);
-  // Workers inherit the token through the environment (not argv: visible in ps).
-  // Set before any thread starts.
-  std::string token = random_hex(16);
+  // Workers inherit the token through the environment (not argv: visible in
+  // ps); set before any thread starts. A token given in the environment is
+  // kept: workers started elsewhere need to know it.
+  const char* given = std::getenv("KAPPA_JOB_TOKEN");
+  std::string token = given && *given ? given : random_hex(16);
   setenv("KAPPA_JOB_TOKEN", token.c_str(), 1);
 
   JobStateOptions jo;
@@ -89,13 +92,13 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   bc.chaos_kill = o.chaos_kill;
   bc.seed = o.seed;
   bc.log_dir = o.log_dir;
-  jo.time_limit = o.time_limit;
 
   Coordinator coordinator(jo, store.get());
   ServerOptions so;
   so.listen = o.listen.empty() ? "unix:@kappa-job-" + job : o.listen;
   so.token = token;
   CoordinatorServer server(&coordinator, so);
+  if (!o.listen.empty()) spdlog::info("serving workers on {}", server.address());
   bc.worker_args = {"--coordinator",
                     server.address(),
                     "--store",

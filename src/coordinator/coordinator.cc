@@ -26,6 +26,7 @@ Coordinator::~Coordinator() {
 void Coordinator::set_backend(Backend* backend) {
   std::lock_guard lock(mu_);
   backend_ = backend;
+  if (backend) state_.set_time_limit(backend->time_limit(false));
 }
 
 template <class Event>

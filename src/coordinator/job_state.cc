@@ -43,7 +43,7 @@ struct JobState::Worker {
   bool idle = false;      // waiting for a task (in idle_)
   TimePoint idle_until;
   uint64_t task = 0;
-  bool heard = false;  // has sent a heartbeat: liveness applies
+  bool heard = false;  // has sent a message: liveness applies
   TimePoint last_seen;
   std::optional<CrashReport> crash;
   // The open trace span (options_.tracing).
@@ -516,7 +516,7 @@ void JobState::next(uint64_t worker_id, TimePoint now, Effects& fx) {
   }
   Worker& w = workers_[worker_id];
   bool pool = w.on_coordinator;
-  w.last_seen = now;
+  seen(w, now);
   if (!w.started) {
     w.started = true;
     start_failures_ = 0;
@@ -556,7 +556,7 @@ void JobState::remove_idle(uint64_t worker_id, Worker& w) {
 
 void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
   ++stats_.calls;
-  if (auto w = workers_.find(info.worker_id); w != workers_.end()) w->second.last_seen = now;
+  if (auto w = workers_.find(info.worker_id); w != workers_.end()) seen(w->second, now);
   Task* found = find(info.task_id);
   if (!found || found->worker != info.worker_id ||
       (found->state != kRunning && found->state != kBlocked)) {
@@ -626,7 +626,7 @@ void JobState::park_call(Task& t, TimePoint now, Effects& fx) {
 }
 
 void JobState::finish(FinishInfo info, TimePoint now, Effects& fx) {
-  if (auto w = workers_.find(info.worker_id); w != workers_.end()) w->second.last_seen = now;
+  if (auto w = workers_.find(info.worker_id); w != workers_.end()) seen(w->second, now);
   Task* found = find(info.task_id);
   // A stale finish (another worker runs the task, or this attempt is behind
   // the task's recorded calls) changes nothing.
@@ -652,9 +652,14 @@ void JobState::finish(FinishInfo info, TimePoint now, Effects& fx) {
 
 void JobState::heartbeat(uint64_t worker, TimePoint now) {
   auto it = workers_.find(worker);
-  if (it == workers_.end()) return;
-  it->second.heard = true;
-  it->second.last_seen = now;
+  if (it != workers_.end()) seen(it->second, now);
+}
+
+// Any message is a sign of life; from the first one on, the worker must
+// keep sending them (its heartbeats) or count as hung.
+void JobState::seen(Worker& w, TimePoint now) {
+  w.heard = true;
+  w.last_seen = now;
   if (!liveness_timer_ && options_.liveness_timeout > Duration::zero()) {
     liveness_timer_ = true;
     add_timer(now + options_.liveness_timeout / 4, TimerKind::kLiveness, 0);

@@ -61,8 +61,8 @@ struct JobStateOptions {
   unsigned max_failures = 10;       // worker deaths in a row without progress before a task fails
   unsigned max_crash_retries = 2;   // restarts after a deterministic crash (SIGSEGV, ...)
   unsigned max_start_failures = 5;  // workers in a row lost before asking for work
-  // A worker that has sent heartbeats and then falls silent this long is
-  // killed and its task restarted (zero: never).
+  // A worker that has sent a message (it then sends heartbeats) and falls
+  // silent this long is killed and its task restarted (zero: never).
   Duration liveness_timeout = std::chrono::seconds(5);
   double time_limit = 0;  // seconds per invocation told to workers (on_coordinator: none)
   bool tracing = false;   // emit a trace span per invocation
@@ -177,6 +177,9 @@ class JobState {
   /// park, and every later request for work is answered kShutdown.
   void shutdown(TimePoint now, Effects& fx);
 
+  /// Seconds an invocation may run, as told to workers (the backend's).
+  void set_time_limit(double seconds) { options_.time_limit = seconds; }
+
   // ---- queries ----
   /// When fire_timers() next has something to do.
   std::optional<TimePoint> next_timer() const;
@@ -223,6 +226,7 @@ class JobState {
   void lose_task(uint64_t worker_id, const WorkerExit& exit, const std::string& why, TimePoint now,
                  Effects& fx);
   void remove_idle(uint64_t worker_id, Worker& w);
+  void seen(Worker& w, TimePoint now);
   void fail_job(const std::string& why, Effects& fx);
   void add_timer(TimePoint at, TimerKind kind, uint64_t id);
   void answer(uint64_t worker, CallOutcome o, Effects& fx);

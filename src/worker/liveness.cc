@@ -126,9 +126,9 @@ Liveness::~Liveness() {
 }
 
 void Liveness::run() {
-  for (;;) {
+  for (bool first = true;; first = false) {
     pollfd fds[2] = {{stop_pipe_[0], POLLIN, 0}, {g_crash_read, POLLIN, 0}};
-    int r = poll(fds, 2, int(interval_.count()));
+    int r = poll(fds, 2, first ? 0 : int(interval_.count()));  // the first one at once
     if (r < 0 && errno != EINTR) return;
     if (fds[0].revents) return;
     if (fds[1].revents && relay_crash()) continue;

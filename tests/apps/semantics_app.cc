@@ -266,6 +266,14 @@ Task<nlohmann::json> large_state(bool fail) {
   co_return nlohmann::json{{"ok", sum == want}};
 }
 
+// ---- computing for a while without a single pause point
+uint64_t spin(double seconds) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  uint64_t n = 0;
+  while (std::chrono::steady_clock::now() < until) ++n;
+  return n;
+}
+
 Task<nlohmann::json> handler(nlohmann::json e) {
   std::string p = e.at("program");
   if (p == "factorial") co_return co_await factorial(e.at("n"));
@@ -282,6 +290,7 @@ Task<nlohmann::json> handler(nlohmann::json e) {
   if (p == "crash_child") co_return co_await crash_child();
   if (p == "async_error") co_return co_await async_error();
   if (p == "large_state") co_return co_await large_state(e.value("fail", false));
+  if (p == "spin") co_return nlohmann::json{{"spins", spin(e.at("seconds"))}};
   throw std::invalid_argument("unknown program " + p);
 }
 

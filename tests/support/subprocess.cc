@@ -77,6 +77,41 @@ pid_t spawn_process(const std::vector<std::string>& argv, const std::vector<std:
   return start(argv, env, "/dev/null", "/dev/null");
 }
 
+pid_t spawn_process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                    const std::string& out, const std::string& err) {
+  return start(argv, env, out, err);
+}
+
+namespace {
+// Fields of /proc/PID/stat after the command: state, ppid.
+bool stat_of(pid_t pid, char* state, pid_t* ppid) {
+  std::string s = read_file("/proc/" + std::to_string(pid) + "/stat");
+  size_t close = s.rfind(')');
+  if (close == std::string::npos) return false;
+  std::istringstream rest(s.substr(close + 2));
+  return bool(rest >> *state >> *ppid);
+}
+}  // namespace
+
+std::vector<pid_t> child_processes(pid_t parent) {
+  std::vector<pid_t> out;
+  for (auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    char state;
+    pid_t ppid;
+    pid_t pid = std::stoi(name);
+    if (stat_of(pid, &state, &ppid) && ppid == parent && state != 'Z') out.push_back(pid);
+  }
+  return out;
+}
+
+bool process_gone(pid_t pid) {
+  char state;
+  pid_t ppid;
+  return !stat_of(pid, &state, &ppid) || state == 'Z' || state == 'X';
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

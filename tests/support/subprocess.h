@@ -36,8 +36,18 @@ ProcessResult run_process(const std::vector<std::string>& argv,
 /// Starts argv with stdout/stderr sent to /dev/null; returns its pid.
 pid_t spawn_process(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
 
+/// Starts argv with stdout and stderr sent to the files `out` and `err`.
+pid_t spawn_process(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                    const std::string& out, const std::string& err);
+
 /// Waits for pid; returns its exit code, or -signal when killed by a signal.
 int wait_process(pid_t pid);
+
+/// The processes whose parent is `parent` (from /proc).
+std::vector<pid_t> child_processes(pid_t parent);
+
+/// True once `pid` has exited (gone, or a zombie nobody reaped yet).
+bool process_gone(pid_t pid);
 
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& bytes);
