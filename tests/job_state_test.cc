@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "cli/job_runner.h"
+
 #include <deque>
 #include <map>
 
@@ -259,14 +261,14 @@ TEST_F(JobStateTest, WaitingOnManyFuturesGivesTheirValuesInOrder) {
   // Futures may repeat; each is counted where it appears.
   send_call(1, 1, 1, Op::kWait, encode(std::vector<uint64_t>{4, 2, 4, 3}));
   advance(1s);
-  take<CallOutcome>(1);  // parked
-  for (uint64_t t : {2, 3}) {
+  take<CallOutcome>(1);        // parked
+  for (uint64_t t : {4, 3}) {  // newest first
     ASSERT_EQ(next(2).task_id, t);
     finish(2, t, 0, encode(int64_t(t * 10)));
   }
-  EXPECT_EQ(s.stats().parked, 1u);  // still waiting for task 4
-  ASSERT_EQ(next(2).task_id, 4u);
-  finish(2, 4, 0, encode(int64_t{40}));
+  EXPECT_EQ(s.stats().parked, 1u);  // still waiting for task 2
+  ASSERT_EQ(next(2).task_id, 2u);
+  finish(2, 2, 0, encode(int64_t{20}));
   Assignment resumed = next(3);
   ASSERT_EQ(resumed.task_id, 1u);
   std::vector<int64_t> values;
@@ -398,6 +400,18 @@ TEST_F(CrashBudget, DeathsAreCountedByCause) {
   EXPECT_EQ(st.idle_exits[size_t(Cause::kChaosKill)], 1u);
 }
 
+TEST(Summary, SaysHowWorkersDied) {
+  JobStats s;
+  EXPECT_EQ(describe_deaths(s), "no worker deaths");
+  s.deaths[size_t(Cause::kChaosKill)] = 5;
+  s.deaths[size_t(Cause::kTimeLimit)] = 1;
+  s.deaths[size_t(Cause::kHung)] = 1;
+  s.idle_exits[size_t(Cause::kChaosKill)] = 2;
+  EXPECT_EQ(describe_deaths(s),
+            "7 worker deaths (5 by --chaos-kill, 1 at the time limit, 1 hung); 2 more chaos kills "
+            "hit workers between tasks");
+}
+
 TEST_F(JobStateTest, AStaleFinishIsIgnored) {
   root();
   next(1);
@@ -455,6 +469,22 @@ TEST_F(JobStateTest, OnCoordinatorTasksUseTheirOwnPoolWithoutATimeLimit) {
   Assignment a = next(launched[1].worker);
   EXPECT_EQ(a.task_id, 2u);
   EXPECT_EQ(a.time_left, 0);
+}
+
+// Ready tasks run newest first (a task's children before its siblings), so a
+// recursive job keeps few tasks parked at once.
+TEST_F(JobStateTest, ReadyTasksRunNewestFirst) {
+  root();
+  next(1);
+  call(1, 1, 0, Op::kSpawn, spawn_request({spec("a"), spec("b"), spec("c")}));
+  std::vector<uint64_t> order;
+  for (int i = 0; i < 3; ++i) {
+    Assignment a = next(2);
+    order.push_back(a.task_id);
+    if (i == 0) call(2, a.task_id, 0, Op::kSpawn, spawn_request({spec("grandchild")}));
+    finish(2, a.task_id, 1, encode(int64_t{0}));
+  }
+  EXPECT_EQ(order, (std::vector<uint64_t>{4, 5, 3}));  // c, c's child, then b
 }
 
 TEST_F(JobStateTest, AnIdleWorkerIsAnsweredIdleAfterThePollPeriod) {

@@ -10,6 +10,12 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include <grpcpp/grpcpp.h>
+
+#include <fstream>
+#include <regex>
+
+#include "kappa.grpc.pb.h"
 #include "support/subprocess.h"
 
 namespace kappa::testing {
@@ -152,6 +158,56 @@ TEST(Orphans, AGrpcWorkerGivesUpOnAnUnresponsiveCoordinator) {
   ASSERT_TRUE(gone) << "the worker waited over a minute for a stopped coordinator";
   std::printf("[ figure ] gRPC worker gave up %.1f s after its coordinator stopped\n",
               seconds(*gone));
+}
+
+size_t peak_rss_kb(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoul(line.substr(6));
+  return 0;
+}
+
+// A stranger without the token sends one huge message over gRPC: it is
+// refused before it is read (measured before the fix: a 1 GB message took the
+// coordinator to 2.57 GB RSS before it was refused).
+TEST(Unauthenticated, AHugeGrpcMessageWithABadTokenIsNeverRead) {
+  TempDir dir;
+  pid_t coord = spawn_process({SEMANTICS_APP, "coordinator", "--listen", "127.0.0.1:0", "--event",
+                               R"({"program":"spin","seconds":60})"},
+                              {}, dir / "out", dir / "err");
+  std::smatch m;
+  std::string err;
+  wait_until(
+      [&] {
+        err = read_file(dir / "err");
+        return std::regex_search(err, m, std::regex("serving workers on (127.0.0.1:[0-9]+)"));
+      },
+      20s);
+  ASSERT_FALSE(m.empty()) << err;
+  size_t before_kb = peak_rss_kb(coord);
+  auto stub = kappa::rpc::Coordinator::NewStub(
+      grpc::CreateChannel(m[1].str(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("kappa-token", "not the token");
+  ctx.AddMetadata("kappa-worker", "1");
+  auto stream = stub->Session(&ctx);
+  kappa::rpc::WorkerMessage huge;
+  huge.mutable_call()->mutable_request()->assign(size_t(256) << 20, 'x');
+  grpc::WriteOptions last;
+  last.set_last_message();
+  stream->Write(huge, last);
+  grpc::Status st = stream->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+  size_t after_kb = peak_rss_kb(coord);
+  kill(coord, SIGKILL);
+  wait_process(coord);
+  EXPECT_LT(after_kb, before_kb + 64 * 1024)
+      << "peak RSS went from " << before_kb << " to " << after_kb << " kB";
+  std::printf(
+      "[ figure ] coordinator peak RSS %zu kB before, %zu kB after a refused 256 MiB "
+      "message\n",
+      before_kb, after_kb);
 }
 
 TEST(Events, ComeFromAFileOrStandardInputWhenTooLargeForTheCommandLine) {

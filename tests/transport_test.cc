@@ -187,6 +187,42 @@ TEST(SocketTransport, AHugeFirstFrameIsRefused) {
   coordinator.shutdown();
 }
 
+// Connections that never send the token cost a thread each only for a
+// while, and only so many at once: the rest are closed on arrival.
+TEST(SocketTransport, ConnectionsWithoutATokenAreBoundedInNumberAndTime) {
+  Coordinator coordinator(JobStateOptions{}, nullptr);
+  coordinator.spawn_root(SpawnSpec{});
+  std::string name = "kappa-transport-test-" + random_hex(6);
+  ServerOptions so{.listen = "unix:@" + name, .token = "secret"};
+  so.max_unauthenticated = 8;
+  so.auth_timeout = std::chrono::milliseconds(300);
+  CoordinatorServer server(&coordinator, so);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path + 1, name.data(), name.size());
+  socklen_t len = socklen_t(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  std::vector<int> fds;
+  for (int i = 0; i < 50; ++i) {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), len), 0);
+    timeval wait{5, 0};  // fail, rather than hang, if a session is never ended
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    fds.push_back(fd);
+  }
+  // Every one of them ends: most at once, the 8 served after the deadline.
+  auto start = std::chrono::steady_clock::now();
+  for (int fd : fds) {
+    char byte;
+    EXPECT_EQ(recv(fd, &byte, 1, 0), 0) << "a silent connection was kept open";
+    close(fd);
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(250));
+  // A worker with the token is served.
+  CoordinatorClient client(server.address(), "secret", 7);
+  EXPECT_EQ(client.next().kind, Assignment::Kind::kStart);
+  coordinator.shutdown();
+}
+
 TEST(SocketTransport, NamesAnUnreachableCoordinator) {
   try {
     CoordinatorClient client("unix:/etc/hostname/kappa.sock", "t", 1);

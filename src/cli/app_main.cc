@@ -285,7 +285,7 @@ int app_main(int argc, char** argv, Handler handler) {
       }
       std::cout << r.value.dump() << std::endl;
       spdlog::info("done in {:.3g} s: {} tasks, {} parks, {}", seconds, r.stats.tasks,
-                   r.stats.parks, detail::describe_deaths(r.stats, r.chaos_kills));
+                   r.stats.parks, detail::describe_deaths(r.stats));
       return 0;
     }
     if (*solo) {

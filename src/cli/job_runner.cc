@@ -45,7 +45,7 @@ std::string default_store(const std::string& job) {
 
 }  // namespace
 
-std::string describe_deaths(const JobStats& s, uint64_t chaos_kills) {
+std::string describe_deaths(const JobStats& s) {
   static const char* how[JobStats::kCauses] = {
       "exited", "crashed", "by --chaos-kill", "at the time limit", "hung", "lost"};
   uint64_t total = s.total_deaths();
@@ -60,7 +60,6 @@ std::string describe_deaths(const JobStats& s, uint64_t chaos_kills) {
   if (idle_chaos)
     out += "; " + std::to_string(idle_chaos) + " more chaos kill" + (idle_chaos == 1 ? "" : "s") +
            " hit workers between tasks";
-  (void)chaos_kills;
   return out;
 }
 
@@ -143,7 +142,6 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   if (!o.trace.empty()) coordinator.write_trace(o.trace);
   JobResult r;
   r.stats = coordinator.stats();
-  r.chaos_kills = backend->chaos_kills();
   std::string dir = parse_url(store_url).rest;
   auto clean_up = [&] {
     if (own_store)

@@ -40,7 +40,6 @@ struct JobResult {
   std::string error;       // !ok: which task failed and why
   std::string kept_store;  // !ok: where the checkpoints were left (empty: none were)
   JobStats stats;
-  uint64_t chaos_kills = 0;
 };
 
 /// Throws kappa::Error for options that cannot work (unknown backend, ...).
@@ -48,6 +47,6 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
 
 /// "3 worker deaths: 2 by --chaos-kill, 1 at the time limit" (or "no worker
 /// deaths"), with the chaos kills that hit workers between tasks.
-std::string describe_deaths(const JobStats& stats, uint64_t chaos_kills);
+std::string describe_deaths(const JobStats& stats);
 
 }  // namespace kappa::detail

@@ -537,8 +537,12 @@ void JobState::next(uint64_t worker_id, TimePoint now, Effects& fx) {
     return;
   }
   while (!ready_[pool].empty()) {
-    Task* t = find(ready_[pool].front());
-    ready_[pool].pop_front();
+    // Newest first, as fork-join schedulers do: a task's children run
+    // before its siblings, so a job keeps few tasks parked at a time (and
+    // few images in memory), where oldest first would park every level of a
+    // recursive job before any of it finished.
+    Task* t = find(ready_[pool].back());
+    ready_[pool].pop_back();
     if (!t || t->state != kReady) continue;
     assign(w, worker_id, *t, now, fx);
     return;

@@ -10,6 +10,8 @@ CoordinatorServer::CoordinatorServer(WorkerService* service, const ServerOptions
   config.token = options.token;
   config.report_closed_sessions = options.report_closed_sessions;
   config.max_sessions = options.max_sessions;
+  config.max_unauthenticated = options.max_unauthenticated;
+  config.auth_timeout = options.auth_timeout;
   listener_ = is_socket_address(options.listen) ? listen_socket(options.listen, config)
                                                 : listen_grpc(options.listen, config);
 }

@@ -3,6 +3,7 @@
 // Unix-socket transport (local workers), "host:port" for gRPC.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -19,6 +20,11 @@ struct ServerOptions {
   /// cannot watch their workers' processes).
   bool report_closed_sessions = false;
   size_t max_sessions = 1024;  // sessions at once; more connections are refused
+  // Unix socket: connections that have not sent the token yet, at most this
+  // many at once, each for at most auth_timeout (gRPC checks the token,
+  // which travels as metadata, before reading anything).
+  size_t max_unauthenticated = 64;
+  std::chrono::milliseconds auth_timeout{5000};
 };
 
 class CoordinatorServer {
