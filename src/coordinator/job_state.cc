@@ -395,6 +395,17 @@ void JobState::queue_progress(Queue& q, TimePoint now, Effects& fx) {
   }
 }
 
+// t's call waits in line at `queue`, and the line moves.
+void JobState::join_queue(Task& t, uint64_t queue, bool enqueue, TimePoint now, Effects& fx) {
+  auto it = queues_.find(queue);
+  if (it == queues_.end())
+    return complete_call(t, {}, "unknown queue " + std::to_string(queue), now, fx);
+  t.queue = queue;
+  (enqueue ? it->second.enqueuers : it->second.dequeuers).push_back(t.d.id);
+  fx.changes.queues.push_back(queue);
+  queue_progress(it->second, now, fx);
+}
+
 // Applies t's new call (t.d.call, not yet done). Completes it now if it can.
 void JobState::apply(Task& t, TimePoint now, Effects& fx) {
   TaskDurable::Call& c = *t.d.call;
@@ -423,28 +434,10 @@ void JobState::apply(Task& t, TimePoint now, Effects& fx) {
         complete_call(t, encode(id), {}, now, fx);
         return;
       }
-      case Op::kEnqueue: {
-        uint64_t queue = take_enqueue_queue(c.request);  // leaves the item in c.request
-        auto it = queues_.find(queue);
-        if (it == queues_.end())
-          return complete_call(t, {}, "unknown queue " + std::to_string(queue), now, fx);
-        t.queue = queue;
-        it->second.enqueuers.push_back(t.d.id);
-        fx.changes.queues.push_back(queue);
-        queue_progress(it->second, now, fx);
-        return;
-      }
-      case Op::kDequeue: {
-        auto queue = decode<uint64_t>(c.request);
-        auto it = queues_.find(queue);
-        if (it == queues_.end())
-          return complete_call(t, {}, "unknown queue " + std::to_string(queue), now, fx);
-        t.queue = queue;
-        it->second.dequeuers.push_back(t.d.id);
-        fx.changes.queues.push_back(queue);
-        queue_progress(it->second, now, fx);
-        return;
-      }
+      case Op::kEnqueue:  // take_enqueue_queue leaves the item in c.request
+        return join_queue(t, take_enqueue_queue(c.request), /*enqueue=*/true, now, fx);
+      case Op::kDequeue:
+        return join_queue(t, decode<uint64_t>(c.request), /*enqueue=*/false, now, fx);
     }
     complete_call(t, {}, "unknown call " + std::to_string(uint32_t(c.op)), now, fx);
   } catch (const std::exception& e) {

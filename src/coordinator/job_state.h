@@ -216,6 +216,7 @@ class JobState {
   void start_wait(Task& t, TimePoint now, Effects& fx);
   void finish_wait(Task& t, TimePoint now, Effects& fx);
   void apply(Task& t, TimePoint now, Effects& fx);
+  void join_queue(Task& t, uint64_t queue, bool enqueue, TimePoint now, Effects& fx);
   void queue_progress(Queue& q, TimePoint now, Effects& fx);
   void schedule(Effects& fx);
   bool ready_work_starved() const;

@@ -34,25 +34,10 @@ constexpr int kKeepaliveTimeoutMs = 8000;  // no answer to it: the connection is
 
 // Writes answers to one session's stream, from any thread, until the
 // handler returns.
-class StreamLink final : public WorkerLink {
+class StreamLink final : public MessageLink {
  public:
   explicit StreamLink(Stream* stream) : stream_(stream) {}
-  void send(Assignment a) override {
-    rpc::CoordinatorMessage m;
-    to_proto(std::move(a), &m);
-    write(m);
-  }
-  void send(CallOutcome o) override {
-    rpc::CoordinatorMessage m;
-    to_proto(std::move(o), &m);
-    write(m);
-  }
-  void send_finished() override {
-    rpc::CoordinatorMessage m;
-    m.mutable_finished();
-    write(m);
-  }
-  void write(const rpc::CoordinatorMessage& m) {
+  void write(rpc::CoordinatorMessage& m) override {
     std::lock_guard lock(mu_);
     if (stream_ && !stream_->Write(m))
       spdlog::warn("a message to a worker was lost (gRPC write failed)");

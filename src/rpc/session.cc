@@ -29,6 +29,24 @@ void to_proto(CallOutcome o, rpc::CoordinatorMessage* m) {
   out->set_error(std::move(o.error));
 }
 
+void MessageLink::send(Assignment a) {
+  rpc::CoordinatorMessage m;
+  to_proto(std::move(a), &m);
+  write(m);
+}
+
+void MessageLink::send(CallOutcome o) {
+  rpc::CoordinatorMessage m;
+  to_proto(std::move(o), &m);
+  write(m);
+}
+
+void MessageLink::send_finished() {
+  rpc::CoordinatorMessage m;
+  m.mutable_finished();
+  write(m);
+}
+
 bool Session::authenticate(std::string_view token, uint64_t worker) {
   const std::string& want = config_.token;
   // Constant time: how much of a guess matches must not show in the timing.

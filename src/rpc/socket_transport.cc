@@ -240,24 +240,10 @@ class FrameReader {
 // The coordinator's side of a connection. Its session thread reads; answers
 // come from whichever thread produces them (WorkerLink). Writes take turns,
 // and none happens once the session has ended (the descriptor may be reused).
-class Connection final : public WorkerLink {
+class Connection final : public MessageLink {
  public:
   explicit Connection(int fd) : fd_(fd) {}
-  void send(Assignment a) override {
-    rpc::CoordinatorMessage m;
-    to_proto(std::move(a), &m);
-    send_message(m);
-  }
-  void send(CallOutcome o) override {
-    rpc::CoordinatorMessage m;
-    to_proto(std::move(o), &m);
-    send_message(m);
-  }
-  void send_finished() override {
-    rpc::CoordinatorMessage m;
-    m.mutable_finished();
-    send_message(m);
-  }
+  void write(rpc::CoordinatorMessage& m) override { send_message(m); }
   /// Sends one frame; on failure (or an oversized message) ends the
   /// session, so that the worker does not wait for an answer forever.
   bool send_message(rpc::CoordinatorMessage& m) {

@@ -67,6 +67,19 @@ class Session {
 void to_proto(Assignment a, rpc::CoordinatorMessage* out);
 void to_proto(CallOutcome o, rpc::CoordinatorMessage* out);
 
+/// A WorkerLink that sends every answer as one CoordinatorMessage.
+class MessageLink : public WorkerLink {
+ public:
+  void send(Assignment a) final;
+  void send(CallOutcome o) final;
+  void send_finished() final;
+
+ protected:
+  /// Sends `m` to the worker, from any thread (never two at once for one
+  /// link: implementations serialize).
+  virtual void write(rpc::CoordinatorMessage& m) = 0;
+};
+
 /// A worker's end of a session. send() may be called from two threads (the
 /// worker's requests and its heartbeats); receive() from one.
 class Channel {
