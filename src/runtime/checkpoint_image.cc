@@ -645,7 +645,9 @@ Arena* restore_image(std::string_view image, const std::string& key) {
     }
     return Arena::adopt(slot);
   } catch (...) {
-    Arena::destroy(reinterpret_cast<Arena*>(base));
+    // The slot holds unverified bytes, the arena header among them: release
+    // it without reading any (Arena::destroy would trust the header).
+    Arena::unmap_raw(slot);
     throw;
   }
 }
