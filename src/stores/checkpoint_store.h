@@ -19,11 +19,12 @@ class CheckpointStore {
   virtual ~CheckpointStore() = default;
   /// Stores `bytes` under `key`, replacing any previous value atomically.
   virtual void put(const std::string& key, std::string_view bytes) = 0;
-  /// The value under `key`, or nullopt if there is none.
+  /// The value under `key`, or nullopt if there is none. Throws kappa::Error
+  /// if it cannot be read whole.
   virtual std::optional<std::string> get(const std::string& key) = 0;
   /// Keys starting with `prefix`, sorted.
   virtual std::vector<std::string> list(const std::string& prefix) = 0;
-  /// Removes `key` (no error if absent).
+  /// Removes `key`; no error if it is absent. Throws kappa::Error otherwise.
   virtual void remove(const std::string& key) = 0;
   /// A description for messages ("file:///tmp/x").
   virtual std::string url() const = 0;

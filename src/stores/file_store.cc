@@ -1,8 +1,12 @@
 // FileStore: checkpoints as files under a directory (file://DIR).
 // Atomic put: write KEY.tmp.PID, then rename over KEY. No fsync: a checkpoint
 // must survive the death of the process that wrote it, not of the machine.
+// Reads take only regular files and read exactly the size fstat reports: what
+// lies in the directory may be anything (a FIFO, a link to a device, a huge
+// sparse file), and a short or failed read is an error, never a shorter value.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +21,53 @@ namespace kappa::detail {
 namespace {
 
 std::string errno_text() { return std::strerror(errno); }
+
+const char* file_type_name(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "of an unknown type";
+}
+
+// Reads exactly `n` bytes at `offset` of `fd` into `into`.
+void read_exactly(int fd, const std::string& path, char* into, size_t n, size_t offset) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t got = pread(fd, into + done, n - done, off_t(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) throw Error("cannot read " + path + ": " + errno_text());
+    if (got == 0)
+      throw Error("cannot read " + path + ": it ended after " + std::to_string(offset + done) +
+                  " of " + std::to_string(offset + n) + " bytes (truncated while read?)");
+    done += size_t(got);
+  }
+}
+
+struct FdCloser {
+  int fd;
+  ~FdCloser() { close(fd); }
+};
+
+// The regular file at `path`, read whole; nullopt if it does not exist.
+std::optional<std::string> read_regular_file(const std::string& path) {
+  // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    throw Error("cannot open " + path + ": " + errno_text());
+  }
+  FdCloser closer{fd};
+  struct stat st;
+  if (fstat(fd, &st) != 0) throw Error("cannot stat " + path + ": " + errno_text());
+  if (S_ISDIR(st.st_mode)) throw Error("cannot read " + path + ": " + std::strerror(EISDIR));
+  if (!S_ISREG(st.st_mode))
+    throw Error("cannot read " + path + ": not a regular file (" + file_type_name(st.st_mode) +
+                ")");
+  std::string out(size_t(st.st_size), '\0');
+  read_exactly(fd, path, out.data(), out.size(), 0);
+  return out;
+}
 
 class FileStore final : public CheckpointStore {
  public:
@@ -53,26 +104,7 @@ class FileStore final : public CheckpointStore {
   }
 
   std::optional<std::string> get(const std::string& key) override {
-    std::string path = path_of(key);
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      if (errno == ENOENT) return std::nullopt;
-      throw Error("cannot open " + path + ": " + errno_text());
-    }
-    std::string out;
-    off_t size = lseek(fd, 0, SEEK_END);
-    lseek(fd, 0, SEEK_SET);
-    out.resize(size > 0 ? size_t(size) : 0);
-    size_t done = 0;
-    while (done < out.size()) {
-      ssize_t n = read(fd, out.data() + done, out.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += size_t(n);
-    }
-    close(fd);
-    out.resize(done);
-    return out;
+    return read_regular_file(path_of(key));
   }
 
   std::vector<std::string> list(const std::string& prefix) override {
@@ -91,7 +123,11 @@ class FileStore final : public CheckpointStore {
     return keys;
   }
 
-  void remove(const std::string& key) override { unlink(path_of(key).c_str()); }
+  void remove(const std::string& key) override {
+    std::string path = path_of(key);
+    if (unlink(path.c_str()) != 0 && errno != ENOENT)
+      throw Error("cannot remove " + path + ": " + errno_text());
+  }
 
   std::string url() const override { return "file://" + dir_; }
 
