@@ -71,6 +71,19 @@ TEST(FileStore, PutGetListRemove) {
   EXPECT_NE(error_of([&] { store->get("../escape"); }), "");
 }
 
+// A store to resume from must exist: opening it creates nothing.
+TEST(FileStore, OpeningWithoutCreateNeedsTheDirectory) {
+  TempDir dir;
+  std::string why = error_of([&] { open_store(dir / "missing", {.create = false}); });
+  EXPECT_NE(why.find("checkpoint directory " + dir / "missing" + " does not exist"),
+            std::string::npos)
+      << why;
+  EXPECT_FALSE(std::filesystem::exists(dir / "missing"));
+  EXPECT_NE(open_store(dir.path(), {.create = false}), nullptr);
+  open_store(dir / "made");
+  EXPECT_TRUE(std::filesystem::is_directory(dir / "made"));
+}
+
 // A reader sees the whole old value or the whole new one, never a part.
 TEST(FileStore, PutIsAtomicForConcurrentReaders) {
   TempDir dir;
@@ -164,6 +177,21 @@ TEST(FileStore, RemoveFailuresOtherThanAbsenceAreErrors) {
   EXPECT_NE(why.find(std::strerror(EISDIR)), std::string::npos) << why;
   EXPECT_TRUE(std::filesystem::exists(dir / "k/inside"));
   EXPECT_EQ(error_of([&] { store->remove("absent"); }), "");
+}
+
+// Entries that cannot be stat'ed (symlink loops, dangling links) are not
+// keys, and do not hide the keys beside them.
+TEST(FileStore, ListSkipsEntriesThatCannotBeStated) {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  store->put("ckpt-1", "one");
+  std::filesystem::create_symlink("ckpt-loop2", dir / "ckpt-loop1");
+  std::filesystem::create_symlink("ckpt-loop1", dir / "ckpt-loop2");
+  std::filesystem::create_symlink("ckpt-self", dir / "ckpt-self");
+  std::filesystem::create_symlink("nowhere", dir / "ckpt-dangling");
+  std::vector<std::string> keys;
+  EXPECT_EQ(error_of([&] { keys = store->list("ckpt-"); }), "");
+  EXPECT_EQ(keys, std::vector<std::string>{"ckpt-1"});
 }
 
 }  // namespace

@@ -237,5 +237,25 @@ TEST(CommandLine, InspectPrintsTheVerifiedHeader) {
   EXPECT_GT(j.value("raw_bytes", 0), 0);
 }
 
+TEST(CommandLine, ResumeOfAMissingDirectorySaysSoAndCreatesNothing) {
+  TempDir dir;
+  ProcessResult r = run_process({STATE_APP, "resume", dir / "missing"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "missing"));
+}
+
+TEST(CommandLine, ResumeIgnoresSymlinkLoopsInTheDirectory) {
+  TempDir dir;
+  ASSERT_TRUE(start_stopped_job(dir / "c"));
+  std::filesystem::create_symlink("loop", dir / "c/loop");
+  // Named like checkpoints, and later than the real one in their order.
+  std::filesystem::create_symlink("ckpt-b.kpk", dir / "c/ckpt-a.kpk");
+  std::filesystem::create_symlink("ckpt-a.kpk", dir / "c/ckpt-b.kpk");
+  ProcessResult r = run_process({STATE_APP, "resume", dir / "c"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).value("digest", ""), workload::run_plain(2, 0));
+}
+
 }  // namespace
 }  // namespace kappa::testing

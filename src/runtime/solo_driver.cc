@@ -24,8 +24,7 @@ std::string image_key(uint64_t n) {
 
 }  // namespace
 
-SoloDriver::SoloDriver(SoloOptions options)
-    : options_(std::move(options)), store_(open_store(options_.store_url)), key_(load_key()) {
+SoloDriver::SoloDriver(SoloOptions options) : options_(std::move(options)), key_(load_key()) {
   runtime_init();
   progress_ = isatty(STDERR_FILENO);
   started_ = last_progress_ = std::chrono::steady_clock::now();
@@ -35,6 +34,7 @@ SoloDriver::SoloDriver(SoloOptions options)
 SoloDriver::~SoloDriver() = default;
 
 SoloOutcome SoloDriver::start(Handler handler, const nlohmann::json& event) {
+  store_ = open_store(options_.store_url);
   if (!store_->list(kImagePrefix).empty())
     throw Error(store_->url() +
                 " already holds checkpoints of a job: resume it (APP resume) or use an empty "
@@ -46,6 +46,8 @@ SoloOutcome SoloDriver::start(Handler handler, const nlohmann::json& event) {
 }
 
 SoloOutcome SoloDriver::resume() {
+  // A job to resume is in a directory that exists: never create one.
+  store_ = open_store(options_.store_url, {.create = false});
   std::vector<std::string> keys = store_->list(kImagePrefix);
   if (keys.empty())
     throw Error("no checkpoint to resume in " + store_->url() + " (has the job finished?)");

@@ -30,8 +30,15 @@ class CheckpointStore {
   virtual std::string url() const = 0;
 };
 
+struct StoreOptions {
+  /// Create the store if it does not exist (a job's store), or insist that
+  /// it does (a store to resume from).
+  bool create = true;
+};
+
 /// Opens a store from a URL. Supported: file://DIR and plain directory paths.
-/// Throws kappa::Error for an unsupported or malformed URL.
-std::unique_ptr<CheckpointStore> open_store(const std::string& url);
+/// Throws kappa::Error for an unsupported or malformed URL, or a store that
+/// cannot be opened.
+std::unique_ptr<CheckpointStore> open_store(const std::string& url, StoreOptions options = {});
 
 }  // namespace kappa::detail

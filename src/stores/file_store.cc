@@ -71,8 +71,15 @@ std::optional<std::string> read_regular_file(const std::string& path) {
 
 class FileStore final : public CheckpointStore {
  public:
-  explicit FileStore(std::string dir) : dir_(std::move(dir)) {
+  FileStore(std::string dir, const StoreOptions& options) : dir_(std::move(dir)) {
     std::error_code ec;
+    if (!options.create) {
+      if (!std::filesystem::is_directory(dir_, ec))
+        throw Error(
+            "checkpoint directory " + dir_ +
+            (std::filesystem::exists(dir_, ec) ? " is not a directory" : " does not exist"));
+      return;
+    }
     std::filesystem::create_directories(dir_, ec);
     if (ec) throw Error("cannot create checkpoint directory " + dir_ + ": " + ec.message());
   }
@@ -115,7 +122,9 @@ class FileStore final : public CheckpointStore {
     std::error_code ec;
     for (auto it = std::filesystem::directory_iterator(dir, ec);
          !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-      if (!it->is_regular_file()) continue;
+      // Entries that cannot be stat'ed (a symlink loop, say) are not keys.
+      std::error_code type_ec;
+      if (!it->is_regular_file(type_ec)) continue;
       std::string key = std::filesystem::relative(it->path(), dir_).string();
       if (key.rfind(prefix, 0) == 0 && key.find(".tmp.") == std::string::npos) keys.push_back(key);
     }
@@ -142,13 +151,14 @@ class FileStore final : public CheckpointStore {
 
 }  // namespace
 
-std::unique_ptr<CheckpointStore> open_store(const std::string& url) {
+std::unique_ptr<CheckpointStore> open_store(const std::string& url, StoreOptions options) {
   if (url.rfind("file://", 0) == 0) {
     std::string dir = url.substr(7);
     if (dir.empty()) throw Error("store URL '" + url + "' has no directory");
-    return std::make_unique<FileStore>(dir);
+    return std::make_unique<FileStore>(dir, options);
   }
-  if (url.find("://") == std::string::npos && !url.empty()) return std::make_unique<FileStore>(url);
+  if (url.find("://") == std::string::npos && !url.empty())
+    return std::make_unique<FileStore>(url, options);
   throw Error("unsupported store URL '" + url + "' (supported: file://DIR)");
 }
 
