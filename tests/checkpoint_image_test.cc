@@ -96,6 +96,32 @@ TEST_P(ImageTest, TruncatedImage) {
   }
 }
 
+// Before an image is read whole, its header tells how large it must be.
+TEST_P(ImageTest, HeadCheckComparesTheSizeTheHeaderAnnounces) {
+  std::string_view head = std::string_view(image).substr(0, image_header_bytes());
+  EXPECT_NO_THROW(check_image_head(head, image.size()));
+  EXPECT_NO_THROW(check_image_head(image, image.size()));  // more than the header is fine
+  auto refusal = [&](std::string_view h, uint64_t size) -> std::string {
+    try {
+      check_image_head(h, size);
+    } catch (const CheckpointRejected& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  std::string expected = ", expected " + std::to_string(image.size());
+  EXPECT_NE(refusal(head, image.size() - 1)
+                .find("truncated: " + std::to_string(image.size() - 1) + " bytes" + expected),
+            std::string::npos);
+  EXPECT_NE(
+      refusal(head, uint64_t{1} << 40)
+          .find("trailing garbage: " + std::to_string(uint64_t{1} << 40) + " bytes" + expected),
+      std::string::npos);
+  EXPECT_NE(refusal(head.substr(0, 100), 100).find("the header alone needs"), std::string::npos);
+  EXPECT_NE(refusal(std::string(512, '\0'), uint64_t{1} << 40).find("bad magic"),
+            std::string::npos);
+}
+
 TEST_P(ImageTest, WrongKey) { expect_rejected(image, "HMAC mismatch", "another-key-0123456789"); }
 
 TEST_P(ImageTest, ForgedPayloadWithFixedChecksums) {

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -177,6 +178,37 @@ TEST(FileStore, RemoveFailuresOtherThanAbsenceAreErrors) {
   EXPECT_NE(why.find(std::strerror(EISDIR)), std::string::npos) << why;
   EXPECT_TRUE(std::filesystem::exists(dir / "k/inside"));
   EXPECT_EQ(error_of([&] { store->remove("absent"); }), "");
+}
+
+// get_checked shows the check a value's first bytes and its size before the
+// rest is read, so that a refused value is never read in whole.
+TEST(FileStore, GetCheckedJudgesTheHeadBeforeReadingTheRest) {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  store->put("small", "abc");
+  std::string seen_head;
+  uint64_t seen_size = 0;
+  auto note = [&](std::string_view head, uint64_t size) {
+    seen_head = head;
+    seen_size = size;
+  };
+  EXPECT_EQ(store->get_checked("small", 2, note), "abc");
+  EXPECT_EQ(seen_head, "ab");
+  EXPECT_EQ(seen_size, 3u);
+  EXPECT_EQ(store->get_checked("small", 10, note), "abc");
+  EXPECT_EQ(seen_head, "abc");
+  EXPECT_EQ(store->get_checked("absent", 2, note), std::nullopt);
+
+  int fd = open((dir / "huge").c_str(), O_WRONLY | O_CREAT, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, off_t{10} << 30), 0);  // 10 GiB, sparse
+  close(fd);
+  auto refuse = [](std::string_view, uint64_t size) {
+    if (size > 1000) throw Error("too big: " + std::to_string(size));
+  };
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(error_of([&] { store->get_checked("huge", 16, refuse); }), "too big: 10737418240");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
 }
 
 // Entries that cannot be stat'ed (symlink loops, dangling links) are not

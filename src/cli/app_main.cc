@@ -6,9 +6,10 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -20,6 +21,7 @@
 #include "runtime/runtime.h"
 #include "runtime/solo_driver.h"
 #include "runtime/worker.h"
+#include "stores/checkpoint_store.h"
 
 namespace kappa {
 namespace {
@@ -57,10 +59,17 @@ std::string dir_of(const std::string& store) {
 }
 
 int inspect(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot read " + path);
-  std::string image((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  detail::ImageInfo info = detail::verify_image(image, detail::load_key());
+  // The path may name anything: only a regular file is read, and only once
+  // its header agrees with its size.
+  detail::ImageInfo info;
+  try {
+    std::optional<std::string> image =
+        detail::read_regular_file(path, detail::image_header_bytes(), detail::check_image_head);
+    if (!image) throw Error("cannot read " + path + ": " + std::strerror(ENOENT));
+    info = detail::verify_image(*image, detail::load_key());
+  } catch (const detail::CheckpointRejected& e) {
+    throw detail::CheckpointRejected(path + ": " + e.what());
+  }
   nlohmann::json j = {
       {"file", path},
       {"version", info.version},

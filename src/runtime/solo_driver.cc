@@ -52,10 +52,13 @@ SoloOutcome SoloDriver::resume() {
   if (keys.empty())
     throw Error("no checkpoint to resume in " + store_->url() + " (has the job finished?)");
   last_key_ = keys.back();
-  std::optional<std::string> image = store_->get(last_key_);
-  if (!image) throw Error("checkpoint " + last_key_ + " vanished from " + store_->url());
   Arena* arena;
   try {
+    // The file is checked from its header before the rest is read: it may
+    // be anything, a huge file among them.
+    std::optional<std::string> image =
+        store_->get_checked(last_key_, image_header_bytes(), check_image_head);
+    if (!image) throw Error("checkpoint " + last_key_ + " vanished from " + store_->url());
     arena = restore_image(*image, key_);
   } catch (const CheckpointRejected& e) {
     throw CheckpointRejected(store_->url() + "/" + last_key_ + ": " + e.what());

@@ -49,26 +49,6 @@ struct FdCloser {
   ~FdCloser() { close(fd); }
 };
 
-// The regular file at `path`, read whole; nullopt if it does not exist.
-std::optional<std::string> read_regular_file(const std::string& path) {
-  // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    if (errno == ENOENT) return std::nullopt;
-    throw Error("cannot open " + path + ": " + errno_text());
-  }
-  FdCloser closer{fd};
-  struct stat st;
-  if (fstat(fd, &st) != 0) throw Error("cannot stat " + path + ": " + errno_text());
-  if (S_ISDIR(st.st_mode)) throw Error("cannot read " + path + ": " + std::strerror(EISDIR));
-  if (!S_ISREG(st.st_mode))
-    throw Error("cannot read " + path + ": not a regular file (" + file_type_name(st.st_mode) +
-                ")");
-  std::string out(size_t(st.st_size), '\0');
-  read_exactly(fd, path, out.data(), out.size(), 0);
-  return out;
-}
-
 class FileStore final : public CheckpointStore {
  public:
   FileStore(std::string dir, const StoreOptions& options) : dir_(std::move(dir)) {
@@ -114,6 +94,11 @@ class FileStore final : public CheckpointStore {
     return read_regular_file(path_of(key));
   }
 
+  std::optional<std::string> get_checked(const std::string& key, size_t head_bytes,
+                                         const HeadCheck& check) override {
+    return read_regular_file(path_of(key), head_bytes, check);
+  }
+
   std::vector<std::string> list(const std::string& prefix) override {
     // Keys may contain '/': list the directory holding the prefix.
     std::filesystem::path pp = std::filesystem::path(dir_) / prefix;
@@ -150,6 +135,34 @@ class FileStore final : public CheckpointStore {
 };
 
 }  // namespace
+
+std::optional<std::string> read_regular_file(const std::string& path, size_t head_bytes,
+                                             const HeadCheck& check) {
+  // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    throw Error("cannot open " + path + ": " + errno_text());
+  }
+  FdCloser closer{fd};
+  struct stat st;
+  if (fstat(fd, &st) != 0) throw Error("cannot stat " + path + ": " + errno_text());
+  if (S_ISDIR(st.st_mode)) throw Error("cannot read " + path + ": " + std::strerror(EISDIR));
+  if (!S_ISREG(st.st_mode))
+    throw Error("cannot read " + path + ": not a regular file (" + file_type_name(st.st_mode) +
+                ")");
+  size_t size = size_t(st.st_size);
+  std::string out;
+  if (check) {
+    out.resize(std::min(head_bytes, size));
+    read_exactly(fd, path, out.data(), out.size(), 0);
+    check(out, size);
+  }
+  size_t head = out.size();
+  out.resize(size);
+  read_exactly(fd, path, out.data() + head, size - head, head);
+  return out;
+}
 
 std::unique_ptr<CheckpointStore> open_store(const std::string& url, StoreOptions options) {
   if (url.rfind("file://", 0) == 0) {
