@@ -12,12 +12,16 @@
 #
 # kappa_link_runtime(TARGET) does the same for an existing executable target
 # (tests and benchmarks that drive the runtime without KAPPA_MAIN).
-set(KAPPA_EXPORTS_LIST "${CMAKE_CURRENT_LIST_DIR}/kappa_exports.list")
-
+#
+# The symbol list lies beside this file. The functions find it through
+# CMAKE_CURRENT_FUNCTION_LIST_DIR, which names this file's folder wherever
+# they are called from: a variable set here would live only in the scope that
+# included this file (Kappa's own folder after add_subdirectory), and be empty
+# in the parent project that calls kappa_add_app().
 function(kappa_link_runtime target)
   target_link_libraries(${target} PRIVATE kappa::kappa kappa::malloc)
   target_link_options(${target} PRIVATE "LINKER:--build-id=sha1"
-                      "LINKER:--dynamic-list=${KAPPA_EXPORTS_LIST}")
+                      "LINKER:--dynamic-list=${CMAKE_CURRENT_FUNCTION_LIST_DIR}/kappa_exports.list")
 endfunction()
 
 function(kappa_add_app name)

@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <sys/mman.h>
 #include <xxhash.h>
 
+#include <cerrno>
 #include <cstring>
 #include <string>
 
@@ -92,6 +94,32 @@ TEST_P(ImageTest, TruncatedImage) {
   for (size_t n : {size_t(4), size_t(100), image.size() / 2, image.size() - 1}) {
     expect_rejected(image.substr(0, n), n < 8 ? "bad magic" : "truncated");
   }
+}
+
+// Before an image is read whole, its header tells how large it must be.
+TEST_P(ImageTest, HeadCheckComparesTheSizeTheHeaderAnnounces) {
+  std::string_view head = std::string_view(image).substr(0, image_header_bytes());
+  EXPECT_NO_THROW(check_image_head(head, image.size()));
+  EXPECT_NO_THROW(check_image_head(image, image.size()));  // more than the header is fine
+  auto refusal = [&](std::string_view h, uint64_t size) -> std::string {
+    try {
+      check_image_head(h, size);
+    } catch (const CheckpointRejected& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  std::string expected = ", expected " + std::to_string(image.size());
+  EXPECT_NE(refusal(head, image.size() - 1)
+                .find("truncated: " + std::to_string(image.size() - 1) + " bytes" + expected),
+            std::string::npos);
+  EXPECT_NE(
+      refusal(head, uint64_t{1} << 40)
+          .find("trailing garbage: " + std::to_string(uint64_t{1} << 40) + " bytes" + expected),
+      std::string::npos);
+  EXPECT_NE(refusal(head.substr(0, 100), 100).find("the header alone needs"), std::string::npos);
+  EXPECT_NE(refusal(std::string(512, '\0'), uint64_t{1} << 40).find("bad magic"),
+            std::string::npos);
 }
 
 TEST_P(ImageTest, WrongKey) { expect_rejected(image, "HMAC mismatch", "another-key-0123456789"); }
@@ -200,6 +228,48 @@ TEST(ImageCodec, SmallStateIsStoredUncompressed) {
   Arena* back = restore_image(buf.view(), key);
   EXPECT_EQ(*static_cast<std::string*>(back->task().root_frame), std::string(1000, 'a'));
   Arena::destroy(back);
+}
+
+// An uncompressed payload is verified while it is copied into place, so a
+// corrupted one is rejected after its bytes, the arena header's included, have
+// landed in the slot. The slot is then released without reading any of them:
+// it is unmapped whatever the garbage says. (Arena::destroy used to decide
+// from the garbage header: one that looked like a small arena kept the slot
+// mapped, marked for reuse.)
+TEST(ImageRestore, RejectionDoesNotTrustTheRestoredArenaHeader) {
+  std::string key = load_key();
+  unsigned slot = unsigned(Arena::free_slot());
+  Arena* arena = Arena::create(slot);
+  {
+    ArenaScope scope(arena);
+    arena->task().root_frame = new std::string(1000, 'a');
+  }
+  ImageBuffer buf;
+  write_image(*arena, Codec::kNone, key, buf);
+  Arena::destroy(arena, Arena::Release::kUnmap);
+  ImageInfo info = verify_image(buf.view(), key);
+  ASSERT_EQ(info.codec, Codec::kNone);
+  ASSERT_EQ(info.extents[0].offset, 0u);  // the payload starts with the arena header
+  ImageLayout l = image_layout(buf.view());
+  for (unsigned char fill : {0x00, 0xff}) {
+    std::string bad(buf.view());
+    std::memset(bad.data() + l.payload_offset, fill, sizeof(Arena));
+    try {
+      Arena::destroy(restore_image(bad, key));
+      FAIL() << "corrupted image accepted";
+    } catch (const CheckpointRejected& e) {
+      EXPECT_NE(std::string(e.what()).find("checksum mismatch in payload segment 0"),
+                std::string::npos)
+          << e.what();
+    }
+    unsigned char resident = 0;
+    errno = 0;
+    EXPECT_EQ(mincore(reinterpret_cast<void*>(info.arena_base), kPageBytes, &resident), -1)
+        << "the slot is still mapped after a rejected restore (header filled with " << int(fill)
+        << ")";
+    EXPECT_EQ(errno, ENOMEM);
+    EXPECT_EQ(Arena::free_slot(), int(slot));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Codecs, ImageTest,

@@ -1,8 +1,10 @@
 // Checkpoints restored in fresh processes of the same binary: at every pause
 // point, after SIGKILL at random moments, with big states, with task threads;
 // and the failure paths of the command line.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -235,6 +237,95 @@ TEST(CommandLine, InspectPrintsTheVerifiedHeader) {
   EXPECT_EQ(j.value("codec", ""), "zstd");
   EXPECT_EQ(j.value("pending_op", 0), 1);
   EXPECT_GT(j.value("raw_bytes", 0), 0);
+}
+
+TEST(CommandLine, ResumeOfAMissingDirectorySaysSoAndCreatesNothing) {
+  TempDir dir;
+  ProcessResult r = run_process({STATE_APP, "resume", dir / "missing"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "missing"));
+}
+
+TEST(CommandLine, ResumeIgnoresSymlinkLoopsInTheDirectory) {
+  TempDir dir;
+  ASSERT_TRUE(start_stopped_job(dir / "c"));
+  std::filesystem::create_symlink("loop", dir / "c/loop");
+  // Named like checkpoints, and later than the real one in their order.
+  std::filesystem::create_symlink("ckpt-b.kpk", dir / "c/ckpt-a.kpk");
+  std::filesystem::create_symlink("ckpt-a.kpk", dir / "c/ckpt-b.kpk");
+  ProcessResult r = run_process({STATE_APP, "resume", dir / "c"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).value("digest", ""), workload::run_plain(2, 0));
+}
+
+// `inspect` and `resume` may be handed anything. They refuse what is not a
+// checkpoint image from its file type and its header, without blocking,
+// reading it whole or growing.
+constexpr auto kQuickly = std::chrono::seconds(20);
+constexpr size_t kLittleMemory = size_t{256} << 20;
+constexpr off_t kTenGiB = off_t{10} << 30;
+
+void expect_refused_quickly(const std::vector<std::string>& argv, const std::string& why) {
+  ProcessResult r = run_process_bounded(argv, kQuickly, kLittleMemory);
+  EXPECT_EQ(r.killed_for, "") << argv[1] << " " << argv[2] << " was killed";
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find(why), std::string::npos) << r.err;
+  EXPECT_LT(r.max_rss_bytes, kLittleMemory);
+}
+
+// A sparse file of `bytes` bytes that starts with `head`.
+void write_sparse_file(const std::string& path, const std::string& head, off_t bytes) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  ASSERT_GE(fd, 0) << path;
+  EXPECT_EQ(write(fd, head.data(), head.size()), ssize_t(head.size()));
+  EXPECT_EQ(ftruncate(fd, bytes), 0);
+  close(fd);
+}
+
+std::string only_checkpoint_in(const std::string& dir) {
+  std::vector<std::string> images;
+  for (auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().extension() == ".kpk") images.push_back(e.path());
+  EXPECT_EQ(images.size(), 1u);
+  return images.empty() ? "" : images[0];
+}
+
+TEST(CommandLine, InspectRefusesWhatIsNotARegularFile) {
+  TempDir dir;
+  std::filesystem::create_symlink("/dev/zero", dir / "zero.kpk");
+  ASSERT_EQ(mkfifo((dir / "fifo.kpk").c_str(), 0600), 0);
+  expect_refused_quickly({STATE_APP, "inspect", dir / "zero.kpk"},
+                         dir / "zero.kpk: not a regular file (a character device)");
+  expect_refused_quickly({STATE_APP, "inspect", dir / "fifo.kpk"},
+                         dir / "fifo.kpk: not a regular file (a FIFO)");
+}
+
+TEST(CommandLine, InspectRefusesAHugeFileFromItsHeader) {
+  TempDir dir;
+  ASSERT_TRUE(start_stopped_job(dir / "c"));
+  std::string image = read_file(only_checkpoint_in(dir / "c"));
+  ASSERT_GT(image.size(), 4096u);
+  write_sparse_file(dir / "zeros.kpk", "", kTenGiB);
+  expect_refused_quickly({STATE_APP, "inspect", dir / "zeros.kpk"}, "bad magic");
+  write_sparse_file(dir / "magic.kpk", "KAPPACKP", kTenGiB);
+  expect_refused_quickly({STATE_APP, "inspect", dir / "magic.kpk"}, "unsupported format version 0");
+  // A genuine header, and the file is not the size it announces.
+  write_sparse_file(dir / "header.kpk", image.substr(0, 4096), kTenGiB);
+  expect_refused_quickly(
+      {STATE_APP, "inspect", dir / "header.kpk"},
+      "trailing garbage: 10737418240 bytes, expected " + std::to_string(image.size()));
+}
+
+TEST(CommandLine, ResumeRefusesAHugeCheckpointFromItsHeader) {
+  TempDir dir;
+  ASSERT_TRUE(start_stopped_job(dir / "c"));
+  std::string path = only_checkpoint_in(dir / "c");
+  std::string image = read_file(path);
+  write_sparse_file(path, image.substr(0, 4096), kTenGiB);
+  expect_refused_quickly(
+      {STATE_APP, "resume", dir / "c"},
+      "trailing garbage: 10737418240 bytes, expected " + std::to_string(image.size()));
 }
 
 }  // namespace

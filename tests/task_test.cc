@@ -68,6 +68,64 @@ TEST(Task, DestroyingAnUnstartedTaskFreesItsFrame) {
   EXPECT_EQ(p.use_count(), 1);
 }
 
+// Misuse of a Task surfaces as a kappa::Error at the co_await; `attempt`
+// returns its message, or "no error".
+template <class Body>
+kappa::Task<std::string> error_of(Body attempt) {
+  try {
+    co_await attempt();
+  } catch (const kappa::Error& e) {
+    co_return e.what();
+  }
+  co_return "no error";
+}
+
+void expect_contains(const std::string& text, const std::string& part) {
+  EXPECT_NE(text.find(part), std::string::npos) << text;
+}
+
+TEST(Task, AwaitingAnEmptyTaskIsAClearError) {
+  expect_contains(run(error_of([]() -> kappa::Task<void> {
+                    kappa::Task<int> empty;
+                    co_await empty;
+                  })),
+                  "empty kappa::Task");
+  expect_contains(run(error_of([]() -> kappa::Task<void> {
+                    kappa::Task<int> t = leaf(1);
+                    kappa::Task<int> owner = std::move(t);
+                    co_await t;  // moved from
+                  })),
+                  "empty kappa::Task");
+  expect_contains(run(error_of([]() -> kappa::Task<void> { co_await kappa::Task<void>(); })),
+                  "empty kappa::Task");
+}
+
+kappa::Task<std::unique_ptr<int>> boxed(int x) { co_return std::make_unique<int>(x); }
+
+TEST(Task, AwaitingATaskTwiceIsAClearError) {
+  expect_contains(run(error_of([]() -> kappa::Task<void> {
+                    kappa::Task<std::unique_ptr<int>> t = boxed(7);
+                    std::unique_ptr<int> first = co_await t;
+                    EXPECT_EQ(*first, 7);
+                    std::unique_ptr<int> second = co_await t;  // the value was moved out
+                  })),
+                  "already awaited");
+  expect_contains(run(error_of([]() -> kappa::Task<void> {
+                    kappa::Task<void> t = []() -> kappa::Task<void> { co_return; }();
+                    co_await t;
+                    co_await t;
+                  })),
+                  "already awaited");
+  // A task that failed: the second co_await reports the misuse rather than
+  // rethrowing the task's exception again.
+  expect_contains(run(error_of([]() -> kappa::Task<void> {
+                    kappa::Task<void> t = thrower();
+                    EXPECT_THROW(co_await t, std::invalid_argument);
+                    co_await t;
+                  })),
+                  "already awaited");
+}
+
 kappa::Task<int> pauses_outside_a_task() {
   co_await kappa::checkpoint();
   co_return 1;

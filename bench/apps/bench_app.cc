@@ -3,7 +3,6 @@
 // inside the job and returns the figures as JSON. Run through
 // bench/run_app_bench.sh, which also records peak RSS and the peer figures.
 #include <kappa/kappa.h>
-#include <kappa/spawn.h>
 
 #include <algorithm>
 #include <chrono>

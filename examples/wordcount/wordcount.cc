@@ -12,7 +12,6 @@
 //    merges its own partition.
 // 4. The handler merges the reducers' tables and reports the top words.
 #include <kappa/kappa.h>
-#include <kappa/spawn.h>
 
 #include <algorithm>
 #include <chrono>

@@ -10,7 +10,9 @@
 // ordinary coroutine on the normal heap.
 //
 // Ownership: a Task object owns its coroutine frame and destroys it; moving
-// transfers ownership. A Task must be awaited at most once.
+// transfers ownership. A Task is awaited at most once: its value is moved out
+// to the awaiter. Awaiting an empty Task (default-constructed or moved from) or
+// awaiting a Task a second time throws kappa::Error at that co_await.
 #pragma once
 
 #include <coroutine>
@@ -20,6 +22,8 @@
 #include <optional>
 #include <type_traits>
 #include <utility>
+
+#include "kappa/error.h"
 
 namespace kappa {
 
@@ -52,6 +56,10 @@ class TaskPromiseBase {
 
   void set_continuation(std::coroutine_handle<> c) noexcept { continuation_ = c; }
 
+  /// Records that the task is being awaited; false if it was already, which
+  /// is a misuse (its value is gone, or it is running for another awaiter).
+  bool claim_for_await() noexcept { return !std::exchange(awaited_, true); }
+
  protected:
   void rethrow_if_failed() {
     if (error_) std::rethrow_exception(error_);
@@ -60,6 +68,7 @@ class TaskPromiseBase {
  private:
   std::coroutine_handle<> continuation_;
   std::exception_ptr error_;
+  bool awaited_ = false;
 };
 
 template <class T>
@@ -119,12 +128,26 @@ class [[nodiscard]] Task {
 
   struct Awaiter {
     handle_type h;
-    bool await_ready() const noexcept { return !h || h.done(); }
+    // Set by await_ready when the Task cannot be awaited; await_resume throws
+    // it, so that the error surfaces at the awaiter's co_await.
+    const char* misuse = nullptr;
+
+    bool await_ready() noexcept {
+      if (!h) {
+        misuse = "co_await on an empty kappa::Task (default-constructed or moved from)";
+      } else if (!h.promise().claim_for_await()) {
+        misuse = "co_await on a kappa::Task that was already awaited (a Task can be awaited once)";
+      }
+      return misuse || h.done();
+    }
     std::coroutine_handle<> await_suspend(std::coroutine_handle<> caller) noexcept {
       h.promise().set_continuation(caller);
       return h;
     }
-    T await_resume() { return h.promise().result(); }
+    T await_resume() {
+      if (misuse) throw Error(misuse);
+      return h.promise().result();
+    }
   };
   /// Runs the task to completion inside the awaiting coroutine.
   Awaiter operator co_await() & noexcept { return Awaiter{h_}; }

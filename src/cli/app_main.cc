@@ -6,9 +6,10 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -19,6 +20,7 @@
 #include "runtime/key.h"
 #include "runtime/layout.h"
 #include "runtime/runtime.h"
+#include "stores/checkpoint_store.h"
 #include "util/log.h"
 #include "util/url.h"
 #include "worker/solo_driver.h"
@@ -86,10 +88,17 @@ int report(const detail::SoloOutcome& out, const std::string& dir, const char* a
 }
 
 int inspect(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot read " + path);
-  std::string image((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  detail::ImageInfo info = detail::verify_image(image, detail::load_key());
+  // The path may name anything: only a regular file is read, and only once
+  // its header agrees with its size.
+  detail::ImageInfo info;
+  try {
+    std::optional<std::string> image =
+        detail::read_regular_file(path, detail::image_header_bytes(), detail::check_image_head);
+    if (!image) throw Error("cannot read " + path + ": " + std::strerror(ENOENT));
+    info = detail::verify_image(*image, detail::load_key());
+  } catch (const detail::CheckpointRejected& e) {
+    throw detail::CheckpointRejected(path + ": " + e.what());
+  }
   nlohmann::json j = {
       {"file", path},
       {"version", info.version},

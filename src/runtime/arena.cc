@@ -152,6 +152,12 @@ Arena* Arena::adopt(unsigned slot) {
   return a;
 }
 
+void Arena::unmap_raw(unsigned slot) {
+  // Neither live nor recycled: the next map_slot maps fresh zero pages.
+  g_slot_recycled[slot].store(false, std::memory_order_release);
+  munmap(reinterpret_cast<void*>(kRegionBase + uintptr_t(slot) * kSlotBytes), kSlotBytes);
+}
+
 void Arena::destroy(Arena* arena, Release how) {
   if (!arena) return;
   unsigned slot = arena->slot();

@@ -92,6 +92,9 @@ class Arena {
   static bool map_raw(unsigned slot);
   /// Completes a raw load: registers the slot as live and returns its arena.
   static Arena* adopt(unsigned slot);
+  /// Abandons a raw load (the bytes failed verification): unmaps the slot
+  /// without reading anything in it, since none of it can be trusted.
+  static void unmap_raw(unsigned slot);
   enum class Release {
     kKeepMapping,  // keep the (faulted-in) pages mapped for this slot's next arena
     kUnmap,        // give everything back to the OS

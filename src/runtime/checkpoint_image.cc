@@ -354,19 +354,21 @@ struct ParsedImage {
   std::vector<SegmentDigest> table;  // copied: in the image it is not 8-byte aligned
 };
 
-ImageLayout layout_of(std::string_view image, ImageHeader& h) {
-  if (image.size() < sizeof(kMagic) || std::memcmp(image.data(), kMagic, sizeof kMagic) != 0)
+// Where the parts of an image lie, from its first bytes (`head`: at least the
+// header, or the whole image if it is shorter) and its whole size.
+ImageLayout layout_of(std::string_view head, uint64_t size, ImageHeader& h) {
+  if (head.size() < sizeof(kMagic) || std::memcmp(head.data(), kMagic, sizeof kMagic) != 0)
     reject("not a Kappa checkpoint (bad magic)");
-  if (image.size() < 16) reject("truncated: only " + std::to_string(image.size()) + " bytes");
+  if (head.size() < 16) reject("truncated: only " + std::to_string(size) + " bytes");
   uint32_t version;
-  std::memcpy(&version, image.data() + 8, sizeof version);
+  std::memcpy(&version, head.data() + 8, sizeof version);
   if (version != kImageVersion)
     reject("unsupported format version " + std::to_string(version) + " (this binary reads " +
            std::to_string(kImageVersion) + ")");
-  if (image.size() < sizeof h)
-    reject("truncated: " + std::to_string(image.size()) + " bytes, the header alone needs " +
+  if (head.size() < sizeof h)
+    reject("truncated: " + std::to_string(size) + " bytes, the header alone needs " +
            std::to_string(sizeof h));
-  std::memcpy(&h, image.data(), sizeof h);
+  std::memcpy(&h, head.data(), sizeof h);
   if (h.header_bytes != sizeof h) reject("bad header size " + std::to_string(h.header_bytes));
   if (h.extent_count > kMaxPages || h.segment_shift != kSegmentShift ||
       h.payload_bytes > (uint64_t{1} << 46) || h.segment_count != segment_count(h.payload_bytes))
@@ -380,13 +382,16 @@ ImageLayout layout_of(std::string_view image, ImageHeader& h) {
   l.segment_bytes = kSegmentBytes;
   l.checksum_offset = l.table_offset + l.segment_count * sizeof(SegmentDigest);
   size_t expected = l.checksum_offset + kChecksumBytes + kHmacBytes;
-  if (image.size() < expected)
-    reject("truncated: " + std::to_string(image.size()) + " bytes, expected " +
-           std::to_string(expected));
-  if (image.size() > expected)
-    reject("trailing garbage: " + std::to_string(image.size()) + " bytes, expected " +
+  if (size < expected)
+    reject("truncated: " + std::to_string(size) + " bytes, expected " + std::to_string(expected));
+  if (size > expected)
+    reject("trailing garbage: " + std::to_string(size) + " bytes, expected " +
            std::to_string(expected));
   return l;
+}
+
+ImageLayout layout_of(std::string_view image, ImageHeader& h) {
+  return layout_of(image, image.size(), h);
 }
 
 // Everything but the payload segments: lengths, checksum, HMAC, identity.
@@ -490,6 +495,13 @@ const char* codec_name(Codec codec) {
 ImageLayout image_layout(std::string_view image) {
   ImageHeader h;
   return layout_of(image, h);
+}
+
+size_t image_header_bytes() { return sizeof(ImageHeader); }
+
+void check_image_head(std::string_view head, uint64_t image_bytes) {
+  ImageHeader h;
+  layout_of(head.substr(0, sizeof h), image_bytes, h);
 }
 
 void write_image(Arena& arena, Codec codec, const std::string& key, ImageBuffer& out) {
@@ -645,7 +657,9 @@ Arena* restore_image(std::string_view image, const std::string& key) {
     }
     return Arena::adopt(slot);
   } catch (...) {
-    Arena::destroy(reinterpret_cast<Arena*>(base));
+    // The slot holds unverified bytes, the arena header among them: release
+    // it without reading any (Arena::destroy would trust the header).
+    Arena::unmap_raw(slot);
     throw;
   }
 }

@@ -87,6 +87,16 @@ struct ImageLayout {
 };
 ImageLayout image_layout(std::string_view image);
 
+/// How many first bytes of an image check_image_head() needs: its header.
+size_t image_header_bytes();
+/// Checks an image before the bulk of it is read, from its first
+/// image_header_bytes() bytes (`head`; all of it if it is shorter) and its
+/// whole size: magic, format version, a plausible header, and the size the
+/// header implies. Nothing is authenticated yet (verify_image does that): this
+/// spares reading in whole what cannot be an image, such as a huge file.
+/// Throws CheckpointRejected.
+void check_image_head(std::string_view head, uint64_t image_bytes);
+
 /// Captures `arena` (its task must be suspended, with no task threads alive)
 /// into `out` as a signed image. Call with no arena current.
 void write_image(Arena& arena, Codec codec, const std::string& key, ImageBuffer& out);

@@ -11,6 +11,9 @@
 // Thread safety: implementations may be used from several threads at once.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +21,11 @@
 #include <vector>
 
 namespace kappa::detail {
+
+/// Judges a value from its first bytes before the rest is read (see
+/// CheckpointStore::get_checked): `head` holds its first bytes (all of it if
+/// it is short), `size` is its whole size. Throws to refuse the value.
+using HeadCheck = std::function<void(std::string_view head, uint64_t size)>;
 
 class CheckpointStore {
  public:
@@ -28,6 +36,12 @@ class CheckpointStore {
   /// The value under `key`, or nullopt if there is none. Throws kappa::Error
   /// if it cannot be read whole.
   virtual std::optional<std::string> get(const std::string& key) = 0;
+  /// Like get(), but reads the value's first `head_bytes` bytes first and
+  /// passes them and its size to `check`, which may refuse it: a value that
+  /// cannot be what the caller expects (a huge file where a checkpoint image
+  /// should be) is refused without being read in whole.
+  virtual std::optional<std::string> get_checked(const std::string& key, size_t head_bytes,
+                                                 const HeadCheck& check) = 0;
   /// Keys starting with `prefix`, sorted.
   virtual std::vector<std::string> list(const std::string& prefix) = 0;
   /// Removes `key`; no error if it is absent. Throws kappa::Error otherwise.
@@ -53,5 +67,14 @@ std::unique_ptr<CheckpointStore> open_store(const std::string& url, StoreOptions
 /// job sees of a store that several jobs may share.
 std::unique_ptr<CheckpointStore> scope_store(std::unique_ptr<CheckpointStore> base,
                                              const std::string& scope);
+
+/// Reads the file at `path` the way FileStore does, for readers of files that
+/// may be anything (`inspect`): nullopt if it does not exist; kappa::Error,
+/// naming the file and the reason, if it is not a regular file (a FIFO is
+/// refused without waiting for a writer) or cannot be read whole. With a
+/// `check`, its first `head_bytes` bytes and its size go to `check` before
+/// the rest is read (see CheckpointStore::get_checked).
+std::optional<std::string> read_regular_file(const std::string& path, size_t head_bytes = 0,
+                                             const HeadCheck& check = {});
 
 }  // namespace kappa::detail

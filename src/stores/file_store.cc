@@ -1,8 +1,12 @@
 // FileStore: checkpoints as files under a directory (file://DIR).
 // Atomic put: write KEY.tmp.PID, then rename over KEY. No fsync: a checkpoint
 // must survive the death of the process that wrote it, not of the machine.
+// Reads take only regular files and read exactly the size fstat reports: what
+// lies in the directory may be anything (a FIFO, a link to a device, a huge
+// sparse file), and a short or failed read is an error, never a shorter value.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,10 +22,44 @@ namespace {
 
 std::string errno_text() { return std::strerror(errno); }
 
+const char* file_type_name(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "of an unknown type";
+}
+
+// Reads exactly `n` bytes at `offset` of `fd` into `into`.
+void read_exactly(int fd, const std::string& path, char* into, size_t n, size_t offset) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t got = pread(fd, into + done, n - done, off_t(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) throw Error("cannot read " + path + ": " + errno_text());
+    if (got == 0)
+      throw Error("cannot read " + path + ": it ended after " + std::to_string(offset + done) +
+                  " of " + std::to_string(offset + n) + " bytes (truncated while read?)");
+    done += size_t(got);
+  }
+}
+
+struct FdCloser {
+  int fd;
+  ~FdCloser() { close(fd); }
+};
+
 class FileStore final : public CheckpointStore {
  public:
-  explicit FileStore(std::string dir) : dir_(std::move(dir)) {
+  FileStore(std::string dir, const StoreOptions& options) : dir_(std::move(dir)) {
     std::error_code ec;
+    if (!options.create) {
+      if (!std::filesystem::is_directory(dir_, ec))
+        throw Error(
+            "checkpoint directory " + dir_ +
+            (std::filesystem::exists(dir_, ec) ? " is not a directory" : " does not exist"));
+      return;
+    }
     std::filesystem::create_directories(dir_, ec);
     if (ec) throw Error("cannot create checkpoint directory " + dir_ + ": " + ec.message());
   }
@@ -53,26 +91,12 @@ class FileStore final : public CheckpointStore {
   }
 
   std::optional<std::string> get(const std::string& key) override {
-    std::string path = path_of(key);
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      if (errno == ENOENT) return std::nullopt;
-      throw Error("cannot open " + path + ": " + errno_text());
-    }
-    std::string out;
-    off_t size = lseek(fd, 0, SEEK_END);
-    lseek(fd, 0, SEEK_SET);
-    out.resize(size > 0 ? size_t(size) : 0);
-    size_t done = 0;
-    while (done < out.size()) {
-      ssize_t n = read(fd, out.data() + done, out.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += size_t(n);
-    }
-    close(fd);
-    out.resize(done);
-    return out;
+    return read_regular_file(path_of(key));
+  }
+
+  std::optional<std::string> get_checked(const std::string& key, size_t head_bytes,
+                                         const HeadCheck& check) override {
+    return read_regular_file(path_of(key), head_bytes, check);
   }
 
   std::vector<std::string> list(const std::string& prefix) override {
@@ -84,6 +108,7 @@ class FileStore final : public CheckpointStore {
     std::error_code ec;
     for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
          !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      // Entries that cannot be stat'ed (a symlink loop, say) are not keys.
       std::error_code type_ec;
       if (!it->is_regular_file(type_ec)) continue;
       std::string key = std::filesystem::relative(it->path(), dir_).string();
@@ -93,7 +118,11 @@ class FileStore final : public CheckpointStore {
     return keys;
   }
 
-  void remove(const std::string& key) override { unlink(path_of(key).c_str()); }
+  void remove(const std::string& key) override {
+    std::string path = path_of(key);
+    if (unlink(path.c_str()) != 0 && errno != ENOENT)
+      throw Error("cannot remove " + path + ": " + errno_text());
+  }
 
   void remove_prefix(const std::string& prefix) override {
     if (prefix.empty() || prefix.back() != '/')
@@ -116,11 +145,37 @@ class FileStore final : public CheckpointStore {
 
 }  // namespace
 
+std::optional<std::string> read_regular_file(const std::string& path, size_t head_bytes,
+                                             const HeadCheck& check) {
+  // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    throw Error("cannot open " + path + ": " + errno_text());
+  }
+  FdCloser closer{fd};
+  struct stat st;
+  if (fstat(fd, &st) != 0) throw Error("cannot stat " + path + ": " + errno_text());
+  if (S_ISDIR(st.st_mode)) throw Error("cannot read " + path + ": " + std::strerror(EISDIR));
+  if (!S_ISREG(st.st_mode))
+    throw Error("cannot read " + path + ": not a regular file (" + file_type_name(st.st_mode) +
+                ")");
+  size_t size = size_t(st.st_size);
+  std::string out;
+  if (check) {
+    out.resize(std::min(head_bytes, size));
+    read_exactly(fd, path, out.data(), out.size(), 0);
+    check(out, size);
+  }
+  size_t head = out.size();
+  out.resize(size);
+  read_exactly(fd, path, out.data() + head, size - head, head);
+  return out;
+}
+
 std::unique_ptr<CheckpointStore> open_file_store(const std::string& dir, const StoreOptions& o) {
   if (dir.empty()) throw Error("a file:// store URL needs a directory");
-  if (!o.create && !std::filesystem::is_directory(dir))
-    throw Error("checkpoint directory " + dir + " does not exist");
-  return std::make_unique<FileStore>(dir);
+  return std::make_unique<FileStore>(dir, o);
 }
 
 }  // namespace kappa::detail

@@ -17,6 +17,10 @@ class ScopedStore final : public CheckpointStore {
   std::optional<std::string> get(const std::string& key) override {
     return base_->get(prefix_ + key);
   }
+  std::optional<std::string> get_checked(const std::string& key, size_t head_bytes,
+                                         const HeadCheck& check) override {
+    return base_->get_checked(prefix_ + key, head_bytes, check);
+  }
   std::vector<std::string> list(const std::string& prefix) override {
     std::vector<std::string> keys = base_->list(prefix_ + prefix);
     for (std::string& k : keys) k.erase(0, prefix_.size());

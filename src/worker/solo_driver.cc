@@ -24,8 +24,7 @@ std::string image_key(uint64_t n) {
 
 }  // namespace
 
-SoloDriver::SoloDriver(SoloOptions options)
-    : options_(std::move(options)), store_(open_store(options_.store_url)), key_(load_key()) {
+SoloDriver::SoloDriver(SoloOptions options) : options_(std::move(options)), key_(load_key()) {
   runtime_init();
   progress_ = isatty(STDERR_FILENO);
   started_ = last_progress_ = std::chrono::steady_clock::now();
@@ -35,6 +34,7 @@ SoloDriver::SoloDriver(SoloOptions options)
 SoloDriver::~SoloDriver() = default;
 
 SoloOutcome SoloDriver::start(Handler handler, const nlohmann::json& event) {
+  store_ = open_store(options_.store_url);
   if (!store_->list(kImagePrefix).empty())
     throw Error(store_->url() +
                 " already holds checkpoints of a job: resume it (APP resume) or use an empty "
@@ -46,14 +46,19 @@ SoloOutcome SoloDriver::start(Handler handler, const nlohmann::json& event) {
 }
 
 SoloOutcome SoloDriver::resume() {
+  // A job to resume is in a directory that exists: never create one.
+  store_ = open_store(options_.store_url, {.create = false});
   std::vector<std::string> keys = store_->list(kImagePrefix);
   if (keys.empty())
     throw Error("no checkpoint to resume in " + store_->url() + " (has the job finished?)");
   last_key_ = keys.back();
-  std::optional<std::string> image = store_->get(last_key_);
-  if (!image) throw Error("checkpoint " + last_key_ + " vanished from " + store_->url());
   Arena* arena;
   try {
+    // The file is checked from its header before the rest is read: it may
+    // be anything, a huge file among them.
+    std::optional<std::string> image =
+        store_->get_checked(last_key_, image_header_bytes(), check_image_head);
+    if (!image) throw Error("checkpoint " + last_key_ + " vanished from " + store_->url());
     arena = restore_image(*image, key_);
   } catch (const CheckpointRejected& e) {
     throw CheckpointRejected(store_->url() + "/" + last_key_ + ": " + e.what());

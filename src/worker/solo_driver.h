@@ -51,7 +51,7 @@ class SoloDriver {
   void persist(Arena* arena);
 
   SoloOptions options_;
-  std::unique_ptr<CheckpointStore> store_;
+  std::unique_ptr<CheckpointStore> store_;  // opened by start() or resume()
   std::string key_;
   ImageBuffer buffer_;
   std::string last_key_;

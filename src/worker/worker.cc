@@ -233,7 +233,7 @@ class Worker {
         std::string_view image = a.image;  // inline, or else in the store
         std::optional<std::string> stored;
         if (image.empty()) {
-          stored = store_->get(a.image_key);
+          stored = store_->get_checked(a.image_key, image_header_bytes(), check_image_head);
           if (!stored)
             throw Error("checkpoint image " + a.image_key + " is missing from " + store_->url());
           image = *stored;

@@ -2,7 +2,6 @@
 // "program" picks one; the tests run each normally, under --chaos-kill and
 // with a short --time-limit, and check the exact result.
 #include <kappa/kappa.h>
-#include <kappa/spawn.h>
 
 #include <chrono>
 #include <cstdint>

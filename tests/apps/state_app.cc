@@ -9,7 +9,6 @@
 //   call_across_pause             a spawn created, then a checkpoint, then the
 //                                 spawn awaited (solo answers it with an error)
 #include <kappa/kappa.h>
-#include <kappa/spawn.h>
 
 #include <cstring>
 #include <random>

@@ -1,15 +1,19 @@
 #include "support/subprocess.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 namespace kappa::testing {
 
@@ -68,6 +72,50 @@ ProcessResult run_process(const std::vector<std::string>& argv,
   } else {
     r.exit_code = code;
   }
+  r.out = read_file(io / "out");
+  r.err = read_file(io / "err");
+  return r;
+}
+
+namespace {
+
+// Resident memory of a live process, from /proc/PID/statm (in pages).
+size_t rss_bytes(pid_t pid) {
+  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+  size_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * size_t(sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace
+
+ProcessResult run_process_bounded(const std::vector<std::string>& argv,
+                                  std::chrono::milliseconds timeout, size_t max_rss_bytes,
+                                  const std::vector<std::string>& env) {
+  TempDir io;
+  pid_t pid = start(argv, env, io / "out", io / "err");
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  ProcessResult r;
+  int status = 0;
+  rusage usage{};
+  for (;;) {
+    pid_t done = wait4(pid, &status, WNOHANG, &usage);
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) throw std::runtime_error("wait4 failed");
+    if (r.killed_for.empty()) {
+      if (std::chrono::steady_clock::now() > deadline)
+        r.killed_for = "ran longer than " + std::to_string(timeout.count()) + " ms";
+      else if (rss_bytes(pid) > max_rss_bytes)
+        r.killed_for = "resident memory above " + std::to_string(max_rss_bytes) + " bytes";
+      if (!r.killed_for.empty()) kill(pid, SIGKILL);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (WIFSIGNALED(status))
+    r.signal = WTERMSIG(status);
+  else
+    r.exit_code = WEXITSTATUS(status);
+  r.max_rss_bytes = size_t(usage.ru_maxrss) * 1024;
   r.out = read_file(io / "out");
   r.err = read_file(io / "err");
   return r;

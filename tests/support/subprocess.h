@@ -3,6 +3,8 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -26,12 +28,24 @@ struct ProcessResult {
   int exit_code = -1;  // -1 when killed by a signal
   int signal = 0;
   std::string out, err;
+  // run_process_bounded: why the process was killed ("" if it was not), and
+  // its peak resident memory.
+  std::string killed_for;
+  size_t max_rss_bytes = 0;
 };
 
 /// Runs argv to completion with stdout and stderr captured. `env` entries
 /// ("NAME=value") are added to the environment.
 ProcessResult run_process(const std::vector<std::string>& argv,
                           const std::vector<std::string>& env = {});
+
+/// Like run_process, for commands that must finish quickly in little memory:
+/// kills the process with SIGKILL once it has run for `timeout` or its
+/// resident memory exceeds `max_rss_bytes` (sampled every few milliseconds),
+/// and says which in killed_for.
+ProcessResult run_process_bounded(const std::vector<std::string>& argv,
+                                  std::chrono::milliseconds timeout, size_t max_rss_bytes,
+                                  const std::vector<std::string>& env = {});
 
 /// Starts argv with stdout/stderr sent to /dev/null; returns its pid.
 pid_t spawn_process(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});

@@ -1,0 +1,230 @@
+// FileStore (file://DIR): keys as files, atomic puts, and every failure of
+// the file system reported as a kappa::Error that names the file and the
+// reason. Tests run as root, where permission bits are ignored, so the
+// failures here are ones root meets too (a directory or a FIFO where a file is
+// expected, a file size limit).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "kappa/error.h"
+#include "stores/checkpoint_store.h"
+#include "support/subprocess.h"
+
+namespace kappa::detail {
+namespace {
+
+using kappa::testing::TempDir;
+
+// The message of the kappa::Error that `f` throws ("" if it throws none).
+template <class F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::vector<std::string> files_in(const std::string& dir) {
+  std::vector<std::string> names;
+  for (auto& e : std::filesystem::directory_iterator(dir)) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST(FileStore, PutGetListRemove) {
+  TempDir dir;
+  auto store = open_store("file://" + dir.path());
+  EXPECT_EQ(store->url(), "file://" + dir.path());
+  EXPECT_EQ(store->get("ckpt-1"), std::nullopt);
+  store->put("ckpt-2", "two");
+  store->put("ckpt-1", "one");
+  store->put("other", "x");
+  store->put("job/ckpt-3", std::string(100000, 'c'));  // keys may name subdirectories
+  EXPECT_EQ(store->get("ckpt-1"), "one");
+  EXPECT_EQ(store->get("job/ckpt-3"), std::string(100000, 'c'));
+  EXPECT_EQ(store->list("ckpt-"), (std::vector<std::string>{"ckpt-1", "ckpt-2"}));
+  EXPECT_EQ(store->list("job/"), (std::vector<std::string>{"job/ckpt-3"}));
+  store->put("ckpt-1", "replaced");
+  EXPECT_EQ(store->get("ckpt-1"), "replaced");
+  store->put("empty", "");
+  EXPECT_EQ(store->get("empty"), "");
+  store->remove("ckpt-1");
+  store->remove("ckpt-1");  // absent: not an error
+  EXPECT_EQ(store->get("ckpt-1"), std::nullopt);
+  EXPECT_EQ(store->list("ckpt-"), (std::vector<std::string>{"ckpt-2"}));
+  EXPECT_NE(error_of([&] { store->get("../escape"); }), "");
+}
+
+// A store to resume from must exist: opening it creates nothing.
+TEST(FileStore, OpeningWithoutCreateNeedsTheDirectory) {
+  TempDir dir;
+  std::string why = error_of([&] { open_store(dir / "missing", {.create = false}); });
+  EXPECT_NE(why.find("checkpoint directory " + dir / "missing" + " does not exist"),
+            std::string::npos)
+      << why;
+  EXPECT_FALSE(std::filesystem::exists(dir / "missing"));
+  EXPECT_NE(open_store(dir.path(), {.create = false}), nullptr);
+  open_store(dir / "made");
+  EXPECT_TRUE(std::filesystem::is_directory(dir / "made"));
+}
+
+// A reader sees the whole old value or the whole new one, never a part.
+TEST(FileStore, PutIsAtomicForConcurrentReaders) {
+  TempDir dir;
+  auto writer = open_store(dir.path());
+  auto reader = open_store(dir.path());
+  const std::string a(4 << 20, 'a'), b(3 << 20, 'b');
+  writer->put("k", a);
+  std::atomic<bool> stop{false};
+  std::thread t([&] {
+    for (int i = 0; !stop; ++i) writer->put("k", i % 2 ? a : b);
+  });
+  int reads = 0, partial = 0;
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+       std::chrono::steady_clock::now() < until; ++reads) {
+    std::optional<std::string> v = reader->get("k");
+    if (!v || (*v != a && *v != b)) ++partial;
+    EXPECT_EQ(reader->list("k"), std::vector<std::string>{"k"}) << "a temporary file is listed";
+  }
+  stop = true;
+  t.join();
+  EXPECT_GT(reads, 0);
+  EXPECT_EQ(partial, 0) << "of " << reads << " reads";
+}
+
+// A put that fails midway leaves the previous value, and no file behind.
+TEST(FileStore, FailedPutLeavesThePreviousValue) {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  store->put("k", "old value");
+  // A file size limit makes write() fail with EFBIG (SIGXFSZ ignored), root
+  // or not.
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
+  auto old_handler = signal(SIGXFSZ, SIG_IGN);
+  rlimit small = saved;
+  small.rlim_cur = 1 << 20;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  std::string why = error_of([&] { store->put("k", std::string(2 << 20, 'n')); });
+  setrlimit(RLIMIT_FSIZE, &saved);
+  signal(SIGXFSZ, old_handler);
+  EXPECT_NE(why.find("cannot write " + dir.path() + "/k.tmp."), std::string::npos) << why;
+  EXPECT_NE(why.find(std::strerror(EFBIG)), std::string::npos) << why;
+  EXPECT_EQ(store->get("k"), "old value");
+  EXPECT_EQ(files_in(dir.path()), std::vector<std::string>{"k"});
+}
+
+TEST(FileStore, GetOfADirectoryIsAnErrorNamingIt) {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  std::filesystem::create_directory(dir / "k");
+  std::string why = error_of([&] { store->get("k"); });
+  EXPECT_NE(why.find(dir / "k"), std::string::npos) << why;
+  EXPECT_NE(why.find(std::strerror(EISDIR)), std::string::npos) << why;
+}
+
+// A FIFO under a key is refused at once: opening it must not wait for a
+// writer. (Should get() block anyway, a helper thread opens the FIFO for
+// writing after a while and closes it, so that the test fails rather than
+// hangs.)
+TEST(FileStore, GetOfAFifoIsRefusedWithoutBlocking) {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  std::string fifo = dir / "k";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::atomic<bool> returned{false};
+  std::thread unblock([&] {
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!returned && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    while (!returned) {
+      int fd = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);  // ENXIO until a reader waits
+      if (fd >= 0) close(fd);
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
+  auto started = std::chrono::steady_clock::now();
+  std::string why = error_of([&] { store->get("k"); });
+  returned = true;
+  unblock.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  EXPECT_NE(why.find(fifo + ": not a regular file (a FIFO)"), std::string::npos) << why;
+}
+
+TEST(FileStore, RemoveFailuresOtherThanAbsenceAreErrors) {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  // A non-empty directory where the key's file would be: unlink() fails.
+  std::filesystem::create_directories(dir / "k/inside");
+  std::string why = error_of([&] { store->remove("k"); });
+  EXPECT_NE(why.find("cannot remove " + dir / "k"), std::string::npos) << why;
+  EXPECT_NE(why.find(std::strerror(EISDIR)), std::string::npos) << why;
+  EXPECT_TRUE(std::filesystem::exists(dir / "k/inside"));
+  EXPECT_EQ(error_of([&] { store->remove("absent"); }), "");
+}
+
+// get_checked shows the check a value's first bytes and its size before the
+// rest is read, so that a refused value is never read in whole.
+TEST(FileStore, GetCheckedJudgesTheHeadBeforeReadingTheRest) {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  store->put("small", "abc");
+  std::string seen_head;
+  uint64_t seen_size = 0;
+  auto note = [&](std::string_view head, uint64_t size) {
+    seen_head = head;
+    seen_size = size;
+  };
+  EXPECT_EQ(store->get_checked("small", 2, note), "abc");
+  EXPECT_EQ(seen_head, "ab");
+  EXPECT_EQ(seen_size, 3u);
+  EXPECT_EQ(store->get_checked("small", 10, note), "abc");
+  EXPECT_EQ(seen_head, "abc");
+  EXPECT_EQ(store->get_checked("absent", 2, note), std::nullopt);
+
+  int fd = open((dir / "huge").c_str(), O_WRONLY | O_CREAT, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, off_t{10} << 30), 0);  // 10 GiB, sparse
+  close(fd);
+  auto refuse = [](std::string_view, uint64_t size) {
+    if (size > 1000) throw Error("too big: " + std::to_string(size));
+  };
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(error_of([&] { store->get_checked("huge", 16, refuse); }), "too big: 10737418240");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+}
+
+// Entries that cannot be stat'ed (symlink loops, dangling links) are not
+// keys, and do not hide the keys beside them.
+TEST(FileStore, ListSkipsEntriesThatCannotBeStated) {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  store->put("ckpt-1", "one");
+  std::filesystem::create_symlink("ckpt-loop2", dir / "ckpt-loop1");
+  std::filesystem::create_symlink("ckpt-loop1", dir / "ckpt-loop2");
+  std::filesystem::create_symlink("ckpt-self", dir / "ckpt-self");
+  std::filesystem::create_symlink("nowhere", dir / "ckpt-dangling");
+  std::vector<std::string> keys;
+  EXPECT_EQ(error_of([&] { keys = store->list("ckpt-"); }), "");
+  EXPECT_EQ(keys, std::vector<std::string>{"ckpt-1"});
+}
+
+}  // namespace
+}  // namespace kappa::detail
