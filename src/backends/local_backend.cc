@@ -56,7 +56,7 @@ class LocalBackend final : public Backend {
     reaper_ = std::thread([this] { reap(); });
     timer_ = std::thread([this] { kill_timer(); });
   }
-  ~LocalBackend() override { shutdown(); }
+  ~LocalBackend() override { shutdown(); }  // not concurrently with another shutdown()
 
   void launch_worker(uint64_t worker_id, bool on_coordinator) override {
     std::future<void> done;
@@ -126,14 +126,14 @@ class LocalBackend final : public Backend {
   void shutdown() override {
     {
       std::lock_guard lock(mu_);
-      if (stopping_ && !spawner_.joinable()) return;
+      if (stopping_) return;  // shut down already (or being shut down)
       stopping_ = true;
       for (auto& [pid, p] : procs_) ::kill(pid, SIGKILL);
     }
     cv_.notify_all();
-    if (spawner_.joinable()) spawner_.join();
-    if (timer_.joinable()) timer_.join();
-    if (reaper_.joinable()) reaper_.join();  // returns once every worker is reaped
+    spawner_.join();
+    timer_.join();
+    reaper_.join();  // returns once every worker is reaped
   }
 
   uint64_t chaos_kills() const override {

@@ -27,8 +27,8 @@ const char* cause_name(WorkerExit::Cause cause) {
 namespace {
 std::string signal_text(int sig) {
   const char* abbrev = sigabbrev_np(sig);
-  return std::string("SIG") + (abbrev ? abbrev : std::to_string(sig).c_str()) + " (" +
-         strsignal(sig) + ")";
+  std::string name = abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+  return name + " (" + strsignal(sig) + ")";
 }
 }  // namespace
 

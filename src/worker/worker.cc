@@ -370,7 +370,10 @@ int run_worker(const WorkerOptions& options) {
     // Die with the process that started this worker; if it is gone already,
     // its death was missed: end now.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != options.watch_parent) return 1;
+    if (getppid() != options.watch_parent) {
+      spdlog::error("the process that started this worker ({}) is gone", options.watch_parent);
+      return 1;
+    }
   }
   runtime_init();
   install_crash_handlers();
