@@ -9,7 +9,7 @@ packages=(
   libcereal-dev nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   libzstd-dev liblz4-dev libxxhash-dev libssl-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libsqlite3-dev libhiredis-dev libcurl4-openssl-dev redis-server
+  libsqlite3-dev sqlite3 libhiredis-dev libcurl4-openssl-dev redis-server
   clang-format libclang-rt-16-dev
 )
 

@@ -563,16 +563,99 @@ TEST_F(JobStateTest, ReplacedAndFinishedImagesAreDiscarded) {
 
 TEST_F(JobStateTest, ChangesNameWhatTheJournalMustRecord) {
   root();
-  EXPECT_EQ(fx.changes.tasks, std::vector<uint64_t>{1});
+  EXPECT_EQ(fx.changes.tasks, (std::vector<uint64_t>{1, 1}));  // created, made ready
+  EXPECT_TRUE(fx.changes.counters);                            // a worker was launched
   next(1);
   EXPECT_TRUE(fx.changes.empty());  // handing out work changes nothing durable
   call(1, 1, 0, Op::kMakeQueue, encode(uint64_t{1}));
+  EXPECT_EQ(fx.changes.progress, (std::vector<uint64_t>{1, 1}));  // recorded, completed
   EXPECT_EQ(fx.changes.queues, std::vector<uint64_t>{1});
+  EXPECT_TRUE(fx.changes.counters);  // the next queue id
   call(1, 1, 1, Op::kEnqueue, enqueue_request(uint64_t{1}, std::string("x")));
   EXPECT_EQ(fx.changes.queues, std::vector<uint64_t>{1});
-  EXPECT_EQ(s.queue_items(1)->size(), 1u);
+  EXPECT_EQ(s.queue(1)->items.size(), 1u);
   finish(1, 1, 2, encode(nlohmann::json(0)));
+  EXPECT_EQ(fx.changes.resolved, std::vector<uint64_t>{1});
   EXPECT_TRUE(fx.changes.job);
+}
+
+// What a journal keeps is enough to continue: a job restored from its
+// durable parts alone (no worker, no timer) goes on where it was.
+TEST_F(JobStateTest, ARestoredJobContinuesWhereItWas) {
+  root();
+  next(1);
+  uint64_t q = decode<uint64_t>(call(1, 1, 0, Op::kMakeQueue, encode(uint64_t{0})).reply);
+  call(1, 1, 1, Op::kSpawn, spawn_request({spec("a"), spec("b"), spec("c", {{2, ""}})}));
+  next(2);  // b: the newest ready task (c waits for a)
+  // Task 3 (b) blocks in a dequeue, parked; task 1 waits on 2 and 4.
+  send_call(2, 3, 0, Op::kDequeue, encode(q));
+  advance(1s);
+  take<CallOutcome>(2);
+  send_call(1, 1, 2, Op::kWait, encode(std::vector<uint64_t>{2, 4}));
+  advance(1s);
+  take<CallOutcome>(1);
+  // What the journal would hold.
+  DurableJob d;
+  for (uint64_t id = 1; id <= 4; ++id) {
+    if (const TaskDurable* t = s.task(id))
+      d.tasks.push_back(*t);
+    else
+      d.futures.emplace_back(id, *s.future(id));
+  }
+  d.queues.emplace_back(q, *s.queue(q));
+  d.next_queue = s.next_queue_id();
+  d.next_worker = s.next_worker_id();
+  JobState again(defaults());
+  Effects e;
+  again.restore(std::move(d), now, e);
+  EXPECT_EQ(again.stats().tasks, 4u);
+  EXPECT_EQ(again.stats().parked, 2u);   // 1 (wait) and 3 (dequeue)
+  EXPECT_EQ(again.stats().ready, 1u);    // 2 (a)
+  EXPECT_EQ(again.stats().waiting, 1u);  // 4 (c), on a's future
+  ASSERT_FALSE(e.launches.empty());
+  EXPECT_GE(e.launches[0].worker, s.next_worker_id());  // fresh worker ids
+  // a runs, c follows with a's value; an enqueue wakes b; 1 resumes last.
+  auto run = [&](uint64_t w) {
+    e.clear();
+    again.next(w, now, e);
+    return std::get<Assignment>(e.answers.at(0).body);
+  };
+  uint64_t w = e.launches[0].worker;
+  Assignment a = run(w);
+  ASSERT_EQ(a.task_id, 2u);
+  EXPECT_EQ(a.kind, Assignment::Kind::kStart);
+  e.clear();
+  again.finish(FinishInfo{w, 2, 0, false, encode(std::string("A")), "", false}, now, e);
+  Assignment c = run(w);
+  ASSERT_EQ(c.task_id, 4u);
+  EXPECT_EQ(decode<std::string>(c.args.at(0)), "A");
+  e.clear();
+  again.call(CallInfo{.worker_id = w,
+                      .task_id = 4,
+                      .seqno = 0,
+                      .op = Op::kEnqueue,
+                      .request = enqueue_request(q, std::string("item"))},
+             now, e);
+  e.clear();
+  again.finish(FinishInfo{w, 4, 1, false, encode(std::string("C")), "", false}, now, e);
+  std::vector<uint64_t> resumed;
+  for (int i = 0; i < 2; ++i) {
+    Assignment r = run(w);
+    EXPECT_EQ(r.kind, Assignment::Kind::kResume);
+    resumed.push_back(r.task_id);
+    if (r.task_id == 3) EXPECT_EQ(decode<std::string>(r.reply), "item");
+    if (r.task_id == 1) {
+      auto results = decode<std::vector<WaitResult>>(r.reply);
+      EXPECT_EQ(decode<std::string>(results.at(0).bytes), "A");
+      EXPECT_EQ(decode<std::string>(results.at(1).bytes), "C");
+    }
+    e.clear();
+    again.finish(FinishInfo{w, r.task_id, r.seqno + 1, false, encode(nlohmann::json(1)), "", false},
+                 now, e);
+  }
+  std::sort(resumed.begin(), resumed.end());
+  EXPECT_EQ(resumed, (std::vector<uint64_t>{1, 3}));
+  EXPECT_TRUE(again.outcome().done);
 }
 
 TEST_F(JobStateTest, ShutdownParksBlockedCallsAndEndsIdleWorkers) {

@@ -13,6 +13,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <fstream>
+#include <random>
 #include <regex>
 
 #include "kappa.grpc.pb.h"
@@ -208,6 +209,134 @@ TEST(Unauthenticated, AHugeGrpcMessageWithABadTokenIsNeverRead) {
       "[ figure ] coordinator peak RSS %zu kB before, %zu kB after a refused 256 MiB "
       "message\n",
       before_kb, after_kb);
+}
+
+// ---------------------------------------------------------------- a durable coordinator
+
+// The result of durable_zoo (semantics_app) for n.
+nlohmann::json zoo_result(int64_t n) {
+  nlohmann::json parts = nlohmann::json::array();
+  for (int p = 0; p < 4; ++p) parts.push_back("part " + std::to_string(p) + ", round 3");
+  int64_t squares = 0;
+  for (int64_t i = 0; i < n; ++i) squares += i * i;
+  return {{"parts", parts}, {"queue_plus_count", n * (n - 1) / 2 + n}, {"sum_squares", squares}};
+}
+
+// Runs durable_zoo with a journal, SIGKILLs its coordinator at random
+// moments while it runs, `kills` times in all (over as many jobs as it
+// takes), and restarts it each time: every job must end with the exact
+// result, its queue items consumed once, its last puts visible and nothing
+// else in its data store. Returns the kills that landed.
+int kill_and_restart(const std::vector<std::string>& state_args, int kills, uint32_t seed) {
+  std::mt19937 rng(seed);
+  int landed = 0;
+  for (int job = 0; landed < kills && job < 20; ++job) {
+    TempDir dir;
+    std::vector<std::string> argv = {SEMANTICS_APP, "run",
+                                     "--event",     R"({"program":"durable_zoo","n":40})",
+                                     "--data",      "file://" + dir / "data"};
+    argv.insert(argv.end(), state_args.begin(), state_args.end());
+    if (state_args.back().empty()) argv.back() = "sqlite://" + dir / "journal.db";
+    for (;;) {
+      pid_t run = spawn_process(argv, {}, dir / "out", dir / "err");
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(std::uniform_int_distribution<int>(30, 400)(rng)));
+      if (landed < kills && !process_gone(run)) {
+        kill(run, SIGKILL);
+        wait_process(run);
+        ++landed;
+        continue;
+      }
+      int code = wait_process(run);
+      EXPECT_EQ(code, 0) << read_file(dir / "err");
+      if (code != 0) return landed;
+      EXPECT_EQ(nlohmann::json::parse(read_file(dir / "out")), zoo_result(40))
+          << read_file(dir / "err");
+      std::map<std::string, std::string> data = files_under(dir / "data");
+      EXPECT_EQ(data.size(), 4u);  // the puts' keys, and nothing staged
+      for (int p = 0; p < 4; ++p)
+        EXPECT_EQ(data[dir / ("data/zoo/part-" + std::to_string(p) + ".txt")],
+                  "part " + std::to_string(p) + ", round 3");
+      break;
+    }
+  }
+  return landed;
+}
+
+TEST(DurableCoordinator, SurvivesKillNineAtRandomMomentsWithSqlite) {
+  int landed = kill_and_restart({"--state", ""}, 12, 1);
+  EXPECT_EQ(landed, 12);
+  std::printf("[ figure ] %d coordinator SIGKILLs, each followed by a restart\n", landed);
+}
+
+TEST(DurableCoordinator, SurvivesKillNineUnderChaosToo) {
+  int landed = kill_and_restart({"--chaos-kill", "0.2", "--state", ""}, 10, 2);
+  EXPECT_EQ(landed, 10);
+}
+
+TEST(DurableCoordinator, AFinishedJobPrintsItsResultAgain) {
+  TempDir dir;
+  std::vector<std::string> argv = {SEMANTICS_APP, "run",
+                                   "--event",     R"({"program":"fib","n":10})",
+                                   "--state",     "sqlite://" + dir / "j.db"};
+  ProcessResult first = run_process(argv);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  ProcessResult again = run_process(argv);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out, first.out);
+  EXPECT_NE(again.err.find("0 tasks"), std::string::npos) << again.err;  // nothing ran again
+}
+
+TEST(DurableCoordinator, AnotherEventOrBinaryOnTheSameJournalIsAnError) {
+  TempDir dir;
+  std::string state = "sqlite://" + dir / "j.db";
+  ASSERT_EQ(
+      run_process({SEMANTICS_APP, "run", "--event", R"({"program":"fib","n":5})", "--state", state})
+          .exit_code,
+      0);
+  ProcessResult other_event = run_process(
+      {SEMANTICS_APP, "run", "--event", R"({"program":"fib","n":6})", "--state", state});
+  EXPECT_EQ(other_event.exit_code, 1);
+  EXPECT_NE(other_event.err.find("of another event"), std::string::npos) << other_event.err;
+  ProcessResult other_binary =
+      run_process({STATE_APP, "run", "--event", R"({"program":"fib","n":5})", "--state", state});
+  EXPECT_EQ(other_binary.exit_code, 1);
+  EXPECT_NE(other_binary.err.find("of another binary"), std::string::npos) << other_binary.err;
+}
+
+TEST(DurableCoordinator, AJournalInUseOrCorruptOrNewerIsRefused) {
+  TempDir dir;
+  std::string state = "sqlite://" + dir / "j.db";
+  pid_t running = spawn_process(
+      {SEMANTICS_APP, "run", "--event", R"({"program":"spin","seconds":30})", "--state", state}, {},
+      dir / "out", dir / "err");
+  wait_until([&] { return std::filesystem::exists(dir / "j.db"); }, 10s);
+  std::this_thread::sleep_for(300ms);
+  ProcessResult second = run_process(
+      {SEMANTICS_APP, "run", "--event", R"({"program":"spin","seconds":30})", "--state", state});
+  kill(running, SIGKILL);
+  wait_process(running);
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_NE(second.err.find("in use by another coordinator"), std::string::npos) << second.err;
+
+  write_file(dir / "garbage.db", std::string(4096, 'x'));
+  ProcessResult corrupt = run_process(
+      {SEMANTICS_APP, "run", "--event", "{}", "--state", "sqlite://" + dir / "garbage.db"});
+  EXPECT_EQ(corrupt.exit_code, 1);
+  EXPECT_NE(corrupt.err.find("not a Kappa journal, or is corrupt"), std::string::npos)
+      << corrupt.err;
+
+  // A journal whose format row says 99.
+  ProcessResult made =
+      run_process({"/usr/bin/sqlite3", dir / "newer.db",
+                   "CREATE TABLE meta (id INTEGER PRIMARY KEY, body BLOB NOT NULL);"
+                   "INSERT INTO meta VALUES (0, x'6300000000000000');"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  ProcessResult newer = run_process(
+      {SEMANTICS_APP, "run", "--event", "{}", "--state", "sqlite://" + dir / "newer.db"});
+  EXPECT_EQ(newer.exit_code, 1);
+  EXPECT_NE(newer.err.find("written by a newer Kappa (journal format 99"), std::string::npos)
+      << newer.err;
 }
 
 TEST(Events, ComeFromAFileOrStandardInputWhenTooLargeForTheCommandLine) {

@@ -9,11 +9,13 @@
 //   - kappa::spawn, map_spawn,
 //     wait_all, Future<T>,
 //     make_queue, Queue<T>       (kappa/spawn.h)     concurrency
+//   - kappa::put, kappa::get     (kappa/data.h)      output written exactly once
 //   - kappa::encode/decode       (kappa/serialize.h) values that cross tasks
 //   - kappa::Error, TaskFailed   (kappa/error.h)     what Kappa throws
 //   - KAPPA_MAIN(handler)        (kappa/main.h)      the application entry point
 #pragma once
 
+#include "kappa/data.h"
 #include "kappa/error.h"
 #include "kappa/main.h"
 #include "kappa/pause.h"

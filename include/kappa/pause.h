@@ -41,6 +41,8 @@ enum class Op : uint32_t {
   kEnqueue = 5,     // request: enqueue_request()     reply: empty (once accepted)
   kDequeue = 6,     // request: uint64_t queue id     reply: the item's bytes
   kYield = 7,       // request: empty; the worker's deadline is near: relaunch elsewhere
+  kPut = 8,         // request: pair<key, bytes> (to the coordinator: pair<key, staged key>)
+  kGet = 9,         // request: the key          reply: the object's bytes (served by the worker)
 };
 
 /// The call a suspended task waits on. It lives in the suspended coroutine's

@@ -194,7 +194,13 @@ int app_main(int argc, char** argv, Handler handler) {
                     "Checkpoint store: file://DIR (default: a per-job directory in /dev/shm, "
                     "or $TMPDIR without it, removed when the job succeeds; images take memory "
                     "there: give a disk directory for jobs with very large states)");
-    cmd->add_option("--state", job.state, "Coordinator journal (not implemented yet: in memory)");
+    cmd->add_option("--state", job.state,
+                    "Coordinator journal: sqlite://PATH (default: none, the job lives in memory). "
+                    "Running the same command again continues the job where a killed "
+                    "coordinator left it");
+    cmd->add_option("--data", job.data,
+                    "Where kappa::put and kappa::get keep their objects (a key is a file there)")
+        ->capture_default_str();
     cmd->add_option("--chaos-kill", job.chaos_kill,
                     "Probability of killing each worker invocation at a random moment")
         ->capture_default_str()
@@ -246,6 +252,8 @@ int app_main(int argc, char** argv, Handler handler) {
   wcmd->add_option("--worker-id", worker.worker_id, "This worker's id")->required();
   wcmd->add_option("--store", worker.store_url, "Checkpoint store URL")->required();
   wcmd->add_option("--job", worker.job, "The job's id (its scope in the store)")->required();
+  wcmd->add_option("--data", worker.data_url, "The job's data store URL (put and get)")
+      ->capture_default_str();
   wcmd->add_option("--watch-parent", worker.watch_parent,
                    "Exit when this process (the one that started the worker) is gone");
   add_compression(wcmd);

@@ -8,8 +8,10 @@
 
 #include "backends/backend.h"
 #include "coordinator/coordinator.h"
+#include "journals/journal_factory.h"
 #include "kappa/spawn.h"
 #include "rpc/server.h"
+#include "runtime/layout.h"
 #include "stores/checkpoint_store.h"
 #include "util/hex.h"
 #include "util/log.h"
@@ -26,10 +28,6 @@ std::string self_executable() {
 }
 
 void check_supported(const JobOptions& o) {
-  if (!o.state.empty())
-    throw Error(
-        "--state: a durable coordinator journal is not implemented yet; the coordinator "
-        "keeps its state in memory");
   if (o.workers == 0) throw Error("--workers must be at least 1");
 }
 
@@ -41,6 +39,42 @@ std::string default_store(const std::string& job) {
   const char* tmp = std::getenv("TMPDIR");
   std::string base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : tmp && *tmp ? tmp : "/tmp";
   return "file://" + base + "/kappa-job-" + job;
+}
+
+// A journal's job must be this one: the same binary, event and store.
+JobIdentity check_same_job(const JobIdentity& held, const nlohmann::json& event,
+                           const JobOptions& o, const std::string& journal) {
+  if (held.build_id != build_id())
+    throw Error("the journal " + journal + " holds job " + held.job +
+                " of another binary (build id " + held.build_id + ", this one " + build_id() +
+                "): run it with that binary, or give another --state");
+  if (held.event != event.dump())
+    throw Error("the journal " + journal + " holds job " + held.job + " of another event (" +
+                held.event.substr(0, 200) +
+                "): give the same --event to continue it, or another --state");
+  if (!o.store.empty() && o.store != held.store)
+    throw Error("the journal " + journal + " holds job " + held.job +
+                ", whose checkpoints are in " + held.store + ", not " + o.store);
+  if (o.data != held.data)
+    throw Error("the journal " + journal + " holds job " + held.job + ", whose data store is " +
+                held.data + ", not " + o.data);
+  return held;
+}
+
+// The result of a job that had finished before this run, from its journal.
+JobResult finished_result(const JobOutcome& outcome) {
+  JobResult r;
+  if (outcome.failed) {
+    r.error = outcome.error;
+    return r;
+  }
+  try {
+    r.value = decode<nlohmann::json>(outcome.result);
+    r.ok = true;
+  } catch (const std::exception& e) {
+    r.error = std::string("cannot decode the handler's result: ") + e.what();
+  }
+  return r;
 }
 
 }  // namespace
@@ -65,9 +99,38 @@ std::string describe_deaths(const JobStats& s) {
 
 JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions& o) {
   check_supported(o);
-  std::string job = random_hex(6);
-  bool own_store = o.store.empty();
-  std::string store_url = own_store ? default_store(job) : o.store;
+  // With a journal (--state), the job may have run before: then it must be
+  // the same job (binary, event, store), and it continues.
+  std::unique_ptr<Journal> journal;
+  std::optional<JobIdentity> held;
+  if (!o.state.empty()) {
+    journal = open_journal(o.state);
+    held = journal->identity();
+  }
+  JobIdentity identity;
+  if (held) {
+    identity = check_same_job(*held, event, o, journal->url());
+  } else {
+    identity.job = random_hex(6);
+    identity.build_id = build_id();
+    identity.event = event.dump();
+    identity.store = o.store.empty() ? default_store(identity.job) : o.store;
+    identity.data = o.data;
+  }
+  const std::string& job = identity.job;
+  const std::string& store_url = identity.store;
+  bool own_store = store_url == default_store(job);
+  // A job that finished before: its recorded outcome, again. One whose
+  // coordinator died before its root task was recorded starts over.
+  std::optional<DurableJob> previous;
+  if (held) {
+    previous = journal->load();
+    if (previous->outcome.done) return finished_result(previous->outcome);
+    if (previous->tasks.empty() && previous->futures.empty()) previous.reset();
+    spdlog::info("continuing job {} from {}", job, journal->url());
+  } else if (journal) {
+    journal->begin(identity);
+  }
   // The job's images live under its own scope: jobs may share a store.
   std::unique_ptr<CheckpointStore> store = scope_store(open_store(store_url), job);
   if (!o.log_dir.empty()) std::filesystem::create_directories(o.log_dir);
@@ -92,7 +155,13 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   bc.seed = o.seed;
   bc.log_dir = o.log_dir;
 
-  Coordinator coordinator(jo, store.get());
+  // The data store: puts are staged under a prefix of the job's own, and
+  // made visible by the coordinator.
+  std::unique_ptr<CheckpointStore> data = open_store(identity.data);
+  std::string staging = ".kappa-put-" + job + "/";
+
+  Coordinator coordinator(jo, store.get(), Clock::steady(), journal.get());
+  coordinator.set_data_store(data.get());
   ServerOptions so;
   so.listen = o.listen.empty() ? "unix:@kappa-job-" + job : o.listen;
   so.token = token;
@@ -104,6 +173,8 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
                     store_url,
                     "--job",
                     job,
+                    "--data",
+                    identity.data,
                     "--compression",
                     codec_name(o.codec),
                     "--checkpoint-interval",
@@ -111,13 +182,17 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   std::unique_ptr<Backend> backend = make_backend(o.backend, bc, &coordinator);
   coordinator.set_backend(backend.get());
 
-  SpawnSpec root;
-  root.fn = reinterpret_cast<uint64_t>(handler);
-  root.trampoline =
-      reinterpret_cast<uint64_t>(static_cast<Trampoline>(&trampoline<Handler, nlohmann::json>));
-  root.args.push_back({0, encode(event)});
-  root.name = "handler";
-  coordinator.spawn_root(std::move(root));
+  if (previous) {
+    coordinator.restore(std::move(*previous));
+  } else {
+    SpawnSpec root;
+    root.fn = reinterpret_cast<uint64_t>(handler);
+    root.trampoline =
+        reinterpret_cast<uint64_t>(static_cast<Trampoline>(&trampoline<Handler, nlohmann::json>));
+    root.args.push_back({0, encode(event)});
+    root.name = "handler";
+    coordinator.spawn_root(std::move(root));
+  }
 
   JobOutcome outcome;
   for (;;) {
@@ -154,6 +229,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
       r.value = decode<nlohmann::json>(outcome.result);
       r.ok = true;
       clean_up();
+      data->remove_prefix(staging);  // puts staged by attempts that never got recorded
       return r;
     } catch (const std::exception& e) {
       outcome.error = std::string("cannot decode the handler's result: ") + e.what();

@@ -19,6 +19,7 @@ struct JobOptions {
   double time_limit = 300;
   std::string store;  // empty: file://$TMPDIR/kappa-job-ID (memory-backed when possible)
   std::string state;  // coordinator journal; empty: in memory
+  std::string data = "file://./kappa-data";  // where put and get go
   double chaos_kill = 0;
   uint64_t seed = 0;
   std::string log_dir;

@@ -29,6 +29,11 @@ void Coordinator::set_backend(Backend* backend) {
   if (backend) state_.set_time_limit(backend->time_limit(false));
 }
 
+void Coordinator::set_data_store(CheckpointStore* data) {
+  std::lock_guard lock(mu_);
+  data_ = data;
+}
+
 template <class Event>
 void Coordinator::handle(Event&& event) {
   thread_local std::vector<Outgoing> spare;  // keeps its capacity between events
@@ -66,6 +71,7 @@ void Coordinator::carry_out(std::vector<Outgoing>& out) {
             spdlog::warn("{}", e.what());
           }
         });
+  for (Effects::Commit& c : fx.commits) committer_.post([this, c = std::move(c)] { commit(c); });
   for (TraceSpan& s : fx.spans) trace_.add(std::move(s));
   if (fx.job_done) job_cv_.notify_all();
   std::optional<TimePoint> next = state_.next_timer();
@@ -111,6 +117,24 @@ void Coordinator::launch(Effects::Launch l) {
   }
 }
 
+void Coordinator::commit(const Effects::Commit& c) {
+  std::string error;
+  try {
+    CheckpointStore* data;
+    {
+      std::lock_guard lock(mu_);
+      data = data_;
+    }
+    if (!data) throw Error("this job has no data store");
+    data->move(c.staged, c.key);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  handle([&](JobState& s, TimePoint now, Effects& fx) {
+    s.commit_done(c.task, c.seqno, error, now, fx);
+  });
+}
+
 void Coordinator::timer_loop() {
   std::vector<Outgoing> out;
   std::unique_lock lock(mu_);
@@ -140,6 +164,10 @@ uint64_t Coordinator::spawn_root(SpawnSpec spec) {
     id = s.spawn_root(std::move(spec), now, fx);
   });
   return id;
+}
+
+void Coordinator::restore(DurableJob job) {
+  handle([&](JobState& s, TimePoint now, Effects& fx) { s.restore(std::move(job), now, fx); });
 }
 
 void Coordinator::connect(uint64_t worker, std::shared_ptr<WorkerLink> link) {

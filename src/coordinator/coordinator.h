@@ -11,8 +11,9 @@
 //     that a completed call is answered by the thread that completed it,
 //     with no hand-off on the way;
 //   - on threads of its own: worker launches (a Lambda invoke or an sbatch
-//     may take seconds, and may fail), and removals of images from the store
-//     (an unlink of a large image takes ~100 us).
+//     may take seconds, and may fail), removals of images from the store
+//     (an unlink of a large image takes ~100 us), and the commits that make
+//     puts visible in the data store.
 // A timer thread fires JobState's timers (grace periods, idle polls,
 // liveness checks) when the clock reaches them.
 //
@@ -56,9 +57,14 @@ class Coordinator final : public WorkerService, public WorkerEvents {
   /// Must be set before the root task is spawned; must outlive the
   /// coordinator's use of it (shut the backend down after shutdown()).
   void set_backend(Backend* backend);
+  /// The job's data store, where puts are made visible (before the root
+  /// task is spawned; may stay unset when no task puts).
+  void set_data_store(CheckpointStore* data);
 
   /// Creates the job's root task (id 1).
   uint64_t spawn_root(SpawnSpec spec);
+  /// Continues a job a journal kept (instead of spawn_root).
+  void restore(DurableJob job);
 
   // WorkerService (the transports)
   void connect(uint64_t worker, std::shared_ptr<WorkerLink> link) override;
@@ -97,10 +103,12 @@ class Coordinator final : public WorkerService, public WorkerEvents {
   static void send(std::vector<Outgoing>& out);  // no lock held
   void timer_loop();
   void launch(Effects::Launch l);
+  void commit(const Effects::Commit& c);
 
   JobState state_;
   Clock& clock_;
   CheckpointStore* store_;
+  CheckpointStore* data_ = nullptr;
   Journal* journal_;
   Backend* backend_ = nullptr;
   mutable std::mutex mu_;
@@ -110,7 +118,7 @@ class Coordinator final : public WorkerService, public WorkerEvents {
   TraceRecorder trace_;
   std::condition_variable job_cv_, timer_cv_;
   bool stopping_ = false;
-  SerialExecutor remover_, launcher_;
+  SerialExecutor remover_, committer_, launcher_;
   std::thread timer_;  // the last member: it starts after the others
 };
 

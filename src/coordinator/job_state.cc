@@ -29,13 +29,6 @@ struct JobState::Task {
   TimePoint park_at;        // kBlocked: when the grace period ends
 };
 
-struct JobState::Queue {
-  uint64_t max_size = 0;
-  std::deque<std::string> items;
-  std::deque<uint64_t> enqueuers;  // blocked: their item is in their call's request
-  std::deque<uint64_t> dequeuers;  // blocked
-};
-
 struct JobState::Worker {
   bool on_coordinator = false;
   bool launched = false;  // by schedule(), rather than started by hand
@@ -58,11 +51,18 @@ void Effects::clear() {
   ended.clear();
   hung.clear();
   discarded.clear();
+  commits.clear();
   spans.clear();
-  changes.tasks.clear();
-  changes.queues.clear();
-  changes.job = false;
+  changes.clear();
   job_done = false;
+}
+
+void Changes::clear() {
+  tasks.clear();
+  progress.clear();
+  resolved.clear();
+  queues.clear();
+  counters = job = false;
 }
 
 uint64_t JobStats::total_deaths() const {
@@ -90,9 +90,9 @@ const FutureSlot* JobState::future(uint64_t id) const {
   return id > 0 && id < futures_.size() ? &futures_[id] : nullptr;
 }
 
-const std::deque<std::string>* JobState::queue_items(uint64_t id) const {
+const QueueDurable* JobState::queue(uint64_t id) const {
   auto it = queues_.find(id);
-  return it == queues_.end() ? nullptr : &it->second.items;
+  return it == queues_.end() ? nullptr : &it->second;
 }
 
 std::string JobState::describe(const Task& t) const {
@@ -123,6 +123,8 @@ void JobState::set_state(Task& t, int state) {
 }
 
 void JobState::mark(const Task& t, Effects& fx) { fx.changes.tasks.push_back(t.d.id); }
+
+void JobState::mark_progress(const Task& t, Effects& fx) { fx.changes.progress.push_back(t.d.id); }
 
 void JobState::answer(uint64_t worker, CallOutcome o, Effects& fx) {
   fx.answers.push_back({worker, std::move(o)});
@@ -200,6 +202,7 @@ void JobState::make_ready(Task& t, TimePoint now, Effects& fx) {
     t.d.args[i] = dep.bytes;
   }
   t.d.phase = TaskDurable::Phase::kRunnable;
+  mark(t, fx);  // its arguments resolved
   push_ready(t, now, fx);
 }
 
@@ -288,7 +291,7 @@ void JobState::resolve(Task& t, FutureSlot::State state, std::string bytes, Time
   FutureSlot& f = futures_[id];
   f.state = state;
   f.bytes = std::move(bytes);
-  mark(t, fx);
+  fx.changes.resolved.push_back(id);
   if (id == kRootTask) {
     job_.done = true;
     job_.failed = state == FutureSlot::State::kFailed;
@@ -323,7 +326,7 @@ void JobState::complete_call(Task& t, std::string reply, std::string error, Time
   c.error = std::move(error);
   t.queue = 0;
   t.wait_ids.clear();
-  mark(t, fx);
+  mark_progress(t, fx);
   if (t.state == kParked) {
     ++stats_.relaunches;
     push_ready(t, now, fx);
@@ -395,6 +398,41 @@ void JobState::queue_progress(Queue& q, TimePoint now, Effects& fx) {
   }
 }
 
+namespace {
+// A key of the data store that a put may write: a plain relative path,
+// outside the job's own staging area.
+std::string bad_data_key(const std::string& key) {
+  if (key.empty()) return "an empty key";
+  if (key.front() == '/') return "an absolute path";
+  if (key.rfind(".kappa", 0) == 0) return "a name Kappa keeps for itself (.kappa...)";
+  for (size_t i = 0; i <= key.size();) {
+    size_t slash = std::min(key.find('/', i), key.size());
+    std::string_view part(key.data() + i, slash - i);
+    if (part == ".." || part == ".") return "a '" + std::string(part) + "' in its path";
+    if (part.empty() && slash != key.size()) return "an empty folder name";
+    i = slash + 1;
+  }
+  return {};
+}
+}  // namespace
+
+// t's put: its bytes are staged; the shell makes them visible under the key,
+// and then its call completes (commit_done).
+void JobState::start_commit(Task& t, Effects& fx) {
+  auto [key, staged] = decode<std::pair<std::string, std::string>>(t.d.call->request);
+  if (std::string why = bad_data_key(key); !why.empty())
+    throw Error("put key '" + key + "' is " + why);
+  fx.commits.push_back({t.d.id, t.d.call->seqno, std::move(staged), std::move(key)});
+}
+
+void JobState::commit_done(uint64_t task, uint64_t seqno, const std::string& error, TimePoint now,
+                           Effects& fx) {
+  Task* t = find(task);
+  if (!t || !t->d.call || t->d.call->seqno != seqno || t->d.call->done || t->d.call->op != Op::kPut)
+    return;  // answered already (a commit repeated after a restart)
+  complete_call(*t, {}, error.empty() ? std::string() : "the put failed: " + error, now, fx);
+}
+
 // t's call waits in line at `queue`, and the line moves.
 void JobState::join_queue(Task& t, uint64_t queue, bool enqueue, TimePoint now, Effects& fx) {
   auto it = queues_.find(queue);
@@ -431,9 +469,15 @@ void JobState::apply(Task& t, TimePoint now, Effects& fx) {
         uint64_t id = next_queue_++;
         queues_[id].max_size = decode<uint64_t>(c.request);
         fx.changes.queues.push_back(id);
+        fx.changes.counters = true;
         complete_call(t, encode(id), {}, now, fx);
         return;
       }
+      case Op::kPut:
+        start_commit(t, fx);
+        return;
+      case Op::kGet:  // served by the worker, never sent here
+        break;
       case Op::kEnqueue:  // take_enqueue_queue leaves the item in c.request
         return join_queue(t, take_enqueue_queue(c.request), /*enqueue=*/true, now, fx);
       case Op::kDequeue:
@@ -450,6 +494,70 @@ uint64_t JobState::spawn_root(SpawnSpec spec, TimePoint now, Effects& fx) {
   start_task(id, now, fx);
   schedule(fx);
   return id;
+}
+
+void JobState::restore(DurableJob job, TimePoint now, Effects& fx) {
+  uint64_t last = 0;
+  for (const TaskDurable& d : job.tasks) last = std::max(last, d.id);
+  for (const auto& [id, f] : job.futures) last = std::max(last, id);
+  tasks_.resize(last + 1);
+  futures_.resize(last + 1);
+  stats_.tasks = last;
+  for (auto& [id, f] : job.futures) {
+    ++(f.state == FutureSlot::State::kDone ? stats_.finished : stats_.failed);
+    futures_[id] = std::move(f);
+  }
+  for (TaskDurable& d : job.tasks) {
+    auto t = std::make_unique<Task>();
+    uint64_t id = d.id;
+    t->d = std::move(d);
+    ++stats_.waiting;
+    tasks_[id] = std::move(t);
+  }
+  for (auto& [id, q] : job.queues) {
+    for (uint64_t e : q.enqueuers) tasks_.at(e)->queue = id;
+    for (uint64_t d : q.dequeuers) tasks_.at(d)->queue = id;
+    queues_[id] = std::move(q);
+  }
+  next_queue_ = job.next_queue;
+  next_worker_ = job.next_worker;
+  job_ = std::move(job.outcome);
+  if (job_.done) return;
+  // The links between tasks are bookkeeping: rebuilt, in id order.
+  for (uint64_t id = 1; id <= last; ++id) {
+    Task* t = find(id);
+    if (!t || t->d.phase != TaskDurable::Phase::kWaitingDeps) continue;
+    auto depend_on = [&](uint64_t f) {
+      if (f == 0 || f >= futures_.size() || futures_[f].state != FutureSlot::State::kPending)
+        return;
+      ++t->deps_left;
+      tasks_.at(f)->dependents.push_back(id);
+    };
+    for (const ArgSlot& a : t->d.spec.args)
+      if (a.future) depend_on(a.future);
+    for (uint64_t f : t->d.spec.awaits) depend_on(f);
+  }
+  for (uint64_t id = 1; id <= last; ++id) {
+    Task* t = find(id);
+    if (!t) continue;
+    if (t->d.phase == TaskDurable::Phase::kWaitingDeps) {
+      if (t->deps_left == 0) make_ready(*t, now, fx);
+      continue;
+    }
+    const std::optional<TaskDurable::Call>& c = t->d.call;
+    if (!c || c->done) {  // from its start, or its latest call with the result
+      push_ready(*t, now, fx);
+      continue;
+    }
+    // Its call waits: the previous coordinator had parked it (or its worker
+    // is gone with that coordinator).
+    set_state(*t, kParked);
+    if (c->op == Op::kWait) start_wait(*t, now, fx);  // may complete at once
+    if (c->op == Op::kPut) start_commit(*t, fx);      // once more: commits are idempotent
+    // An enqueue or dequeue waits in its queue's line, restored above.
+  }
+  for (auto& [id, q] : queues_) queue_progress(q, now, fx);
+  schedule(fx);
 }
 
 // ---------------------------------------------------------------- scheduling
@@ -481,6 +589,7 @@ void JobState::schedule(Effects& fx) {
       ++stats_.workers_launched;
       ++stats_.workers_live;
       fx.launches.push_back({id, bool(pool)});
+      fx.changes.counters = true;
     }
   }
 }
@@ -581,7 +690,7 @@ void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
     t.d.failures = 0;  // progress
     t.d.crashes = 0;
     t.queue = 0;
-    mark(t, fx);
+    mark_progress(t, fx);
     apply(t, now, fx);
     schedule(fx);  // a spawn may have made work ready
   }
@@ -679,7 +788,7 @@ void JobState::lose_task(uint64_t worker_id, const WorkerExit& exit, const std::
   Task& t = *found;
   t.worker = 0;
   blocked_.erase(t.d.id);
-  mark(t, fx);
+  mark_progress(t, fx);
   bool crash = exit.deterministic_crash() || (w.crash && w.crash->signal != 0);
   if (crash && ++t.d.crashes > options_.max_crash_retries) {
     std::string msg = describe(t) + " crashed " + std::to_string(t.d.crashes) +

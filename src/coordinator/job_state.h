@@ -68,21 +68,32 @@ struct JobStateOptions {
   bool tracing = false;   // emit a trace span per invocation
 };
 
-/// The durable part of a task.
+/// The durable part of a task, in two parts that change at different rates:
+/// what it is (spec, arguments, phase: written when it is created and when
+/// its arguments resolve) and how far it got (its latest call and its
+/// failure counts: written at every call).
+struct TaskCall {
+  uint64_t seqno = 0;
+  std::string image_key, image;  // the checkpoint: in the store, or inline
+  Op op = Op::kCheckpoint;
+  std::string request;
+  bool done = false;
+  std::string reply, error;
+  template <class A>
+  void serialize(A& a) {
+    a(seqno, image_key, image, op, request, done, reply, error);
+  }
+};
+
 struct TaskDurable {
-  struct Call {
-    uint64_t seqno = 0;
-    std::string image_key, image;  // the checkpoint: in the store, or inline
-    Op op = Op::kCheckpoint;
-    std::string request;
-    bool done = false;
-    std::string reply, error;
-  };
-  enum class Phase { kWaitingDeps, kRunnable };
+  using Call =
+      TaskCall;  // a task's latest call (a top-level type: std::optional needs it complete)
+  enum class Phase : uint8_t { kWaitingDeps, kRunnable };
   uint64_t id = 0;
   SpawnSpec spec;
   std::vector<std::string> args;  // resolved argument bytes
   Phase phase = Phase::kWaitingDeps;
+  // Progress.
   std::optional<Call> call;  // the latest call
   unsigned failures = 0;     // worker deaths since the last progress
   unsigned crashes = 0;      // deterministic crashes since the last progress
@@ -92,14 +103,54 @@ struct TaskDurable {
 struct FutureSlot {
   enum class State : uint8_t { kPending, kDone, kFailed } state = State::kPending;
   std::string bytes;  // kDone: the encoded value; kFailed: the error
+  template <class A>
+  void serialize(A& a) {
+    a(state, bytes);
+  }
 };
 
-/// What changed in durable state at one event: what the journal records.
+/// The durable part of a queue.
+struct QueueDurable {
+  uint64_t max_size = 0;
+  std::deque<std::string> items;
+  std::deque<uint64_t> enqueuers;  // blocked, in order: their item is in their call's request
+  std::deque<uint64_t> dequeuers;  // blocked, in order
+  template <class A>
+  void serialize(A& a) {
+    a(max_size, items, enqueuers, dequeuers);
+  }
+};
+
+struct JobOutcome {
+  bool done = false, failed = false;
+  std::string result;  // the root task's encoded value
+  std::string error;   // which task failed and why
+};
+
+/// What changed in durable state at one event: what the journal records,
+/// reading the values from the state as the event left it (so the order of
+/// the ids says nothing, and they may repeat).
 struct Changes {
-  std::vector<uint64_t> tasks;   // created, called, completed, or resolved (may repeat)
-  std::vector<uint64_t> queues;  // created, or their items changed
-  bool job = false;              // the outcome or counters
-  bool empty() const { return tasks.empty() && queues.empty() && !job; }
+  std::vector<uint64_t> tasks;  // created, or their arguments resolved (TaskDurable's first part)
+  std::vector<uint64_t> progress;  // their call or failure counts changed (its second part)
+  std::vector<uint64_t> resolved;  // finished or failed: gone, their future set
+  std::vector<uint64_t> queues;    // created, or their items or waiting lines changed
+  bool counters = false;           // the next queue or worker id
+  bool job = false;                // the outcome
+  bool empty() const {
+    return tasks.empty() && progress.empty() && resolved.empty() && queues.empty() && !counters &&
+           !job;
+  }
+  void clear();
+};
+
+/// Everything durable about a job, as a journal gives it back at restart.
+struct DurableJob {
+  std::vector<TaskDurable> tasks;                        // the live ones, by id
+  std::vector<std::pair<uint64_t, FutureSlot>> futures;  // the resolved ones
+  std::vector<std::pair<uint64_t, QueueDurable>> queues;
+  uint64_t next_queue = 1, next_worker = 1;
+  JobOutcome outcome;
 };
 
 /// One task invocation on a worker, for traces.
@@ -122,23 +173,24 @@ struct Effects {
     uint64_t worker = 0;
     bool on_coordinator = false;
   };
+  /// A put to make visible: move `staged` to `key` in the data store, then
+  /// report it with JobState::commit_done. Idempotent.
+  struct Commit {
+    uint64_t task = 0, seqno = 0;
+    std::string staged, key;
+  };
   std::vector<Answer> answers;
   std::vector<Launch> launches;
   std::vector<uint64_t> started;       // invocations that started (backend: time limit, chaos)
   std::vector<uint64_t> ended;         // invocations that ended
   std::vector<uint64_t> hung;          // workers to kill: they stopped sending heartbeats
   std::vector<std::string> discarded;  // image keys nobody will restore from
+  std::vector<Commit> commits;
   std::vector<TraceSpan> spans;
   Changes changes;
   bool job_done = false;  // the job's outcome is known (now)
 
   void clear();
-};
-
-struct JobOutcome {
-  bool done = false, failed = false;
-  std::string result;  // the root task's encoded value
-  std::string error;   // which task failed and why
 };
 
 struct JobStats {
@@ -162,6 +214,11 @@ class JobState {
   // ---- events ----
   /// Creates the job's root task (id 1).
   uint64_t spawn_root(SpawnSpec spec, TimePoint now, Effects& fx);
+  /// Continues a job from what a journal kept (instead of spawn_root): every
+  /// live task is ready to run from its latest call, or waits where it
+  /// waited (a future, a queue). Workers of the previous coordinator are
+  /// gone; new ones get fresh ids.
+  void restore(DurableJob job, TimePoint now, Effects& fx);
   void next(uint64_t worker, TimePoint now, Effects& fx);
   void call(CallInfo info, TimePoint now, Effects& fx);
   void finish(FinishInfo info, TimePoint now, Effects& fx);
@@ -169,6 +226,9 @@ class JobState {
   void crash_report(CrashReport report);
   /// The worker is gone; idempotent. Its task restarts elsewhere.
   void worker_exited(uint64_t worker, const WorkerExit& exit, TimePoint now, Effects& fx);
+  /// A commit asked for in Effects::commits is done (`error` empty) or failed.
+  void commit_done(uint64_t task, uint64_t seqno, const std::string& error, TimePoint now,
+                   Effects& fx);
   /// The backend could not start a worker asked for in Effects::launches.
   void launch_failed(uint64_t worker, const std::string& error, TimePoint now, Effects& fx);
   /// Fires every timer due at `now` (grace periods, idle polls, liveness).
@@ -189,11 +249,13 @@ class JobState {
   /// task's future, a queue's items.
   const TaskDurable* task(uint64_t id) const;
   const FutureSlot* future(uint64_t id) const;
-  const std::deque<std::string>* queue_items(uint64_t id) const;
+  const QueueDurable* queue(uint64_t id) const;
+  uint64_t next_queue_id() const { return next_queue_; }
+  uint64_t next_worker_id() const { return next_worker_; }
 
  private:
   struct Task;
-  struct Queue;
+  using Queue = QueueDurable;
   struct Worker;
   enum class TimerKind : uint8_t { kGrace, kIdle, kLiveness };
 
@@ -202,6 +264,7 @@ class JobState {
   uint64_t& live_count(int state);
   void set_state(Task& t, int state);
   void mark(const Task& t, Effects& fx);
+  void mark_progress(const Task& t, Effects& fx);
   uint64_t add_task(SpawnSpec spec, Effects& fx);
   void start_task(uint64_t id, TimePoint now, Effects& fx);
   void make_ready(Task& t, TimePoint now, Effects& fx);
@@ -214,6 +277,7 @@ class JobState {
   void fail_task(Task& t, const std::string& why, TimePoint now, Effects& fx,
                  bool keep_image = false);
   void start_wait(Task& t, TimePoint now, Effects& fx);
+  void start_commit(Task& t, Effects& fx);
   void finish_wait(Task& t, TimePoint now, Effects& fx);
   void apply(Task& t, TimePoint now, Effects& fx);
   void join_queue(Task& t, uint64_t queue, bool enqueue, TimePoint now, Effects& fx);

@@ -48,6 +48,12 @@ class CheckpointStore {
   virtual void remove(const std::string& key) = 0;
   /// Removes every key starting with `prefix` (which ends with '/').
   virtual void remove_prefix(const std::string& prefix) = 0;
+  /// Makes the value under `from` the value under `to` (replacing it
+  /// atomically, as put does) and removes `from`. Idempotent: with `from`
+  /// gone and `to` present, there is nothing to do. Throws kappa::Error when
+  /// both are missing. The default copies (get, put, remove); stores that
+  /// can rename do.
+  virtual void move(const std::string& from, const std::string& to);
   /// A description for messages ("file:///tmp/x").
   virtual std::string url() const = 0;
 };

@@ -124,6 +124,16 @@ class FileStore final : public CheckpointStore {
       throw Error("cannot remove " + path + ": " + errno_text());
   }
 
+  void move(const std::string& from, const std::string& to) override {
+    std::string source = path_of(from), target = path_of(to);
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(target).parent_path(), ec);
+    if (ec) throw Error("cannot create the folder of " + target + ": " + ec.message());
+    if (rename(source.c_str(), target.c_str()) == 0) return;
+    if (errno == ENOENT && access(target.c_str(), F_OK) == 0) return;  // moved already
+    throw Error("cannot move " + source + " to " + target + ": " + errno_text());
+  }
+
   void remove_prefix(const std::string& prefix) override {
     if (prefix.empty() || prefix.back() != '/')
       throw Error("remove_prefix needs a directory prefix ending in '/', not '" + prefix + "'");

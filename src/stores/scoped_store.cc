@@ -27,6 +27,9 @@ class ScopedStore final : public CheckpointStore {
     return keys;
   }
   void remove(const std::string& key) override { base_->remove(prefix_ + key); }
+  void move(const std::string& from, const std::string& to) override {
+    base_->move(prefix_ + from, prefix_ + to);
+  }
   void remove_prefix(const std::string& prefix) override { base_->remove_prefix(prefix_ + prefix); }
   std::string url() const override {
     return base_->url() + "/" + prefix_.substr(0, prefix_.size() - 1);

@@ -189,6 +189,7 @@ class Worker {
         client_(o.coordinator, o.token, o.worker_id),
         liveness_(client_, kHeartbeatInterval),
         store_(scope_store(open_store(o.store_url), o.job)),
+        data_(open_store(o.data_url)),
         key_(load_key()),
         uplink_(client_, *store_) {}
 
@@ -313,6 +314,20 @@ class Worker {
       } else {
         info.request = std::move(call.request);  // built on the heap: taken as is
       }
+      if (info.op == Op::kGet) {  // served here: a read needs no coordinator
+        std::string error;
+        reply = read_data(info.request, &error);
+        deliver(arena, reply, error);
+        continue;
+      }
+      if (info.op == Op::kPut) {
+        try {
+          info.request = stage_put(info);
+        } catch (const std::exception& e) {
+          discard_task(arena);
+          return finish(task_id, passed, true, {}, e.what());
+        }
+      }
       bool near_deadline =
           deadline &&
           Clock::now() >= *deadline - std::chrono::duration_cast<Clock::duration>(margin);
@@ -354,10 +369,39 @@ class Worker {
     }
   }
 
+  // kGet: the object's bytes, or an error naming the key.
+  std::string read_data(const std::string& request, std::string* error) {
+    std::string key;
+    try {
+      key = decode<std::string>(request);
+      if (std::optional<std::string> v = data_->get(key)) return std::move(*v);
+      *error = "no object '" + key + "' in the data store " + data_->url();
+    } catch (const std::exception& e) {
+      *error = "cannot get '" + key + "' from the data store: " + e.what();
+    }
+    return {};
+  }
+
+  // kPut: the bytes go to a staging key of the job's own (the same for every
+  // attempt of this call); the coordinator makes them visible under the key
+  // when it records the call. Returns the request to send: key, staged key.
+  std::string stage_put(const CallInfo& info) {
+    auto [key, bytes] = decode<std::pair<std::string, std::string>>(info.request);
+    std::string staged = ".kappa-put-" + options_.job + "/t" + std::to_string(info.task_id) + "-s" +
+                         std::to_string(info.seqno);
+    try {
+      data_->put(staged, bytes);
+    } catch (const std::exception& e) {
+      throw Error("the put of '" + key + "' failed: " + e.what());
+    }
+    return encode(std::make_pair(std::move(key), std::move(staged)));
+  }
+
   WorkerOptions options_;
   CoordinatorClient client_;
   Liveness liveness_;  // after client_, which it uses
   std::unique_ptr<CheckpointStore> store_;
+  std::unique_ptr<CheckpointStore> data_;  // put and get
   std::string key_;
   Uplink uplink_;  // after client_ and store_, which it uses
 };

@@ -22,6 +22,7 @@ struct WorkerOptions {
   uint64_t worker_id = 0;
   std::string store_url;
   std::string job;  // the job's id: its images live under this scope of the store
+  std::string data_url = "file://./kappa-data";  // where put and get go
   Codec codec = Codec::kZstd;
   double checkpoint_interval = 1;
   int watch_parent = 0;  // nonzero: die with this process (the local backend's)

@@ -273,6 +273,63 @@ uint64_t spin(double seconds) {
   return n;
 }
 
+// ---- everything at once, for the coordinator's kill -9 tests: spawn,
+// map_spawn, dataflow futures, a bounded queue, and puts.
+int64_t square(int64_t x) { return x * x; }
+
+// Items come and go slowly (a few ms each), so that a coordinator killed
+// at a random moment is often killed with items and waiters in the queue.
+Task<int64_t> produce(Queue<int64_t> q, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    co_await q.enqueue(i);
+  }
+  co_return n;
+}
+
+// Sums exactly n items: one consumed twice or lost would change the sum (or
+// leave the producer or this task waiting forever).
+Task<int64_t> consume(Queue<int64_t> q, int64_t n) {
+  int64_t sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    sum += co_await q.dequeue();
+    std::this_thread::sleep_for(std::chrono::milliseconds(4));
+  }
+  co_return sum;
+}
+
+// Puts the same key round after round: a put applied again after a later
+// one (a restart replaying it) would leave an older value behind.
+Task<std::string> writer(int64_t part, int64_t rounds) {
+  std::string key = "zoo/part-" + std::to_string(part) + ".txt";
+  for (int64_t r = 0; r < rounds; ++r) {
+    co_await kappa::put(key, "part " + std::to_string(part) + ", round " + std::to_string(r));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    co_await kappa::checkpoint();
+  }
+  co_return co_await kappa::get(key);
+}
+
+Task<nlohmann::json> durable_zoo(int64_t n) {
+  auto q = co_await kappa::make_queue<int64_t>(3);
+  Future<int64_t> produced = co_await kappa::spawn(produce, q, n);
+  Future<int64_t> consumed = co_await kappa::spawn(consume, q, n);
+  std::vector<int64_t> xs(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) xs[size_t(i)] = i;
+  std::vector<Future<int64_t>> squares = co_await kappa::map_spawn(square, xs);
+  std::vector<int64_t> parts = {0, 1, 2, 3};
+  std::vector<Future<std::string>> writers = co_await kappa::map_spawn(writer, parts, int64_t{4});
+  // A dataflow edge: add starts once both futures resolve.
+  Future<int64_t> both = co_await kappa::spawn(add, consumed, produced);
+  int64_t sum_squares = 0;
+  for (int64_t v : co_await kappa::wait_all(squares)) sum_squares += v;
+  nlohmann::json out;
+  out["queue_plus_count"] = co_await both;
+  out["sum_squares"] = sum_squares;
+  out["parts"] = co_await kappa::wait_all(writers);
+  co_return out;
+}
+
 Task<nlohmann::json> handler(nlohmann::json e) {
   std::string p = e.at("program");
   if (p == "factorial") co_return co_await factorial(e.at("n"));
@@ -290,6 +347,7 @@ Task<nlohmann::json> handler(nlohmann::json e) {
   if (p == "async_error") co_return co_await async_error();
   if (p == "large_state") co_return co_await large_state(e.value("fail", false));
   if (p == "spin") co_return nlohmann::json{{"spins", spin(e.at("seconds"))}};
+  if (p == "durable_zoo") co_return co_await durable_zoo(e.at("n"));
   throw std::invalid_argument("unknown program " + p);
 }
 

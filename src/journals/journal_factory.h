@@ -1,0 +1,18 @@
+// open_journal: the coordinator journals by URL scheme (--state URL).
+// A new journal is a new file defining its open function, and one line here.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "coordinator/journal.h"
+
+namespace kappa::detail {
+
+/// Opens the journal at `url`: sqlite://PATH. Throws kappa::Error for an
+/// unknown scheme (the message lists the known ones), or a journal that
+/// cannot be opened: corrupt, of a newer format, or in use by a live
+/// coordinator.
+std::unique_ptr<Journal> open_journal(const std::string& url);
+
+}  // namespace kappa::detail
