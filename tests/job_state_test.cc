@@ -294,6 +294,41 @@ TEST_F(JobStateTest, RendezvousQueueHandsOverOnlyToADequeuer) {
   EXPECT_EQ(producer.task_id, 1u);
 }
 
+// Once no task runs or can run, every live task waits for something no task
+// will do: the job fails saying what they wait for and what failed last,
+// rather than hanging.
+TEST_F(JobStateTest, AJobWhereNoTaskCanRunFailsSayingWhatEachWaitsFor) {
+  root();
+  next(1);
+  uint64_t q = decode<uint64_t>(call(1, 1, 0, Op::kMakeQueue, encode(uint64_t{1})).reply);
+  call(1, 1, 1, Op::kSpawn, spawn_request({spec("producer")}));
+  next(2);
+  finish(2, 2, 0, "", /*failed=*/true);  // the producer fails before it enqueues
+  EXPECT_FALSE(s.outcome().done);        // the root still runs
+  send_call(1, 1, 2, Op::kDequeue, encode(q));
+  ASSERT_TRUE(s.outcome().done);
+  EXPECT_TRUE(s.outcome().failed);
+  const std::string& why = s.outcome().error;
+  EXPECT_NE(why.find("no task can run"), std::string::npos) << why;
+  EXPECT_NE(why.find("task 1 (root) dequeues from empty queue " + std::to_string(q)),
+            std::string::npos)
+      << why;
+  EXPECT_NE(why.find("the latest failure: task 2 (producer) failed: boom"), std::string::npos)
+      << why;
+}
+
+// A put being committed is progress: its task is not stuck.
+TEST_F(JobStateTest, APutBeingCommittedIsNotAStall) {
+  root();
+  next(1);
+  send_call(1, 1, 0, Op::kPut, encode(std::pair<std::string, std::string>("out/a", "staged")));
+  ASSERT_EQ(fx.commits.size(), 1u);
+  EXPECT_FALSE(s.outcome().done);
+  event([](JobState& s, TimePoint t, Effects& fx) { s.commit_done(1, 0, "", t, fx); });
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kResult);
+  EXPECT_FALSE(s.outcome().done);
+}
+
 TEST_F(JobStateTest, AnEnqueueWithoutAQueueIdFailsTheCall) {
   root();
   next(1);

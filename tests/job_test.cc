@@ -3,8 +3,10 @@
 // large for the command line, and the command line's own messages.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -337,6 +339,73 @@ TEST(DurableCoordinator, AJournalInUseOrCorruptOrNewerIsRefused) {
   EXPECT_EQ(newer.exit_code, 1);
   EXPECT_NE(newer.err.find("written by a newer Kappa (journal format 99"), std::string::npos)
       << newer.err;
+}
+
+// ---------------------------------------------------------------- faults
+
+// A small tmpfs mounted for the test (CI runs as root), unmounted after.
+class Tmpfs {
+ public:
+  Tmpfs(const std::string& dir, const std::string& options) : dir_(dir) {
+    std::filesystem::create_directories(dir);
+    if (mount("tmpfs", dir.c_str(), "tmpfs", 0, options.c_str()) != 0)
+      throw std::runtime_error("cannot mount a tmpfs on " + dir +
+                               " (the fault tests run as root): " + std::strerror(errno));
+  }
+  ~Tmpfs() { umount2(dir_.c_str(), MNT_DETACH); }
+  void remount(const std::string& options) {
+    ASSERT_EQ(mount("tmpfs", dir_.c_str(), "tmpfs", MS_REMOUNT, options.c_str()), 0)
+        << std::strerror(errno);
+  }
+
+ private:
+  std::string dir_;
+};
+
+// The journal's disk fills up: the job stops with a clear message and tells
+// no worker anything it did not record; with room again, the same command
+// continues it to the exact result.
+TEST(Faults, AFullJournalDiskStopsTheJobWhichContinuesOnceThereIsRoom) {
+  TempDir dir;
+  Tmpfs small(dir / "journal", "size=96k");
+  std::vector<std::string> argv = {SEMANTICS_APP, "run",
+                                   "--event",     R"({"program":"durable_zoo","n":40})",
+                                   "--data",      "file://" + dir / "data",
+                                   "--state",     "sqlite://" + dir / "journal/j.db"};
+  ProcessResult full = run_process(argv);
+  EXPECT_EQ(full.exit_code, 1);
+  EXPECT_NE(full.err.find("the journal failed"), std::string::npos) << full.err;
+  EXPECT_NE(full.err.find("full"), std::string::npos) << full.err;
+  small.remount("size=64m");
+  ProcessResult again = run_process(argv);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(nlohmann::json::parse(again.out), zoo_result(40));
+}
+
+// A full checkpoint store: the image cannot be written, the job fails saying
+// so, and nothing partial is left to be restored.
+TEST(Faults, AFullStoreFailsTheJobClearly) {
+  TempDir dir;
+  Tmpfs small(dir / "store", "size=512k");
+  ProcessResult r = run_process({SEMANTICS_APP, "run", "--event", R"({"program":"large_state"})",
+                                 "--store", "file://" + dir / "store"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir / "store"))
+    EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path() << " was left";
+}
+
+// A read-only data store: the put fails with the reason, and fails its task.
+TEST(Faults, AReadOnlyDataStoreFailsThePutClearly) {
+  TempDir dir;
+  Tmpfs data(dir / "data", "size=1m");
+  data.remount("ro,size=1m");
+  ProcessResult r =
+      run_process({SEMANTICS_APP, "run", "--event", R"({"program":"durable_zoo","n":4})", "--data",
+                   "file://" + dir / "data"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("the put of 'zoo/part-"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("Read-only file system"), std::string::npos) << r.err;
 }
 
 TEST(Events, ComeFromAFileOrStandardInputWhenTooLargeForTheCommandLine) {

@@ -52,7 +52,22 @@ void Coordinator::handle(Event&& event) {
 
 void Coordinator::carry_out(std::vector<Outgoing>& out) {
   Effects& fx = fx_;
-  if (journal_ && !fx.changes.empty()) journal_->record(state_, fx.changes);
+  if (journal_ && !fx.changes.empty() && journal_error_.empty()) {
+    try {
+      journal_->record(state_, fx.changes);
+    } catch (const std::exception& e) {
+      // What is not durable must not be told: the job stops here, and a
+      // restart continues from the last event the journal kept.
+      journal_error_ = std::string("the journal failed: ") + e.what();
+      spdlog::error("{}", journal_error_);
+      job_cv_.notify_all();
+    }
+  }
+  if (!journal_error_.empty()) {
+    fx.answers.clear();
+    fx.launches.clear();
+    fx.commits.clear();
+  }
   if (backend_) {
     for (uint64_t w : fx.ended) backend_->invocation_ended(w);
     for (uint64_t w : fx.started) backend_->invocation_started(w);
@@ -211,12 +226,16 @@ void Coordinator::worker_exited(uint64_t worker, WorkerExit exit) {
 
 JobOutcome Coordinator::wait_job(std::optional<std::chrono::milliseconds> timeout) {
   std::unique_lock lock(mu_);
-  auto done = [&] { return state_.outcome().done; };
+  auto done = [&] { return state_.outcome().done || !journal_error_.empty(); };
   if (timeout)
     job_cv_.wait_for(lock, *timeout, done);
   else
     job_cv_.wait(lock, done);
-  return state_.outcome();
+  if (journal_error_.empty()) return state_.outcome();
+  JobOutcome broken;
+  broken.done = broken.failed = true;
+  broken.error = journal_error_ + " (the job can be continued from the journal once it works)";
+  return broken;
 }
 
 void Coordinator::shutdown() {

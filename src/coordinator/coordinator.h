@@ -79,6 +79,8 @@ class Coordinator final : public WorkerService, public WorkerEvents {
   void worker_exited(uint64_t worker, WorkerExit exit) override;
 
   /// Waits (in real time) until the job's outcome is known, or `timeout`.
+  /// When the journal fails, the job stops (nothing more is told to
+  /// workers) and this reports it as failed.
   JobOutcome wait_job(std::optional<std::chrono::milliseconds> timeout = std::nullopt);
   /// Ends the job: workers are told to shut down, no worker is launched any
   /// more.
@@ -114,6 +116,7 @@ class Coordinator final : public WorkerService, public WorkerEvents {
   mutable std::mutex mu_;
   Effects fx_;                      // the current event's, reused
   std::optional<TimePoint> armed_;  // the timer the timer thread waits for
+  std::string journal_error_;       // set: the journal failed, the job is stopped
   std::unordered_map<uint64_t, std::shared_ptr<WorkerLink>> links_;
   TraceRecorder trace_;
   std::condition_variable job_cv_, timer_cv_;

@@ -276,6 +276,7 @@ void JobState::fail_task(Task& t, const std::string& why, TimePoint now, Effects
     std::erase(q.dequeuers, t.d.id);
   }
   ++stats_.failed;
+  last_failure_ = why;
   if (keep_image && t.d.call) t.d.call->image_key.clear();  // not discarded: left for inspection
   resolve(t, FutureSlot::State::kFailed, why, now, fx);
 }
@@ -423,14 +424,17 @@ void JobState::start_commit(Task& t, Effects& fx) {
   if (std::string why = bad_data_key(key); !why.empty())
     throw Error("put key '" + key + "' is " + why);
   fx.commits.push_back({t.d.id, t.d.call->seqno, std::move(staged), std::move(key)});
+  ++commits_open_;
 }
 
 void JobState::commit_done(uint64_t task, uint64_t seqno, const std::string& error, TimePoint now,
                            Effects& fx) {
+  if (commits_open_) --commits_open_;  // the shell reports each commit it was given once
   Task* t = find(task);
-  if (!t || !t->d.call || t->d.call->seqno != seqno || t->d.call->done || t->d.call->op != Op::kPut)
-    return;  // answered already (a commit repeated after a restart)
-  complete_call(*t, {}, error.empty() ? std::string() : "the put failed: " + error, now, fx);
+  if (t && t->d.call && t->d.call->seqno == seqno && !t->d.call->done && t->d.call->op == Op::kPut)
+    complete_call(*t, {}, error.empty() ? std::string() : "the put failed: " + error, now, fx);
+  // else: answered already (a commit repeated after a restart)
+  check_stalled(fx);
 }
 
 // t's call waits in line at `queue`, and the line moves.
@@ -558,6 +562,7 @@ void JobState::restore(DurableJob job, TimePoint now, Effects& fx) {
   }
   for (auto& [id, q] : queues_) queue_progress(q, now, fx);
   schedule(fx);
+  check_stalled(fx);
 }
 
 // ---------------------------------------------------------------- scheduling
@@ -702,6 +707,7 @@ void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
       t.park_at = now + options_.grace;
       add_timer(t.park_at, TimerKind::kGrace, t.d.id);
     }
+    check_stalled(fx);
     return;  // answered when the call completes, or at the end of the grace period
   }
   if (c.done && c.op != Op::kYield) {
@@ -712,6 +718,7 @@ void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
   }
   park_call(t, now, fx);
   answer(info.worker_id, CallOutcome{CallOutcome::Kind::kPark, {}, {}}, fx);
+  check_stalled(fx);
 }
 
 // The task's worker drops it (the caller tells it kPark); it is relaunched
@@ -754,6 +761,7 @@ void JobState::finish(FinishInfo info, TimePoint now, Effects& fx) {
     next(info.worker_id, now, fx);
   else
     fx.answers.push_back({info.worker_id, Effects::Finished{}});
+  check_stalled(fx);
 }
 
 void JobState::heartbeat(uint64_t worker, TimePoint now) {
@@ -842,6 +850,7 @@ void JobState::worker_exited(uint64_t worker_id, const WorkerExit& exit, TimePoi
     return;
   }
   schedule(fx);
+  check_stalled(fx);
 }
 
 void JobState::launch_failed(uint64_t worker_id, const std::string& error, TimePoint now,
@@ -862,6 +871,7 @@ void JobState::launch_failed(uint64_t worker_id, const std::string& error, TimeP
   }
   (void)now;
   schedule(fx);
+  check_stalled(fx);
 }
 
 void JobState::fire_timers(TimePoint now, Effects& fx) {
@@ -903,6 +913,7 @@ void JobState::fire_timers(TimePoint now, Effects& fx) {
       }
     }
   }
+  check_stalled(fx);
 }
 
 void JobState::shutdown(TimePoint now, Effects& fx) {
@@ -922,6 +933,54 @@ void JobState::shutdown(TimePoint now, Effects& fx) {
     park_call(t, now, fx);
     answer(worker, CallOutcome{CallOutcome::Kind::kPark, {}, {}}, fx);
   }
+}
+
+// No task runs or can be given to a worker, and no put is being committed:
+// every live task waits for another one, which nothing will change. The job
+// fails, saying what each waits for (a few of them) and the latest failure.
+void JobState::check_stalled(Effects& fx) {
+  if (job_.done || shutdown_ || stats_.ready || stats_.running || commits_open_) return;
+  uint64_t live = stats_.waiting + stats_.blocked + stats_.parked;
+  if (live == 0) return;
+  constexpr size_t kShown = 5;
+  std::string msg = "the job cannot go on: no task can run, and " + std::to_string(live) +
+                    (live == 1 ? " task waits" : " tasks wait") + " for something no task will do (";
+  size_t shown = 0;
+  for (const auto& t : tasks_) {
+    if (!t) continue;
+    if (shown == kShown) {
+      msg += "; ...";
+      break;
+    }
+    msg += (shown++ ? "; " : "") + describe(*t) + " " + describe_wait(*t);
+  }
+  msg += ")";
+  if (!last_failure_.empty()) msg += "; the latest failure: " + last_failure_;
+  fail_job(msg, fx);
+}
+
+std::string JobState::describe_wait(const Task& t) const {
+  if (t.state == kWaitingDeps) return "waits for the futures it was spawned with";
+  if (!t.d.call) return "waits";
+  if (t.queue) {
+    bool enqueue = t.d.call->op == Op::kEnqueue;
+    return (enqueue ? "enqueues to full queue " : "dequeues from empty queue ") +
+           std::to_string(t.queue);
+  }
+  if (t.d.call->op == Op::kWait) {
+    std::string s = "awaits";
+    size_t n = 0;
+    for (uint64_t id : t.wait_ids) {
+      if (futures_[id].state != FutureSlot::State::kPending) continue;
+      if (n++ == 3) {
+        s += " ...";
+        break;
+      }
+      s += " task " + std::to_string(id);
+    }
+    return s;
+  }
+  return "waits for its call to complete";
 }
 
 void JobState::fail_job(const std::string& why, Effects& fx) {

@@ -293,6 +293,8 @@ class JobState {
   void remove_idle(uint64_t worker_id, Worker& w);
   void seen(Worker& w, TimePoint now);
   void fail_job(const std::string& why, Effects& fx);
+  void check_stalled(Effects& fx);
+  std::string describe_wait(const Task& t) const;
   void add_timer(TimePoint at, TimerKind kind, uint64_t id);
   void answer(uint64_t worker, CallOutcome o, Effects& fx);
   void answer(uint64_t worker, Assignment a, Effects& fx);
@@ -315,6 +317,8 @@ class JobState {
   bool liveness_timer_ = false;
   uint64_t next_queue_ = 1, next_worker_ = 1;
   unsigned start_failures_ = 0;  // workers in a row lost before their first request
+  size_t commits_open_ = 0;      // puts handed to the shell, not yet done
+  std::string last_failure_;     // the latest task failure, for a stalled job's message
   bool shutdown_ = false;
   JobOutcome job_;
   JobStats stats_;
