@@ -944,7 +944,8 @@ void JobState::check_stalled(Effects& fx) {
   if (live == 0) return;
   constexpr size_t kShown = 5;
   std::string msg = "the job cannot go on: no task can run, and " + std::to_string(live) +
-                    (live == 1 ? " task waits" : " tasks wait") + " for something no task will do (";
+                    (live == 1 ? " task waits" : " tasks wait") +
+                    " for something no task will do (";
   size_t shown = 0;
   for (const auto& t : tasks_) {
     if (!t) continue;
