@@ -11,6 +11,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsqlite3-dev libhiredis-dev libcurl4-openssl-dev redis-server
   clang-format libclang-rt-16-dev
+  libpugixml-dev
 )
 
 missing=()
@@ -30,3 +31,4 @@ if ((${#missing[@]})); then
 else
   echo "setup: all dependencies present" >&2
 fi
+
