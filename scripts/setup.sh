@@ -11,6 +11,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsqlite3-dev sqlite3 libhiredis-dev libcurl4-openssl-dev redis-server
   clang-format libclang-rt-16-dev
+  libpugixml-dev python3-botocore
 )
 
 missing=()
@@ -19,6 +20,7 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+command -v npm >/dev/null || missing+=(nodejs npm)
 
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2
@@ -29,4 +31,13 @@ if ((${#missing[@]})); then
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
   echo "setup: all dependencies present" >&2
+fi
+
+# s3rver, the S3 server the s3:// store's tests and benchmark run against on
+# loopback: the npm package pinned by tests/fixtures/s3/package-lock.json.
+s3_fixture="$(cd "$(dirname "$0")/../tests/fixtures/s3" && pwd)"
+if ! cmp -s "$s3_fixture/package-lock.json" "$s3_fixture/node_modules/.kappa-installed-lock"; then
+  echo "setup: installing s3rver (npm ci in tests/fixtures/s3)" >&2
+  (cd "$s3_fixture" && npm ci --no-audit --no-fund --loglevel=error >/dev/null &&
+    cp package-lock.json node_modules/.kappa-installed-lock)
 fi

@@ -5,8 +5,9 @@
 // when the writer is killed mid-write. Stores know nothing of jobs, tasks or
 // the coordinator.
 //
-// Implementations: FileStore (file://DIR, file_store.cc); S3 and Redis come
-// next. open_store() (store_factory.cc) picks one by the URL's scheme.
+// Implementations: FileStore (file://DIR, file_store.cc), S3Store
+// (s3://BUCKET/PREFIX, s3_store.cc); Redis comes next. open_store()
+// (store_factory.cc) picks one by the URL's scheme.
 //
 // Thread safety: implementations may be used from several threads at once.
 #pragma once

@@ -1,0 +1,918 @@
+// S3Store: checkpoints as objects of an S3 bucket (s3://BUCKET/PREFIX; key K
+// is the object PREFIX/K), over S3's REST API with libcurl, every request
+// signed with AWS Signature Version 4 (CURLOPT_AWS_SIGV4, plus the
+// x-amz-content-sha256 header curl leaves to us).
+//
+// The contract:
+// - A put is atomic, as S3 makes it: a value under 16 MiB is one PutObject; a
+//   larger one is a multipart upload (parts of 8 MiB, four in flight at
+//   once), whose parts are never visible as an object until
+//   CompleteMultipartUpload, and which is aborted when a step fails for
+//   good. A failed put leaves the key as it was.
+// - A get returns the whole value or throws: a body cut short is retried,
+//   never returned. get_checked reads the head with a Range GET and the rest
+//   with If-Match on the head's ETag, so both come from the same object.
+// - Retries: 5xx (500 InternalError, 503 SlowDown, ...), 429, S3's throttling
+//   and RequestTimeout codes, and transport failures (refused, reset or
+//   stalled connections, a response cut short) are retried, up to 8 attempts
+//   with exponential backoff (100 ms doubling to 5 s, half of it random).
+//   Then, or at once for any other failure (403, 404 NoSuchBucket, ...), a
+//   kappa::Error says which operation on which object failed and why: S3's
+//   error code and message from the response body, or curl's reason.
+// - Thread safety: any number of threads may use one store at once. Each
+//   request borrows a curl easy handle from a small pool; a handle keeps its
+//   connections open for the next request. A multipart put uploads its parts
+//   from threads of its own, joined before it returns.
+// - Large values are not copied needlessly: a put's body is read by curl from
+//   the caller's buffer; a get's lands in one string sized from
+//   Content-Length.
+// - Configuration comes from the standard AWS environment, read when the
+//   store is opened: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+//   AWS_SESSION_TOKEN; AWS_REGION or AWS_DEFAULT_REGION (default us-east-1);
+//   AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL for an S3-compatible server
+//   (addressed path-style: ENDPOINT/BUCKET/KEY; against AWS itself,
+//   virtual-hosted style: BUCKET.s3.REGION.amazonaws.com/KEY); AWS_CA_BUNDLE.
+// - Every payload's SHA-256 is signed (x-amz-content-sha256), so S3 refuses
+//   a body damaged on the way, over http too (SHA-NI: ~1.5 GB/s here).
+#include "stores/s3_store.h"
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <pugixml.hpp>
+#include <random>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "kappa/error.h"
+#include "util/hex.h"
+#include "util/log.h"
+
+namespace kappa::detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Params = std::vector<std::pair<std::string, std::string>>;
+
+// ---- encodings ----
+
+bool unreserved(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == '.' || c == '~';
+}
+
+// SigV4's URI encoding: every byte but the unreserved ones as %XX (and '/'
+// kept in paths).
+std::string uri_encode(std::string_view s, bool keep_slash) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (unreserved(c) || (keep_slash && c == '/')) {
+      out += char(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+// The canonical query string: parameters sorted, names and values encoded.
+// curl signs the query as it is in the URL, so the URL carries this one.
+std::string query_string(Params params) {
+  std::sort(params.begin(), params.end());
+  std::string q;
+  for (const auto& [name, value] : params)
+    q += (q.empty() ? "" : "&") + uri_encode(name, false) + "=" + uri_encode(value, false);
+  return q;
+}
+
+std::string digest(const EVP_MD* md, std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (!EVP_Digest(data.data(), data.size(), out, &n, md, nullptr))
+    throw Error("s3 store: cannot compute a digest (OpenSSL)");
+  return std::string(reinterpret_cast<char*>(out), n);
+}
+
+std::string sha256_hex(std::string_view data) {
+  std::string d = digest(EVP_sha256(), data);
+  return to_hex(d.data(), d.size());
+}
+
+std::string md5_base64(std::string_view data) {
+  std::string d = digest(EVP_md5(), data);
+  unsigned char out[32];
+  int n = EVP_EncodeBlock(out, reinterpret_cast<const unsigned char*>(d.data()), int(d.size()));
+  return std::string(reinterpret_cast<char*>(out), size_t(n));
+}
+
+std::string xml_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+std::string seconds_text(Clock::duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f s", std::chrono::duration<double>(d).count());
+  return buf;
+}
+
+// ---- one HTTP exchange ----
+
+struct Request {
+  const char* method = "GET";
+  std::string key;                   // the object's whole key; "" for the bucket itself
+  Params params;                     // the query
+  std::string_view body;             // what a PUT or POST sends (not copied)
+  std::vector<std::string> headers;  // more headers, all signed ("Range: bytes=0-9")
+  std::string* sink = nullptr;       // where a 2xx body goes (appended), else Response::body
+};
+
+struct Response {
+  CURLcode curl = CURLE_OK;
+  std::string curl_error;  // curl's reason when curl != CURLE_OK
+  long status = 0;
+  std::string body;  // an error document or a small XML answer (never a value)
+  std::string etag, content_range;
+  curl_off_t content_length = -1;
+  std::string code, message;  // S3's error code and message, parsed from body
+  bool empty_range = false;   // a Range answer that says the object is empty
+};
+
+// Fills code and message from an <Error> document in r.body (S3 sends one
+// with every error, and with some 200s: CompleteMultipartUpload).
+void parse_error(Response& r) {
+  pugi::xml_document doc;
+  if (r.body.empty() || !doc.load_buffer(r.body.data(), r.body.size())) return;
+  pugi::xml_node e = doc.child("Error");
+  if (!e) return;
+  r.code = e.child_value("Code");
+  r.message = e.child_value("Message");
+}
+
+std::string describe(const Response& r) {
+  if (r.curl != CURLE_OK)
+    return std::string(curl_easy_strerror(r.curl)) +
+           (r.curl_error.empty() ? "" : " (" + r.curl_error + ")");
+  std::string out = "HTTP " + std::to_string(r.status);
+  if (!r.code.empty()) out += " " + r.code;
+  if (!r.message.empty()) out += ": " + r.message;
+  if (r.code.empty() && r.message.empty() && !r.body.empty()) out += ": " + r.body.substr(0, 200);
+  return out;
+}
+
+bool retryable(const Response& r) {
+  switch (r.curl) {
+    case CURLE_OK:
+      break;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_WEIRD_SERVER_REPLY:
+      return true;
+    default:
+      return false;
+  }
+  if (r.status >= 500 || r.status == 429) return true;
+  static const char* kTransient[] = {"RequestTimeout",      "SlowDown",      "Throttling",
+                                     "ThrottlingException", "InternalError", "ServiceUnavailable",
+                                     "RequestLimitExceeded"};
+  for (const char* c : kTransient)
+    if (r.code == c) return true;
+  return false;
+}
+
+// What one transfer needs from curl's callbacks.
+struct Transfer {
+  CURL* handle;
+  const Request* request;
+  Response* response;
+  size_t sent = 0;
+  std::string* target = nullptr;  // chosen at the first byte of the body
+  bool error_document = false;    // the body of an error answer
+  std::string callback_error;     // an exception a callback could not throw
+};
+
+// A large value lands in fresh memory, and a page fault per 4 KiB page
+// costs more than the copy into it (here, in a VM, 540 ms for 100 MiB):
+// with transparent huge pages, one fault per 2 MiB (25 ms).
+void prefer_huge_pages(std::string& s) {
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  uintptr_t data = reinterpret_cast<uintptr_t>(s.data());
+  uintptr_t begin = (data + kHuge - 1) & ~(kHuge - 1);
+  uintptr_t end = (data + s.capacity()) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
+size_t on_write(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  size_t bytes = size * n;
+  try {
+    if (!t->target) {
+      long status = 0;
+      curl_easy_getinfo(t->handle, CURLINFO_RESPONSE_CODE, &status);
+      t->error_document = status / 100 != 2;
+      bool value = !t->error_document && t->request->sink;
+      t->target = value ? t->request->sink : &t->response->body;
+      curl_off_t length = -1;
+      curl_easy_getinfo(t->handle, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
+      // The value lands in one buffer, sized once from Content-Length.
+      if (value && length > 0) {
+        t->target->reserve(t->target->size() + size_t(length));
+        prefer_huge_pages(*t->target);
+      }
+    }
+    // Error documents are short; a huge one is not kept whole.
+    if (t->error_document && t->target->size() + bytes > (1 << 16)) return bytes;
+    t->target->append(data, bytes);
+    return bytes;
+  } catch (const std::exception& e) {
+    t->callback_error = e.what();
+    return 0;  // CURLE_WRITE_ERROR
+  }
+}
+
+size_t on_read(char* buffer, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  std::string_view body = t->request->body;
+  size_t k = std::min(size * n, body.size() - t->sent);
+  std::memcpy(buffer, body.data() + t->sent, k);
+  t->sent += k;
+  return k;
+}
+
+// curl rewinds the body when it must send it again (a reused connection that
+// turned out to be closed).
+int on_seek(void* user, curl_off_t offset, int origin) {
+  auto* t = static_cast<Transfer*>(user);
+  if (origin != SEEK_SET || offset < 0 || size_t(offset) > t->request->body.size())
+    return CURL_SEEKFUNC_FAIL;
+  t->sent = size_t(offset);
+  return CURL_SEEKFUNC_OK;
+}
+
+// "bytes FIRST-LAST/TOTAL": TOTAL, or nullopt.
+std::optional<uint64_t> range_total(const std::string& content_range) {
+  size_t slash = content_range.rfind('/');
+  if (slash == std::string::npos || slash + 1 >= content_range.size()) return std::nullopt;
+  uint64_t total = 0;
+  for (size_t i = slash + 1; i < content_range.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(content_range[i]))) return std::nullopt;
+    total = total * 10 + uint64_t(content_range[i] - '0');
+  }
+  return total;
+}
+
+bool header_is(std::string_view line, std::string_view name) {
+  if (line.size() <= name.size() || line[name.size()] != ':') return false;
+  for (size_t i = 0; i < name.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(line[i])) != name[i]) return false;
+  return true;
+}
+
+std::string header_value(std::string_view line, size_t name_size) {
+  std::string_view v = line.substr(name_size + 1);
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' '))
+    v.remove_suffix(1);
+  return std::string(v);
+}
+
+size_t on_header(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  std::string_view line(data, size * n);
+  Response& r = *t->response;
+  if (line.starts_with("HTTP/")) {  // a new response (after a 100 Continue, say)
+    r.etag.clear();
+    r.content_range.clear();
+  } else if (header_is(line, "etag")) {
+    r.etag = header_value(line, 4);
+  } else if (header_is(line, "content-range")) {
+    r.content_range = header_value(line, 13);
+    // "bytes 0-0/0": some servers (s3rver) answer a Range GET of an empty
+    // object so, with a Content-Length of 1 and no body. Nothing to wait for.
+    if (range_total(r.content_range) == 0u) {
+      r.empty_range = true;
+      return 0;
+    }
+  }
+  return size * n;
+}
+
+// A pool of curl easy handles: one per thread using the store at a time,
+// each keeping its connections for the next request.
+class HandlePool {
+ public:
+  ~HandlePool() {
+    for (CURL* h : idle_) curl_easy_cleanup(h);
+  }
+  CURL* take() {
+    {
+      std::lock_guard lock(mu_);
+      if (!idle_.empty()) {
+        CURL* h = idle_.back();
+        idle_.pop_back();
+        return h;
+      }
+    }
+    CURL* h = curl_easy_init();
+    if (!h) throw Error("s3 store: cannot create a curl handle");
+    return h;
+  }
+  void give_back(CURL* h) {
+    std::lock_guard lock(mu_);
+    if (idle_.size() < 16) {
+      idle_.push_back(h);
+      return;
+    }
+    curl_easy_cleanup(h);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<CURL*> idle_;
+};
+
+struct Lease {
+  HandlePool& pool;
+  CURL* handle;
+  explicit Lease(HandlePool& p) : pool(p), handle(p.take()) {}
+  ~Lease() { pool.give_back(handle); }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+};
+
+struct Headers {
+  curl_slist* list = nullptr;
+  ~Headers() { curl_slist_free_all(list); }
+  void add(const std::string& h) {
+    curl_slist* l = curl_slist_append(list, h.c_str());
+    if (!l) throw std::bad_alloc();
+    list = l;
+  }
+};
+
+// ---- the store ----
+
+struct Config {
+  std::string bucket;
+  std::string prefix;    // "" or ending with '/'
+  std::string endpoint;  // scheme://host[:port], no trailing '/'
+  bool path_style = false;
+  std::string region, access_key, secret_key, session_token, ca_bundle;
+};
+
+Config configure(const std::string& rest) {
+  Config c;
+  size_t slash = rest.find('/');
+  c.bucket = rest.substr(0, slash);
+  if (slash != std::string::npos) c.prefix = rest.substr(slash + 1);
+  while (c.prefix.starts_with('/')) c.prefix.erase(0, 1);
+  if (!c.prefix.empty() && !c.prefix.ends_with('/')) c.prefix += '/';
+  if (c.bucket.empty() || !std::all_of(c.bucket.begin(), c.bucket.end(), [](unsigned char ch) {
+        return std::isalnum(ch) || ch == '.' || ch == '-' || ch == '_';
+      }))
+    throw Error("s3 store: invalid bucket name '" + c.bucket + "' in s3://" + rest +
+                " (expected s3://BUCKET/PREFIX)");
+
+  c.access_key = env("AWS_ACCESS_KEY_ID");
+  c.secret_key = env("AWS_SECRET_ACCESS_KEY");
+  c.session_token = env("AWS_SESSION_TOKEN");
+  if (c.access_key.empty() || c.secret_key.empty())
+    throw Error("s3 store: no AWS credentials for s3://" + rest + ": set " +
+                std::string(c.access_key.empty() ? "AWS_ACCESS_KEY_ID" : "") +
+                (c.access_key.empty() && c.secret_key.empty() ? " and " : "") +
+                (c.secret_key.empty() ? "AWS_SECRET_ACCESS_KEY" : "") +
+                " in the environment (and AWS_SESSION_TOKEN for temporary credentials)");
+  c.region = env("AWS_REGION");
+  if (c.region.empty()) c.region = env("AWS_DEFAULT_REGION");
+  if (c.region.empty()) c.region = "us-east-1";
+  if (!std::all_of(c.region.begin(), c.region.end(),
+                   [](unsigned char ch) { return std::isalnum(ch) || ch == '-'; }))
+    throw Error("s3 store: invalid AWS region '" + c.region + "'");
+  c.ca_bundle = env("AWS_CA_BUNDLE");
+
+  std::string endpoint = env("AWS_ENDPOINT_URL_S3");
+  const char* from = "AWS_ENDPOINT_URL_S3";
+  if (endpoint.empty()) {
+    endpoint = env("AWS_ENDPOINT_URL");
+    from = "AWS_ENDPOINT_URL";
+  }
+  if (!endpoint.empty()) {
+    while (endpoint.ends_with('/')) endpoint.pop_back();
+    if (!endpoint.starts_with("http://") && !endpoint.starts_with("https://"))
+      throw Error("s3 store: " + std::string(from) + "='" + endpoint +
+                  "' is not an http:// or https:// URL");
+    c.endpoint = endpoint;
+    c.path_style = true;
+  } else if (c.bucket.find('.') != std::string::npos) {
+    // Dotted names do not match the wildcard certificate of virtual hosts.
+    c.endpoint = "https://s3." + c.region + ".amazonaws.com";
+    c.path_style = true;
+  } else {
+    c.endpoint = "https://" + c.bucket + ".s3." + c.region + ".amazonaws.com";
+  }
+  return c;
+}
+
+class S3Store final : public CheckpointStore {
+ public:
+  S3Store(Config config, const S3Tuning& tuning) : c_(std::move(config)), t_(tuning) {
+    static std::once_flag once;
+    std::call_once(once, [] {
+      if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        throw Error("s3 store: cannot initialize libcurl");
+    });
+    sigv4_ = "aws:amz:" + c_.region + ":s3";
+    if (t_.part_size < 1 || t_.multipart_threshold < 1 || t_.max_attempts < 1)
+      throw Error("s3 store: invalid tuning");
+  }
+
+  // Fails at once, naming the reason, if the bucket cannot be listed.
+  void check_reachable() {
+    Request r;
+    r.params = {{"list-type", "2"}, {"max-keys", "1"}, {"prefix", c_.prefix}};
+    call("list", c_.prefix, r);
+  }
+
+  void put(const std::string& key, std::string_view bytes) override {
+    std::string k = object_key(key);
+    if (bytes.size() >= t_.multipart_threshold) return put_multipart(k, bytes);
+    Request r;
+    r.method = "PUT";
+    r.key = k;
+    r.body = bytes;
+    call("put", k, r);
+  }
+
+  std::optional<std::string> get(const std::string& key) override {
+    std::string k = object_key(key);
+    std::string value;
+    Request r;
+    r.key = k;
+    r.sink = &value;
+    Response resp = call("get", k, r, {404});
+    if (resp.status == 404) return missing(resp, "get", k);
+    return value;
+  }
+
+  std::optional<std::string> get_checked(const std::string& key, size_t head_bytes,
+                                         const HeadCheck& check) override {
+    std::string k = object_key(key);
+    for (int round = 1;; ++round) {
+      std::string value;
+      Request r;
+      r.key = k;
+      r.sink = &value;
+      r.headers = {"Range: bytes=0-" + std::to_string(std::max<size_t>(head_bytes, 1) - 1)};
+      Response head = call("get", k, r, {404, 416});
+      if (head.status == 404) return missing(head, "get", k);
+      if (head.status == 416) {  // an empty object has no byte 0
+        if (check) check({}, 0);
+        return std::string();
+      }
+      if (head.status == 200) {  // the server sent it all
+        if (check) check(std::string_view(value).substr(0, head_bytes), value.size());
+        return value;
+      }
+      std::optional<uint64_t> total = range_total(head.content_range);
+      if (head.status != 206 || !total || *total < value.size())
+        throw Error("s3 store: get of " + object_url(k) +
+                    ": unexpected answer to a Range GET (HTTP " + std::to_string(head.status) +
+                    ", Content-Range '" + head.content_range + "')");
+      if (check) check(std::string_view(value).substr(0, head_bytes), *total);
+      if (value.size() == *total) return value;
+      if (*total > std::numeric_limits<size_t>::max()) throw Error("s3 store: value too large");
+      value.reserve(size_t(*total));
+      size_t have = value.size();
+      Request rest;
+      rest.key = k;
+      rest.sink = &value;
+      rest.headers = {"Range: bytes=" + std::to_string(have) + "-"};
+      if (!head.etag.empty()) rest.headers.push_back("If-Match: " + head.etag);
+      Response tail = call("get", k, rest, {404, 412});
+      if (tail.status == 404 || tail.status == 412 ||
+          (!head.etag.empty() && !tail.etag.empty() && tail.etag != head.etag)) {
+        // Replaced or removed between the two reads: read it again.
+        if (round < 3) continue;
+        throw Error("s3 store: get of " + object_url(k) +
+                    " failed: the object kept changing while it was read");
+      }
+      if (value.size() != *total)
+        throw Error("s3 store: get of " + object_url(k) + " failed: read " +
+                    std::to_string(value.size()) + " of " + std::to_string(*total) + " bytes");
+      return value;
+    }
+  }
+
+  std::vector<std::string> list(const std::string& prefix) override {
+    std::vector<std::string> keys = list_objects(c_.prefix + prefix);
+    for (std::string& k : keys) k.erase(0, c_.prefix.size());
+    std::sort(keys.begin(), keys.end());
+    return keys;
+  }
+
+  void remove(const std::string& key) override {
+    std::string k = object_key(key);
+    Request r;
+    r.method = "DELETE";
+    r.key = k;
+    Response resp = call("remove", k, r, {404});
+    if (resp.status == 404) missing(resp, "remove", k);
+  }
+
+  void remove_prefix(const std::string& prefix) override {
+    if (prefix.empty() || prefix.back() != '/')
+      throw Error("remove_prefix needs a directory prefix ending in '/', not '" + prefix + "'");
+    std::string p = c_.prefix + prefix;
+    std::vector<std::string> keys = list_objects(p);
+    for (size_t at = 0; at < keys.size(); at += 1000) {
+      size_t end = std::min(keys.size(), at + 1000);
+      std::string body =
+          "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+          "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+          "<Quiet>true</Quiet>";
+      for (size_t i = at; i < end; ++i)
+        body += "<Object><Key>" + xml_escape(keys[i]) + "</Key></Object>";
+      body += "</Delete>";
+      Request r;
+      r.method = "POST";
+      r.params = {{"delete", ""}};
+      r.body = body;
+      r.headers = {"Content-Type: application/xml", "Content-MD5: " + md5_base64(body)};
+      Response resp = call("remove", p, r);
+      pugi::xml_document doc;
+      if (!doc.load_buffer(resp.body.data(), resp.body.size()))
+        throw Error("s3 store: remove of " + object_url(p) +
+                    "*: unreadable DeleteObjects answer: " + resp.body.substr(0, 200));
+      // Quiet: only the keys that could not be deleted are listed.
+      pugi::xml_node e = doc.child("DeleteResult").child("Error");
+      if (e)
+        throw Error("s3 store: remove of " + object_url(e.child_value("Key")) +
+                    " failed: " + e.child_value("Code") + ": " + e.child_value("Message"));
+    }
+  }
+
+  std::string url() const override {
+    std::string p = c_.prefix;
+    if (!p.empty()) p.pop_back();
+    return "s3://" + c_.bucket + (p.empty() ? "" : "/" + p);
+  }
+
+ private:
+  std::string object_key(const std::string& key) const {
+    if (key.empty()) throw Error("s3 store: empty key");
+    std::string k = c_.prefix + key;
+    if (k.size() > 1024) throw Error("s3 store: key '" + k + "' is longer than S3's 1024 bytes");
+    return k;
+  }
+
+  std::string object_url(const std::string& key) const { return "s3://" + c_.bucket + "/" + key; }
+
+  std::string url_of(const Request& r) const {
+    std::string u = c_.endpoint;
+    if (c_.path_style) u += "/" + c_.bucket;
+    if (!r.key.empty() || !c_.path_style) u += "/" + uri_encode(r.key, true);
+    if (!r.params.empty()) u += "?" + query_string(r.params);
+    return u;
+  }
+
+  // A 404 answer to a read: nothing under the key, or an error (no bucket).
+  std::optional<std::string> missing(const Response& r, const char* op, const std::string& k) {
+    if (r.code.empty() || r.code == "NoSuchKey") return std::nullopt;
+    throw Error("s3 store: " + std::string(op) + " of " + object_url(k) +
+                " failed: " + describe(r));
+  }
+
+  // One attempt.
+  Response perform(CURL* h, const Request& r, const std::string& payload_hash) {
+    Response resp;
+    Transfer t{.handle = h, .request = &r, .response = &resp};
+    size_t sink_size = r.sink ? r.sink->size() : 0;
+    curl_easy_reset(h);  // options only: connections stay open
+    std::string url = url_of(r);
+    Headers headers;
+    headers.add("x-amz-content-sha256: " + payload_hash);
+    if (!c_.session_token.empty()) headers.add("x-amz-security-token: " + c_.session_token);
+    for (const std::string& extra : r.headers) headers.add(extra);
+    char error[CURL_ERROR_SIZE] = "";
+
+    curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);  // a key's "./" and "../" are its own
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
+    curl_easy_setopt(h, CURLOPT_AWS_SIGV4, sigv4_.c_str());
+    curl_easy_setopt(h, CURLOPT_USERNAME, c_.access_key.c_str());
+    curl_easy_setopt(h, CURLOPT_PASSWORD, c_.secret_key.c_str());
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.list);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, long(t_.stall_timeout.count()));
+    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, long(512 << 10));  // fewer, larger writes and reads
+    curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, long(512 << 10));
+    if (!c_.ca_bundle.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, c_.ca_bundle.c_str());
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
+    std::string_view method = r.method;
+    if (method == "PUT") {
+      curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+      curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(r.body.size()));
+      curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+      curl_easy_setopt(h, CURLOPT_READDATA, &t);
+      curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+      curl_easy_setopt(h, CURLOPT_SEEKDATA, &t);
+    } else if (method == "POST") {
+      curl_easy_setopt(h, CURLOPT_POST, 1L);
+      curl_easy_setopt(h, CURLOPT_POSTFIELDS, r.body.empty() ? "" : r.body.data());
+      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(r.body.size()));
+    } else if (method == "HEAD") {
+      curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    } else if (method != "GET") {
+      curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r.method);
+    }
+
+    resp.curl = curl_easy_perform(h);
+    if (!t.callback_error.empty()) throw Error("s3 store: " + t.callback_error);
+    if (resp.empty_range) resp.curl = CURLE_OK;
+    if (resp.curl != CURLE_OK) resp.curl_error = error;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp.status);
+    curl_easy_getinfo(h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &resp.content_length);
+    if (resp.status / 100 != 2 || resp.curl != CURLE_OK) {
+      if (r.sink) r.sink->resize(sink_size);  // nothing of a failed attempt stays
+      parse_error(resp);
+    }
+    return resp;
+  }
+
+  enum class Verdict { kDone, kRetry, kFail };
+
+  // Runs `r` until an answer worth keeping: returns it when its status is
+  // 2xx or in `accept`, retries what may pass, throws for the rest. `op` and
+  // `key` name it in messages. `judge`, if given, decides first.
+  Response call(const char* op, const std::string& key, const Request& r,
+                std::initializer_list<long> accept = {},
+                const std::function<std::optional<Verdict>(Response&, int attempt)>& judge = {}) {
+    auto start = Clock::now();
+    const std::string payload_hash = sha256_hex(r.body);
+    Lease lease(pool_);
+    for (int attempt = 1;; ++attempt) {
+      Response resp = perform(lease.handle, r, payload_hash);
+      std::optional<Verdict> v;
+      if (judge) v = judge(resp, attempt);
+      if (!v) {
+        if (resp.curl == CURLE_OK &&
+            (resp.status / 100 == 2 ||
+             std::find(accept.begin(), accept.end(), resp.status) != accept.end()))
+          v = Verdict::kDone;
+        else
+          v = retryable(resp) ? Verdict::kRetry : Verdict::kFail;
+      }
+      if (*v == Verdict::kDone) return resp;
+      if (*v == Verdict::kRetry && attempt < t_.max_attempts) {
+        auto delay = backoff(attempt);
+        spdlog::warn("s3 store: {} of {}: {}; retrying in {} ms (attempt {} of {})", op,
+                     object_url(key), describe(resp), delay.count(), attempt + 1, t_.max_attempts);
+        std::this_thread::sleep_for(delay);
+        continue;
+      }
+      std::string after = attempt > 1 ? " after " + std::to_string(attempt) + " attempts in " +
+                                            seconds_text(Clock::now() - start)
+                                      : "";
+      throw Error("s3 store: " + std::string(op) + " of " + object_url(key) + " failed" + after +
+                  ": " + describe(resp));
+    }
+  }
+
+  std::chrono::milliseconds backoff(int attempt) {
+    thread_local std::minstd_rand rng(std::random_device{}());
+    double d = double(t_.base_delay.count()) * std::pow(2.0, attempt - 1);
+    d = std::min(d, double(t_.max_delay.count()));
+    std::uniform_real_distribution<double> jitter(0.5 * d, d);
+    return std::chrono::milliseconds(int64_t(jitter(rng)));
+  }
+
+  // Every key under `prefix` (whole keys), page by page.
+  std::vector<std::string> list_objects(const std::string& prefix) {
+    std::vector<std::string> keys;
+    std::string token;
+    for (;;) {
+      Request r;
+      r.params = {
+          {"list-type", "2"}, {"max-keys", std::to_string(t_.list_page_size)}, {"prefix", prefix}};
+      if (!token.empty()) r.params.push_back({"continuation-token", token});
+      Response resp = call("list", prefix, r);
+      pugi::xml_document doc;
+      pugi::xml_node result;
+      if (doc.load_buffer(resp.body.data(), resp.body.size()))
+        result = doc.child("ListBucketResult");
+      if (!result)
+        throw Error("s3 store: list of " + object_url(prefix) +
+                    "* failed: unreadable answer: " + resp.body.substr(0, 200));
+      for (pugi::xml_node c : result.children("Contents")) {
+        std::string k = c.child_value("Key");
+        if (k.starts_with(prefix)) keys.push_back(std::move(k));
+      }
+      if (std::string_view(result.child_value("IsTruncated")) != "true") break;
+      token = result.child_value("NextContinuationToken");
+      if (token.empty())
+        throw Error("s3 store: list of " + object_url(prefix) +
+                    "* failed: a truncated page without a continuation token");
+    }
+    return keys;
+  }
+
+  void put_multipart(const std::string& k, std::string_view bytes) {
+    Request start;
+    start.method = "POST";
+    start.key = k;
+    start.params = {{"uploads", ""}};
+    start.headers = {"Content-Type: application/octet-stream"};
+    Response started = call("put (starting a multipart upload)", k, start);
+    pugi::xml_document doc;
+    std::string upload_id;
+    if (doc.load_buffer(started.body.data(), started.body.size()))
+      upload_id = doc.child("InitiateMultipartUploadResult").child_value("UploadId");
+    if (upload_id.empty())
+      throw Error("s3 store: put of " + object_url(k) +
+                  " failed: no UploadId in the answer to CreateMultipartUpload: " +
+                  started.body.substr(0, 200));
+    try {
+      // S3 takes at most 10,000 parts.
+      size_t part = std::max(t_.part_size, (bytes.size() + 9999) / 10000);
+      size_t parts = (bytes.size() + part - 1) / part;
+      std::vector<std::string> etags(parts);
+      upload_parts(k, upload_id, bytes, part, etags);
+      std::string complete =
+          "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">";
+      for (size_t i = 0; i < parts; ++i)
+        complete += "<Part><PartNumber>" + std::to_string(i + 1) + "</PartNumber><ETag>" +
+                    xml_escape(etags[i]) + "</ETag></Part>";
+      complete += "</CompleteMultipartUpload>";
+      complete_multipart(k, upload_id, complete, bytes.size());
+    } catch (...) {
+      abort_multipart(k, upload_id);
+      throw;
+    }
+  }
+
+  // Uploads the parts, up to t_.parallel_parts at once (each on a handle,
+  // and so a connection, of its own); the first failure stops the rest.
+  void upload_parts(const std::string& k, const std::string& upload_id, std::string_view bytes,
+                    size_t part, std::vector<std::string>& etags) {
+    std::atomic<size_t> next{0};
+    std::atomic<bool> failed{false};
+    std::exception_ptr error;
+    std::mutex error_mu;
+    auto uploader = [&] {
+      for (size_t i; !failed && (i = next.fetch_add(1)) < etags.size();) {
+        try {
+          Request p;
+          p.method = "PUT";
+          p.key = k;
+          p.params = {{"partNumber", std::to_string(i + 1)}, {"uploadId", upload_id}};
+          p.body = bytes.substr(i * part, part);
+          std::string op = "put (part " + std::to_string(i + 1) + ")";
+          Response resp = call(op.c_str(), k, p);
+          if (resp.etag.empty())
+            throw Error("s3 store: put of " + object_url(k) + " failed: part " +
+                        std::to_string(i + 1) + " was stored without an ETag");
+          etags[i] = resp.etag;
+        } catch (...) {
+          std::lock_guard lock(error_mu);
+          if (!error) error = std::current_exception();
+          failed = true;
+        }
+      }
+    };
+    size_t threads = std::min<size_t>(std::max(t_.parallel_parts, 1), etags.size());
+    std::vector<std::thread> helpers;
+    for (size_t i = 1; i < threads; ++i) helpers.emplace_back(uploader);
+    uploader();
+    for (std::thread& t : helpers) t.join();
+    if (error) std::rethrow_exception(error);
+  }
+
+  void complete_multipart(const std::string& k, const std::string& upload_id,
+                          const std::string& body, size_t size) {
+    Request r;
+    r.method = "POST";
+    r.key = k;
+    r.params = {{"uploadId", upload_id}};
+    r.body = body;
+    r.headers = {"Content-Type: application/xml"};
+    bool gone = false;
+    call("put (completing a multipart upload)", k, r, {},
+         [&](Response& resp, int) -> std::optional<Verdict> {
+           if (resp.curl == CURLE_OK && resp.status == 200) {
+             // A 200 may still carry an error, sent once the work had begun.
+             parse_error(resp);
+             if (resp.code.empty()) return Verdict::kDone;
+             return retryable(resp) ? Verdict::kRetry : Verdict::kFail;
+           }
+           if (resp.status == 404 && resp.code == "NoSuchUpload") {
+             gone = true;
+             return Verdict::kDone;
+           }
+           return std::nullopt;
+         });
+    if (!gone) return;
+    // The upload is gone: an earlier attempt whose answer was lost (ours, or
+    // one curl repeated by itself on a connection that died) completed it,
+    // if the object is there with the size we sent.
+    Request head;
+    head.method = "HEAD";
+    head.key = k;
+    Response h = call("put (checking a completed upload)", k, head, {404});
+    if (h.status != 200 || h.content_length != curl_off_t(size))
+      throw Error("s3 store: put of " + object_url(k) +
+                  " failed: the multipart upload vanished before it was completed");
+  }
+
+  void abort_multipart(const std::string& k, const std::string& upload_id) noexcept {
+    try {
+      Request r;
+      r.method = "DELETE";
+      r.key = k;
+      r.params = {{"uploadId", upload_id}};
+      call("put (aborting a multipart upload)", k, r, {404});
+    } catch (const std::exception& e) {
+      spdlog::warn(
+          "s3 store: could not abort multipart upload {} of {}: {}; its parts stay invisible "
+          "(a lifecycle rule for incomplete uploads removes them)",
+          upload_id, object_url(k), e.what());
+    }
+  }
+
+  Config c_;
+  S3Tuning t_;
+  std::string sigv4_;
+  HandlePool pool_;
+};
+
+}  // namespace
+
+std::unique_ptr<CheckpointStore> open_s3_store(const std::string& rest, const StoreOptions& o,
+                                               const S3Tuning& tuning) {
+  auto store = std::make_unique<S3Store>(configure(rest), tuning);
+  if (!o.create) store->check_reachable();
+  return store;
+}
+
+std::unique_ptr<CheckpointStore> open_s3_store(const std::string& rest, const StoreOptions& o) {
+  return open_s3_store(rest, o, S3Tuning{});
+}
+
+}  // namespace kappa::detail

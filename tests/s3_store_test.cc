@@ -1,0 +1,542 @@
+// The s3://BUCKET/PREFIX store against a real S3 server on loopback (s3rver,
+// started by these tests): the CheckpointStore promises, its signatures
+// recomputed by an independent SigV4 implementation (botocore, in
+// tests/fixtures/s3/s3_proxy.py), and faults injected by the same proxy:
+// errors and resets are retried, lasting ones fail with a message naming the
+// operation, the object and S3's reason, and a failed put leaves nothing.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kappa/error.h"
+#include "stores/checkpoint_store.h"
+#include "stores/s3_store.h"
+#include "support/s3_server.h"
+
+namespace kappa::detail {
+namespace {
+
+using kappa::testing::S3Proxy;
+using kappa::testing::S3Server;
+using kappa::testing::ScopedEnv;
+using nlohmann::json;
+
+template <class F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+std::string random_bytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; i += 4) {
+    uint32_t r = rng();
+    std::memcpy(s.data() + i, &r, std::min<size_t>(4, n - i));
+  }
+  return s;
+}
+
+// Quick retries, so that lasting faults fail within a second.
+S3Tuning fast() {
+  S3Tuning t;
+  t.max_attempts = 4;
+  t.base_delay = std::chrono::milliseconds(5);
+  t.max_delay = std::chrono::milliseconds(40);
+  return t;
+}
+
+// Small parts, so that multipart uploads stay quick.
+S3Tuning small_parts() {
+  S3Tuning t = fast();
+  t.multipart_threshold = 6 << 20;
+  t.part_size = 5 << 20;
+  return t;
+}
+
+// The requests of `log` (a proxy's) with this method and a query containing `query`.
+std::vector<json> requests(const json& log, const std::string& method,
+                           const std::string& query = "") {
+  std::vector<json> out;
+  for (const json& r : log)
+    if (r["method"] == method && contains(r["query"].get<std::string>(), query)) out.push_back(r);
+  return out;
+}
+
+// One s3rver for all the tests here (node takes a second to start); each
+// test works under a prefix of its own.
+class S3StoreTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = new S3Server("kappa"); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+
+  std::string prefix() const {
+    return ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  }
+  std::string url() const { return "s3://kappa/" + prefix(); }
+
+  // A store on `endpoint` (s3rver itself by default).
+  std::unique_ptr<CheckpointStore> open(const S3Tuning& tuning = fast(), std::string endpoint = "",
+                                        const std::string& secret = kappa::testing::kS3SecretKey) {
+    if (endpoint.empty()) endpoint = server_->endpoint();
+    ScopedEnv env(kappa::testing::s3_environment(endpoint, secret));
+    return open_s3_store("kappa/" + prefix(), {}, tuning);
+  }
+
+  static S3Server* server_;
+};
+
+S3Server* S3StoreTest::server_ = nullptr;
+
+TEST_F(S3StoreTest, PutGetListRemove) {
+  auto store = open();
+  EXPECT_EQ(store->url(), url());
+  EXPECT_EQ(store->get("ckpt-1"), std::nullopt);
+  store->put("ckpt-2", "two");
+  store->put("ckpt-1", "one");
+  store->put("other", "x");
+  store->put("job/ckpt-3", std::string(100000, 'c'));
+  EXPECT_EQ(store->get("ckpt-1"), "one");
+  EXPECT_EQ(store->get("job/ckpt-3"), std::string(100000, 'c'));
+  EXPECT_EQ(store->list("ckpt-"), (std::vector<std::string>{"ckpt-1", "ckpt-2"}));
+  EXPECT_EQ(store->list("job/"), (std::vector<std::string>{"job/ckpt-3"}));
+  EXPECT_EQ(store->list(""), (std::vector<std::string>{"ckpt-1", "ckpt-2", "job/ckpt-3", "other"}));
+  store->put("ckpt-1", "replaced");
+  EXPECT_EQ(store->get("ckpt-1"), "replaced");
+  store->put("empty", "");
+  EXPECT_EQ(store->get("empty"), "");
+  store->remove("ckpt-1");
+  store->remove("ckpt-1");  // absent: not an error
+  EXPECT_EQ(store->get("ckpt-1"), std::nullopt);
+  EXPECT_EQ(store->list("ckpt-"), (std::vector<std::string>{"ckpt-2"}));
+
+  // The prefix is the store's: another prefix sees none of it, the bucket
+  // sees it all under the prefix.
+  ScopedEnv env(kappa::testing::s3_environment(server_->endpoint()));
+  auto sibling = open_store(url() + "-sibling");
+  EXPECT_TRUE(sibling->list("").empty());
+  EXPECT_EQ(sibling->get("ckpt-2"), std::nullopt);
+  auto bucket = open_store("s3://kappa");
+  EXPECT_EQ(bucket->url(), "s3://kappa");
+  EXPECT_EQ(bucket->get(prefix() + "/ckpt-2"), "two");
+  EXPECT_EQ(bucket->list(prefix() + "/job/"), (std::vector<std::string>{prefix() + "/job/ckpt-3"}));
+}
+
+TEST_F(S3StoreTest, ListFollowsContinuationTokens) {
+  S3Proxy proxy(server_->endpoint());
+  S3Tuning tuning = fast();
+  tuning.list_page_size = 3;
+  auto store = open(tuning, proxy.endpoint());
+  std::vector<std::string> keys;
+  for (int i = 0; i < 10; ++i) keys.push_back("p/key-" + std::to_string(i));
+  for (const std::string& k : keys) store->put(k, k);
+  store->put("q/outside", "x");
+  proxy.set_faults(json::array());
+  EXPECT_EQ(store->list("p/"), keys);
+  std::vector<json> pages = requests(proxy.log(), "GET", "list-type=2");
+  ASSERT_EQ(pages.size(), 4u);  // 3 + 3 + 3 + 1
+  EXPECT_FALSE(contains(pages[0]["query"], "continuation-token"));
+  for (size_t i = 1; i < pages.size(); ++i)
+    EXPECT_TRUE(contains(pages[i]["query"], "continuation-token=")) << pages[i];
+}
+
+// A page of a thousand long keys is a large document: read whole.
+TEST_F(S3StoreTest, ListReadsLargePages) {
+  auto store = open();
+  std::vector<std::string> keys;  // 400-byte keys (s3rver makes each level a file name: < 256)
+  for (int i = 0; i < 150; ++i) {
+    std::string k = "dir";
+    for (int level = 0; level < 6; ++level)
+      k += "/" + std::string(60, char('a' + (i + level) % 26));
+    keys.push_back(k + "/" + std::to_string(1000 + i));
+  }
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 3; ++t)
+    writers.emplace_back([&, t] {
+      for (size_t i = size_t(t); i < keys.size(); i += 3) store->put(keys[i], "v");
+    });
+  for (auto& w : writers) w.join();
+  std::sort(keys.begin(), keys.end());
+  EXPECT_EQ(store->list("dir/"), keys);  // one page of over 64 KiB
+}
+
+TEST_F(S3StoreTest, RemovePrefixRemovesThatPrefixOnly) {
+  S3Proxy proxy(server_->endpoint());
+  auto store = open(fast(), proxy.endpoint());
+  for (const char* k : {"job1/a", "job1/b/c", "job1/d&<e>", "job10/x", "job2/y"}) store->put(k, k);
+  proxy.set_faults(json::array());
+  store->remove_prefix("job1/");
+  EXPECT_EQ(store->list(""), (std::vector<std::string>{"job10/x", "job2/y"}));
+  // DeleteObjects, not one DELETE per key (s3rver sometimes fails its
+  // first one with a 500, a race of its own: retried).
+  json log = proxy.log();
+  EXPECT_FALSE(requests(log, "POST", "delete=").empty()) << log;
+  EXPECT_TRUE(requests(log, "DELETE").empty()) << log;
+  store->remove_prefix("nothing/");  // nothing there: fine
+  EXPECT_TRUE(contains(error_of([&] { store->remove_prefix("job"); }), "ending in '/'"));
+  EXPECT_EQ(store->list("").size(), 2u);
+}
+
+TEST_F(S3StoreTest, GetCheckedJudgesTheHeadBeforeReadingTheRest) {
+  S3Proxy proxy(server_->endpoint());
+  auto store = open(fast(), proxy.endpoint());
+  const std::string value = random_bytes(300 << 10, 1);
+  store->put("image", value);
+  store->put("short", "0123456789");
+  store->put("empty", "");
+
+  proxy.set_faults(json::array());
+  std::string head;
+  uint64_t size = 0;
+  auto remember = [&](std::string_view h, uint64_t s) {
+    head = h;
+    size = s;
+  };
+  EXPECT_EQ(store->get_checked("image", 64, remember), value);
+  EXPECT_EQ(head, value.substr(0, 64));
+  EXPECT_EQ(size, value.size());
+  json log = proxy.log();
+  ASSERT_EQ(log.size(), 2u) << log;
+  EXPECT_EQ(log[0]["range"], "bytes=0-63");
+  EXPECT_EQ(log[1]["range"], "bytes=64-");
+
+  // A refusal stops it after the head.
+  proxy.set_faults(json::array());
+  std::string why = error_of([&] {
+    store->get_checked("image", 64, [](std::string_view, uint64_t s) {
+      throw Error("refused: " + std::to_string(s) + " bytes");
+    });
+  });
+  EXPECT_EQ(why, "refused: " + std::to_string(value.size()) + " bytes");
+  EXPECT_EQ(proxy.log().size(), 1u);
+
+  EXPECT_EQ(store->get_checked("short", 64, remember), "0123456789");
+  EXPECT_EQ(head, "0123456789");
+  EXPECT_EQ(size, 10u);
+  size = 99;
+  EXPECT_EQ(store->get_checked("absent", 64, remember), std::nullopt);
+  EXPECT_EQ(size, 99u);  // not called
+
+  // s3rver answers a Range GET of an empty object with a Content-Length of 1
+  // and no body (S3 says 416): the proxy would wait for that byte, so ask
+  // s3rver itself, which the store must not wait on either.
+  auto direct = open();
+  head = "x";
+  EXPECT_EQ(direct->get_checked("empty", 64, remember), "");
+  EXPECT_EQ(head, "");
+  EXPECT_EQ(size, 0u);
+}
+
+TEST_F(S3StoreTest, LargeValuesGoUpAsMultipartUploads) {
+  S3Proxy proxy(server_->endpoint());
+  auto store = open(S3Tuning{}, proxy.endpoint());  // the defaults: 16 MiB, parts of 8 MiB
+  const std::string big = random_bytes(20 << 20, 2);
+  proxy.set_faults(json::array());
+  store->put("big", big);
+  json log = proxy.log();
+  EXPECT_EQ(requests(log, "POST", "uploads").size(), 1u) << log;
+  std::vector<json> parts = requests(log, "PUT", "partNumber=");
+  ASSERT_EQ(parts.size(), 3u) << log;  // 8 + 8 + 4 MiB
+  EXPECT_EQ(requests(log, "POST", "uploadId=").size(), 1u) << log;
+  EXPECT_EQ(store->get("big"), big);
+
+  proxy.set_faults(json::array());
+  store->put("below", std::string((16 << 20) - 1, 'b'));
+  log = proxy.log();
+  ASSERT_EQ(log.size(), 1u);  // one PutObject
+  EXPECT_EQ(log[0]["query"], "");
+}
+
+// The store serves several threads at once (a worker's main and uplink
+// threads, the coordinator's removal thread).
+TEST_F(S3StoreTest, ThreadsShareAStore) {
+  auto store = open();
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 15; ++i) {
+        std::string key = "t" + std::to_string(t) + "/k" + std::to_string(i);
+        std::string value = random_bytes(size_t(1000 + 20000 * i), uint32_t(t * 100 + i));
+        store->put(key, value);
+        if (store->get(key) != value) ++wrong;
+        std::vector<std::string> keys = store->list("t" + std::to_string(t) + "/");
+        if (std::find(keys.begin(), keys.end(), key) == keys.end()) ++wrong;
+        if (i % 2) store->remove(key);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(store->list("").size(), 4u * 8);  // the even-numbered keys remain
+}
+
+// Every request of every operation, signed by curl, is recomputed with
+// botocore's SigV4 from what reached the server.
+TEST_F(S3StoreTest, BotocoreAgreesWithEverySignature) {
+  S3Proxy checker(server_->endpoint(), /*check_sigv4=*/true);
+  S3Tuning tuning = small_parts();
+  tuning.list_page_size = 2;
+  auto store = open(tuning, checker.endpoint());
+  // Keys with every kind of character that needs encoding in a path.
+  const std::vector<std::string> keys = {
+      "a b/c+d=e&f?g#h%i",    "semi;colon,comma:at@dollar$",
+      "quote\"'<x>[y]{z}|^`", "u\xcc\x88ml\xc3\xa4ut/\xe2\x82\xac",
+      "plain-_.~/x",          "dots/.hidden..x"};
+  for (size_t i = 0; i < keys.size(); ++i) store->put(keys[i], "value " + std::to_string(i));
+  for (size_t i = 0; i < keys.size(); ++i)
+    EXPECT_EQ(store->get(keys[i]), "value " + std::to_string(i)) << keys[i];
+  std::vector<std::string> sorted = keys;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(store->list(""), sorted);  // paged by 2: continuation tokens signed too
+  const std::string big = random_bytes(11 << 20, 3);
+  store->put("dir with space/big", big);  // multipart
+  EXPECT_EQ(store->get_checked("dir with space/big", 100, {}), big);
+  store->remove(keys[0]);
+  EXPECT_EQ(store->get(keys[0]), std::nullopt);
+  store->remove_prefix("dots/");
+  EXPECT_EQ(store->get("dots/.hidden..x"), std::nullopt);
+  {  // temporary credentials: the session token is signed too
+    ScopedEnv token({"AWS_SESSION_TOKEN=FwoGZXIvYXdzEJr//////////token+with/signs="});
+    auto with_token = open(tuning, checker.endpoint());
+    with_token->put("token", "t");
+    EXPECT_EQ(with_token->get("token"), "t");
+  }
+
+  json log = checker.log();
+  std::set<std::string> methods;
+  for (const json& r : log) {
+    EXPECT_EQ(r["signature"], "ok") << r;
+    methods.insert(r["method"]);
+  }
+  EXPECT_EQ(methods, (std::set<std::string>{"DELETE", "GET", "POST", "PUT"}));
+  EXPECT_GE(log.size(), 25u);
+
+  // The check can fail: a wrong secret key is refused, at the first attempt.
+  checker.set_faults(json::array());
+  auto wrong = open(tuning, checker.endpoint(), "not the secret");
+  std::string why = error_of([&] { wrong->put("x", "y"); });
+  EXPECT_TRUE(contains(why, "put of s3://kappa/" + prefix() +
+                                "/x failed: HTTP 403 "
+                                "SignatureDoesNotMatch"))
+      << why;
+  log = checker.log();
+  ASSERT_EQ(log.size(), 1u) << log;
+  EXPECT_EQ(log[0]["signature"], "mismatch");
+}
+
+// ---- faults ----
+
+TEST_F(S3StoreTest, ServerErrorsAndThrottlingAreRetried) {
+  S3Proxy proxy(server_->endpoint());
+  auto store = open(fast(), proxy.endpoint());
+  proxy.set_faults({{{"method", "PUT"},
+                     {"action", "error"},
+                     {"status", 503},
+                     {"code", "SlowDown"},
+                     {"message", "Please reduce your request rate."},
+                     {"times", 2}},
+                    {{"method", "GET"},
+                     {"action", "error"},
+                     {"status", 500},
+                     {"code", "InternalError"},
+                     {"times", 2}}});
+  const std::string value = random_bytes(200 << 10, 4);
+  store->put("k", value);
+  EXPECT_EQ(store->get("k"), value);
+  json log = proxy.log();
+  EXPECT_EQ(requests(log, "PUT").size(), 3u) << log;
+  EXPECT_EQ(requests(log, "GET").size(), 3u) << log;
+}
+
+TEST_F(S3StoreTest, ResetConnectionsAndCutAnswersAreRetried) {
+  S3Proxy proxy(server_->endpoint());
+  auto store = open(fast(), proxy.endpoint());
+  const std::string value = random_bytes(300 << 10, 5);
+  proxy.set_faults({{{"method", "PUT"}, {"action", "reset"}, {"times", 2}},
+                    {{"method", "GET"}, {"action", "truncate"}, {"times", 1}},
+                    {{"method", "GET"}, {"action", "reset"}, {"times", 1}}});
+  store->put("k", value);
+  EXPECT_EQ(store->get("k"), value);  // whole, never the half the proxy sent first
+  json log = proxy.log();
+  EXPECT_EQ(requests(log, "PUT").size(), 3u) << log;
+  EXPECT_EQ(requests(log, "GET").size(), 3u) << log;
+}
+
+// The request applied but its answer was lost: doing it again is harmless,
+// and a multipart upload completed by the lost attempt is recognized.
+TEST_F(S3StoreTest, LostAnswersAreRetried) {
+  S3Proxy proxy(server_->endpoint());
+  auto store = open(small_parts(), proxy.endpoint());
+  proxy.set_faults({{{"method", "PUT"}, {"action", "reset_after"}, {"times", 1}}});
+  store->put("small", "value");
+  EXPECT_EQ(store->get("small"), "value");
+  EXPECT_EQ(requests(proxy.log(), "PUT").size(), 2u);
+
+  // S3 answers a second CompleteMultipartUpload with 404 NoSuchUpload (s3rver
+  // with a 500: the proxy plays S3 here).
+  const std::string big = random_bytes(12 << 20, 6);
+  proxy.set_faults(
+      {{{"method", "POST"}, {"query", "uploadId="}, {"action", "reset_after"}, {"times", 1}},
+       {{"method", "POST"},
+        {"query", "uploadId="},
+        {"action", "error"},
+        {"status", 404},
+        {"code", "NoSuchUpload"},
+        {"times", 1}}});
+  store->put("big", big);
+  EXPECT_EQ(requests(proxy.log(), "POST", "uploadId=").size(), 2u);
+  EXPECT_EQ(requests(proxy.log(), "HEAD").size(), 1u);  // the check that it is there
+  EXPECT_EQ(store->get("big"), big);
+}
+
+TEST_F(S3StoreTest, LastingFaultsFailNamingTheOperationTheObjectAndTheReason) {
+  S3Proxy proxy(server_->endpoint());
+  auto store = open(fast(), proxy.endpoint());
+  store->put("k", "old");
+  std::string object = "s3://kappa/" + prefix() + "/k";
+
+  proxy.set_faults({{{"method", "PUT"},
+                     {"action", "error"},
+                     {"status", 503},
+                     {"code", "SlowDown"},
+                     {"message", "Please reduce your request rate."},
+                     {"times", -1}}});
+  std::string why = error_of([&] { store->put("k", "new"); });
+  EXPECT_TRUE(contains(why, "s3 store: put of " + object + " failed after 4 attempts in ")) << why;
+  EXPECT_TRUE(contains(why, ": HTTP 503 SlowDown: Please reduce your request rate.")) << why;
+  EXPECT_EQ(requests(proxy.log(), "PUT").size(), 4u);
+
+  proxy.set_faults({{{"method", "GET"}, {"action", "reset"}, {"times", -1}}});
+  why = error_of([&] { store->get("k"); });
+  EXPECT_TRUE(contains(why, "get of " + object + " failed after 4 attempts")) << why;
+
+  // Not worth retrying: fails at once.
+  proxy.set_faults({{{"method", "DELETE"},
+                     {"action", "error"},
+                     {"status", 403},
+                     {"code", "AccessDenied"},
+                     {"message", "Access Denied"},
+                     {"times", -1}}});
+  why = error_of([&] { store->remove("k"); });
+  EXPECT_EQ(why, "s3 store: remove of " + object + " failed: HTTP 403 AccessDenied: Access Denied");
+  EXPECT_EQ(requests(proxy.log(), "DELETE").size(), 1u);
+
+  proxy.set_faults(json::array());
+  EXPECT_EQ(store->get("k"), "old");  // the failed put changed nothing
+
+  // Nobody there.
+  int closed = kappa::testing::free_loopback_port();
+  auto nowhere = open(fast(), "http://127.0.0.1:" + std::to_string(closed));
+  why = error_of([&] { nowhere->get("k"); });
+  EXPECT_TRUE(contains(why, "get of " + object + " failed after 4 attempts")) << why;
+  EXPECT_TRUE(contains(why, "Couldn't connect to server")) << why;
+}
+
+TEST_F(S3StoreTest, AFailedMultipartPutLeavesNothingAndAbortsTheUpload) {
+  S3Proxy proxy(server_->endpoint());
+  auto store = open(small_parts(), proxy.endpoint());
+  store->put("kept", "old value");
+  const std::string big = random_bytes(12 << 20, 7);
+
+  // A part that keeps failing.
+  proxy.set_faults({{{"method", "PUT"},
+                     {"query", "partNumber=2"},
+                     {"action", "error"},
+                     {"status", 500},
+                     {"code", "InternalError"},
+                     {"message", "We encountered an internal error. Please try again."},
+                     {"times", -1}}});
+  std::string why = error_of([&] { store->put("big", big); });
+  EXPECT_TRUE(
+      contains(why, "put (part 2) of s3://kappa/" + prefix() + "/big failed after 4 attempts"))
+      << why;
+  EXPECT_TRUE(contains(why, "HTTP 500 InternalError: We encountered an internal error.")) << why;
+  json log = proxy.log();
+  std::vector<json> aborts = requests(log, "DELETE", "uploadId=");
+  ASSERT_EQ(aborts.size(), 1u) << log;  // s3rver has no AbortMultipartUpload: tried once
+  EXPECT_TRUE(requests(log, "POST", "uploadId=").empty()) << "completed anyway: " << log;
+
+  // A completion that keeps failing, over an older value.
+  proxy.set_faults({{{"method", "POST"},
+                     {"query", "uploadId="},
+                     {"action", "error"},
+                     {"status", 503},
+                     {"code", "ServiceUnavailable"},
+                     {"times", -1}}});
+  why = error_of([&] { store->put("kept", big); });
+  EXPECT_TRUE(contains(why, "put (completing a multipart upload) of s3://kappa/" + prefix() +
+                                "/kept failed after 4 attempts"))
+      << why;
+  EXPECT_EQ(requests(proxy.log(), "DELETE", "uploadId=").size(), 1u);
+
+  proxy.set_faults(json::array());
+  EXPECT_EQ(store->get("big"), std::nullopt);
+  EXPECT_EQ(store->get("kept"), "old value");
+  EXPECT_EQ(store->list(""), std::vector<std::string>{"kept"});
+}
+
+// ---- configuration ----
+
+TEST_F(S3StoreTest, MissingCredentialsAreAClearError) {
+  ScopedEnv env(
+      {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3=" + server_->endpoint()});
+  std::string why = error_of([] { open_store("s3://kappa/x"); });
+  EXPECT_EQ(why,
+            "s3 store: no AWS credentials for s3://kappa/x: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY in the environment (and AWS_SESSION_TOKEN for temporary "
+            "credentials)");
+  ScopedEnv half({"AWS_ACCESS_KEY_ID=S3RVER"});
+  why = error_of([] { open_store("s3://kappa/x"); });
+  EXPECT_TRUE(contains(why, "set AWS_SECRET_ACCESS_KEY in the environment")) << why;
+}
+
+TEST_F(S3StoreTest, BadURLsAndEndpointsAreClearErrors) {
+  ScopedEnv env(kappa::testing::s3_environment(server_->endpoint()));
+  EXPECT_TRUE(contains(error_of([] { open_store("s3:///prefix"); }), "invalid bucket name ''"));
+  EXPECT_TRUE(contains(error_of([] { open_store("s3://bad bucket/p"); }),
+                       "invalid bucket name 'bad bucket'"));
+  ScopedEnv endpoint({"AWS_ENDPOINT_URL_S3=127.0.0.1:9000"});
+  EXPECT_EQ(error_of([] { open_store("s3://kappa/p"); }),
+            "s3 store: AWS_ENDPOINT_URL_S3='127.0.0.1:9000' is not an http:// or https:// URL");
+}
+
+// AWS_ENDPOINT_URL serves when AWS_ENDPOINT_URL_S3 is not set.
+TEST_F(S3StoreTest, TheGeneralEndpointVariableServesToo) {
+  ScopedEnv env({"AWS_ACCESS_KEY_ID=S3RVER", "AWS_SECRET_ACCESS_KEY=S3RVER", "AWS_REGION",
+                 "AWS_DEFAULT_REGION=us-east-1", "AWS_ENDPOINT_URL_S3",
+                 "AWS_ENDPOINT_URL=" + server_->endpoint() + "/"});
+  auto store = open_store(url());
+  store->put("k", "v");
+  EXPECT_EQ(store->get("k"), "v");
+}
+
+// A store to resume from must be there: opening it asks the bucket.
+TEST_F(S3StoreTest, OpeningWithoutCreateNeedsTheBucket) {
+  ScopedEnv env(kappa::testing::s3_environment(server_->endpoint()));
+  std::string why = error_of([] { open_store("s3://no-such-bucket/p", {.create = false}); });
+  EXPECT_TRUE(contains(why, "list of s3://no-such-bucket/p/ failed: HTTP 404 NoSuchBucket")) << why;
+  EXPECT_NE(open_store(url(), {.create = false}), nullptr);
+}
+
+}  // namespace
+}  // namespace kappa::detail
