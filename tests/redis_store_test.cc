@@ -363,12 +363,17 @@ TEST(RedisStoreFaults, OperationsDuringARestartRetryAndSucceed) {
   std::vector<std::future<std::string>> ops;
   for (int i = 0; i < 4; ++i)
     ops.push_back(std::async(std::launch::async, [&, i]() -> std::string {
-      std::optional<std::string> got = store->get("job/before");
-      if (got != before) return "get returned " + (got ? std::to_string(got->size()) : "nothing");
-      std::string mine = pattern(size_t(1 << 20) + size_t(i), uint64_t(i));
-      store->put("job/during-" + std::to_string(i), mine);
-      if (store->get("job/during-" + std::to_string(i)) != mine) return "put not read back";
-      return "";
+      try {
+        std::optional<std::string> got = store->get("job/before");
+        if (got != before)
+          return "get returned " + (got ? std::to_string(got->size()) + " bytes" : "nothing");
+        std::string mine = pattern(size_t(1 << 20) + size_t(i), uint64_t(i));
+        store->put("job/during-" + std::to_string(i), mine);
+        if (store->get("job/during-" + std::to_string(i)) != mine) return "put not read back";
+        return "";
+      } catch (const Error& e) {
+        return e.what();
+      }
     }));
   for (auto& op : ops) EXPECT_EQ(op.get(), "");
   EXPECT_GE(Clock::now() - stopped, 1500ms);  // they did wait for the server
@@ -385,11 +390,8 @@ TEST(RedisStoreFaults, APutCutByACrashIsWholeAfterward) {
   ServerProcess redis(redis_server({.persistent = true}));
   auto store = open_store(url_of(redis));
   std::string big = pattern(64 << 20, 5);
-  std::atomic<bool> done{false};
-  std::thread writer([&] {
-    store->put("job/big", big);
-    done = true;
-  });
+  std::string put_error = "not done";
+  std::thread writer([&] { put_error = error_of([&] { store->put("job/big", big); }); });
   std::this_thread::sleep_for(20ms);  // into the transfer, most likely
   redis.stop(SIGKILL);
   std::this_thread::sleep_for(300ms);
@@ -397,7 +399,7 @@ TEST(RedisStoreFaults, APutCutByACrashIsWholeAfterward) {
   std::optional<std::string> seen = store->get("job/big");
   EXPECT_TRUE(!seen || *seen == big) << "a value of " << seen->size() << " bytes";
   writer.join();
-  EXPECT_TRUE(done);
+  EXPECT_EQ(put_error, "");
   std::optional<std::string> after = store->get("job/big");
   ASSERT_TRUE(after);
   EXPECT_TRUE(*after == big) << after->size();
