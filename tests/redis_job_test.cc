@@ -47,12 +47,17 @@ std::vector<std::string> keys_in(int port) {
 
 const nlohmann::json kOk = {{"ok", true}};
 
-// --grace-ms 0: a blocked call parks at once, so the task holding 1 MiB is
+// One worker, and --grace-ms 0 (a blocked call parks at once): the task
+// holding 1 MiB parks at its dequeue before the handler can enqueue, and is
 // relaunched from its image, read back from Redis.
+const std::vector<std::string> kMustRelaunch = {"--workers", "1", "--grace-ms", "0"};
+
 TEST(RedisStoreJob, LargeStateIsExactAndLeavesNoKeys) {
   ServerProcess redis(redis_server());
-  ProcessResult r = run_process({SEMANTICS_APP, "run", "--event", R"({"program":"large_state"})",
-                                 "--store", store_url(redis), "--grace-ms", "0"});
+  std::vector<std::string> argv = {
+      SEMANTICS_APP, "run", "--event", R"({"program":"large_state"})", "--store", store_url(redis)};
+  argv.insert(argv.end(), kMustRelaunch.begin(), kMustRelaunch.end());
+  ProcessResult r = run_process(argv);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out), kOk);
   EXPECT_GE(calls_of(redis.port(), "set"), 1);                   // the image went to Redis...
@@ -115,15 +120,17 @@ bool wait_for_command(int port, const std::string& command, std::chrono::millise
 
 // Redis crashes (SIGKILL) just as the first image is written, and comes back
 // a second later (appendonly, fsync always): the task holding that image
-// parks at once (--grace-ms 0), so its relaunch must read the image while
-// Redis is down, retry, and get it whole. The job is exact and leaves nothing.
+// writes more and must be relaunched from the last one (kMustRelaunch), so
+// its operations meet the stopped server, retry, and succeed. The job is
+// exact and leaves nothing.
 TEST(RedisStoreJob, RedisRestartingMidJob) {
   ServerProcess redis(redis_server({.persistent = true}));
   TempDir dir;
-  pid_t job =
-      spawn_process({SEMANTICS_APP, "run", "--event", R"({"program":"large_state"})", "--store",
-                     store_url(redis), "--grace-ms", "0", "--log-dir", dir / "logs"},
-                    {}, dir / "out", dir / "err");
+  std::vector<std::string> argv = {
+      SEMANTICS_APP,    "run",       "--event",   R"({"program":"large_state"})", "--store",
+      store_url(redis), "--log-dir", dir / "logs"};
+  argv.insert(argv.end(), kMustRelaunch.begin(), kMustRelaunch.end());
+  pid_t job = spawn_process(argv, {}, dir / "out", dir / "err");
   bool seen = wait_for_command(redis.port(), "SET", 20s);
   redis.stop(SIGKILL);
   ASSERT_TRUE(seen) << read_file(dir / "err");
