@@ -211,11 +211,17 @@ TEST(RedisStore, GetCheckedJudgesTheHeadBeforeReadingTheValue) {
                    [](std::string_view, uint64_t) { throw std::invalid_argument("not an image"); }),
                std::invalid_argument);
   EXPECT_EQ(calls_of(redis.port(), "get"), gets);
-  // A value shorter than the head comes whole with the head.
+  // A value shorter than the head comes whole with the head, and so does one
+  // up to 64 KiB: no GET for those.
   store->put("short", "tiny");
   EXPECT_EQ(store->get_checked("short", 100, record), "tiny");
   EXPECT_EQ(seen_head, "tiny");
   EXPECT_EQ(seen_size, 4u);
+  std::string medium = pattern(64 << 10, 4);
+  store->put("medium", medium);
+  EXPECT_EQ(store->get_checked("medium", 100, record), medium);
+  EXPECT_EQ(seen_head, medium.substr(0, 100));
+  EXPECT_EQ(seen_size, medium.size());
   EXPECT_EQ(calls_of(redis.port(), "get"), gets);
   store->put("empty", "");
   EXPECT_EQ(store->get_checked("empty", 100, record), "");

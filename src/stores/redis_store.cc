@@ -13,9 +13,9 @@
 // - Atomic. A put is one SET: readers see the old value or the new one, and a
 //   SET that Redis did not receive whole stores nothing. A get returns the
 //   whole value or throws: a reply cut short is retried or reported, never
-//   returned shorter. get_checked reads the size and the head in one MULTI
-//   transaction, then the value with one GET, and checks again if the value
-//   changed in between.
+//   returned shorter. get_checked reads the size and the head (all of a
+//   value up to 64 KiB) in one MULTI transaction, then the value with one
+//   GET, and checks again if the value changed in between.
 // - Values up to 512 MiB, Redis's string limit (proto-max-bulk-len); a larger
 //   put throws kappa::Error without sending anything.
 // - Retries. A lost connection (Redis restarting), a timeout, or a server not
@@ -71,6 +71,7 @@ using std::chrono::milliseconds;
 
 constexpr uint64_t kMaxValueBytes = uint64_t(512) << 20;  // Redis's proto-max-bulk-len
 constexpr size_t kMaxIdleConnections = 16;
+constexpr size_t kSmallValueBytes = 64 << 10;  // get_checked reads these in one round trip
 constexpr milliseconds kFirstDelay{50}, kMaxDelay{2000};
 
 constexpr const char* kUrlForm =
@@ -235,7 +236,9 @@ timeval to_timeval(milliseconds ms) {
 // A string of `size` bytes to receive a value into. A large one is backed by
 // huge pages where the kernel does so on request (transparent huge pages in
 // "madvise" mode, Debian's default): faulting in 4 KiB pages one at a time
-// costs more than receiving the bytes.
+// costs more than receiving the bytes. (Redis needs a while to prepare the
+// reply of a large GET: get_checked, which knows the size, makes the string
+// in that while.)
 std::string buffer_of(size_t size) {
   constexpr uintptr_t kHuge = uintptr_t(2) << 20;
   std::string s;
@@ -367,14 +370,16 @@ class Connection {
   }
 
   /// GET key: the whole value, or nullopt if there is none. The bulk reply
-  /// is received into the returned string directly.
-  std::optional<std::string> get(std::string_view key) {
+  /// is received into the returned string directly. With the value's size
+  /// known beforehand (`expected`), that string is made ready while Redis
+  /// prepares the reply.
+  std::optional<std::string> get(std::string_view key, size_t expected = 0) {
     std::string out;
     const std::string_view args[] = {"GET", key};
     append_command(out, args);
     iovec iov{out.data(), out.size()};
     send_all(&iov, 1);
-    return read_bulk();
+    return read_bulk(buffer_of(expected));
   }
 
   /// Throws for an error reply. Redis closes the connection after a protocol
@@ -446,8 +451,9 @@ class Connection {
     }
   }
 
-  // Reads a bulk string reply ($LEN\r\nBYTES\r\n, or $-1\r\n for none).
-  std::optional<std::string> read_bulk() {
+  // Reads a bulk string reply ($LEN\r\nBYTES\r\n, or $-1\r\n for none),
+  // into `value` if it has the right size.
+  std::optional<std::string> read_bulk(std::string value) {
     // hiredis has read nothing beyond the replies it returned, and there is
     // no other reply in flight: the next bytes are this reply's.
     if (ctx_->reader->pos != ctx_->reader->len) fail("protocol error: unread bytes");
@@ -478,7 +484,7 @@ class Connection {
       pending_ = false;
       return std::nullopt;
     }
-    std::string value = buffer_of(size_t(len));
+    if (value.size() != size_t(len)) value = buffer_of(size_t(len));
     size_t got = std::min(extra, value.size());
     std::memcpy(value.data(), line + eol + 2, got);
     while (got < value.size())
@@ -536,30 +542,23 @@ class RedisStore final : public CheckpointStore {
     std::optional<std::string> value;
     run("get", key, [&](Connection& c) {
       value.reset();
-      std::string last = std::to_string(int64_t(head_bytes) - 1);
-      std::vector<Reply> r =
-          head_bytes ? c.pipeline({{"MULTI"},
-                                   {"EXISTS", key},
-                                   {"STRLEN", key},
-                                   {"GETRANGE", key, "0", last},
-                                   {"EXEC"}})
-                     : c.pipeline({{"MULTI"}, {"EXISTS", key}, {"STRLEN", key}, {"EXEC"}});
+      // The head, or all of a small value: one round trip for those.
+      std::string last = std::to_string(std::max(head_bytes, kSmallValueBytes) - 1);
+      std::vector<Reply> r = c.pipeline(
+          {{"MULTI"}, {"EXISTS", key}, {"STRLEN", key}, {"GETRANGE", key, "0", last}, {"EXEC"}});
       for (const Reply& each : r)
         if (each->type == REDIS_REPLY_ERROR) c.refuse({each->str, each->len});
       const redisReply& exec = *r.back();
       if (element(exec, 0, REDIS_REPLY_INTEGER, c, "EXISTS").integer == 0) return;
       uint64_t size = uint64_t(element(exec, 1, REDIS_REPLY_INTEGER, c, "STRLEN").integer);
-      std::string head;
-      if (head_bytes) {
-        const redisReply& h = element(exec, 2, REDIS_REPLY_STRING, c, "GETRANGE");
-        head.assign(h.str, h.len);
-      }
-      check(head, size);
+      const redisReply& start = element(exec, 2, REDIS_REPLY_STRING, c, "GETRANGE");
+      std::string head(start.str, start.len);
+      check(std::string_view(head).substr(0, head_bytes), size);
       if (size == head.size()) {  // that was all of it
         value = std::move(head);
         return;
       }
-      value = c.get(key);
+      value = c.get(key, size);
       // Replaced in between? Then judge what was read.
       if (value && (value->size() != size || value->compare(0, head.size(), head) != 0))
         check(std::string_view(*value).substr(0, head_bytes), value->size());
