@@ -5,17 +5,23 @@ printed as a Markdown table of medians.
 Starts a redis-server on a free loopback port (no persistence, a temporary
 directory), then measures against it, for 4 KiB, 1 MiB and 100 MiB values:
 
-- the store: RedisStore put and get (build/bench/kappa_redis_store_bench,
-  one operation per Google Benchmark repetition, so the median is the median
-  operation);
-- raw hiredis: SET and GET on a plain hiredis connection, no store layer
-  (the same binary and runs);
-- redis-benchmark: `redis-benchmark -t set,get -d SIZE -n N -c 1` (its p50).
+- the store: RedisStore put, get, and get_checked (how a worker reads an
+  image: head and size first, then the value), from
+  build/bench/kappa_redis_store_bench (one operation per Google Benchmark
+  repetition, so the median is the median operation);
+- the raw server, without the store layer (same binary, same runs): a client
+  on its own socket that sends SET from the caller's bytes and receives GET
+  into a buffer it reuses (no allocation), up to the reply's last byte; and
+  plain hiredis (redisCommandArgv and its reply objects);
+- redis-benchmark: `redis-benchmark -t set,get -d SIZE -n N -c 1`, its p50.
+  It times a command from its first byte sent to the reply's first byte
+  received: the whole upload for SET, but for GET only until the value starts
+  to arrive, so its GET figures leave out the transfer of the value.
 
-The machine may be shared: the three are measured in alternation, in
---rounds rounds of N operations each, and each figure is the median over the
-rounds of the per-round medians. "store / raw" is the store's figure over
-redis-benchmark's; the goal is at most 1.2 from 1 MiB up.
+The machine may be shared: all are measured in alternation, in --rounds
+rounds of N operations each, and each figure is the median over the rounds
+of the per-round medians. "store / raw" is the store's figure over the raw
+socket's; the goal is at most 1.2 from 1 MiB up.
 
     /usr/bin/python3 bench/redis_store_bench.py [--build DIR] [--rounds R]
 """
@@ -121,15 +127,19 @@ def main():
 
     median = {k: statistics.median(v) for k, v in rounds.items()}
     print(f"Medians over {args.rounds} rounds; ms per operation (MB/s in brackets).\n")
-    print("| size | op | store | redis-benchmark p50 | store / raw | raw hiredis |")
-    print("|---|---|---|---|---|---|")
+    print("| size | op | store | raw socket | store / raw | plain hiredis | "
+          "redis-benchmark p50 |")
+    print("|---|---|---|---|---|---|---|")
+    rows = (("write (put)", "BM_StorePut", "BM_RawSocketSet", "BM_RawSet", "SET"),
+            ("read (get)", "BM_StoreGet", "BM_RawSocketGet", "BM_RawGet", "GET"),
+            ("read (get_checked)", "BM_StoreGetChecked", "BM_RawSocketGet", "BM_RawGet", "GET"))
     for size, label, n in SIZES:
-        for op, ours, bench, hiredis in (("write", "BM_StorePut", "SET", "BM_RawSet"),
-                                          ("read", "BM_StoreGet", "GET", "BM_RawGet")):
-            s, r, h = median[(size, ours)], median[(size, bench)], median[(size, hiredis)]
-            mbps = lambda ms: size / 1e6 / (ms / 1e3)
-            print(f"| {label} | {op} | {s:.3f} ({mbps(s):.0f}) | {r:.3f} ({mbps(r):.0f}) | "
-                  f"{s / r:.2f}x | {h:.3f} ({mbps(h):.0f}) |")
+        mbps = lambda ms: size / 1e6 / (ms / 1e3)
+        cell = lambda ms: f"{ms:.3f} ({mbps(ms):.0f})"
+        for op, store, sock, hiredis, bench in rows:
+            s, r = median[(size, store)], median[(size, sock)]
+            print(f"| {label} | {op} | {cell(s)} | {cell(r)} | {s / r:.2f}x | "
+                  f"{cell(median[(size, hiredis)])} | {median[(size, bench)]:.3f} |")
 
 
 if __name__ == "__main__":
