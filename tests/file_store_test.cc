@@ -23,6 +23,7 @@
 
 #include "kappa/error.h"
 #include "stores/checkpoint_store.h"
+#include "support/store_checks.h"
 #include "support/subprocess.h"
 
 namespace kappa::detail {
@@ -73,6 +74,13 @@ TEST(FileStore, PutGetListRemove) {
 }
 
 // A store to resume from must exist: opening it creates nothing.
+// A move is a rename(2).
+TEST(FileStore, MoveReplacesRemovesAndIsIdempotent) {
+  TempDir dir;
+  auto store = open_store("file://" + dir.path());
+  kappa::testing::expect_move_semantics(*store);
+}
+
 TEST(FileStore, OpeningWithoutCreateNeedsTheDirectory) {
   TempDir dir;
   std::string why = error_of([&] { open_store(dir / "missing", {.create = false}); });

@@ -20,6 +20,7 @@
 #include "stores/checkpoint_store.h"
 #include "stores/s3_store.h"
 #include "support/s3_server.h"
+#include "support/store_checks.h"
 
 namespace kappa::detail {
 namespace {
@@ -139,6 +140,12 @@ TEST_F(S3StoreTest, PutGetListRemove) {
   EXPECT_EQ(bucket->url(), "s3://kappa");
   EXPECT_EQ(bucket->get(prefix() + "/ckpt-2"), "two");
   EXPECT_EQ(bucket->list(prefix() + "/job/"), (std::vector<std::string>{prefix() + "/job/ckpt-3"}));
+}
+
+// A move is a server-side copy, then a delete.
+TEST_F(S3StoreTest, MoveReplacesRemovesAndIsIdempotent) {
+  auto store = open();
+  kappa::testing::expect_move_semantics(*store);
 }
 
 TEST_F(S3StoreTest, ListFollowsContinuationTokens) {

@@ -6,8 +6,9 @@
 // the coordinator.
 //
 // Implementations: FileStore (file://DIR, file_store.cc), S3Store
-// (s3://BUCKET/PREFIX, s3_store.cc); Redis comes next. open_store()
-// (store_factory.cc) picks one by the URL's scheme.
+// (s3://BUCKET/PREFIX, s3_store.cc), RedisStore (redis://HOST:PORT[/DB],
+// redis_store.cc). open_store() (store_factory.cc) picks one by the URL's
+// scheme.
 //
 // Thread safety: implementations may be used from several threads at once.
 #pragma once
@@ -65,7 +66,8 @@ struct StoreOptions {
   bool create = true;
 };
 
-/// Opens a store from a URL: file://DIR (or a plain path). Throws
+/// Opens a store from a URL: file://DIR (or a plain path), s3://BUCKET/PREFIX,
+/// redis://HOST:PORT[/DB]. Throws
 /// kappa::Error for an unknown scheme (the message lists the known ones) or
 /// a store that cannot be opened.
 std::unique_ptr<CheckpointStore> open_store(const std::string& url, StoreOptions options = {});

@@ -130,7 +130,10 @@ class FileStore final : public CheckpointStore {
     std::filesystem::create_directories(std::filesystem::path(target).parent_path(), ec);
     if (ec) throw Error("cannot create the folder of " + target + ": " + ec.message());
     if (rename(source.c_str(), target.c_str()) == 0) return;
-    if (errno == ENOENT && access(target.c_str(), F_OK) == 0) return;  // moved already
+    if (errno == ENOENT && access(source.c_str(), F_OK) != 0) {
+      if (access(target.c_str(), F_OK) == 0) return;  // moved already
+      throw Error("cannot move " + source + " to " + target + ": neither exists");
+    }
     throw Error("cannot move " + source + " to " + target + ": " + errno_text());
   }
 

@@ -571,6 +571,29 @@ class S3Store final : public CheckpointStore {
     if (resp.status == 404) missing(resp, "remove", k);
   }
 
+  // Server-side: CopyObject, then DELETE of the source; the bytes never
+  // come here. S3 may answer a copy 200 with an <Error> body (documented for
+  // CopyObject): that is a failure too.
+  void move(const std::string& from, const std::string& to) override {
+    std::string f = object_key(from), t = object_key(to);
+    Request r;
+    r.method = "PUT";
+    r.key = t;
+    r.headers = {"x-amz-copy-source: " + uri_encode(c_.bucket + "/" + f, true)};
+    Response resp = call("move", t, r, {404});
+    if (resp.status == 404) {
+      missing(resp, "move", f);  // throws unless the source is the missing thing
+      std::vector<std::string> there = list_objects(t);
+      if (std::find(there.begin(), there.end(), t) != there.end()) return;  // moved already
+      throw Error("s3 store: cannot move " + object_url(f) + " to " + object_url(t) +
+                  ": neither exists");
+    }
+    if (resp.body.find("<Error>") != std::string::npos)
+      throw Error("s3 store: move of " + object_url(f) + " to " + object_url(t) +
+                  " failed: " + resp.body.substr(0, 300));
+    remove(from);
+  }
+
   void remove_prefix(const std::string& prefix) override {
     if (prefix.empty() || prefix.back() != '/')
       throw Error("remove_prefix needs a directory prefix ending in '/', not '" + prefix + "'");

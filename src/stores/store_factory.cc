@@ -10,6 +10,7 @@ namespace kappa::detail {
 
 std::unique_ptr<CheckpointStore> open_file_store(const std::string& dir, const StoreOptions& o);
 std::unique_ptr<CheckpointStore> open_s3_store(const std::string& rest, const StoreOptions& o);
+std::unique_ptr<CheckpointStore> open_redis_store(const std::string& rest, const StoreOptions& o);
 
 namespace {
 
@@ -18,6 +19,7 @@ using Opener = std::unique_ptr<CheckpointStore> (*)(const std::string&, const St
 const std::pair<const char*, Opener> kStores[] = {
     {"file", &open_file_store},
     {"s3", &open_s3_store},
+    {"redis", &open_redis_store},
 };
 
 }  // namespace

@@ -51,31 +51,39 @@ std::vector<std::string> s3_environment(const std::string& endpoint,
 }
 
 S3Server::S3Server(std::string bucket)
-    : bucket_(std::move(bucket)), server_("s3rver", [&](int port) {
-        // s3rver's continuation tokens use DES, which Node's OpenSSL 3 keeps
-        // in its legacy provider.
-        return std::vector<std::string>{"/usr/bin/env",
-                                        "node",
-                                        "--openssl-legacy-provider",
-                                        fixture("node_modules/s3rver/bin/s3rver.js"),
-                                        "--silent",
-                                        "--directory",
-                                        data_.path(),
-                                        "--address",
-                                        "127.0.0.1",
-                                        "--port",
-                                        std::to_string(port),
-                                        "--configure-bucket",
-                                        bucket_};
-      }) {}
+    : bucket_(std::move(bucket)),
+      server_({.name = "s3rver",
+               .argv =
+                   [&](int port, const std::string& dir) {
+                     // s3rver's continuation tokens use DES, which Node's OpenSSL 3 keeps
+                     // in its legacy provider.
+                     return std::vector<std::string>{"/usr/bin/env",
+                                                     "node",
+                                                     "--openssl-legacy-provider",
+                                                     fixture("node_modules/s3rver/bin/s3rver.js"),
+                                                     "--silent",
+                                                     "--directory",
+                                                     dir,
+                                                     "--address",
+                                                     "127.0.0.1",
+                                                     "--port",
+                                                     std::to_string(port),
+                                                     "--configure-bucket",
+                                                     bucket_};
+                   },
+               .ready = accepts_connections}) {}
 
 S3Proxy::S3Proxy(const std::string& upstream, bool check_sigv4)
-    : server_("s3_proxy.py", [&](int port) {
-        std::vector<std::string> argv = {"/usr/bin/python3",   fixture("s3_proxy.py"), "--port",
-                                         std::to_string(port), "--upstream",           upstream};
-        if (check_sigv4) argv.push_back("--check-sigv4");
-        return argv;
-      }) {}
+    : server_({.name = "s3_proxy.py",
+               .argv =
+                   [&](int port, const std::string&) {
+                     std::vector<std::string> argv = {"/usr/bin/python3", fixture("s3_proxy.py"),
+                                                      "--port",           std::to_string(port),
+                                                      "--upstream",       upstream};
+                     if (check_sigv4) argv.push_back("--check-sigv4");
+                     return argv;
+                   },
+               .ready = accepts_connections}) {}
 
 void S3Proxy::set_faults(const nlohmann::json& rules) {
   std::string body = rules.dump();

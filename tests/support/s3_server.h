@@ -20,7 +20,7 @@ inline constexpr const char* kS3SecretKey = "S3RVER";
 std::vector<std::string> s3_environment(const std::string& endpoint,
                                         const std::string& secret_key = kS3SecretKey);
 
-/// s3rver with one bucket, its data in a temporary directory.
+/// s3rver with one bucket, its data in the server's own directory.
 class S3Server {
  public:
   explicit S3Server(std::string bucket = "kappa");
@@ -30,7 +30,6 @@ class S3Server {
 
  private:
   std::string bucket_;
-  TempDir data_;
   ServerProcess server_;
 };
 

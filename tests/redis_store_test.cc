@@ -1,0 +1,527 @@
+// RedisStore (redis://HOST:PORT[/DB]) against a real redis-server on
+// loopback, started by each test: the store's semantics, binary and large
+// values, keys with glob characters, databases, passwords, many threads on
+// one store, and faults (Redis restarting, down for good, a reply cut short),
+// where an operation retries and succeeds, or fails naming what failed, and
+// never returns or stores part of a value.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <future>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kappa/error.h"
+#include "stores/checkpoint_store.h"
+#include "support/server_process.h"
+#include "support/store_checks.h"
+
+namespace kappa::detail {
+namespace {
+
+using kappa::testing::redis_cli;
+using kappa::testing::redis_server;
+using kappa::testing::RedisOptions;
+using kappa::testing::ServerProcess;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+template <class F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string url_of(const ServerProcess& redis, const std::string& tail = "") {
+  return "redis://127.0.0.1:" + std::to_string(redis.port()) + tail;
+}
+
+// Bytes that show where a value was cut or shifted: every 8-byte word holds
+// its own offset, mixed with a seed.
+std::string pattern(size_t size, uint64_t seed = 1) {
+  std::string s(size, '\0');
+  for (size_t i = 0; i < size; i += 8) {
+    uint64_t word = (i / 8) * 0x9E3779B97F4A7C15ull ^ seed;
+    std::memcpy(s.data() + i, &word, std::min<size_t>(8, size - i));
+  }
+  return s;
+}
+
+// A field of INFO (e.g. "total_connections_received"), as a number.
+long long info_field(int port, const std::string& section, const std::string& field) {
+  std::string info = redis_cli(port, {"INFO", section});
+  size_t at = info.find(field + ":");
+  if (at == std::string::npos) return -1;
+  return std::atoll(info.c_str() + at + field.size() + 1);
+}
+
+// Calls of a command so far (INFO commandstats), 0 if never called.
+long long calls_of(int port, const std::string& command) {
+  std::string info = redis_cli(port, {"INFO", "commandstats"});
+  size_t at = info.find("cmdstat_" + command + ":calls=");
+  if (at == std::string::npos) return 0;
+  return std::atoll(info.c_str() + at + command.size() + 15);
+}
+
+TEST(RedisStore, PutGetListRemove) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  EXPECT_EQ(store->url(), url_of(redis, "/0"));
+  EXPECT_EQ(store->get("ckpt-1"), std::nullopt);
+  store->put("ckpt-2", "two");
+  store->put("ckpt-1", "one");
+  store->put("other", "x");
+  store->put("job/ckpt-3", std::string(100000, 'c'));
+  EXPECT_EQ(store->get("ckpt-1"), "one");
+  EXPECT_EQ(store->get("job/ckpt-3"), std::string(100000, 'c'));
+  EXPECT_EQ(store->list("ckpt-"), (std::vector<std::string>{"ckpt-1", "ckpt-2"}));
+  EXPECT_EQ(store->list("job/"), (std::vector<std::string>{"job/ckpt-3"}));
+  EXPECT_EQ(store->list(""), (std::vector<std::string>{"ckpt-1", "ckpt-2", "job/ckpt-3", "other"}));
+  store->put("ckpt-1", "replaced");
+  EXPECT_EQ(store->get("ckpt-1"), "replaced");
+  store->put("empty", "");
+  EXPECT_EQ(store->get("empty"), "");  // an empty value is not a missing one
+  store->remove("ckpt-1");
+  store->remove("ckpt-1");  // absent: not an error
+  EXPECT_EQ(store->get("ckpt-1"), std::nullopt);
+  EXPECT_EQ(store->list("ckpt-"), (std::vector<std::string>{"ckpt-2"}));
+  // The keys are plain Redis strings.
+  EXPECT_EQ(redis_cli(redis.port(), {"GET", "ckpt-2"}), "two");
+}
+
+// A move is a RENAME.
+TEST(RedisStore, MoveReplacesRemovesAndIsIdempotent) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  kappa::testing::expect_move_semantics(*store);
+}
+
+TEST(RedisStore, RemovePrefixRemovesOnlyWhatIsUnderIt) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  for (int i = 0; i < 2500; ++i) store->put("job/task-" + std::to_string(i), "x");  // pages
+  store->put("job2/task-1", "kept");
+  store->put("job", "kept");
+  EXPECT_NE(error_of([&] { store->remove_prefix("job"); }).find("ending in '/'"),
+            std::string::npos);
+  EXPECT_EQ(store->list("job/").size(), 2500u);
+  store->remove_prefix("job/");
+  EXPECT_EQ(store->list(""), (std::vector<std::string>{"job", "job2/task-1"}));
+  store->remove_prefix("nothing/");  // nothing to remove: fine
+}
+
+TEST(RedisStore, BinaryValuesAndKeys) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  std::string all;
+  for (int round = 0; round < 3; ++round)
+    for (int b = 0; b < 256; ++b) all += char(b);
+  all += "\r\n$-1\r\n-ERR not an error\r\n";  // what replies are made of, as data
+  std::string key("bin/\0key\r\n*1", 12);
+  store->put(key, all);
+  EXPECT_EQ(store->get(key), all);
+  EXPECT_EQ(store->list("bin/"), (std::vector<std::string>{key}));
+  std::string nul(1000, '\0');
+  store->put("nul", nul);
+  EXPECT_EQ(store->get("nul"), nul);
+  store->remove(key);
+  EXPECT_EQ(store->get(key), std::nullopt);
+}
+
+TEST(RedisStore, AHundredMebibyteValue) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  std::string big = pattern(100 << 20, 7);
+  store->put("big", big);
+  std::optional<std::string> got = store->get("big");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->size(), big.size());
+  EXPECT_TRUE(*got == big);
+  got = store->get_checked("big", 64, [](std::string_view, uint64_t) {});
+  ASSERT_TRUE(got);
+  EXPECT_TRUE(*got == big);
+  EXPECT_EQ(redis_cli(redis.port(), {"STRLEN", "big"}), std::to_string(100 << 20));
+}
+
+// Glob characters in a prefix match themselves only.
+TEST(RedisStore, KeysWithGlobCharacters) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  const char* keys[] = {"a*b/1", "a*b/2", "axb/1",  "a?c/1", "abc/1",
+                        "[x]/1", "x/1",   "a\\b/1", "ab/1",  "[^x]/1"};
+  for (const char* k : keys) store->put(k, k);
+  EXPECT_EQ(store->list("a*b/"), (std::vector<std::string>{"a*b/1", "a*b/2"}));
+  EXPECT_EQ(store->list("a?c/"), (std::vector<std::string>{"a?c/1"}));
+  EXPECT_EQ(store->list("[x]/"), (std::vector<std::string>{"[x]/1"}));
+  EXPECT_EQ(store->list("[^x]/"), (std::vector<std::string>{"[^x]/1"}));
+  EXPECT_EQ(store->list("a\\b/"), (std::vector<std::string>{"a\\b/1"}));
+  EXPECT_EQ(store->list("a*"), (std::vector<std::string>{"a*b/1", "a*b/2"}));
+  store->remove_prefix("a*b/");
+  store->remove_prefix("[x]/");
+  store->remove_prefix("a\\b/");
+  EXPECT_EQ(store->list(""),
+            (std::vector<std::string>{"[^x]/1", "a?c/1", "ab/1", "abc/1", "axb/1", "x/1"}));
+}
+
+TEST(RedisStore, DatabasesAreIsolated) {
+  ServerProcess redis(redis_server());
+  auto one = open_store(url_of(redis, "/1"));
+  auto two = open_store(url_of(redis, "/2"));
+  EXPECT_EQ(one->url(), url_of(redis, "/1"));
+  one->put("job/k", "in one");
+  EXPECT_EQ(two->get("job/k"), std::nullopt);
+  EXPECT_TRUE(two->list("").empty());
+  two->put("job/k", "in two");
+  two->remove_prefix("job/");
+  EXPECT_EQ(one->get("job/k"), "in one");
+  EXPECT_EQ(redis_cli(redis.port(), {"-n", "1", "GET", "job/k"}), "in one");
+  EXPECT_EQ(redis_cli(redis.port(), {"DBSIZE"}), "0");  // nothing in db 0
+  // A database the server does not have is a clear error, not a retry.
+  auto start = Clock::now();
+  std::string why = error_of([&] { open_store(url_of(redis, "/99")); });
+  EXPECT_NE(why.find("DB index is out of range"), std::string::npos) << why;
+  EXPECT_LT(Clock::now() - start, 5s);
+}
+
+TEST(RedisStore, GetCheckedJudgesTheHeadBeforeReadingTheValue) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  std::string value = pattern(1 << 20, 3);
+  store->put("image", value);
+  std::string seen_head;
+  uint64_t seen_size = 0;
+  auto record = [&](std::string_view head, uint64_t size) {
+    seen_head = head;
+    seen_size = size;
+  };
+  EXPECT_EQ(store->get_checked("image", 100, record), value);
+  EXPECT_EQ(seen_head, value.substr(0, 100));
+  EXPECT_EQ(seen_size, value.size());
+  // Refused from its head: the check's exception, and no GET of the value.
+  long long gets = calls_of(redis.port(), "get");
+  EXPECT_THROW(store->get_checked(
+                   "image", 100,
+                   [](std::string_view, uint64_t) { throw std::invalid_argument("not an image"); }),
+               std::invalid_argument);
+  EXPECT_EQ(calls_of(redis.port(), "get"), gets);
+  // A value shorter than the head comes whole with the head, and so does one
+  // up to 64 KiB: no GET for those.
+  store->put("short", "tiny");
+  EXPECT_EQ(store->get_checked("short", 100, record), "tiny");
+  EXPECT_EQ(seen_head, "tiny");
+  EXPECT_EQ(seen_size, 4u);
+  std::string medium = pattern(64 << 10, 4);
+  store->put("medium", medium);
+  EXPECT_EQ(store->get_checked("medium", 100, record), medium);
+  EXPECT_EQ(seen_head, medium.substr(0, 100));
+  EXPECT_EQ(seen_size, medium.size());
+  EXPECT_EQ(calls_of(redis.port(), "get"), gets);
+  store->put("empty", "");
+  EXPECT_EQ(store->get_checked("empty", 100, record), "");
+  EXPECT_EQ(store->get_checked("image", 0, record), value);  // no head at all
+  EXPECT_EQ(seen_head, "");
+  EXPECT_EQ(seen_size, value.size());
+  bool called = false;
+  EXPECT_EQ(store->get_checked("missing", 100, [&](std::string_view, uint64_t) { called = true; }),
+            std::nullopt);
+  EXPECT_FALSE(called);
+}
+
+// Something else's data under a key (a list) is an error, reported at once.
+TEST(RedisStore, AKeyThatIsNotAStringIsAnError) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  redis_cli(redis.port(), {"RPUSH", "job/list", "x"});
+  std::string why = error_of([&] { store->get("job/list"); });
+  EXPECT_NE(why.find("get 'job/list' failed: Redis answered: WRONGTYPE"), std::string::npos) << why;
+  why = error_of([&] { store->get_checked("job/list", 10, [](std::string_view, uint64_t) {}); });
+  EXPECT_NE(why.find("WRONGTYPE"), std::string::npos) << why;
+  store->put("job/ok", "still usable");
+  EXPECT_EQ(store->get("job/ok"), "still usable");
+}
+
+TEST(RedisStore, OverRedisStringLimitIsRefusedBeforeSending) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  // 512 MiB + 1 of untouched address space: no memory behind it.
+  size_t size = (size_t(512) << 20) + 1;
+  void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  std::string why =
+      error_of([&] { store->put("huge", std::string_view(static_cast<char*>(p), size)); });
+  munmap(p, size);
+  EXPECT_NE(why.find("cannot put 'huge': its 536870913 bytes exceed Redis's string limit of "
+                     "512 MiB"),
+            std::string::npos)
+      << why;
+  EXPECT_EQ(store->get("huge"), std::nullopt);
+  EXPECT_EQ(calls_of(redis.port(), "set"), 0);
+}
+
+TEST(RedisStore, MalformedUrlsAreClearErrors) {
+  auto why = [](const std::string& url) { return error_of([&] { open_store(url); }); };
+  EXPECT_NE(why("redis://127.0.0.1:abc")
+                .find("the port must be a number from 1 to 65535, not "
+                      "'abc'"),
+            std::string::npos);
+  EXPECT_NE(why("redis://127.0.0.1:0").find("port"), std::string::npos);
+  EXPECT_NE(why("redis://127.0.0.1:").find("an empty port"), std::string::npos);
+  EXPECT_NE(why("redis://127.0.0.1:6379/x").find("the database must be a number"),
+            std::string::npos);
+  EXPECT_NE(why("redis://::1:6379").find("in brackets"), std::string::npos);
+  EXPECT_NE(why("redis://:6379").find("no host"), std::string::npos);
+  EXPECT_NE(why("redis://h:1?retries=3").find("unknown option 'retries'"), std::string::npos);
+  EXPECT_NE(why("redis://h:1?retry_timeout=soon").find("retry_timeout must be a number"),
+            std::string::npos);
+  EXPECT_NE(why("redis://user@h:1").find("a user needs a password"), std::string::npos);
+  EXPECT_NE(why("redis://:p%4@h:1").find("%-escape"), std::string::npos);
+  // Every message shows the form expected, and never what was given as a password.
+  std::string w = why("redis://:hunter2@h:0");
+  EXPECT_NE(w.find("expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]"), std::string::npos) << w;
+  EXPECT_EQ(w.find("hunter2"), std::string::npos) << w;
+  std::string scheme = why("rediss://h:1");
+  EXPECT_NE(scheme.find("unsupported store URL"), std::string::npos) << scheme;
+  EXPECT_NE(scheme.find(" redis://"), std::string::npos) << scheme;  // among the known ones
+}
+
+TEST(RedisStore, Passwords) {
+  std::string password = "p@ss:w/rd";  // percent-encoded in URLs
+  ServerProcess redis(redis_server({.args = {"--requirepass", password}}));
+  std::string host = "127.0.0.1:" + std::to_string(redis.port());
+  auto store = open_store("redis://:p%40ss%3Aw%2Frd@" + host + "/3");
+  store->put("k", "v");
+  EXPECT_EQ(store->get("k"), "v");
+  EXPECT_EQ(store->url(), "redis://" + host + "/3");  // no password in messages
+  // Refusals are reported at once, with a hint, rather than retried.
+  auto start = Clock::now();
+  std::string none = error_of([&] { open_store("redis://" + host); });
+  EXPECT_NE(none.find("NOAUTH"), std::string::npos) << none;
+  EXPECT_NE(none.find("REDISCLI_AUTH"), std::string::npos) << none;
+  std::string wrong = error_of([&] { open_store("redis://:nope@" + host); });
+  EXPECT_NE(wrong.find("WRONGPASS"), std::string::npos) << wrong;
+  EXPECT_EQ(wrong.find("nope"), std::string::npos) << wrong;
+  EXPECT_LT(Clock::now() - start, 5s);
+  // From the environment, as redis-cli takes it (and workers inherit it).
+  setenv("REDISCLI_AUTH", password.c_str(), 1);
+  std::optional<std::string> from_env;
+  std::string env_error =
+      error_of([&] { from_env = open_store("redis://" + host + "/3")->get("k"); });
+  unsetenv("REDISCLI_AUTH");
+  EXPECT_EQ(env_error, "");
+  EXPECT_EQ(from_env, "v");
+  // A Redis 6 ACL user.
+  redis_cli(redis.port(), {"-a", password, "--no-auth-warning", "ACL", "SETUSER", "kappa", "on",
+                           ">secret", "~*", "+@all"});
+  EXPECT_EQ(open_store("redis://kappa:secret@" + host + "/3")->get("k"), "v");
+  EXPECT_NE(error_of([&] { open_store("redis://kappa:wrong@" + host); }).find("WRONGPASS"),
+            std::string::npos);
+}
+
+// One store, many threads: every value read back whole, and the connections
+// reused rather than opened per operation.
+TEST(RedisStore, ThreadsShareOneStoreAndItsConnections) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  long long before = info_field(redis.port(), "stats", "total_connections_received");
+  constexpr int kThreads = 8, kRounds = 150;
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kRounds; ++i) {
+        std::string key = "t" + std::to_string(t) + "/" + std::to_string(i % 10);
+        std::string value = pattern(size_t(1000 + 37 * i), uint64_t(t * 1000 + i));
+        store->put(key, value);
+        if (store->get(key) != value) ++wrong;
+        if (i % 10 == 9) store->remove_prefix("t" + std::to_string(t) + "/");
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_TRUE(store->list("").empty());
+  long long opened = info_field(redis.port(), "stats", "total_connections_received") - before;
+  EXPECT_LE(opened, kThreads + 1 + 3);  // redis-cli's own INFO connections: 3
+}
+
+// ---- faults
+
+// Redis crashes (SIGKILL) and comes back on the same port 1.5 s later: the
+// operations started in the gap wait for it and succeed, and a put
+// acknowledged before the crash is still there (appendonly, fsync always).
+TEST(RedisStoreFaults, OperationsDuringARestartRetryAndSucceed) {
+  ServerProcess redis(redis_server({.persistent = true}));
+  auto store = open_store(url_of(redis));
+  std::string before = pattern(8 << 20, 11);
+  store->put("job/before", before);
+  redis.stop(SIGKILL);
+  auto stopped = Clock::now();
+  std::thread restarter([&] {
+    std::this_thread::sleep_for(1500ms);
+    redis.start();
+  });
+  std::vector<std::future<std::string>> ops;
+  for (int i = 0; i < 4; ++i)
+    ops.push_back(std::async(std::launch::async, [&, i]() -> std::string {
+      try {
+        std::optional<std::string> got = store->get("job/before");
+        if (got != before)
+          return "get returned " + (got ? std::to_string(got->size()) + " bytes" : "nothing");
+        std::string mine = pattern(size_t(1 << 20) + size_t(i), uint64_t(i));
+        store->put("job/during-" + std::to_string(i), mine);
+        if (store->get("job/during-" + std::to_string(i)) != mine) return "put not read back";
+        return "";
+      } catch (const Error& e) {
+        return e.what();
+      }
+    }));
+  for (auto& op : ops) EXPECT_EQ(op.get(), "");
+  EXPECT_GE(Clock::now() - stopped, 1500ms);  // they did wait for the server
+  restarter.join();
+  EXPECT_EQ(store->list("job/"),
+            (std::vector<std::string>{"job/before", "job/during-0", "job/during-1", "job/during-2",
+                                      "job/during-3"}));
+}
+
+// A large put cut off by a crash of Redis, and retried after it comes back:
+// afterwards the key holds the whole value; a get racing it sees all of it
+// or nothing.
+TEST(RedisStoreFaults, APutCutByACrashIsWholeAfterward) {
+  ServerProcess redis(redis_server({.persistent = true}));
+  auto store = open_store(url_of(redis));
+  std::string big = pattern(64 << 20, 5);
+  std::string put_error = "not done";
+  std::thread writer([&] { put_error = error_of([&] { store->put("job/big", big); }); });
+  std::this_thread::sleep_for(20ms);  // into the transfer, most likely
+  redis.stop(SIGKILL);
+  std::this_thread::sleep_for(300ms);
+  redis.start();
+  std::optional<std::string> seen = store->get("job/big");
+  EXPECT_TRUE(!seen || *seen == big) << "a value of " << seen->size() << " bytes";
+  writer.join();
+  EXPECT_EQ(put_error, "");
+  std::optional<std::string> after = store->get("job/big");
+  ASSERT_TRUE(after);
+  EXPECT_TRUE(*after == big) << after->size();
+}
+
+// Redis down for longer than the retry timeout: a clear error naming the
+// operation, the key, the store and the reason; never a missing value.
+TEST(RedisStoreFaults, DownForLongerThanTheRetryTimeoutIsAClearError) {
+  ServerProcess redis(redis_server());
+  std::string url = url_of(redis, "?retry_timeout=1");
+  auto store = open_store(url);
+  store->put("job/k", "v");
+  redis.stop(SIGKILL);
+  auto start = Clock::now();
+  std::string why = error_of([&] { store->put("job/k2", "v2"); });
+  auto took = Clock::now() - start;
+  EXPECT_NE(why.find("redis store " + url_of(redis, "/0") + ": put 'job/k2' failed: "),
+            std::string::npos)
+      << why;
+  EXPECT_NE(why.find("Connection refused"), std::string::npos) << why;
+  EXPECT_NE(why.find("still failing after"), std::string::npos) << why;
+  EXPECT_GE(took, 1s);
+  EXPECT_LT(took, 5s);
+  // A get fails too: a server that is gone is not a key that is absent.
+  EXPECT_NE(error_of([&] { store->get("job/k"); }).find("get 'job/k' failed"), std::string::npos);
+  EXPECT_NE(error_of([&] { store->list("job/"); }).find("list keys under 'job/' failed"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { store->remove("job/k"); }).find("remove 'job/k' failed"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { open_store(url); }).find("connect failed"), std::string::npos);
+}
+
+// A stand-in for Redis that answers PING, and any other command with half of
+// a bulk string before it hangs up (on its first `cut` connections; later
+// ones get it whole): what a client sees when Redis dies mid-reply.
+class CuttingServer {
+ public:
+  CuttingServer(std::string value, int cut) : value_(std::move(value)), cut_(cut) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd_, 16) != 0)
+      throw std::runtime_error("cannot listen");
+    socklen_t len = sizeof a;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~CuttingServer() {
+    shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    close(fd_);
+  }
+  int port() const { return port_; }
+  int connections() const { return connections_; }
+
+ private:
+  void serve() {
+    for (;;) {
+      int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) return;
+      ++connections_;
+      char buf[4096];
+      ssize_t got;
+      while ((got = recv(c, buf, sizeof buf, 0)) > 0) {
+        if (std::string_view(buf, size_t(got)).find("PING") != std::string_view::npos) {
+          send(c, "+PONG\r\n", 7, MSG_NOSIGNAL);  // the store checks a new connection
+          continue;
+        }
+        std::string reply = "$" + std::to_string(value_.size()) + "\r\n" + value_ + "\r\n";
+        size_t n = connections_ <= cut_ ? reply.size() / 2 : reply.size();
+        send(c, reply.data(), n, MSG_NOSIGNAL);
+        break;
+      }
+      close(c);
+    }
+  }
+  std::string value_;
+  int cut_;
+  int fd_ = -1, port_ = 0;
+  std::atomic<int> connections_{0};
+  std::thread thread_;
+};
+
+TEST(RedisStoreFaults, AReplyCutShortIsNeverAValue) {
+  std::string value = pattern(1 << 20, 9);
+  CuttingServer always(value, 1000);
+  auto store =
+      open_store("redis://127.0.0.1:" + std::to_string(always.port()) + "?retry_timeout=0.5");
+  std::string why = error_of([&] { store->get("job/k"); });
+  EXPECT_NE(why.find("get 'job/k' failed: the connection was closed after "), std::string::npos)
+      << why;
+  EXPECT_NE(why.find("of the value's 1048576 bytes"), std::string::npos) << why;
+  EXPECT_GE(always.connections(), 3);  // retried on new connections
+}
+
+TEST(RedisStoreFaults, AReplyCutShortIsRetried) {
+  std::string value = pattern(1 << 20, 9);
+  CuttingServer thrice(value, 3);  // three GETs cut short, the fourth answered whole
+  auto store = open_store("redis://127.0.0.1:" + std::to_string(thrice.port()));
+  std::optional<std::string> got = store->get("job/k");
+  ASSERT_TRUE(got);
+  EXPECT_TRUE(*got == value);
+  EXPECT_EQ(thrice.connections(), 4);
+}
+
+}  // namespace
+}  // namespace kappa::detail
