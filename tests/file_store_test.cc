@@ -81,6 +81,28 @@ TEST(FileStore, MoveReplacesRemovesAndIsIdempotent) {
   kappa::testing::expect_move_semantics(*store);
 }
 
+// Images are the owner's alone; a data store's objects, a job's output, are
+// readable by others as the umask allows.
+TEST(FileStore, ImagesArePrivateDataObjectsFollowTheUmask) {
+  TempDir dir;
+  mode_t umask_was = umask(022);
+  auto images = open_store("file://" + dir / "images");
+  auto data = open_store("file://" + dir / "data", {.shared = true});
+  images->put("a/image", "bytes");
+  data->put("a/object", "bytes");
+  data->put("staged", "bytes");
+  data->move("staged", "out/moved");
+  umask(umask_was);
+  auto mode = [&](const std::string& path) {
+    struct stat st {};
+    EXPECT_EQ(stat(path.c_str(), &st), 0) << path;
+    return st.st_mode & 0777;
+  };
+  EXPECT_EQ(mode(dir / "images/a/image"), 0600u);
+  EXPECT_EQ(mode(dir / "data/a/object"), 0644u);
+  EXPECT_EQ(mode(dir / "data/out/moved"), 0644u);
+}
+
 TEST(FileStore, OpeningWithoutCreateNeedsTheDirectory) {
   TempDir dir;
   std::string why = error_of([&] { open_store(dir / "missing", {.create = false}); });

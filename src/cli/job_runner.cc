@@ -42,8 +42,10 @@ std::string default_store(const std::string& job) {
 }
 
 // A journal's job must be this one: the same binary, event and store.
+// `store` and `data` are the URLs given, made absolute.
 JobIdentity check_same_job(const JobIdentity& held, const nlohmann::json& event,
-                           const JobOptions& o, const std::string& journal) {
+                           const std::string& store, const std::string& data,
+                           const std::string& journal) {
   if (held.build_id != build_id())
     throw Error("the journal " + journal + " holds job " + held.job +
                 " of another binary (build id " + held.build_id + ", this one " + build_id() +
@@ -52,12 +54,12 @@ JobIdentity check_same_job(const JobIdentity& held, const nlohmann::json& event,
     throw Error("the journal " + journal + " holds job " + held.job + " of another event (" +
                 held.event.substr(0, 200) +
                 "): give the same --event to continue it, or another --state");
-  if (!o.store.empty() && o.store != held.store)
+  if (!store.empty() && store != held.store)
     throw Error("the journal " + journal + " holds job " + held.job +
-                ", whose checkpoints are in " + held.store + ", not " + o.store);
-  if (o.data != held.data)
+                ", whose checkpoints are in " + held.store + ", not " + store);
+  if (data != held.data)
     throw Error("the journal " + journal + " holds job " + held.job + ", whose data store is " +
-                held.data + ", not " + o.data);
+                held.data + ", not " + data);
   return held;
 }
 
@@ -107,15 +109,18 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
     journal = open_journal(o.state);
     held = journal->identity();
   }
+  // Workers may run elsewhere than here: relative paths are made absolute.
+  const std::string given_store = o.store.empty() ? "" : absolute_url(o.store);
+  const std::string given_data = absolute_url(o.data);
   JobIdentity identity;
   if (held) {
-    identity = check_same_job(*held, event, o, journal->url());
+    identity = check_same_job(*held, event, given_store, given_data, journal->url());
   } else {
     identity.job = random_hex(6);
     identity.build_id = build_id();
     identity.event = event.dump();
-    identity.store = o.store.empty() ? default_store(identity.job) : o.store;
-    identity.data = o.data;
+    identity.store = given_store.empty() ? default_store(identity.job) : given_store;
+    identity.data = given_data;
   }
   const std::string& job = identity.job;
   const std::string& store_url = identity.store;
@@ -127,7 +132,9 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
     previous = journal->load();
     if (previous->outcome.done) return finished_result(previous->outcome);
     if (previous->tasks.empty() && previous->futures.empty()) previous.reset();
-    spdlog::info("continuing job {} from {}", job, journal->url());
+    if (previous)
+      spdlog::info("continuing job {} from {}: {} tasks live, {} resolved", job, journal->url(),
+                   previous->tasks.size(), previous->futures.size());
   } else if (journal) {
     journal->begin(identity);
   }
@@ -157,7 +164,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
 
   // The data store: puts are staged under a prefix of the job's own, and
   // made visible by the coordinator.
-  std::unique_ptr<CheckpointStore> data = open_store(identity.data);
+  std::unique_ptr<CheckpointStore> data = open_store(identity.data, {.shared = true});
   std::string staging = ".kappa-put-" + job + "/";
 
   Coordinator coordinator(jo, store.get(), Clock::steady(), journal.get());

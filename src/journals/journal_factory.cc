@@ -8,6 +8,7 @@
 namespace kappa::detail {
 
 std::unique_ptr<Journal> open_sqlite_journal(const std::string& path);
+std::unique_ptr<Journal> open_redis_journal(const std::string& rest);
 
 namespace {
 
@@ -15,6 +16,7 @@ using Opener = std::unique_ptr<Journal> (*)(const std::string&);
 
 const std::pair<const char*, Opener> kJournals[] = {
     {"sqlite", &open_sqlite_journal},
+    {"redis", &open_redis_journal},
 };
 
 }  // namespace

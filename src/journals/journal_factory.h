@@ -9,7 +9,8 @@
 
 namespace kappa::detail {
 
-/// Opens the journal at `url`: sqlite://PATH. Throws kappa::Error for an
+/// Opens the journal at `url`: sqlite://PATH or
+/// redis://HOST:PORT[/DB][?name=NAME]. Throws kappa::Error for an
 /// unknown scheme (the message lists the known ones), or a journal that
 /// cannot be opened: corrupt, of a newer format, or in use by a live
 /// coordinator.

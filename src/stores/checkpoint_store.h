@@ -64,6 +64,10 @@ struct StoreOptions {
   /// Create the store if it does not exist (a job's store), or insist that
   /// it does (a store to resume from).
   bool create = true;
+  /// Values others may read, as the umask allows (a data store: its objects
+  /// are a job's output, for other tools); otherwise readable by the owner
+  /// only (checkpoint images hold a task's memory). file:// only.
+  bool shared = false;
 };
 
 /// Opens a store from a URL: file://DIR (or a plain path), s3://BUCKET/PREFIX,

@@ -51,7 +51,8 @@ struct FdCloser {
 
 class FileStore final : public CheckpointStore {
  public:
-  FileStore(std::string dir, const StoreOptions& options) : dir_(std::move(dir)) {
+  FileStore(std::string dir, const StoreOptions& options)
+      : dir_(std::move(dir)), mode_(options.shared ? 0666 : 0600) {
     std::error_code ec;
     if (!options.create) {
       if (!std::filesystem::is_directory(dir_, ec))
@@ -68,7 +69,7 @@ class FileStore final : public CheckpointStore {
     std::string path = path_of(key);
     std::string tmp = path + ".tmp." + std::to_string(getpid());
     std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_);
     if (fd < 0) throw Error("cannot create " + tmp + ": " + errno_text());
     size_t done = 0;
     while (done < bytes.size()) {
@@ -154,6 +155,7 @@ class FileStore final : public CheckpointStore {
     return dir_ + "/" + key;
   }
   std::string dir_;
+  mode_t mode_;  // of the files it creates (before the umask)
 };
 
 }  // namespace

@@ -36,182 +36,28 @@
 // - Keys are binary-safe. list and remove_prefix use SCAN MATCH with the
 //   prefix's glob characters escaped; removals use UNLINK.
 //
-// Large values are not copied: a SET goes out as one sendmsg of a small
+// Connections, retries and the URL are redis_client.h's, shared with the
+// redis:// journal. Large values are not copied: a SET goes out as one sendmsg of a small
 // header, the caller's bytes and CRLF, and a GET's bulk reply is received
 // straight into the string returned. (hiredis's own command path copies a
 // value twice, into the formatted command and into its output buffer.)
 // hiredis connects and parses the replies of every other command; all writes
 // use MSG_NOSIGNAL, so a dead connection is an error, not a SIGPIPE.
-#include <hiredis/hiredis.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <charconv>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <initializer_list>
-#include <mutex>
-#include <span>
-#include <thread>
+#include <string>
+#include <vector>
 
 #include "kappa/error.h"
 #include "stores/checkpoint_store.h"
-#include "util/log.h"
+#include "stores/redis_client.h"
 
 namespace kappa::detail {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
-
-constexpr uint64_t kMaxValueBytes = uint64_t(512) << 20;  // Redis's proto-max-bulk-len
-constexpr size_t kMaxIdleConnections = 16;
 constexpr size_t kSmallValueBytes = 64 << 10;  // get_checked reads these in one round trip
-constexpr milliseconds kFirstDelay{50}, kMaxDelay{2000};
 
 constexpr const char* kUrlForm =
     "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?retry_timeout=SECONDS&timeout=SECONDS]";
-
-struct RedisConfig {
-  std::string host;
-  int port = 6379;
-  long db = 0;
-  std::string user, password;
-  milliseconds retry_timeout{30000};
-  milliseconds timeout{30000};
-};
-
-[[noreturn]] void bad_url(const std::string& why) {
-  throw Error("malformed Redis store URL: " + why + " (expected " + kUrlForm + ")");
-}
-
-template <class Int>
-bool parse_int(std::string_view s, Int& out) {
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return !s.empty() && ec == std::errc() && end == s.data() + s.size();
-}
-
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    unsigned char byte = 0;
-    if (s[i] == '%') {
-      if (i + 2 >= s.size()) bad_url("a truncated %-escape");
-      auto [end, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, byte, 16);
-      if (ec != std::errc() || end != s.data() + i + 3) bad_url("a bad %-escape");
-      out += char(byte);
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-milliseconds parse_seconds(std::string_view name, std::string_view value, bool zero_ok) {
-  std::string text(value);
-  char* end = nullptr;
-  double s = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || !(s >= 0) || (!zero_ok && s == 0) || s > 1e6)
-    bad_url(std::string(name) + " must be a number of seconds" + (zero_ok ? "" : " above 0") +
-            ", not '" + text + "'");
-  // At least a millisecond: a socket timeout of 0 would mean none at all.
-  return milliseconds(zero_ok ? int64_t(s * 1000) : std::max<int64_t>(1, int64_t(s * 1000)));
-}
-
-// `rest` is the URL after "redis://".
-RedisConfig parse_redis_url(std::string_view rest) {
-  RedisConfig c;
-  std::string_view query;
-  if (size_t q = rest.find('?'); q != std::string_view::npos) {
-    query = rest.substr(q + 1);
-    rest = rest.substr(0, q);
-  }
-  if (size_t at = rest.rfind('@'); at != std::string_view::npos) {
-    std::string_view userinfo = rest.substr(0, at);
-    rest = rest.substr(at + 1);
-    size_t colon = userinfo.find(':');
-    if (colon == std::string_view::npos) bad_url("a user needs a password (USER:PASSWORD@)");
-    c.user = percent_decode(userinfo.substr(0, colon));
-    c.password = percent_decode(userinfo.substr(colon + 1));
-    if (c.password.empty()) bad_url("an empty password");
-  }
-  std::string_view hostport = rest, path;
-  if (size_t slash = rest.find('/'); slash != std::string_view::npos) {
-    hostport = rest.substr(0, slash);
-    path = rest.substr(slash + 1);
-  }
-  std::string_view port;
-  if (hostport.starts_with('[')) {
-    size_t close = hostport.find(']');
-    if (close == std::string_view::npos) bad_url("an unclosed '[' in the host");
-    c.host = hostport.substr(1, close - 1);
-    std::string_view after = hostport.substr(close + 1);
-    if (!after.empty() && !after.starts_with(':')) bad_url("text after ']'");
-    if (!after.empty()) port = after.substr(1);
-    if (after == ":") bad_url("an empty port");
-  } else {
-    size_t colon = hostport.find(':');
-    if (colon != std::string_view::npos && hostport.find(':', colon + 1) != std::string_view::npos)
-      bad_url("an IPv6 address must be written in brackets ([::1]:6379)");
-    c.host = hostport.substr(0, colon);
-    if (colon != std::string_view::npos) {
-      port = hostport.substr(colon + 1);
-      if (port.empty()) bad_url("an empty port");
-    }
-  }
-  if (c.host.empty()) bad_url("no host");
-  if (!port.empty() && (!parse_int(port, c.port) || c.port < 1 || c.port > 65535))
-    bad_url("the port must be a number from 1 to 65535, not '" + std::string(port) + "'");
-  if (path.ends_with('/')) path.remove_suffix(1);
-  if (!path.empty() && (!parse_int(path, c.db) || c.db < 0))
-    bad_url("the database must be a number (redis://HOST:PORT/DB), not '" + std::string(path) +
-            "'");
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view item = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    size_t eq = item.find('=');
-    std::string_view name = item.substr(0, eq);
-    std::string_view value = eq == std::string_view::npos ? "" : item.substr(eq + 1);
-    if (name == "retry_timeout")
-      c.retry_timeout = parse_seconds(name, value, true);
-    else if (name == "timeout")
-      c.timeout = parse_seconds(name, value, false);
-    else
-      bad_url("unknown option '" + std::string(name) + "'");
-  }
-  if (c.password.empty())
-    if (const char* env = std::getenv("REDISCLI_AUTH"); env && *env) c.password = env;
-  return c;
-}
-
-// The URL without credentials or options: what messages show.
-std::string describe(const RedisConfig& c) {
-  bool v6 = c.host.find(':') != std::string::npos;
-  return "redis://" + (v6 ? "[" + c.host + "]" : c.host) + ":" + std::to_string(c.port) + "/" +
-         std::to_string(c.db);
-}
-
-// A key as messages show it: quoted, other bytes than printable ASCII escaped.
-std::string quote(std::string_view key) {
-  std::string out = "'";
-  for (unsigned char ch : key) {
-    if (ch >= 0x20 && ch < 0x7f && ch != '\\' && ch != '\'') {
-      out += char(ch);
-    } else {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02x", ch);
-      out += hex;
-    }
-  }
-  return out + "'";
-}
 
 // A SCAN MATCH pattern for the keys starting with `prefix`.
 std::string glob_for_prefix(std::string_view prefix) {
@@ -223,335 +69,42 @@ std::string glob_for_prefix(std::string_view prefix) {
   return out + "*";
 }
 
-std::string seconds_text(Clock::duration d) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f s", std::chrono::duration<double>(d).count());
-  return buf;
-}
-
-timeval to_timeval(milliseconds ms) {
-  return timeval{time_t(ms.count() / 1000), suseconds_t(ms.count() % 1000 * 1000)};
-}
-
-// A string of `size` bytes to receive a value into. A large one is backed by
-// huge pages where the kernel does so on request (transparent huge pages in
-// "madvise" mode, Debian's default): faulting in 4 KiB pages one at a time
-// costs more than receiving the bytes. (Redis needs a while to prepare the
-// reply of a large GET: get_checked, which knows the size, makes the string
-// in that while.)
-std::string buffer_of(size_t size) {
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  std::string s;
-  if (size >= 4 * kHuge) {
-    s.reserve(size);
-    uintptr_t begin = (uintptr_t(s.data()) + kHuge - 1) & ~(kHuge - 1);
-    uintptr_t end = (uintptr_t(s.data()) + size) & ~(kHuge - 1);
-    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-  }
-  s.resize(size);
-  return s;
-}
-
-// A failure worth retrying on a new connection: the connection is gone,
-// timed out, or the server is not ready.
-struct Transient : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-// An error Redis answered: retrying would not help. The connection is fine.
-struct Refused : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-// Throws for an error reply: Transient for the errors of a server that is
-// starting or busy, Refused for the others.
-[[noreturn]] void throw_error_reply(std::string_view text) {
-  static constexpr std::string_view kTransient[] = {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN",
-                                                    "READONLY"};
-  for (std::string_view t : kTransient)
-    if (text.starts_with(t)) throw Transient("Redis answered: " + std::string(text));
-  std::string hint;
-  if (text.starts_with("NOAUTH") || text.starts_with("WRONGPASS"))
-    hint = " (give the password as redis://:PASSWORD@HOST:PORT or in REDISCLI_AUTH)";
-  throw Refused("Redis answered: " + std::string(text) + hint);
-}
-
-struct ReplyDeleter {
-  void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
-
-struct ContextDeleter {
-  void operator()(redisContext* c) const { redisFree(c); }
-};
-
-// Appends the RESP encoding of a command's arguments, `value` excepted when
-// `value_follows` (the caller sends it, then "\r\n").
-void append_command(std::string& out, std::span<const std::string_view> args,
-                    const std::string_view* value_follows = nullptr) {
-  size_t argc = args.size() + (value_follows ? 1 : 0);
-  out += '*' + std::to_string(argc) + "\r\n";
-  for (std::string_view a : args) {
-    out += '$' + std::to_string(a.size()) + "\r\n";
-    out.append(a);
-    out += "\r\n";
-  }
-  if (value_follows) out += '$' + std::to_string(value_follows->size()) + "\r\n";
-}
-
-// One connection to Redis, authenticated and on the right database. Any I/O
-// failure throws Transient and leaves it unusable; an error reply leaves it
-// usable.
-class Connection {
- public:
-  Connection(const RedisConfig& config, milliseconds connect_timeout) {
-    ctx_.reset(
-        redisConnectWithTimeout(config.host.c_str(), config.port, to_timeval(connect_timeout)));
-    if (!ctx_) throw Transient("cannot connect: out of memory");
-    if (ctx_->err) {
-      unusable_ = true;
-      throw Transient(std::string("cannot connect: ") + ctx_->errstr);
-    }
-    if (redisSetTimeout(ctx_.get(), to_timeval(config.timeout)) != REDIS_OK)
-      fail("cannot set the socket timeout");
-    if (!config.password.empty()) {
-      if (config.user.empty())
-        command({"AUTH", config.password});
-      else
-        command({"AUTH", config.user, config.password});
-    }
-    if (config.db != 0) command({"SELECT", std::to_string(config.db)});
-  }
-
-  /// False once the connection is broken or a reply is left unread.
-  bool reusable() const { return !unusable_ && !pending_; }
-
-  /// Sends the commands at once and reads every reply. Error replies are
-  /// returned, not thrown.
-  std::vector<Reply> pipeline(std::initializer_list<std::initializer_list<std::string_view>> cmds) {
-    std::string out;
-    for (auto cmd : cmds) append_command(out, {cmd.begin(), cmd.size()});
-    iovec iov{out.data(), out.size()};
-    send_all(&iov, 1);
-    std::vector<Reply> replies;
-    for (size_t i = 0; i < cmds.size(); ++i) replies.push_back(read_reply());
-    pending_ = false;
-    return replies;
-  }
-
-  /// One command; an error reply throws.
-  Reply command(std::span<const std::string_view> args) {
-    std::string out;
-    append_command(out, args);
-    iovec iov{out.data(), out.size()};
-    send_all(&iov, 1);
-    Reply r = read_reply();
-    pending_ = false;
-    if (r->type == REDIS_REPLY_ERROR) refuse({r->str, r->len});
-    return r;
-  }
-  Reply command(std::initializer_list<std::string_view> args) {
-    return command(std::span<const std::string_view>(args.begin(), args.size()));
-  }
-
-  /// SET key value, the value sent from where it is.
-  void set(std::string_view key, std::string_view value) {
-    std::string header;
-    const std::string_view args[] = {"SET", key};
-    append_command(header, args, &value);
-    iovec iov[3] = {{header.data(), header.size()},
-                    {const_cast<char*>(value.data()), value.size()},
-                    {const_cast<char*>("\r\n"), 2}};
-    send_all(iov, 3);
-    Reply r = read_reply();
-    pending_ = false;
-    if (r->type == REDIS_REPLY_ERROR) refuse({r->str, r->len});
-    if (r->type != REDIS_REPLY_STATUS || std::string_view(r->str, r->len) != "OK")
-      unexpected("SET");
-  }
-
-  /// GET key: the whole value, or nullopt if there is none. The bulk reply
-  /// is received into the returned string directly. With the value's size
-  /// known beforehand (`expected`), that string is made ready while Redis
-  /// prepares the reply.
-  std::optional<std::string> get(std::string_view key, size_t expected = 0) {
-    std::string out;
-    const std::string_view args[] = {"GET", key};
-    append_command(out, args);
-    iovec iov{out.data(), out.size()};
-    send_all(&iov, 1);
-    return read_bulk(buffer_of(expected));
-  }
-
-  /// Throws for an error reply. Redis closes the connection after a protocol
-  /// error: that one is not reused.
-  [[noreturn]] void refuse(std::string_view text) {
-    if (text.find("Protocol error") != std::string_view::npos) unusable_ = true;
-    throw_error_reply(text);
-  }
-
-  [[noreturn]] void unexpected(std::string_view what) {
-    unusable_ = true;  // who knows what else it will say
-    throw Transient("unexpected reply to " + std::string(what));
-  }
-
- private:
-  [[noreturn]] void fail(const std::string& why) {
-    unusable_ = true;
-    throw Transient(why);
-  }
-
-  [[noreturn]] void fail_errno(int error, const std::string& doing) {
-    if (error == EAGAIN || error == EWOULDBLOCK)
-      fail("timed out " + doing + " (no progress for the socket timeout)");
-    fail("error " + doing + ": " + std::strerror(error));
-  }
-
-  void send_all(iovec* iov, int count) {
-    pending_ = true;
-    while (count > 0) {
-      msghdr m{};
-      m.msg_iov = iov;
-      m.msg_iovlen = size_t(count);
-      ssize_t n = sendmsg(ctx_->fd, &m, MSG_NOSIGNAL);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        fail_errno(errno, "writing to Redis");
-      }
-      size_t left = size_t(n);
-      while (count > 0 && left >= iov->iov_len) {
-        left -= iov->iov_len;
-        ++iov;
-        --count;
-      }
-      if (count > 0) {
-        iov->iov_base = static_cast<char*>(iov->iov_base) + left;
-        iov->iov_len -= left;
-      }
-    }
-  }
-
-  Reply read_reply() {
-    void* r = nullptr;
-    if (redisGetReply(ctx_.get(), &r) != REDIS_OK || !r) {
-      std::string why = ctx_->err == REDIS_ERR_EOF ? "the connection was closed" : ctx_->errstr;
-      fail("error reading from Redis: " + why);
-    }
-    return Reply(static_cast<redisReply*>(r));
-  }
-
-  // Receives at least one byte into [p, p + n).
-  size_t recv_some(char* p, size_t n, int flags, const std::string& context) {
-    for (;;) {
-      ssize_t got = recv(ctx_->fd, p, n, flags);
-      if (got > 0) return size_t(got);
-      if (got == 0) fail("the connection was closed " + context);
-      int error = errno;
-      if (error == EINTR) continue;
-      fail_errno(error, "reading " + context);
-    }
-  }
-
-  // Reads a bulk string reply ($LEN\r\nBYTES\r\n, or $-1\r\n for none),
-  // into `value` if it has the right size.
-  std::optional<std::string> read_bulk(std::string value) {
-    // hiredis has read nothing beyond the replies it returned, and there is
-    // no other reply in flight: the next bytes are this reply's.
-    if (ctx_->reader->pos != ctx_->reader->len) fail("protocol error: unread bytes");
-    char line[1024];
-    size_t have = 0, eol = 0;
-    for (;;) {
-      auto* end = static_cast<const char*>(memmem(line, have, "\r\n", 2));
-      if (end) {
-        eol = size_t(end - line);
-        break;
-      }
-      if (have == sizeof line) fail("protocol error: a reply line over 1 KiB");
-      have += recv_some(line + have, sizeof line - have, 0, "before the reply");
-    }
-    std::string_view header(line, eol);
-    size_t extra = have - eol - 2;  // bytes after the header line
-    if (header.starts_with('-')) {
-      if (extra) fail("protocol error: bytes after an error reply");
-      pending_ = false;
-      refuse(header.substr(1));
-    }
-    int64_t len = 0;
-    if (!header.starts_with('$') || !parse_int(header.substr(1), len) || len < -1 ||
-        (len > 0 && uint64_t(len) > kMaxValueBytes * 2))
-      fail("protocol error: unexpected reply '" + std::string(header.substr(0, 40)) + "'");
-    if (len == -1) {
-      if (extra) fail("protocol error: bytes after a nil reply");
-      pending_ = false;
-      return std::nullopt;
-    }
-    if (value.size() != size_t(len)) value = buffer_of(size_t(len));
-    size_t got = std::min(extra, value.size());
-    std::memcpy(value.data(), line + eol + 2, got);
-    while (got < value.size())
-      got += recv_some(value.data() + got, value.size() - got, MSG_WAITALL,
-                       "after " + std::to_string(got) + " of the value's " +
-                           std::to_string(value.size()) + " bytes");
-    char tail[2];
-    size_t tail_have = extra - std::min(extra, value.size());
-    if (tail_have > 2) fail("protocol error: bytes after a value");
-    std::memcpy(tail, line + eol + 2 + (extra - tail_have), tail_have);
-    while (tail_have < 2)
-      tail_have += recv_some(tail + tail_have, 2 - tail_have, 0, "at the end of a value");
-    if (tail[0] != '\r' || tail[1] != '\n') fail("protocol error: a value not ended by CRLF");
-    pending_ = false;
-    return value;
-  }
-
-  std::unique_ptr<redisContext, ContextDeleter> ctx_;
-  bool unusable_ = false;
-  bool pending_ = false;  // a command was sent and its reply not read whole
-};
-
-const redisReply& element(const redisReply& r, size_t i, int type, Connection& c,
-                          std::string_view what) {
-  if (r.type != REDIS_REPLY_ARRAY || r.elements <= i) c.unexpected(what);
-  const redisReply& e = *r.element[i];
-  if (e.type == REDIS_REPLY_ERROR) throw_error_reply({e.str, e.len});
-  if (e.type != type) c.unexpected(what);
-  return e;
-}
-
 class RedisStore final : public CheckpointStore {
  public:
-  explicit RedisStore(RedisConfig config) : config_(std::move(config)), url_(describe(config_)) {
+  explicit RedisStore(RedisConfig config) : client_(std::move(config), "redis store") {
     // Fail early (an unreachable server, a wrong password), and keep the connection.
-    run("connect", "", [](Connection& c) { c.command({"PING"}); });
+    client_.run("connect", "", [](RedisConnection& c) { c.command({"PING"}); });
   }
 
   void put(const std::string& key, std::string_view bytes) override {
-    if (bytes.size() > kMaxValueBytes)
-      throw Error("redis store " + url_ + ": cannot put " + quote(key) + ": its " +
+    if (bytes.size() > kRedisMaxValueBytes)
+      throw Error("redis store " + client_.url() + ": cannot put " + quote_key(key) + ": its " +
                   std::to_string(bytes.size()) +
                   " bytes exceed Redis's string limit of 512 MiB (536870912 bytes)");
-    run("put", key, [&](Connection& c) { c.set(key, bytes); });
+    client_.run("put", key, [&](RedisConnection& c) { c.set(key, bytes); });
   }
 
   std::optional<std::string> get(const std::string& key) override {
     std::optional<std::string> value;
-    run("get", key, [&](Connection& c) { value = c.get(key); });
+    client_.run("get", key, [&](RedisConnection& c) { value = c.get(key); });
     return value;
   }
 
   std::optional<std::string> get_checked(const std::string& key, size_t head_bytes,
                                          const HeadCheck& check) override {
     std::optional<std::string> value;
-    run("get", key, [&](Connection& c) {
+    client_.run("get", key, [&](RedisConnection& c) {
       value.reset();
       // The head, or all of a small value: one round trip for those.
       std::string last = std::to_string(std::max(head_bytes, kSmallValueBytes) - 1);
-      std::vector<Reply> r = c.pipeline(
+      std::vector<RedisReply> r = c.pipeline(
           {{"MULTI"}, {"EXISTS", key}, {"STRLEN", key}, {"GETRANGE", key, "0", last}, {"EXEC"}});
-      for (const Reply& each : r)
+      for (const RedisReply& each : r)
         if (each->type == REDIS_REPLY_ERROR) c.refuse({each->str, each->len});
       const redisReply& exec = *r.back();
-      if (element(exec, 0, REDIS_REPLY_INTEGER, c, "EXISTS").integer == 0) return;
-      uint64_t size = uint64_t(element(exec, 1, REDIS_REPLY_INTEGER, c, "STRLEN").integer);
-      const redisReply& start = element(exec, 2, REDIS_REPLY_STRING, c, "GETRANGE");
+      if (reply_element(exec, 0, REDIS_REPLY_INTEGER, c, "EXISTS").integer == 0) return;
+      uint64_t size = uint64_t(reply_element(exec, 1, REDIS_REPLY_INTEGER, c, "STRLEN").integer);
+      const redisReply& start = reply_element(exec, 2, REDIS_REPLY_STRING, c, "GETRANGE");
       std::string head(start.str, start.len);
       check(std::string_view(head).substr(0, head_bytes), size);
       if (size == head.size()) {  // that was all of it
@@ -568,7 +121,7 @@ class RedisStore final : public CheckpointStore {
 
   std::vector<std::string> list(const std::string& prefix) override {
     std::vector<std::string> keys;
-    run("list keys under", prefix, [&](Connection& c) {
+    client_.run("list keys under", prefix, [&](RedisConnection& c) {
       keys.clear();
       scan(c, prefix, [&](std::vector<std::string_view>& page) {
         for (std::string_view k : page) keys.emplace_back(k);
@@ -580,16 +133,17 @@ class RedisStore final : public CheckpointStore {
   }
 
   void remove(const std::string& key) override {
-    run("remove", key, [&](Connection& c) { c.command({"UNLINK", key}); });
+    client_.run("remove", key, [&](RedisConnection& c) { c.command({"UNLINK", key}); });
   }
 
   // RENAME: atomic on the server, and the bytes never come here. A source
   // that is gone means a move done before (the target is there) or an error.
   void move(const std::string& from, const std::string& to) override {
-    run("move", from, [&](Connection& c) {
+    client_.run("move", from, [&](RedisConnection& c) {
       if (c.command({"EXISTS", from})->integer == 0) {
         if (c.command({"EXISTS", to})->integer == 0)
-          throw Error(what("move", from) + " to " + quote(to) + " failed: neither exists");
+          throw Error(client_.what("move", from) + " to " + quote_key(to) +
+                      " failed: neither exists");
         return;
       }
       c.command({"RENAME", from, to});
@@ -598,8 +152,8 @@ class RedisStore final : public CheckpointStore {
 
   void remove_prefix(const std::string& prefix) override {
     if (prefix.empty() || prefix.back() != '/')
-      throw Error("remove_prefix needs a prefix ending in '/', not " + quote(prefix));
-    run("remove keys under", prefix, [&](Connection& c) {
+      throw Error("remove_prefix needs a prefix ending in '/', not " + quote_key(prefix));
+    client_.run("remove keys under", prefix, [&](RedisConnection& c) {
       std::vector<std::string_view> args;
       scan(c, prefix, [&](std::vector<std::string_view>& page) {
         if (page.empty()) return;
@@ -610,19 +164,19 @@ class RedisStore final : public CheckpointStore {
     });
   }
 
-  std::string url() const override { return url_; }
+  std::string url() const override { return client_.url(); }
 
  private:
   // Calls `page` with each page of the keys under `prefix` (SCAN MATCH).
   template <class F>
-  void scan(Connection& c, const std::string& prefix, F&& page) {
+  void scan(RedisConnection& c, const std::string& prefix, F&& page) {
     std::string pattern = glob_for_prefix(prefix);
     std::string cursor = "0";
     std::vector<std::string_view> keys;
     do {
-      Reply r = c.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
-      const redisReply& next = element(*r, 0, REDIS_REPLY_STRING, c, "SCAN");
-      const redisReply& found = element(*r, 1, REDIS_REPLY_ARRAY, c, "SCAN");
+      RedisReply r = c.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+      const redisReply& next = reply_element(*r, 0, REDIS_REPLY_STRING, c, "SCAN");
+      const redisReply& found = reply_element(*r, 1, REDIS_REPLY_ARRAY, c, "SCAN");
       keys.clear();
       for (size_t i = 0; i < found.elements; ++i) {
         const redisReply& k = *found.element[i];
@@ -635,84 +189,13 @@ class RedisStore final : public CheckpointStore {
     } while (cursor != "0");
   }
 
-  // Runs `f` on a pooled connection, retrying transient failures on new
-  // connections until the retry timeout.
-  template <class F>
-  void run(std::string_view op, std::string_view key, F&& f) {
-    const Clock::time_point start = Clock::now();
-    const Clock::time_point deadline = start + config_.retry_timeout;
-    Clock::duration delay = kFirstDelay;
-    for (int attempt = 1;; ++attempt) {
-      std::unique_ptr<Connection> c;
-      try {
-        c = take(deadline);
-        f(*c);
-        give_back(std::move(c));
-        return;
-      } catch (const Transient& e) {
-        c.reset();
-        drop_idle();
-        Clock::time_point now = Clock::now();
-        if (now >= deadline)
-          throw Error(what(op, key) + " failed: " + e.what() + " (still failing after " +
-                      std::to_string(attempt) + " attempt" + (attempt == 1 ? "" : "s") + " in " +
-                      seconds_text(now - start) + ")");
-        if (attempt == 1)
-          spdlog::warn("{}: {}; retrying for up to {}", what(op, key), e.what(),
-                       seconds_text(config_.retry_timeout));
-        std::this_thread::sleep_for(std::min(delay, deadline - now));
-        delay = std::min<Clock::duration>(delay * 2, kMaxDelay);
-      } catch (const Refused& e) {
-        give_back(std::move(c));
-        throw Error(what(op, key) + " failed: " + e.what());
-      } catch (...) {  // from the caller's check: the connection may be reusable
-        give_back(std::move(c));
-        throw;
-      }
-    }
-  }
-
-  std::string what(std::string_view op, std::string_view key) const {
-    return "redis store " + url_ + ": " + std::string(op) +
-           (op == "connect" ? std::string() : " " + quote(key));
-  }
-
-  std::unique_ptr<Connection> take(Clock::time_point deadline) {
-    {
-      std::lock_guard lock(mu_);
-      if (!idle_.empty()) {
-        std::unique_ptr<Connection> c = std::move(idle_.back());
-        idle_.pop_back();
-        return c;
-      }
-    }
-    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    return std::make_unique<Connection>(
-        config_, std::min(std::max(left, milliseconds(100)), config_.timeout));
-  }
-
-  void give_back(std::unique_ptr<Connection> c) {
-    if (!c || !c->reusable()) return;
-    std::lock_guard lock(mu_);
-    if (idle_.size() < kMaxIdleConnections) idle_.push_back(std::move(c));
-  }
-
-  void drop_idle() {
-    std::vector<std::unique_ptr<Connection>> dropped;
-    std::lock_guard lock(mu_);
-    dropped.swap(idle_);
-  }
-
-  const RedisConfig config_;
-  const std::string url_;
-  std::mutex mu_;
-  std::vector<std::unique_ptr<Connection>> idle_;
+  RedisClient client_;
 };
 
 }  // namespace
 
 std::unique_ptr<CheckpointStore> open_redis_store(const std::string& rest, const StoreOptions&) {
-  return std::make_unique<RedisStore>(parse_redis_url(rest));
+  return std::make_unique<RedisStore>(parse_redis_url(rest, kUrlForm));
 }
 
 }  // namespace kappa::detail

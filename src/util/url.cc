@@ -1,5 +1,7 @@
 #include "util/url.h"
 
+#include <filesystem>
+
 #include "kappa/error.h"
 
 namespace kappa::detail {
@@ -12,6 +14,12 @@ Url parse_url(std::string_view text) {
   if (url.scheme.empty() || url.rest.empty())
     throw Error("malformed URL '" + std::string(text) + "' (expected scheme://...)");
   return url;
+}
+
+std::string absolute_url(std::string_view text) {
+  Url url = parse_url(text);
+  if (url.scheme != "file") return std::string(text);
+  return "file://" + std::filesystem::absolute(url.rest).lexically_normal().string();
 }
 
 }  // namespace kappa::detail

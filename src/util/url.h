@@ -16,4 +16,9 @@ struct Url {
 /// empty scheme or rest.
 Url parse_url(std::string_view text);
 
+/// `text` with a file store's directory made absolute ("file://./out" run
+/// in /home/me is "file:///home/me/out"): what workers are given, whatever
+/// their working directory. Other schemes are returned as they are.
+std::string absolute_url(std::string_view text);
+
 }  // namespace kappa::detail

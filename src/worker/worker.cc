@@ -189,7 +189,7 @@ class Worker {
         client_(o.coordinator, o.token, o.worker_id),
         liveness_(client_, kHeartbeatInterval),
         store_(scope_store(open_store(o.store_url), o.job)),
-        data_(open_store(o.data_url)),
+        data_(open_store(o.data_url, {.shared = true})),
         key_(load_key()),
         uplink_(client_, *store_) {}
 

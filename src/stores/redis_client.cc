@@ -1,0 +1,486 @@
+#include "stores/redis_client.h"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "kappa/error.h"
+#include "util/log.h"
+
+namespace kappa::detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr size_t kMaxIdleConnections = 16;
+constexpr milliseconds kFirstDelay{50}, kMaxDelay{2000};
+
+// What is wrong with a URL (parse_redis_url adds the expected form).
+struct BadUrl : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void bad_url(const std::string& why) { throw BadUrl(why); }
+
+template <class Int>
+bool parse_int(std::string_view s, Int& out) {
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return !s.empty() && ec == std::errc() && end == s.data() + s.size();
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char byte = 0;
+    if (s[i] == '%') {
+      if (i + 2 >= s.size()) bad_url("a truncated %-escape");
+      auto [end, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, byte, 16);
+      if (ec != std::errc() || end != s.data() + i + 3) bad_url("a bad %-escape");
+      out += char(byte);
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+milliseconds parse_seconds(std::string_view name, std::string_view value, bool zero_ok) {
+  std::string text(value);
+  char* end = nullptr;
+  double s = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !(s >= 0) || (!zero_ok && s == 0) || s > 1e6)
+    bad_url(std::string(name) + " must be a number of seconds" + (zero_ok ? "" : " above 0") +
+            ", not '" + text + "'");
+  // At least a millisecond: a socket timeout of 0 would mean none at all.
+  return milliseconds(zero_ok ? int64_t(s * 1000) : std::max<int64_t>(1, int64_t(s * 1000)));
+}
+
+RedisConfig parse(std::string_view rest, std::vector<std::pair<std::string, std::string>>* extra) {
+  RedisConfig c;
+  std::string_view query;
+  if (size_t q = rest.find('?'); q != std::string_view::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  if (size_t at = rest.rfind('@'); at != std::string_view::npos) {
+    std::string_view userinfo = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    size_t colon = userinfo.find(':');
+    if (colon == std::string_view::npos) bad_url("a user needs a password (USER:PASSWORD@)");
+    c.user = percent_decode(userinfo.substr(0, colon));
+    c.password = percent_decode(userinfo.substr(colon + 1));
+    if (c.password.empty()) bad_url("an empty password");
+  }
+  std::string_view hostport = rest, path;
+  if (size_t slash = rest.find('/'); slash != std::string_view::npos) {
+    hostport = rest.substr(0, slash);
+    path = rest.substr(slash + 1);
+  }
+  std::string_view port;
+  if (hostport.starts_with('[')) {
+    size_t close = hostport.find(']');
+    if (close == std::string_view::npos) bad_url("an unclosed '[' in the host");
+    c.host = hostport.substr(1, close - 1);
+    std::string_view after = hostport.substr(close + 1);
+    if (!after.empty() && !after.starts_with(':')) bad_url("text after ']'");
+    if (!after.empty()) port = after.substr(1);
+    if (after == ":") bad_url("an empty port");
+  } else {
+    size_t colon = hostport.find(':');
+    if (colon != std::string_view::npos && hostport.find(':', colon + 1) != std::string_view::npos)
+      bad_url("an IPv6 address must be written in brackets ([::1]:6379)");
+    c.host = hostport.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      port = hostport.substr(colon + 1);
+      if (port.empty()) bad_url("an empty port");
+    }
+  }
+  if (c.host.empty()) bad_url("no host");
+  if (!port.empty() && (!parse_int(port, c.port) || c.port < 1 || c.port > 65535))
+    bad_url("the port must be a number from 1 to 65535, not '" + std::string(port) + "'");
+  if (path.ends_with('/')) path.remove_suffix(1);
+  if (!path.empty() && (!parse_int(path, c.db) || c.db < 0))
+    bad_url("the database must be a number (redis://HOST:PORT/DB), not '" + std::string(path) +
+            "'");
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view item = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    size_t eq = item.find('=');
+    std::string_view name = item.substr(0, eq);
+    std::string_view value = eq == std::string_view::npos ? "" : item.substr(eq + 1);
+    if (name == "retry_timeout")
+      c.retry_timeout = parse_seconds(name, value, true);
+    else if (name == "timeout")
+      c.timeout = parse_seconds(name, value, false);
+    else if (extra)
+      extra->emplace_back(name, percent_decode(value));
+    else
+      bad_url("unknown option '" + std::string(name) + "'");
+  }
+  if (c.password.empty())
+    if (const char* env = std::getenv("REDISCLI_AUTH"); env && *env) c.password = env;
+  return c;
+}
+
+std::string seconds_text(Clock::duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f s", std::chrono::duration<double>(d).count());
+  return buf;
+}
+
+timeval to_timeval(milliseconds ms) {
+  return timeval{time_t(ms.count() / 1000), suseconds_t(ms.count() % 1000 * 1000)};
+}
+
+// A string of `size` bytes to receive a value into. A large one is backed by
+// huge pages where the kernel does so on request (transparent huge pages in
+// "madvise" mode, Debian's default): faulting in 4 KiB pages one at a time
+// costs more than receiving the bytes. (Redis needs a while to prepare the
+// reply of a large GET: get_checked, which knows the size, makes the string
+// in that while.)
+std::string buffer_of(size_t size) {
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  std::string s;
+  if (size >= 4 * kHuge) {
+    s.reserve(size);
+    uintptr_t begin = (uintptr_t(s.data()) + kHuge - 1) & ~(kHuge - 1);
+    uintptr_t end = (uintptr_t(s.data()) + size) & ~(kHuge - 1);
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  }
+  s.resize(size);
+  return s;
+}
+
+// A failure worth retrying on a new connection: the connection is gone,
+
+// Appends the RESP encoding of a command's arguments, `value` excepted when
+// `value_follows` (the caller sends it, then "\r\n").
+void append_command(std::string& out, std::span<const std::string_view> args,
+                    const std::string_view* value_follows = nullptr) {
+  size_t argc = args.size() + (value_follows ? 1 : 0);
+  out += '*' + std::to_string(argc) + "\r\n";
+  for (std::string_view a : args) {
+    out += '$' + std::to_string(a.size()) + "\r\n";
+    out.append(a);
+    out += "\r\n";
+  }
+  if (value_follows) out += '$' + std::to_string(value_follows->size()) + "\r\n";
+}
+
+}  // namespace
+
+RedisConfig parse_redis_url(std::string_view rest, std::string_view form,
+                            std::vector<std::pair<std::string, std::string>>* extra) {
+  try {
+    return parse(rest, extra);
+  } catch (const BadUrl& e) {
+    throw Error("malformed Redis URL: " + std::string(e.what()) + " (expected " +
+                std::string(form) + ")");
+  }
+}
+
+std::string describe(const RedisConfig& c) {
+  bool v6 = c.host.find(':') != std::string::npos;
+  return "redis://" + (v6 ? "[" + c.host + "]" : c.host) + ":" + std::to_string(c.port) + "/" +
+         std::to_string(c.db);
+}
+
+std::string quote_key(std::string_view key) {
+  std::string out = "'";
+  for (unsigned char ch : key) {
+    if (ch >= 0x20 && ch < 0x7f && ch != '\\' && ch != '\'') {
+      out += char(ch);
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", ch);
+      out += hex;
+    }
+  }
+  return out + "'";
+}
+
+[[noreturn]] void throw_redis_error(std::string_view text) {
+  static constexpr std::string_view kTransient[] = {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN",
+                                                    "READONLY"};
+  for (std::string_view t : kTransient)
+    if (text.starts_with(t)) throw RedisTransient("Redis answered: " + std::string(text));
+  std::string hint;
+  if (text.starts_with("NOAUTH") || text.starts_with("WRONGPASS"))
+    hint = " (give the password as redis://:PASSWORD@HOST:PORT or in REDISCLI_AUTH)";
+  throw RedisRefused("Redis answered: " + std::string(text) + hint);
+}
+
+RedisConnection::RedisConnection(const RedisConfig& config, milliseconds connect_timeout) {
+  ctx_.reset(
+      redisConnectWithTimeout(config.host.c_str(), config.port, to_timeval(connect_timeout)));
+  if (!ctx_) throw RedisTransient("cannot connect: out of memory");
+  if (ctx_->err) {
+    unusable_ = true;
+    throw RedisTransient(std::string("cannot connect: ") + ctx_->errstr);
+  }
+  if (redisSetTimeout(ctx_.get(), to_timeval(config.timeout)) != REDIS_OK)
+    fail("cannot set the socket timeout");
+  if (!config.password.empty()) {
+    if (config.user.empty())
+      command({"AUTH", config.password});
+    else
+      command({"AUTH", config.user, config.password});
+  }
+  if (config.db != 0) command({"SELECT", std::to_string(config.db)});
+}
+
+std::vector<RedisReply> RedisConnection::pipeline(
+    std::initializer_list<std::initializer_list<std::string_view>> cmds) {
+  std::string out;
+  for (auto cmd : cmds) append_command(out, {cmd.begin(), cmd.size()});
+  iovec iov{out.data(), out.size()};
+  send_all(&iov, 1);
+  std::vector<RedisReply> replies;
+  for (size_t i = 0; i < cmds.size(); ++i) replies.push_back(read_reply());
+  pending_ = false;
+  return replies;
+}
+
+RedisReply RedisConnection::command(std::span<const std::string_view> args) {
+  std::string out;
+  append_command(out, args);
+  iovec iov{out.data(), out.size()};
+  send_all(&iov, 1);
+  RedisReply r = read_reply();
+  pending_ = false;
+  if (r->type == REDIS_REPLY_ERROR) refuse({r->str, r->len});
+  return r;
+}
+
+RedisReply RedisConnection::command(std::initializer_list<std::string_view> args) {
+  return command(std::span<const std::string_view>(args.begin(), args.size()));
+}
+
+void RedisConnection::set(std::string_view key, std::string_view value) {
+  std::string header;
+  const std::string_view args[] = {"SET", key};
+  append_command(header, args, &value);
+  iovec iov[3] = {{header.data(), header.size()},
+                  {const_cast<char*>(value.data()), value.size()},
+                  {const_cast<char*>("\r\n"), 2}};
+  send_all(iov, 3);
+  RedisReply r = read_reply();
+  pending_ = false;
+  if (r->type == REDIS_REPLY_ERROR) refuse({r->str, r->len});
+  if (r->type != REDIS_REPLY_STATUS || std::string_view(r->str, r->len) != "OK") unexpected("SET");
+}
+
+std::optional<std::string> RedisConnection::get(std::string_view key, size_t expected) {
+  std::string out;
+  const std::string_view args[] = {"GET", key};
+  append_command(out, args);
+  iovec iov{out.data(), out.size()};
+  send_all(&iov, 1);
+  return read_bulk(buffer_of(expected));
+}
+
+void RedisConnection::refuse(std::string_view text) {
+  if (text.find("Protocol error") != std::string_view::npos) unusable_ = true;
+  throw_redis_error(text);
+}
+
+void RedisConnection::unexpected(std::string_view what) {
+  unusable_ = true;  // who knows what else it will say
+  throw RedisTransient("unexpected reply to " + std::string(what));
+}
+
+void RedisConnection::fail(const std::string& why) {
+  unusable_ = true;
+  throw RedisTransient(why);
+}
+
+void RedisConnection::fail_errno(int error, const std::string& doing) {
+  if (error == EAGAIN || error == EWOULDBLOCK)
+    fail("timed out " + doing + " (no progress for the socket timeout)");
+  fail("error " + doing + ": " + std::strerror(error));
+}
+
+void RedisConnection::send_all(iovec* iov, int count) {
+  pending_ = true;
+  while (count > 0) {
+    msghdr m{};
+    m.msg_iov = iov;
+    m.msg_iovlen = size_t(count);
+    ssize_t n = sendmsg(ctx_->fd, &m, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail_errno(errno, "writing to Redis");
+    }
+    size_t left = size_t(n);
+    while (count > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --count;
+    }
+    if (count > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+}
+
+RedisReply RedisConnection::read_reply() {
+  void* r = nullptr;
+  if (redisGetReply(ctx_.get(), &r) != REDIS_OK || !r) {
+    std::string why = ctx_->err == REDIS_ERR_EOF ? "the connection was closed" : ctx_->errstr;
+    fail("error reading from Redis: " + why);
+  }
+  return RedisReply(static_cast<redisReply*>(r));
+}
+
+// Receives at least one byte into [p, p + n).
+size_t RedisConnection::recv_some(char* p, size_t n, int flags, const std::string& context) {
+  for (;;) {
+    ssize_t got = recv(ctx_->fd, p, n, flags);
+    if (got > 0) return size_t(got);
+    if (got == 0) fail("the connection was closed " + context);
+    int error = errno;
+    if (error == EINTR) continue;
+    fail_errno(error, "reading " + context);
+  }
+}
+
+// Reads a bulk string reply ($LEN\r\nBYTES\r\n, or $-1\r\n for none),
+// into `value` if it has the right size.
+std::optional<std::string> RedisConnection::read_bulk(std::string value) {
+  // hiredis has read nothing beyond the replies it returned, and there is
+  // no other reply in flight: the next bytes are this reply's.
+  if (ctx_->reader->pos != ctx_->reader->len) fail("protocol error: unread bytes");
+  char line[1024];
+  size_t have = 0, eol = 0;
+  for (;;) {
+    auto* end = static_cast<const char*>(memmem(line, have, "\r\n", 2));
+    if (end) {
+      eol = size_t(end - line);
+      break;
+    }
+    if (have == sizeof line) fail("protocol error: a reply line over 1 KiB");
+    have += recv_some(line + have, sizeof line - have, 0, "before the reply");
+  }
+  std::string_view header(line, eol);
+  size_t extra = have - eol - 2;  // bytes after the header line
+  if (header.starts_with('-')) {
+    if (extra) fail("protocol error: bytes after an error reply");
+    pending_ = false;
+    refuse(header.substr(1));
+  }
+  int64_t len = 0;
+  if (!header.starts_with('$') || !parse_int(header.substr(1), len) || len < -1 ||
+      (len > 0 && uint64_t(len) > kRedisMaxValueBytes * 2))
+    fail("protocol error: unexpected reply '" + std::string(header.substr(0, 40)) + "'");
+  if (len == -1) {
+    if (extra) fail("protocol error: bytes after a nil reply");
+    pending_ = false;
+    return std::nullopt;
+  }
+  if (value.size() != size_t(len)) value = buffer_of(size_t(len));
+  size_t got = std::min(extra, value.size());
+  std::memcpy(value.data(), line + eol + 2, got);
+  while (got < value.size())
+    got += recv_some(value.data() + got, value.size() - got, MSG_WAITALL,
+                     "after " + std::to_string(got) + " of the value's " +
+                         std::to_string(value.size()) + " bytes");
+  char tail[2];
+  size_t tail_have = extra - std::min(extra, value.size());
+  if (tail_have > 2) fail("protocol error: bytes after a value");
+  std::memcpy(tail, line + eol + 2 + (extra - tail_have), tail_have);
+  while (tail_have < 2)
+    tail_have += recv_some(tail + tail_have, 2 - tail_have, 0, "at the end of a value");
+  if (tail[0] != '\r' || tail[1] != '\n') fail("protocol error: a value not ended by CRLF");
+  pending_ = false;
+  return value;
+}
+
+const redisReply& reply_element(const redisReply& r, size_t i, int type, RedisConnection& c,
+                                std::string_view what) {
+  if (r.type != REDIS_REPLY_ARRAY || r.elements <= i) c.unexpected(what);
+  const redisReply& e = *r.element[i];
+  if (e.type == REDIS_REPLY_ERROR) throw_redis_error({e.str, e.len});
+  if (e.type != type) c.unexpected(what);
+  return e;
+}
+
+RedisClient::RedisClient(RedisConfig config, std::string kind)
+    : config_(std::move(config)), url_(describe(config_)), kind_(std::move(kind)) {}
+
+void RedisClient::run(std::string_view op, std::string_view key,
+                      const std::function<void(RedisConnection&)>& f) {
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point deadline = start + config_.retry_timeout;
+  Clock::duration delay = kFirstDelay;
+  for (int attempt = 1;; ++attempt) {
+    std::unique_ptr<RedisConnection> c;
+    try {
+      c = take(deadline);
+      f(*c);
+      give_back(std::move(c));
+      return;
+    } catch (const RedisTransient& e) {
+      c.reset();
+      drop_idle();
+      Clock::time_point now = Clock::now();
+      if (now >= deadline)
+        throw Error(what(op, key) + " failed: " + e.what() + " (still failing after " +
+                    std::to_string(attempt) + " attempt" + (attempt == 1 ? "" : "s") + " in " +
+                    seconds_text(now - start) + ")");
+      if (attempt == 1)
+        spdlog::warn("{}: {}; retrying for up to {}", what(op, key), e.what(),
+                     seconds_text(config_.retry_timeout));
+      std::this_thread::sleep_for(std::min(delay, deadline - now));
+      delay = std::min<Clock::duration>(delay * 2, kMaxDelay);
+    } catch (const RedisRefused& e) {
+      give_back(std::move(c));
+      throw Error(what(op, key) + " failed: " + e.what());
+    } catch (...) {  // from the caller's check: the connection may be reusable
+      give_back(std::move(c));
+      throw;
+    }
+  }
+}
+
+std::string RedisClient::what(std::string_view op, std::string_view key) const {
+  return kind_ + " " + url_ + ": " + std::string(op) +
+         (op == "connect" ? std::string() : " " + quote_key(key));
+}
+
+std::unique_ptr<RedisConnection> RedisClient::take(Clock::time_point deadline) {
+  {
+    std::lock_guard lock(mu_);
+    if (!idle_.empty()) {
+      std::unique_ptr<RedisConnection> c = std::move(idle_.back());
+      idle_.pop_back();
+      return c;
+    }
+  }
+  auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+  return std::make_unique<RedisConnection>(
+      config_, std::min(std::max(left, milliseconds(100)), config_.timeout));
+}
+
+void RedisClient::give_back(std::unique_ptr<RedisConnection> c) {
+  if (!c || !c->reusable()) return;
+  std::lock_guard lock(mu_);
+  if (idle_.size() < kMaxIdleConnections) idle_.push_back(std::move(c));
+}
+
+void RedisClient::drop_idle() {
+  std::vector<std::unique_ptr<RedisConnection>> dropped;
+  std::lock_guard lock(mu_);
+  dropped.swap(idle_);
+}
+}  // namespace kappa::detail
