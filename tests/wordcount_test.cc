@@ -48,6 +48,24 @@ TEST_P(WordCount, MatchesACountMadeHere) {
     EXPECT_EQ(entry[1].get<uint64_t>(), counts[entry[0].get<std::string>()]) << entry;
 }
 
+// Words are separated by any whitespace (tabs, CR LF), as `>>` separates
+// them: an input of one's own, as part-0.txt in the input folder (a file of
+// at least mb_per_file MiB is not generated again).
+TEST(WordCountInput, IsSplitAtAnyWhitespace) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "input");
+  write_file(dir / "input/part-0.txt", "to\tbe or\r\nnot  to\vbe\fto\n\n");
+  nlohmann::json event = {{"input", dir / "input"}, {"files", 1},    {"mb_per_file", 0},
+                          {"chunks_per_file", 7},   {"reducers", 2}, {"top", 3}};
+  ProcessResult r = run_process(
+      {WORDCOUNT_APP, "run", "--event", event.dump(), "--data", "file://" + dir / "data"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto out = nlohmann::json::parse(r.out);
+  EXPECT_EQ(out["words"], 7);
+  EXPECT_EQ(out["distinct"], 4);
+  EXPECT_EQ(out["top"], nlohmann::json::parse(R"([["to", 3], ["be", 2], ["not", 1]])"));
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Modes, WordCount,
     ::testing::Values(std::vector<std::string>{}, std::vector<std::string>{"--chaos-kill", "0.3"},

@@ -107,6 +107,12 @@ struct Chunk {
 // One table per reducer.
 using Partitions = std::vector<Counts>;
 
+// Words are separated by ASCII whitespace, as `wc -w` and `std::cin >> word`
+// separate them: so no word holds a tab or a line break.
+bool is_space(char c) {
+  return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
 size_t partition_of(const std::string& word, size_t reducers) {
   return std::hash<std::string>{}(word) % reducers;
 }
@@ -125,7 +131,7 @@ Task<Partitions> mapper(Chunk chunk, int reducers) {
     in.seekg(int64_t(chunk.begin - 1));
     char c = 0;
     in.get(c);
-    skip_first = c != ' ' && c != '\n';
+    skip_first = !is_space(c);
   }
   for (;;) {
     if (pos >= chunk.end && carry.empty()) break;
@@ -139,14 +145,14 @@ Task<Partitions> mapper(Chunk chunk, int reducers) {
     if (buf.empty()) break;
     size_t i = 0;
     if (skip_first) {
-      while (i < buf.size() && buf[i] != ' ' && buf[i] != '\n') ++i;
+      while (i < buf.size() && !is_space(buf[i])) ++i;
       skip_first = false;
     }
     // Words starting before this offset of the block are ours.
     const int64_t limit = int64_t(chunk.end) - int64_t(pos);
     for (; i < buf.size(); ++i) {
       char c = buf[i];
-      if (c == ' ' || c == '\n') {
+      if (is_space(c)) {
         if (!carry.empty()) {
           ++counts[carry];
           carry.clear();
