@@ -1,6 +1,7 @@
 // Word count as MapReduce on Kappa: the project's main example.
 //
 //   wordcount run --event '{"files": 8, "mb_per_file": 8}' --workers 2
+//   column -t kappa-data/wordcount/counts.tsv | head    # the full counts
 //
 // 1. An on_coordinator task generates the input (deterministic Zipf-like
 //    text) unless it exists already: a side effect that must happen once.
@@ -10,7 +11,21 @@
 //    no descriptor crosses a pause point).
 // 3. map_spawn starts the reducers; each receives every mapper's future and
 //    merges its own partition.
-// 4. The handler merges the reducers' tables and reports the top words.
+// 4. The handler merges the reducers' tables, writes the full counts with
+//    kappa::put (exactly once, even if its worker dies around the put) and
+//    prints a summary: the number of words, of distinct words, the top words.
+//
+// The full counts are one TSV object in the job's data store, under the key
+// "wordcount/counts.tsv" (the event's "output" names another). `--data URL`
+// names the store, file://./kappa-data by default, where a key is a file:
+// ./kappa-data/wordcount/counts.tsv. Its first line is the header
+// "word<TAB>count", then one "word<TAB>count" line per distinct word, by
+// descending count, then by word (bytewise). Words are separated by
+// whitespace, so none holds a tab or a line break.
+//
+// Event fields (all optional): "input" (the input's folder, default
+// $TMPDIR/kappa-wordcount-input), "files", "mb_per_file", "chunks_per_file",
+// "reducers", "top" (how many words the summary lists), "output" (the key).
 #include <kappa/kappa.h>
 
 #include <algorithm>
@@ -107,6 +122,12 @@ struct Chunk {
 // One table per reducer.
 using Partitions = std::vector<Counts>;
 
+// Words are separated by ASCII whitespace, as `wc -w` and `std::cin >> word`
+// separate them: so no word holds a tab or a line break.
+bool is_space(char c) {
+  return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
 size_t partition_of(const std::string& word, size_t reducers) {
   return std::hash<std::string>{}(word) % reducers;
 }
@@ -125,7 +146,7 @@ Task<Partitions> mapper(Chunk chunk, int reducers) {
     in.seekg(int64_t(chunk.begin - 1));
     char c = 0;
     in.get(c);
-    skip_first = c != ' ' && c != '\n';
+    skip_first = !is_space(c);
   }
   for (;;) {
     if (pos >= chunk.end && carry.empty()) break;
@@ -139,14 +160,14 @@ Task<Partitions> mapper(Chunk chunk, int reducers) {
     if (buf.empty()) break;
     size_t i = 0;
     if (skip_first) {
-      while (i < buf.size() && buf[i] != ' ' && buf[i] != '\n') ++i;
+      while (i < buf.size() && !is_space(buf[i])) ++i;
       skip_first = false;
     }
     // Words starting before this offset of the block are ours.
     const int64_t limit = int64_t(chunk.end) - int64_t(pos);
     for (; i < buf.size(); ++i) {
       char c = buf[i];
-      if (c == ' ' || c == '\n') {
+      if (is_space(c)) {
         if (!carry.empty()) {
           ++counts[carry];
           carry.clear();
@@ -187,6 +208,7 @@ Task<nlohmann::json> handler(nlohmann::json event) {
   int files = event.value("files", 8), mb = event.value("mb_per_file", 8);
   int chunks_per_file = event.value("chunks_per_file", 2), reducers = event.value("reducers", 4);
   size_t top = event.value("top", 10);
+  std::string output = event.value("output", std::string("wordcount/counts.tsv"));
 
   auto gen =
       co_await kappa::spawn(kappa::SpawnOptions{.name = "generate input", .on_coordinator = true},
@@ -217,7 +239,21 @@ Task<nlohmann::json> handler(nlohmann::json event) {
   std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
     return a.second != b.second ? a.second > b.second : a.first < b.first;
   });
+
+  // The full counts, exactly once: a worker that dies before the put is
+  // recorded leaves nothing visible, and one restarted after it does not
+  // write again.
+  std::string tsv = "word\tcount\n";
+  for (const auto& [word, n] : all) {
+    tsv += word;
+    tsv += '\t';
+    tsv += std::to_string(n);
+    tsv += '\n';
+  }
+  co_await kappa::put(output, tsv);
+
   nlohmann::json out;
+  out["output"] = output;  // the key of the full counts in the data store
   out["words"] = total;
   out["distinct"] = all.size();
   for (size_t i = 0; i < std::min(top, all.size()); ++i)
