@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -108,6 +109,25 @@ Task<nlohmann::json> fib_bench(int n) {
   co_return nlohmann::json{{"seconds", now_s() - t0}, {"value", v}};
 }
 
+// Restart time (bench/journal_bench.py): n tasks that each create the file
+// `mark` as they start (a side effect outside Kappa, seen by the benchmark
+// when the first task of a restarted job runs), then compute for `ms`.
+int64_t marking_task(int64_t i, std::string mark, int64_t ms) {
+  if (FILE* f = std::fopen(mark.c_str(), "a")) std::fclose(f);
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  int64_t spins = 0;
+  while (std::chrono::steady_clock::now() < until) ++spins;
+  return i + (spins > 0);
+}
+
+Task<nlohmann::json> restart_probe(int n, std::string mark, int64_t ms) {
+  std::vector<int64_t> ids(n);
+  for (int i = 0; i < n; ++i) ids[i] = i;
+  auto fs = co_await kappa::map_spawn(marking_task, ids, mark, ms);
+  auto done = co_await kappa::wait_all(fs);
+  co_return nlohmann::json{{"tasks", done.size()}};
+}
+
 Task<nlohmann::json> handler(nlohmann::json e) {
   std::string b = e.at("bench");
   if (b == "seq_spawn_wait") co_return co_await seq_spawn_wait(e.value("n", 200));
@@ -116,6 +136,8 @@ Task<nlohmann::json> handler(nlohmann::json e) {
     co_return co_await queue_rtt(e.value("n", 200), e.value("bytes", 0), e.value("random", false));
   if (b == "checkpoint_loop") co_return co_await checkpoint_loop(e.value("n", 1000));
   if (b == "fib") co_return co_await fib_bench(e.value("n", 15));
+  if (b == "restart_probe")
+    co_return co_await restart_probe(e.value("n", 10000), e.at("mark"), e.value("ms", 50));
   throw std::invalid_argument("unknown bench " + b);
 }
 
