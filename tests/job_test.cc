@@ -262,8 +262,13 @@ int kill_and_restart(const std::vector<std::string>& state_args, int kills, uint
       argv.back() += "?name=zoo-" + std::to_string(seed) + "-" + std::to_string(job);
     for (;;) {
       pid_t run = spawn_process(argv, {}, dir / "out", dir / "err");
-      std::this_thread::sleep_for(
-          std::chrono::milliseconds(std::uniform_int_distribution<int>(120, 450)(rng)));
+      // One kill in four lands at a random moment of the start (the root
+      // task may not be recorded yet); the others at a random moment once
+      // the job runs (its first worker is up: the root task is recorded).
+      bool early = std::uniform_int_distribution<int>(0, 3)(rng) == 0;
+      if (!early) first_worker(run);
+      std::this_thread::sleep_for(std::chrono::milliseconds(
+          std::uniform_int_distribution<int>(early ? 0 : 20, early ? 150 : 350)(rng)));
       bool kill_it = landed < kills && !process_gone(run);
       if (kill_it) kill(run, SIGKILL);
       int code = wait_process(run);

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -63,6 +64,26 @@ TEST(RedisStoreJob, LargeStateIsExactAndLeavesNoKeys) {
   EXPECT_GE(calls_of(redis.port(), "set"), 1);                   // the image went to Redis...
   EXPECT_GE(calls_of(redis.port(), "get"), 1);                   // ...came back...
   EXPECT_EQ(keys_in(redis.port()), std::vector<std::string>{});  // ...and is gone
+}
+
+// put's output in Redis (--data redis://...): plain keys, written once
+// though workers are killed, and nothing staged left.
+TEST(RedisStoreJob, PutsArePlainKeysWrittenOnce) {
+  ServerProcess redis(redis_server());
+  TempDir dir;
+  ProcessResult r = run_process({SEMANTICS_APP, "run", "--event",
+                                 R"({"program":"durable_zoo","n":12})", "--data", store_url(redis),
+                                 "--store", "file://" + dir.path(), "--chaos-kill", "0.2", "--seed",
+                                 "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> keys = keys_in(redis.port());
+  std::sort(keys.begin(), keys.end());
+  std::vector<std::string> want;
+  for (int p = 0; p < 4; ++p) want.push_back("zoo/part-" + std::to_string(p) + ".txt");
+  EXPECT_EQ(keys, want);
+  for (int p = 0; p < 4; ++p)
+    EXPECT_EQ(redis_cli(redis.port(), {"GET", want[size_t(p)]}),
+              "part " + std::to_string(p) + ", round 3");
 }
 
 TEST(RedisStoreJob, LargeStateUnderChaosKill) {

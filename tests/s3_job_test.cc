@@ -102,6 +102,23 @@ TEST(S3Job, AFailedJobKeepsItsImagesInTheBucket) {
   EXPECT_TRUE(contains(r.err, "checkpoints kept in s3://kappa/jobs/" + job)) << r.err;
 }
 
+// put's output on S3 (--data s3://BUCKET/PREFIX): plain objects PREFIX/KEY,
+// written once though workers are killed, and nothing staged left.
+TEST(S3Job, PutsArePlainObjectsUnderThePrefixWrittenOnce) {
+  S3Server s3;
+  S3Proxy proxy(s3.endpoint());
+  ProcessResult r = run_on_s3(proxy, R"({"program":"durable_zoo","n":12})",
+                              {"--data", "s3://kappa/out", "--chaos-kill", "0.2", "--seed", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> want;
+  for (int p = 0; p < 4; ++p) want.push_back("zoo/part-" + std::to_string(p) + ".txt");
+  EXPECT_EQ(keys_under(s3, "out"), want);
+  ScopedEnv env(s3_environment(s3.endpoint()));
+  auto out = kappa::detail::open_store("s3://kappa/out");
+  for (int p = 0; p < 4; ++p)
+    EXPECT_EQ(out->get(want[size_t(p)]), "part " + std::to_string(p) + ", round 3");
+}
+
 TEST(S3Job, WithoutCredentialsRunSaysWhatIsMissing) {
   S3Server s3;
   ProcessResult r =
