@@ -1,24 +1,26 @@
 // Checkpoint store latency: times writes and reads of values of given sizes
 // through any store URL, one operation at a time, and prints every sample as
-// JSON lines for bench/store_bench.py to summarize beside the raw store. Each
-// size starts with a write and a read that are not timed (connections, first
-// faults).
+// JSON lines for bench/store_bench.py to summarize. Each size starts with a
+// write and a read that are not timed (connections, first faults).
 //
-//   kappa_store_bench --store URL [--raw] [--sizes 4096,1048576] [--reps 10]
+//   kappa_store_bench --store URL [--with-raw] [--sizes 4096,1048576] [--reps 10]
 //                     [--writes-only] [--s3-multipart-threshold BYTES]
-//   -> {"size": 4096, "op": "write", "seconds": [0.0011, ...]}
-//      {"size": 4096, "op": "read", "seconds": [...]}
+//   -> {"size": 4096, "target": "store", "op": "write", "seconds": [0.0011, ...]}
+//      {"size": 4096, "target": "store", "op": "read", "seconds": [...]}
 //
 // The store: put(), and get_checked() with the image header's size and a
 // check that accepts anything, as workers read images. Each value comes back
 // in a new string, as from the store's API.
 //
-// --raw: the same operations without the store layer, the least a client can
-// do on its own (a lower bound for the store), for
+// --with-raw: also the same operations without the store layer ("target":
+// "raw"), the least a client can do on its own (a lower bound for the store),
+// in turn with the store's, operation by operation, so that both meet the
+// same moments of a busy machine:
 // - file://DIR: write() of the bytes to a temporary file and rename() over
-//   the key's file, no fsync (as the store); read() of the whole file;
+//   the key's file, no fsync (as the store), in DIR/raw; read() of the whole
+//   file;
 // - redis://HOST:PORT: SET sent from the caller's bytes with one sendmsg, GET
-//   received up to the reply's last byte.
+//   received up to the reply's last byte, on a connection of its own.
 // Raw reads land in one buffer reused from one read to the next (no
 // allocation, no page to fault in). The raw S3 baseline is curl
 // (bench/store_bench.py runs it).
@@ -72,6 +74,8 @@ std::string random_bytes(size_t n) {
 class Target {
  public:
   virtual ~Target() = default;
+  /// "store" or "raw": what the output calls it, and its keys' prefix.
+  virtual std::string name() const = 0;
   virtual void write(const std::string& key, std::string_view value) = 0;
   /// Reads `key`, which holds `size` bytes.
   virtual void read(const std::string& key, size_t size) = 0;
@@ -83,6 +87,7 @@ class Store final : public Target {
  public:
   explicit Store(std::unique_ptr<kappa::detail::CheckpointStore> store)
       : store_(std::move(store)) {}
+  std::string name() const override { return "store"; }
   void write(const std::string& key, std::string_view value) override { store_->put(key, value); }
   void read(const std::string& key, size_t) override {
     last_ = store_->get_checked(key, kappa::detail::image_header_bytes(),
@@ -100,6 +105,7 @@ class RawFile final : public Target {
   explicit RawFile(std::string dir) : dir_(std::move(dir)) {
     std::filesystem::create_directories(dir_);
   }
+  std::string name() const override { return "raw"; }
   void write(const std::string& key, std::string_view value) override {
     std::string path = dir_ + "/" + key, tmp = path + ".tmp";
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -154,6 +160,7 @@ class RawRedis final : public Target {
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
   ~RawRedis() override { close(fd_); }
+  std::string name() const override { return "raw"; }
 
   void write(const std::string& key, std::string_view value) override {
     std::string header = "*3\r\n$3\r\nSET\r\n$" + std::to_string(key.size()) + "\r\n" + key +
@@ -207,35 +214,44 @@ class RawRedis final : public Target {
   std::string buffer_, header_;
 };
 
-std::unique_ptr<Target> open_target(const std::string& url, bool raw, size_t multipart_threshold) {
-  if (!raw) {
-    if (multipart_threshold && url.starts_with("s3://")) {
-      kappa::detail::S3Tuning tuning;
-      tuning.multipart_threshold = multipart_threshold;
-      return std::make_unique<Store>(kappa::detail::open_s3_store(url.substr(5), {}, tuning));
-    }
-    return std::make_unique<Store>(kappa::detail::open_store(url));
+std::unique_ptr<Target> open_store(const std::string& url, size_t multipart_threshold) {
+  if (multipart_threshold && url.starts_with("s3://")) {
+    kappa::detail::S3Tuning tuning;
+    tuning.multipart_threshold = multipart_threshold;
+    return std::make_unique<Store>(kappa::detail::open_s3_store(url.substr(5), {}, tuning));
   }
+  return std::make_unique<Store>(kappa::detail::open_store(url));
+}
+
+std::unique_ptr<Target> open_raw(const std::string& url) {
   if (url.starts_with("file://")) return std::make_unique<RawFile>(url.substr(7));
   if (url.starts_with("redis://")) return std::make_unique<RawRedis>(url.substr(8));
   throw Error("no raw baseline here for " + url + " (the S3 one is curl: bench/store_bench.py)");
 }
 
-// Seconds of each of `n` calls of `op`; `after` runs after each, not timed.
-std::vector<double> time_each(
-    int n, const std::function<void()>& op, const std::function<void()>& after = [] {}) {
-  std::vector<double> seconds;
-  for (int i = 0; i < n; ++i) {
-    auto t0 = Clock::now();
-    op();
-    seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-    after();
+// Seconds of each of `n` rounds of `op` on every target, in turn: the first
+// target first in even rounds, last in odd ones. `after` runs after each
+// operation, not timed.
+std::vector<std::vector<double>> time_in_turn(
+    std::vector<std::unique_ptr<Target>>& targets, int n, const std::function<void(Target&)>& op,
+    const std::function<void(Target&)>& after = [](Target&) {}) {
+  std::vector<std::vector<double>> seconds(targets.size());
+  for (int round = 0; round < n; ++round) {
+    for (size_t k = 0; k < targets.size(); ++k) {
+      size_t i = round % 2 ? targets.size() - 1 - k : k;
+      auto t0 = Clock::now();
+      op(*targets[i]);
+      seconds[i].push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+      after(*targets[i]);
+    }
   }
   return seconds;
 }
 
-void print(size_t size, const char* op, const std::vector<double>& seconds) {
-  std::printf("{\"size\": %zu, \"op\": \"%s\", \"seconds\": [", size, op);
+void print(size_t size, const std::string& target, const char* op,
+           const std::vector<double>& seconds) {
+  std::printf("{\"size\": %zu, \"target\": \"%s\", \"op\": \"%s\", \"seconds\": [", size,
+              target.c_str(), op);
   for (size_t i = 0; i < seconds.size(); ++i) std::printf("%s%.6f", i ? ", " : "", seconds[i]);
   std::printf("]}\n");
   std::fflush(stdout);
@@ -246,15 +262,15 @@ void print(size_t size, const char* op, const std::vector<double>& seconds) {
 int main(int argc, char** argv) {
   kappa::detail::runtime_init();  // heap settings for large values, as in workers
   std::string url;
-  bool raw = false, reads = true;
+  bool with_raw = false, with_reads = true;
   std::vector<size_t> sizes = {4096, 1 << 20};
   int reps = 10;
   size_t multipart_threshold = 0;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
-    if (flag == "--raw" || flag == "--writes-only") {
-      if (flag == "--raw") raw = true;
-      if (flag == "--writes-only") reads = false;
+    if (flag == "--with-raw" || flag == "--writes-only") {
+      if (flag == "--with-raw") with_raw = true;
+      if (flag == "--writes-only") with_reads = false;
       continue;
     }
     if (i + 1 == argc) {
@@ -279,25 +295,31 @@ int main(int argc, char** argv) {
   }
   if (url.empty() || reps < 1) {
     std::fprintf(stderr,
-                 "usage: %s --store URL [--raw] [--sizes N,N...] [--reps N] [--writes-only] "
+                 "usage: %s --store URL [--with-raw] [--sizes N,N...] [--reps N] [--writes-only] "
                  "[--s3-multipart-threshold BYTES]\n",
                  argv[0]);
     return 2;
   }
   try {
-    std::unique_ptr<Target> target = open_target(url, raw, multipart_threshold);
+    std::vector<std::unique_ptr<Target>> targets;
+    targets.push_back(open_store(url, multipart_threshold));
+    if (with_raw) targets.push_back(open_raw(url));
     for (size_t size : sizes) {
       const std::string value = random_bytes(size);
       const std::string key = "value-" + std::to_string(size);
-      auto write = [&] { target->write(key, value); };
-      auto read = [&] { target->read(key, size); };
-      auto check = [&] {
-        if (!target->holds(value)) throw Error("a read returned another value than was written");
+      auto write = [&](Target& t) { t.write(t.name() + "-" + key, value); };
+      auto read = [&](Target& t) { t.read(t.name() + "-" + key, size); };
+      auto check = [&](Target& t) {
+        if (!t.holds(value)) throw Error("a read returned another value than was written");
       };
-      time_each(1, write);
-      if (reads) time_each(1, read, check);
-      print(size, "write", time_each(reps, write));
-      if (reads) print(size, "read", time_each(reps, read, check));
+      time_in_turn(targets, 1, write);
+      if (with_reads) time_in_turn(targets, 1, read, check);
+      std::vector<std::vector<double>> writes = time_in_turn(targets, reps, write), reads;
+      if (with_reads) reads = time_in_turn(targets, reps, read, check);
+      for (size_t i = 0; i < targets.size(); ++i) {
+        print(size, targets[i]->name(), "write", writes[i]);
+        if (with_reads) print(size, targets[i]->name(), "read", reads[i]);
+      }
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kappa_store_bench: %s\n", e.what());

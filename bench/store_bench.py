@@ -2,18 +2,18 @@
 """The checkpoint stores against their raw stores, measured in the same run:
 write (put) and read (get_checked, as workers read images) of 4 KiB, 1 MiB and
 100 MiB values through each of file://, redis:// and s3://, beside the same
-writes and reads done without the store layer, in alternating rounds. Prints
-one Markdown table of medians.
+writes and reads done without the store layer, in turn. Prints one Markdown
+table of medians.
 
 - file://DIR, DIR on the real disk (--dir, default /var/tmp; not a tmpfs).
-  Raw: `kappa_store_bench --raw`, write() to a temporary file and rename()
-  over the key's file, read() of the whole file into a reused buffer; no
-  fsync, as the store. The table also shows dd's own figure, from the same
+  Raw: `kappa_store_bench --with-raw`, write() to a temporary file and
+  rename() over the key's file, read() of the whole file into a reused
+  buffer; no fsync, as the store. The table also shows dd's own figure, from the same
   disk and without conv=fsync either: `dd if=/dev/zero of=F bs=SIZE count=1`
   and `dd if=F of=/dev/null bs=SIZE count=1`, the time dd reports (its copy
   and close, without its process start and open, which alone take ~1 ms).
 - redis://, a redis-server started here on loopback (no persistence). Raw:
-  `kappa_store_bench --raw`, SET sent from the caller's bytes with one
+  `kappa_store_bench --with-raw`, SET sent from the caller's bytes with one
   sendmsg, GET received up to its last byte into a reused buffer. The table
   also shows redis-benchmark's p50 (`-t set,get -d SIZE -c 1`), which times
   a GET only up to the reply's first byte: without the value's transfer.
@@ -29,12 +29,14 @@ one Markdown table of medians.
   curl PUT; an extra row shows the store's single PutObject (its multipart
   threshold raised).
 
-Every figure is the median of all samples of all rounds; each round runs the
-store and its raw baseline one after the other, in an order that alternates
-from round to round. "store / raw" is the store's median time over the raw
-one's; the goal is at most 1.2 from 1 MiB up.
+Every figure is the median of all samples of all rounds. In a round, the file
+and Redis stores and their raw baselines take turns operation by operation
+(in one process, on connections of their own); the S3 store, curl and the
+other tools run one after the other, in an order reversed from one round to
+the next. "store / raw" is the store's median time over the raw one's; the
+goal is at most 1.2 from 1 MiB up.
 
-    /usr/bin/python3 bench/store_bench.py [--build DIR] [--rounds 3] [--dir /var/tmp]
+    /usr/bin/python3 bench/store_bench.py [--build DIR] [--rounds 5] [--dir /var/tmp]
                                           [--stores file,redis,s3] [--quick]
 """
 
@@ -116,11 +118,15 @@ def stop(proc):
         proc.wait()
 
 
-def bench_binary(binary, url, size, reps, *extra, env=None):
-    """{"write": [seconds...], "read": [...]} from kappa_store_bench."""
+# Each measurement below returns {(row, op): [seconds...]}, row "store", "raw"
+# or another tool's name, op "write" or "read".
+
+def bench_binary(binary, url, size, reps, *extra, env=None, row=None):
+    """kappa_store_bench's samples; its targets are the rows, unless `row`."""
     out = subprocess.run([binary, "--store", url, "--sizes", str(size), "--reps", str(reps),
                           *extra], env=env, capture_output=True, text=True, check=True).stdout
-    return {row["op"]: row["seconds"] for row in map(json.loads, out.splitlines())}
+    return {(row or r["target"], r["op"]): r["seconds"] for r in map(json.loads,
+                                                                    out.splitlines())}
 
 
 def dd(path, size, reps):
@@ -129,8 +135,8 @@ def dd(path, size, reps):
         err = subprocess.run(["dd", f"bs={size}", "count=1", *args], capture_output=True,
                              text=True, check=True).stderr
         return float(re.search(r"copied, ([0-9.e-]+) s", err).group(1))
-    return {"write": [run("if=/dev/zero", f"of={path}") for _ in range(reps)],
-            "read": [run(f"if={path}", "of=/dev/null") for _ in range(reps)]}
+    return {("dd", "write"): [run("if=/dev/zero", f"of={path}") for _ in range(reps)],
+            ("dd", "read"): [run(f"if={path}", "of=/dev/null") for _ in range(reps)]}
 
 
 def redis_benchmark(port, size, reps):
@@ -140,7 +146,7 @@ def redis_benchmark(port, size, reps):
          "-c", "1", "--csv"], capture_output=True, text=True, check=True).stdout
     p50 = {row["test"]: float(row["p50_latency_ms"]) / 1e3 for row in csv.DictReader(
         io.StringIO(out))}
-    return {"write": [p50["SET"]], "read": [p50["GET"]]}
+    return {("redis-benchmark", "write"): [p50["SET"]], ("redis-benchmark", "read"): [p50["GET"]]}
 
 
 def curl(endpoint, path, size, reps):
@@ -158,13 +164,14 @@ def curl(endpoint, path, size, reps):
                 "-o", "/dev/null", "-w", "%{time_total}\\n"]
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         return [float(x) for x in out.split()[1:]]
-    return {"write": times("-T", path, digest=digest), "read": times(digest=EMPTY_SHA256)}
+    return {("raw", "write"): times("-T", path, digest=digest),
+            ("raw", "read"): times(digest=EMPTY_SHA256)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dir", default="/var/tmp",
                         help="where the file store, dd and s3rver write (a real disk)")
     parser.add_argument("--stores", default="file,redis,s3")
@@ -185,25 +192,22 @@ def main():
     servers = []
     samples = {}  # (store, size, row, op) -> seconds
     try:
-        # Each store: {row: run(size, reps)}; row "store" and "raw" are compared.
+        # Each store: the measurements of a round, each a function of (size, reps).
         runs = {}
         if "file" in stores:
-            runs["file"] = {
-                "store": lambda size, n: bench_binary(binary, f"file://{work}/file", size, n),
-                "raw": lambda size, n: bench_binary(binary, f"file://{work}/raw", size, n,
-                                                    "--raw"),
-                "dd": lambda size, n: dd(os.path.join(work, "dd-value"), size,
-                                         max(1, n // 10)),
-            }
+            runs["file"] = [
+                lambda size, n: bench_binary(binary, f"file://{work}/file", size, n,
+                                             "--with-raw"),
+                lambda size, n: dd(os.path.join(work, "dd-value"), size, max(1, n // 10)),
+            ]
         if "redis" in stores:
             redis, port = start_redis(work)
             servers.append(redis)
             url = f"redis://127.0.0.1:{port}"
-            runs["redis"] = {
-                "store": lambda size, n: bench_binary(binary, url, size, n),
-                "raw": lambda size, n: bench_binary(binary, url, size, n, "--raw"),
-                "redis-benchmark": lambda size, n: redis_benchmark(port, size, n),
-            }
+            runs["redis"] = [
+                lambda size, n: bench_binary(binary, url, size, n, "--with-raw"),
+                lambda size, n: redis_benchmark(port, size, n),
+            ]
         if "s3" in stores:
             s3rver, endpoint = start_s3rver(os.path.join(work, "s3"))
             servers.append(s3rver)
@@ -215,23 +219,22 @@ def main():
                 with open(values[size], "wb") as f:
                     f.write(os.urandom(size))
             s3_url = f"s3://{BUCKET}/store"
-            runs["s3"] = {
-                "store": lambda size, n: bench_binary(binary, s3_url, size, n, env=env),
-                "raw": lambda size, n: curl(endpoint, values[size], size, n),
-                "store, one PutObject": lambda size, n: bench_binary(
+            runs["s3"] = [
+                lambda size, n: bench_binary(binary, s3_url, size, n, env=env),
+                lambda size, n: curl(endpoint, values[size], size, n),
+                lambda size, n: bench_binary(
                     binary, s3_url, size, n, "--writes-only", "--s3-multipart-threshold",
-                    str(1 << 40), env=env) if size >= 16 * MiB else {},
-            }
+                    str(1 << 40), env=env, row="store, one PutObject") if size >= 16 * MiB
+                else {},
+            ]
 
         for round_no in range(args.rounds):
-            for store, rows in runs.items():
-                order = list(rows.items())
-                if round_no % 2:
-                    order.reverse()  # so that a busy moment hits both alike
+            for store, measurements in runs.items():
+                order = measurements[::-1 if round_no % 2 else 1]
                 for size, _ in SIZES:
                     n = max(1, REPS[(store, size)] // (10 if args.quick else 1))
-                    for row, run in order:
-                        for op, seconds in run(size, n).items():
+                    for measure in order:
+                        for (row, op), seconds in measure(size, n).items():
                             samples.setdefault((store, size, row, op), []).extend(seconds)
             print(f"round {round_no + 1} of {args.rounds} done", file=sys.stderr)
     finally:
@@ -250,19 +253,15 @@ def print_table(samples, stores, rounds):
     ops = {"write": "write (put)", "read": "read (get_checked)"}
     print(f"Medians of {rounds} rounds (samples per figure in the n column).\n")
     print("| store | size | op | store | raw | store / raw | store MB/s | raw MB/s | n | "
-          "for comparison |")
+          "for comparison (dd: its own time; redis-benchmark: p50) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for store in stores:
         for size, label in SIZES:
             for op, op_label in ops.items():
                 s, r = median[(store, size, "store", op)], median[(store, size, "raw", op)]
                 n = len(samples[(store, size, "store", op)])
-                if store == "file":
-                    extra = f"dd: {ms(median[(store, size, 'dd', op)])}"
-                elif store == "redis":
-                    extra = f"redis-benchmark p50: {ms(median[(store, size, 'redis-benchmark', op)])}"
-                else:
-                    extra = ""
+                tool = {"file": "dd", "redis": "redis-benchmark"}.get(store)
+                extra = f"{tool}: {ms(median[(store, size, tool, op)])}" if tool else ""
                 print(f"| {names[store]} | {label} | {op_label} | {ms(s)} | {ms(r)} | "
                       f"{s / r:.2f}x | {mbps(size, s)} | {mbps(size, r)} | {n} | {extra} |")
                 single = (store, size, "store, one PutObject", op)
