@@ -8,10 +8,12 @@ table of medians.
 - file://DIR, DIR on the real disk (--dir, default /var/tmp; not a tmpfs).
   Raw: `kappa_store_bench --with-raw`, write() to a temporary file and
   rename() over the key's file, read() of the whole file into a reused
-  buffer; no fsync, as the store. The table also shows dd's own figure, from the same
-  disk and without conv=fsync either: `dd if=/dev/zero of=F bs=SIZE count=1`
-  and `dd if=F of=/dev/null bs=SIZE count=1`, the time dd reports (its copy
-  and close, without its process start and open, which alone take ~1 ms).
+  buffer; no fsync, as the store. The table also shows dd's figures, from
+  the same disk and without conv=fsync either: `dd if=/dev/zero of=F
+  bs=SIZE count=1` and `dd if=F of=/dev/null bs=SIZE count=1`, the time dd
+  reports. That leaves out its process start and open, but counts its
+  buffer's page faults (4 KiB pages) and the printing of its statistics
+  (~0.2 ms): which is why dd is not the baseline.
 - redis://, a redis-server started here on loopback (no persistence). Raw:
   `kappa_store_bench --with-raw`, SET sent from the caller's bytes with one
   sendmsg, GET received up to its last byte into a reused buffer. The table
