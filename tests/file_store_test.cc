@@ -31,16 +31,7 @@ namespace {
 
 using kappa::testing::TempDir;
 
-// The message of the kappa::Error that `f` throws ("" if it throws none).
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using kappa::testing::error_of;
 
 std::vector<std::string> files_in(const std::string& dir) {
   std::vector<std::string> names;
@@ -53,27 +44,10 @@ TEST(FileStore, PutGetListRemove) {
   TempDir dir;
   auto store = open_store("file://" + dir.path());
   EXPECT_EQ(store->url(), "file://" + dir.path());
-  EXPECT_EQ(store->get("ckpt-1"), std::nullopt);
-  store->put("ckpt-2", "two");
-  store->put("ckpt-1", "one");
-  store->put("other", "x");
-  store->put("job/ckpt-3", std::string(100000, 'c'));  // keys may name subdirectories
-  EXPECT_EQ(store->get("ckpt-1"), "one");
-  EXPECT_EQ(store->get("job/ckpt-3"), std::string(100000, 'c'));
-  EXPECT_EQ(store->list("ckpt-"), (std::vector<std::string>{"ckpt-1", "ckpt-2"}));
-  EXPECT_EQ(store->list("job/"), (std::vector<std::string>{"job/ckpt-3"}));
-  store->put("ckpt-1", "replaced");
-  EXPECT_EQ(store->get("ckpt-1"), "replaced");
-  store->put("empty", "");
-  EXPECT_EQ(store->get("empty"), "");
-  store->remove("ckpt-1");
-  store->remove("ckpt-1");  // absent: not an error
-  EXPECT_EQ(store->get("ckpt-1"), std::nullopt);
-  EXPECT_EQ(store->list("ckpt-"), (std::vector<std::string>{"ckpt-2"}));
+  kappa::testing::expect_basic_semantics(*store);
   EXPECT_NE(error_of([&] { store->get("../escape"); }), "");
 }
 
-// A store to resume from must exist: opening it creates nothing.
 // A move is a rename(2).
 TEST(FileStore, MoveReplacesRemovesAndIsIdempotent) {
   TempDir dir;
@@ -103,6 +77,7 @@ TEST(FileStore, ImagesArePrivateDataObjectsFollowTheUmask) {
   EXPECT_EQ(mode(dir / "data/out/moved"), 0644u);
 }
 
+// A store to resume from must exist: opening it creates nothing.
 TEST(FileStore, OpeningWithoutCreateNeedsTheDirectory) {
   TempDir dir;
   std::string why = error_of([&] { open_store(dir / "missing", {.create = false}); });

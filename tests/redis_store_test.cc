@@ -37,15 +37,7 @@ using kappa::testing::ServerProcess;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using kappa::testing::error_of;
 
 std::string url_of(const ServerProcess& redis, const std::string& tail = "") {
   return "redis://127.0.0.1:" + std::to_string(redis.port()) + tail;
@@ -82,24 +74,7 @@ TEST(RedisStore, PutGetListRemove) {
   ServerProcess redis(redis_server());
   auto store = open_store(url_of(redis));
   EXPECT_EQ(store->url(), url_of(redis, "/0"));
-  EXPECT_EQ(store->get("ckpt-1"), std::nullopt);
-  store->put("ckpt-2", "two");
-  store->put("ckpt-1", "one");
-  store->put("other", "x");
-  store->put("job/ckpt-3", std::string(100000, 'c'));
-  EXPECT_EQ(store->get("ckpt-1"), "one");
-  EXPECT_EQ(store->get("job/ckpt-3"), std::string(100000, 'c'));
-  EXPECT_EQ(store->list("ckpt-"), (std::vector<std::string>{"ckpt-1", "ckpt-2"}));
-  EXPECT_EQ(store->list("job/"), (std::vector<std::string>{"job/ckpt-3"}));
-  EXPECT_EQ(store->list(""), (std::vector<std::string>{"ckpt-1", "ckpt-2", "job/ckpt-3", "other"}));
-  store->put("ckpt-1", "replaced");
-  EXPECT_EQ(store->get("ckpt-1"), "replaced");
-  store->put("empty", "");
-  EXPECT_EQ(store->get("empty"), "");  // an empty value is not a missing one
-  store->remove("ckpt-1");
-  store->remove("ckpt-1");  // absent: not an error
-  EXPECT_EQ(store->get("ckpt-1"), std::nullopt);
-  EXPECT_EQ(store->list("ckpt-"), (std::vector<std::string>{"ckpt-2"}));
+  kappa::testing::expect_basic_semantics(*store);
   // The keys are plain Redis strings.
   EXPECT_EQ(redis_cli(redis.port(), {"GET", "ckpt-2"}), "two");
 }

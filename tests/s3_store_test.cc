@@ -30,15 +30,7 @@ using kappa::testing::S3Server;
 using kappa::testing::ScopedEnv;
 using nlohmann::json;
 
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using kappa::testing::error_of;
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
@@ -111,24 +103,7 @@ S3Server* S3StoreTest::server_ = nullptr;
 TEST_F(S3StoreTest, PutGetListRemove) {
   auto store = open();
   EXPECT_EQ(store->url(), url());
-  EXPECT_EQ(store->get("ckpt-1"), std::nullopt);
-  store->put("ckpt-2", "two");
-  store->put("ckpt-1", "one");
-  store->put("other", "x");
-  store->put("job/ckpt-3", std::string(100000, 'c'));
-  EXPECT_EQ(store->get("ckpt-1"), "one");
-  EXPECT_EQ(store->get("job/ckpt-3"), std::string(100000, 'c'));
-  EXPECT_EQ(store->list("ckpt-"), (std::vector<std::string>{"ckpt-1", "ckpt-2"}));
-  EXPECT_EQ(store->list("job/"), (std::vector<std::string>{"job/ckpt-3"}));
-  EXPECT_EQ(store->list(""), (std::vector<std::string>{"ckpt-1", "ckpt-2", "job/ckpt-3", "other"}));
-  store->put("ckpt-1", "replaced");
-  EXPECT_EQ(store->get("ckpt-1"), "replaced");
-  store->put("empty", "");
-  EXPECT_EQ(store->get("empty"), "");
-  store->remove("ckpt-1");
-  store->remove("ckpt-1");  // absent: not an error
-  EXPECT_EQ(store->get("ckpt-1"), std::nullopt);
-  EXPECT_EQ(store->list("ckpt-"), (std::vector<std::string>{"ckpt-2"}));
+  kappa::testing::expect_basic_semantics(*store);
 
   // The prefix is the store's: another prefix sees none of it, the bucket
   // sees it all under the prefix.

@@ -4,12 +4,50 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "kappa/error.h"
 #include "stores/checkpoint_store.h"
 
 namespace kappa::testing {
+
+/// The message of the kappa::Error that `f` throws ("" if it throws none).
+template <class F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+/// put, get, list, replace, remove: on an empty store, leaving "ckpt-2",
+/// "job/ckpt-3" and "other" in it.
+inline void expect_basic_semantics(detail::CheckpointStore& store) {
+  using Keys = std::vector<std::string>;
+  EXPECT_EQ(store.get("ckpt-1"), std::nullopt);
+  store.put("ckpt-2", "two");
+  store.put("ckpt-1", "one");
+  store.put("other", "x");
+  store.put("job/ckpt-3", std::string(100000, 'c'));  // keys may name folders
+  EXPECT_EQ(store.get("ckpt-1"), "one");
+  EXPECT_EQ(store.get("job/ckpt-3"), std::string(100000, 'c'));
+  EXPECT_EQ(store.list("ckpt-"), (Keys{"ckpt-1", "ckpt-2"}));
+  EXPECT_EQ(store.list("job/"), (Keys{"job/ckpt-3"}));
+  EXPECT_EQ(store.list(""), (Keys{"ckpt-1", "ckpt-2", "job/ckpt-3", "other"}));
+  store.put("ckpt-1", "replaced");
+  EXPECT_EQ(store.get("ckpt-1"), "replaced");
+  store.put("empty", "");
+  EXPECT_EQ(store.get("empty"), "");  // an empty value is not a missing one
+  store.remove("empty");
+  store.remove("ckpt-1");
+  store.remove("ckpt-1");  // absent: not an error
+  EXPECT_EQ(store.get("ckpt-1"), std::nullopt);
+  EXPECT_EQ(store.list("ckpt-"), (Keys{"ckpt-2"}));
+}
 
 /// move(): replaces the target with the source's value, removes the source,
 /// is idempotent once done, and is an error when neither key exists.
