@@ -71,10 +71,9 @@ TEST(RedisStoreJob, LargeStateIsExactAndLeavesNoKeys) {
 TEST(RedisStoreJob, PutsArePlainKeysWrittenOnce) {
   ServerProcess redis(redis_server());
   TempDir dir;
-  ProcessResult r = run_process({SEMANTICS_APP, "run", "--event",
-                                 R"({"program":"durable_zoo","n":12})", "--data", store_url(redis),
-                                 "--store", "file://" + dir.path(), "--chaos-kill", "0.2", "--seed",
-                                 "3"});
+  ProcessResult r = run_process(
+      {SEMANTICS_APP, "run", "--event", R"({"program":"durable_zoo","n":12})", "--data",
+       store_url(redis), "--store", "file://" + dir.path(), "--chaos-kill", "0.2", "--seed", "3"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::vector<std::string> keys = keys_in(redis.port());
   std::sort(keys.begin(), keys.end());
