@@ -52,7 +52,7 @@ constexpr std::chrono::milliseconds kLease = 15s;
 // the batch: "p" HASH FIELD VALUE (HSET) or "e" HASH FIELD (HDEL).
 constexpr const char* kBatchScript = R"lua(
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return redis.error_reply('KAPPA_LOCK_LOST the journal is held by another coordinator')
+  return redis.error_reply('KAPPA_LOCK_LOST this coordinator no longer holds the journal: another one took it over, or Redis lost it (restarted without persistence?)')
 end
 local i = 3
 while i <= #ARGV do
