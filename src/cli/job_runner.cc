@@ -64,6 +64,17 @@ JobIdentity check_same_job(const JobIdentity& held, const nlohmann::json& event,
 }
 
 // The result of a job that had finished before this run, from its journal.
+// After a successful job: its images go, and so do puts staged by attempts
+// that never got recorded.
+void clean_up_success(const JobIdentity& id, std::unique_ptr<CheckpointStore>& store,
+                      CheckpointStore& data) {
+  if (id.store == default_store(id.job))
+    std::filesystem::remove_all(parse_url(id.store).rest);
+  else
+    store->remove_prefix("");
+  data.remove_prefix(".kappa-put-" + id.job + "/");
+}
+
 JobResult finished_result(const JobOutcome& outcome) {
   JobResult r;
   if (outcome.failed) {
@@ -130,7 +141,17 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   std::optional<DurableJob> previous;
   if (held) {
     previous = journal->load();
-    if (previous->outcome.done) return finished_result(previous->outcome);
+    if (previous->outcome.done) {
+      // Finished before: its result again, and the clean-up its coordinator
+      // may have died before doing.
+      spdlog::info("job {} finished before: its recorded result", job);
+      JobResult r = finished_result(previous->outcome);
+      if (r.ok) {
+        auto store = scope_store(open_store(identity.store), job);
+        clean_up_success(identity, store, *open_store(identity.data, {.shared = true}));
+      }
+      return r;
+    }
     if (previous->tasks.empty() && previous->futures.empty()) previous.reset();
     if (previous)
       spdlog::info("continuing job {} from {}: {} tasks live, {} resolved", job, journal->url(),
@@ -165,7 +186,6 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   // The data store: puts are staged under a prefix of the job's own, and
   // made visible by the coordinator.
   std::unique_ptr<CheckpointStore> data = open_store(identity.data, {.shared = true});
-  std::string staging = ".kappa-put-" + job + "/";
 
   Coordinator coordinator(jo, store.get(), Clock::steady(), journal.get());
   coordinator.set_data_store(data.get());
@@ -235,8 +255,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
     try {
       r.value = decode<nlohmann::json>(outcome.result);
       r.ok = true;
-      clean_up();
-      data->remove_prefix(staging);  // puts staged by attempts that never got recorded
+      clean_up_success(identity, store, *data);
       return r;
     } catch (const std::exception& e) {
       outcome.error = std::string("cannot decode the handler's result: ") + e.what();
