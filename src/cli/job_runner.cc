@@ -63,7 +63,6 @@ JobIdentity check_same_job(const JobIdentity& held, const nlohmann::json& event,
   return held;
 }
 
-// The result of a job that had finished before this run, from its journal.
 // After a successful job: its images go, and so do puts staged by attempts
 // that never got recorded.
 void clean_up_success(const JobIdentity& id, std::unique_ptr<CheckpointStore>& store,
@@ -75,6 +74,7 @@ void clean_up_success(const JobIdentity& id, std::unique_ptr<CheckpointStore>& s
   data.remove_prefix(".kappa-put-" + id.job + "/");
 }
 
+// The result of a job that had finished before this run, from its journal.
 JobResult finished_result(const JobOutcome& outcome) {
   JobResult r;
   if (outcome.failed) {
