@@ -6,7 +6,6 @@
 // sparse file), and a short or failed read is an error, never a shorter value.
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +17,7 @@
 
 #include "kappa/error.h"
 #include "stores/checkpoint_store.h"
+#include "util/huge_pages.h"
 
 namespace kappa::detail {
 namespace {
@@ -44,19 +44,6 @@ void read_exactly(int fd, const std::string& path, char* into, size_t n, size_t 
                   " of " + std::to_string(offset + n) + " bytes (truncated while read?)");
     done += size_t(got);
   }
-}
-
-// A large value is read into fresh memory (a mapping of its own), and
-// faulting it in 4 KiB pages costs far more than reading the file (here, in a
-// VM, ~0.7 s for 100 MiB): ask for transparent huge pages, one fault per
-// 2 MiB, as the other stores do for what they receive.
-void prefer_huge_pages(std::string& s) {
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  if (s.capacity() < 4 * kHuge) return;
-  uintptr_t data = reinterpret_cast<uintptr_t>(s.data());
-  uintptr_t begin = (data + kHuge - 1) & ~(kHuge - 1);
-  uintptr_t end = (data + s.capacity()) & ~(kHuge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 }
 
 struct FdCloser {

@@ -1,6 +1,5 @@
 #include "stores/redis_client.h"
 
-#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include <thread>
 
 #include "kappa/error.h"
+#include "util/huge_pages.h"
 #include "util/log.h"
 
 namespace kappa::detail {
@@ -142,21 +142,13 @@ timeval to_timeval(milliseconds ms) {
   return timeval{time_t(ms.count() / 1000), suseconds_t(ms.count() % 1000 * 1000)};
 }
 
-// A string of `size` bytes to receive a value into. A large one is backed by
-// huge pages where the kernel does so on request (transparent huge pages in
-// "madvise" mode, Debian's default): faulting in 4 KiB pages one at a time
-// costs more than receiving the bytes. (Redis needs a while to prepare the
-// reply of a large GET: get_checked, which knows the size, makes the string
-// in that while.)
+// A string of `size` bytes to receive a value into, on huge pages if it is
+// large. (Redis needs a while to prepare the reply of a large GET:
+// get_checked, which knows the size, makes the string in that while.)
 std::string buffer_of(size_t size) {
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
   std::string s;
-  if (size >= 4 * kHuge) {
-    s.reserve(size);
-    uintptr_t begin = (uintptr_t(s.data()) + kHuge - 1) & ~(kHuge - 1);
-    uintptr_t end = (uintptr_t(s.data()) + size) & ~(kHuge - 1);
-    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-  }
+  s.reserve(size);
+  prefer_huge_pages(s);
   s.resize(size);
   return s;
 }

@@ -38,7 +38,6 @@
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <atomic>
@@ -59,6 +58,7 @@
 
 #include "kappa/error.h"
 #include "util/hex.h"
+#include "util/huge_pages.h"
 #include "util/log.h"
 
 namespace kappa::detail {
@@ -242,17 +242,6 @@ struct Transfer {
   bool error_document = false;    // the body of an error answer
   std::string callback_error;     // an exception a callback could not throw
 };
-
-// A large value lands in fresh memory, and a page fault per 4 KiB page
-// costs more than the copy into it (here, in a VM, 540 ms for 100 MiB):
-// with transparent huge pages, one fault per 2 MiB (25 ms).
-void prefer_huge_pages(std::string& s) {
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  uintptr_t data = reinterpret_cast<uintptr_t>(s.data());
-  uintptr_t begin = (data + kHuge - 1) & ~(kHuge - 1);
-  uintptr_t end = (data + s.capacity()) & ~(kHuge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-}
 
 size_t on_write(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);

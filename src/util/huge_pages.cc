@@ -1,0 +1,18 @@
+#include "util/huge_pages.h"
+
+#include <sys/mman.h>
+
+#include <cstdint>
+
+namespace kappa::detail {
+
+void prefer_huge_pages(std::string& s) {
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  if (s.capacity() < 4 * kHuge) return;
+  uintptr_t data = reinterpret_cast<uintptr_t>(s.data());
+  uintptr_t begin = (data + kHuge - 1) & ~(kHuge - 1);
+  uintptr_t end = (data + s.capacity()) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
+
+}  // namespace kappa::detail
