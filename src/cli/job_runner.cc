@@ -63,15 +63,20 @@ JobIdentity check_same_job(const JobIdentity& held, const nlohmann::json& event,
   return held;
 }
 
-// After a successful job: its images go, and so do puts staged by attempts
-// that never got recorded.
-void clean_up_success(const JobIdentity& id, std::unique_ptr<CheckpointStore>& store,
-                      CheckpointStore& data) {
+// Removes a job's checkpoint images: its own default directory, or its
+// prefix in a store it shares (`store`: its scoped view).
+void remove_images(const JobIdentity& id, CheckpointStore& store) {
   if (id.store == default_store(id.job))
     std::filesystem::remove_all(parse_url(id.store).rest);
   else
-    store->remove_prefix("");
-  data.remove_prefix(".kappa-put-" + id.job + "/");
+    store.remove_prefix("");
+}
+
+// After a successful job: its images go, and so do puts staged by attempts
+// that never got recorded.
+void clean_up_success(const JobIdentity& id, CheckpointStore& store, CheckpointStore& data) {
+  remove_images(id, store);
+  data.remove_prefix(put_staging_prefix(id.job));
 }
 
 // The result of a job that had finished before this run, from its journal.
@@ -135,7 +140,6 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   }
   const std::string& job = identity.job;
   const std::string& store_url = identity.store;
-  bool own_store = store_url == default_store(job);
   // A job that finished before: its recorded outcome, again. One whose
   // coordinator died before its root task was recorded starts over.
   std::optional<DurableJob> previous;
@@ -147,8 +151,8 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
       spdlog::info("job {} finished before: its recorded result", job);
       JobResult r = finished_result(previous->outcome);
       if (r.ok) {
-        auto store = scope_store(open_store(identity.store), job);
-        clean_up_success(identity, store, *open_store(identity.data, {.shared = true}));
+        clean_up_success(identity, *scope_store(open_store(identity.store), job),
+                         *open_store(identity.data, {.shared = true}));
       }
       return r;
     }
@@ -244,18 +248,11 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   if (!o.trace.empty()) coordinator.write_trace(o.trace);
   JobResult r;
   r.stats = coordinator.stats();
-  std::string dir = parse_url(store_url).rest;
-  auto clean_up = [&] {
-    if (own_store)
-      std::filesystem::remove_all(dir);
-    else
-      store->remove_prefix("");
-  };
   if (!outcome.failed) {
     try {
       r.value = decode<nlohmann::json>(outcome.result);
       r.ok = true;
-      clean_up_success(identity, store, *data);
+      clean_up_success(identity, *store, *data);
       return r;
     } catch (const std::exception& e) {
       outcome.error = std::string("cannot decode the handler's result: ") + e.what();
@@ -265,7 +262,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   // A failed job keeps its checkpoints, and says where; a job that failed
   // before any image reached the store leaves nothing behind.
   if (store->list("").empty()) {
-    clean_up();
+    remove_images(identity, *store);
   } else {
     r.kept_store = store->url();
   }

@@ -76,6 +76,10 @@ struct StoreOptions {
 /// a store that cannot be opened.
 std::unique_ptr<CheckpointStore> open_store(const std::string& url, StoreOptions options = {});
 
+/// Where a job's puts wait in its data store until the coordinator commits
+/// them (".kappa-put-JOB/"): written by workers, cleared after a success.
+inline std::string put_staging_prefix(const std::string& job) { return ".kappa-put-" + job + "/"; }
+
 /// A view of `base` in which every key lives under `scope` + "/": what one
 /// job sees of a store that several jobs may share.
 std::unique_ptr<CheckpointStore> scope_store(std::unique_ptr<CheckpointStore> base,

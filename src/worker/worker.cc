@@ -387,8 +387,8 @@ class Worker {
   // when it records the call. Returns the request to send: key, staged key.
   std::string stage_put(const CallInfo& info) {
     auto [key, bytes] = decode<std::pair<std::string, std::string>>(info.request);
-    std::string staged = ".kappa-put-" + options_.job + "/t" + std::to_string(info.task_id) + "-s" +
-                         std::to_string(info.seqno);
+    std::string staged = put_staging_prefix(options_.job) + "t" + std::to_string(info.task_id) +
+                         "-s" + std::to_string(info.seqno);
     try {
       data_->put(staged, bytes);
     } catch (const std::exception& e) {
