@@ -31,12 +31,12 @@
 #include <cerrno>
 #include <charconv>
 #include <condition_variable>
-#include <random>
 #include <thread>
 
 #include "coordinator/journal.h"
 #include "kappa/error.h"
 #include "stores/redis_client.h"
+#include "util/hex.h"
 #include "util/log.h"
 
 namespace kappa::detail {
@@ -108,8 +108,7 @@ class RedisJournal final : public RowJournal {
         lock_key_(prefix_ + "lock"),
         lease_ms_(std::to_string(kLease.count())) {
     for (int t = 0; t < kTableCount; ++t) hash_[t] = prefix_ + table_name(t);
-    std::random_device seed;
-    lock_value_ = host_name() + " " + std::to_string(getpid()) + " " + std::to_string(seed());
+    lock_value_ = host_name() + " " + std::to_string(getpid()) + " " + random_hex(8);
     lock();
     warn_without_persistence();
     renewer_ = std::thread([this] { renew_loop(); });
