@@ -191,18 +191,9 @@ TEST(FileStore, GetCheckedJudgesTheHeadBeforeReadingTheRest) {
   TempDir dir;
   auto store = open_store(dir.path());
   store->put("small", "abc");
-  std::string seen_head;
-  uint64_t seen_size = 0;
-  auto note = [&](std::string_view head, uint64_t size) {
-    seen_head = head;
-    seen_size = size;
-  };
-  EXPECT_EQ(store->get_checked("small", 2, note), "abc");
-  EXPECT_EQ(seen_head, "ab");
-  EXPECT_EQ(seen_size, 3u);
-  EXPECT_EQ(store->get_checked("small", 10, note), "abc");
-  EXPECT_EQ(seen_head, "abc");
-  EXPECT_EQ(store->get_checked("absent", 2, note), std::nullopt);
+  kappa::testing::expect_get_checked_shows_the_head(*store, "small", "abc", 2);
+  kappa::testing::expect_get_checked_shows_the_head(*store, "small", "abc", 10);
+  EXPECT_EQ(store->get_checked("absent", 2, [](std::string_view, uint64_t) {}), std::nullopt);
 
   int fd = open((dir / "huge").c_str(), O_WRONLY | O_CREAT, 0600);
   ASSERT_GE(fd, 0);

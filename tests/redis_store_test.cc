@@ -178,15 +178,7 @@ TEST(RedisStore, GetCheckedJudgesTheHeadBeforeReadingTheValue) {
   auto store = open_store(url_of(redis));
   std::string value = pattern(1 << 20, 3);
   store->put("image", value);
-  std::string seen_head;
-  uint64_t seen_size = 0;
-  auto record = [&](std::string_view head, uint64_t size) {
-    seen_head = head;
-    seen_size = size;
-  };
-  EXPECT_EQ(store->get_checked("image", 100, record), value);
-  EXPECT_EQ(seen_head, value.substr(0, 100));
-  EXPECT_EQ(seen_size, value.size());
+  kappa::testing::expect_get_checked_shows_the_head(*store, "image", value, 100);
   // Refused from its head: the check's exception, and no GET of the value.
   long long gets = calls_of(redis.port(), "get");
   EXPECT_THROW(store->get_checked(
@@ -197,20 +189,14 @@ TEST(RedisStore, GetCheckedJudgesTheHeadBeforeReadingTheValue) {
   // A value shorter than the head comes whole with the head, and so does one
   // up to 64 KiB: no GET for those.
   store->put("short", "tiny");
-  EXPECT_EQ(store->get_checked("short", 100, record), "tiny");
-  EXPECT_EQ(seen_head, "tiny");
-  EXPECT_EQ(seen_size, 4u);
+  kappa::testing::expect_get_checked_shows_the_head(*store, "short", "tiny", 100);
   std::string medium = pattern(64 << 10, 4);
   store->put("medium", medium);
-  EXPECT_EQ(store->get_checked("medium", 100, record), medium);
-  EXPECT_EQ(seen_head, medium.substr(0, 100));
-  EXPECT_EQ(seen_size, medium.size());
+  kappa::testing::expect_get_checked_shows_the_head(*store, "medium", medium, 100);
   EXPECT_EQ(calls_of(redis.port(), "get"), gets);
   store->put("empty", "");
-  EXPECT_EQ(store->get_checked("empty", 100, record), "");
-  EXPECT_EQ(store->get_checked("image", 0, record), value);  // no head at all
-  EXPECT_EQ(seen_head, "");
-  EXPECT_EQ(seen_size, value.size());
+  kappa::testing::expect_get_checked_shows_the_head(*store, "empty", "", 100);
+  kappa::testing::expect_get_checked_shows_the_head(*store, "image", value, 0);  // no head at all
   bool called = false;
   EXPECT_EQ(store->get_checked("missing", 100, [&](std::string_view, uint64_t) { called = true; }),
             std::nullopt);

@@ -49,6 +49,22 @@ inline void expect_basic_semantics(detail::CheckpointStore& store) {
   EXPECT_EQ(store.list("ckpt-"), (Keys{"ckpt-2"}));
 }
 
+/// get_checked of `key`, which holds `value`, returns it whole and shows the
+/// check its first `head_bytes` bytes and its whole size.
+inline void expect_get_checked_shows_the_head(detail::CheckpointStore& store,
+                                              const std::string& key, const std::string& value,
+                                              size_t head_bytes) {
+  std::string head;
+  uint64_t size = 0;
+  auto note = [&](std::string_view h, uint64_t s) {
+    head = h;
+    size = s;
+  };
+  EXPECT_EQ(store.get_checked(key, head_bytes, note), value);
+  EXPECT_EQ(head, value.substr(0, head_bytes));
+  EXPECT_EQ(size, value.size());
+}
+
 /// move(): replaces the target with the source's value, removes the source,
 /// is idempotent once done, and is an error when neither key exists.
 inline void expect_move_semantics(detail::CheckpointStore& store) {
