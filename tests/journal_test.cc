@@ -1,0 +1,153 @@
+// The SQLite journal's event log (EventLog) and what the journal makes of
+// it: records come back whole and in order, the end of an append cut short
+// by a kill is dropped, corruption and foreign files are refused, a full
+// disk is reported, and a journal killed before it folded its log is read
+// back whole. (A coordinator killed at random moments on this journal is
+// tested end to end in job_test.cc, DurableCoordinator.)
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "journals/event_log.h"
+#include "journals/journal_factory.h"
+#include "kappa/error.h"
+#include "support/store_checks.h"
+#include "support/subprocess.h"
+
+namespace kappa::detail {
+namespace {
+
+using kappa::testing::error_of;
+using kappa::testing::read_file;
+using kappa::testing::TempDir;
+using kappa::testing::write_file;
+
+std::vector<std::string> replayed(EventLog& log) {
+  std::vector<std::string> out;
+  log.replay([&](std::string_view r) { out.emplace_back(r); });
+  return out;
+}
+
+TEST(EventLog, RecordsComeBackWholeAndInOrder) {
+  TempDir dir;
+  std::vector<std::string> written = {"one", std::string(100000, 'x'), "", "three"};
+  {
+    EventLog log(dir / "log");
+    for (const std::string& r : written) log.append(r);
+  }
+  EventLog again(dir / "log");
+  EXPECT_EQ(replayed(again), written);
+  again.clear();
+  EXPECT_EQ(again.bytes(), 0u);
+  EXPECT_TRUE(replayed(again).empty());
+}
+
+TEST(EventLog, AnAppendCutShortAtTheEndIsDropped) {
+  TempDir dir;
+  {
+    EventLog log(dir / "log");
+    log.append("kept");
+    log.append("cut short");
+  }
+  std::string bytes = read_file(dir / "log");
+  for (size_t cut : {1, 5, 12, 14}) {  // in the header, then in the payload
+    write_file(dir / "log", bytes.substr(0, bytes.size() - cut));
+    EventLog log(dir / "log");
+    EXPECT_EQ(replayed(log), std::vector<std::string>{"kept"}) << cut;
+    log.append("after");  // goes where the cut record was
+    EXPECT_EQ(replayed(log), (std::vector<std::string>{"kept", "after"})) << cut;
+  }
+}
+
+TEST(EventLog, CorruptionIsRefusedUnlessAtTheVeryEnd) {
+  TempDir dir;
+  {
+    EventLog log(dir / "log");
+    for (const char* r : {"first", "second", "third"}) log.append(r);
+  }
+  std::string bytes = read_file(dir / "log");
+  std::string middle = bytes;
+  middle[middle.find("second")] ^= 1;
+  write_file(dir / "log", middle);
+  EventLog bad(dir / "log");
+  EXPECT_NE(error_of([&] { replayed(bad); }).find("record 2 (at byte 25) does not match"),
+            std::string::npos);
+
+  std::string last = bytes;
+  last[last.find("third")] ^= 1;  // as a write cut short, it was never answered
+  write_file(dir / "log", last);
+  EventLog cut(dir / "log");
+  EXPECT_EQ(replayed(cut), (std::vector<std::string>{"first", "second"}));
+}
+
+TEST(EventLog, AForeignFileIsRefused) {
+  TempDir dir;
+  write_file(dir / "log", "PRAGMA what is this");
+  EventLog log(dir / "log");
+  EXPECT_NE(error_of([&] { replayed(log); }).find("not a Kappa event log"), std::string::npos);
+}
+
+TEST(EventLog, AFullDiskIsReportedAsSuch) {
+  // /dev/full: every write fails with ENOSPC.
+  std::string why = error_of([] { EventLog log("/dev/full"); });
+  EXPECT_NE(why.find("cannot write the journal's log /dev/full"), std::string::npos) << why;
+  EXPECT_NE(why.find("its disk is full"), std::string::npos) << why;
+}
+
+// Runs `f` in a child process that then dies without running destructors:
+// as a coordinator killed with kill -9, the journal's log is not folded.
+template <class F>
+void in_killed_process(F f) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    f();
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+JobIdentity identity(const std::string& job) {
+  return JobIdentity{.job = job, .build_id = "b", .event = "{}", .store = "s", .data = "d"};
+}
+
+TEST(SqliteJournal, WhatAKilledCoordinatorLeftInTheLogIsReadBack) {
+  TempDir dir;
+  std::string url = "sqlite://" + dir / "j.db";
+  in_killed_process([&] { open_journal(url).release()->begin(identity("job-1")); });
+  EXPECT_GT(std::filesystem::file_size(dir / "j.db-log"), 8u);  // not folded
+  {
+    std::unique_ptr<Journal> j = open_journal(url);
+    std::optional<JobIdentity> id = j->identity();
+    ASSERT_TRUE(id);
+    EXPECT_EQ(id->job, "job-1");
+  }
+  // Closed cleanly: folded into the tables, the log empty.
+  EXPECT_EQ(std::filesystem::file_size(dir / "j.db-log"), 8u);
+  kappa::testing::ProcessResult shell =
+      kappa::testing::run_process({"/usr/bin/sqlite3", dir / "j.db", "SELECT count(*) FROM meta"});
+  EXPECT_EQ(shell.out, "2\n") << shell.err;
+}
+
+TEST(SqliteJournal, ALogWhoseDatabaseIsGoneIsRefused) {
+  TempDir dir;
+  std::string url = "sqlite://" + dir / "j.db";
+  in_killed_process([&] { open_journal(url).release()->begin(identity("job-1")); });
+  std::filesystem::remove(dir / "j.db");
+  std::filesystem::remove(dir / "j.db-wal");
+  for (int attempt = 0; attempt < 2; ++attempt) {  // the refusal changed nothing
+    std::string why = error_of([&] { open_journal(url); });
+    EXPECT_NE(why.find("holds events of a journal " + dir / "j.db" + " that no longer exists"),
+              std::string::npos)
+        << why;
+  }
+}
+
+}  // namespace
+}  // namespace kappa::detail
