@@ -103,6 +103,10 @@ class FakeBackend final : public Backend {
     std::lock_guard lock(mu_);
     return killed_;
   }
+  size_t launched_count() {
+    std::lock_guard lock(mu_);
+    return launched_.size();
+  }
 
  private:
   std::mutex mu_;
@@ -265,6 +269,99 @@ TEST_F(CoordinatorTest, AClosedSessionIsADeathOnlyWhenSaidSo) {
   EXPECT_EQ(c.stats().total_deaths(), 0u);
   c.disconnect(1, /*lost=*/true);
   EXPECT_EQ(c.stats().deaths[size_t(WorkerExit::Cause::kLost)], 1u);
+}
+
+// A journal whose writes wait until the test lets them through, or fail.
+class GatedJournal final : public Journal {
+ public:
+  std::optional<JobIdentity> identity() override { return std::nullopt; }
+  void begin(const JobIdentity&) override {}
+  DurableJob load() override { return {}; }
+  std::string url() const override { return "gated://"; }
+  uint64_t stage(const JobState&, const Changes& changes) override {
+    std::lock_guard lock(mu_);
+    if (!changes.empty()) ++staged_;
+    cv_.notify_all();
+    return staged_;
+  }
+  void sync(uint64_t ticket) override {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return open_ || !fail_.empty(); });
+    if (!fail_.empty()) throw Error(fail_);
+    (void)ticket;
+  }
+  void open(std::string fail = {}) {
+    std::lock_guard lock(mu_);
+    open_ = fail.empty();
+    fail_ = std::move(fail);
+    cv_.notify_all();
+  }
+  bool wait_staged(uint64_t n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, 10s, [&] { return staged_ >= n; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t staged_ = 0;
+  bool open_ = false;
+  std::string fail_;
+};
+
+class CoordinatorJournalTest : public ::testing::Test {
+ protected:
+  CoordinatorJournalTest() : c(options(), nullptr, clock, &journal) {
+    c.set_backend(&backend);
+    c.connect(1, link);
+    backend.open();
+  }
+  ~CoordinatorJournalTest() override {
+    journal.open();
+    c.shutdown();
+  }
+  FakeClock clock;
+  FakeBackend backend;
+  GatedJournal journal;
+  std::shared_ptr<RecordingLink> link = std::make_shared<RecordingLink>();
+  Coordinator c;
+};
+
+// The root's spawn is staged but not durable: its worker is not launched,
+// and a worker asking for work (an event that changes nothing durable by
+// itself) is not told of the root either, until the journal has written it.
+TEST_F(CoordinatorJournalTest, NothingIsToldBeforeItIsDurable) {
+  auto root = std::async(std::launch::async, [&] { c.spawn_root(spec("root")); });
+  ASSERT_TRUE(journal.wait_staged(1));
+  auto next = std::async(std::launch::async, [&] { c.next(1); });
+  // (A wait for something that must not happen: it can only miss a bug.)
+  EXPECT_EQ(next.wait_for(100ms), std::future_status::timeout);
+  EXPECT_EQ(link->pending(), 0u);
+  EXPECT_EQ(backend.launched_count(), 0u);
+  EXPECT_EQ(c.stats().workers_launched, 1u);  // decided, but not carried out
+  journal.open();
+  root.get();
+  next.get();
+  auto m = link->take();
+  ASSERT_TRUE(m && std::holds_alternative<Assignment>(*m));
+  EXPECT_EQ(std::get<Assignment>(*m).task_id, 1u);
+  EXPECT_TRUE(backend.wait_launched(1));
+}
+
+// A journal that cannot write stops the job: nothing staged is told, and
+// the job is reported failed, saying why.
+TEST_F(CoordinatorJournalTest, AFailedJournalStopsTheJobAndTellsNothing) {
+  auto root = std::async(std::launch::async, [&] { c.spawn_root(spec("root")); });
+  ASSERT_TRUE(journal.wait_staged(1));
+  auto next = std::async(std::launch::async, [&] { c.next(1); });
+  journal.open("the disk is on fire");
+  root.get();
+  next.get();
+  JobOutcome job = c.wait_job(10s);
+  EXPECT_TRUE(job.done && job.failed);
+  EXPECT_NE(job.error.find("the journal failed: the disk is on fire"), std::string::npos)
+      << job.error;
+  EXPECT_EQ(link->pending(), 0u);
 }
 
 // Images in the store are removed once replaced by a newer call's, or once

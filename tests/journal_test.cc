@@ -8,10 +8,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "coordinator/journal.h"
 #include "journals/event_log.h"
 #include "journals/journal_factory.h"
 #include "kappa/error.h"
@@ -147,6 +151,65 @@ TEST(SqliteJournal, ALogWhoseDatabaseIsGoneIsRefused) {
               std::string::npos)
         << why;
   }
+}
+
+// Group commit: events staged while a group is being written go together
+// in the next one.
+class CountingJournal final : public RowJournal {
+ public:
+  std::string url() const override { return "counting://"; }
+  std::vector<size_t> groups() {
+    std::lock_guard lock(mu_);
+    return groups_;
+  }
+  void let_first_write_end() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  bool wait_writing() {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return writing_; });
+  }
+
+ protected:
+  void write(const Group& group) override {
+    Group copy = group;
+    copy.parse();  // what a journal reading its bytes back would see
+    std::unique_lock lock(mu_);
+    EXPECT_EQ(copy.ops.size(), group.ops.size());
+    writing_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_; });
+    groups_.push_back(group.ops.size());
+  }
+  std::vector<std::pair<uint64_t, std::string>> rows(Table) override { return {}; }
+  std::optional<std::string> row(Table, uint64_t) override { return std::nullopt; }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool writing_ = false, released_ = false;
+  std::vector<size_t> groups_;
+};
+
+TEST(RowJournal, EventsStagedDuringAWriteShareTheNextOne) {
+  CountingJournal journal;
+  JobState state(JobStateOptions{});
+  Changes one;
+  one.counters = true;  // one row each
+  std::thread first([&] { journal.record(state, one); });
+  ASSERT_TRUE(journal.wait_writing());
+  std::vector<uint64_t> tickets;
+  for (int i = 0; i < 3; ++i) tickets.push_back(journal.stage(state, one));
+  EXPECT_EQ(tickets, (std::vector<uint64_t>{2, 3, 4}));
+  EXPECT_EQ(journal.stage(state, Changes{}), 4u);  // nothing of its own: waits for the others
+  std::thread later([&] { journal.sync(3); });
+  journal.let_first_write_end();
+  first.join();
+  later.join();
+  journal.sync(4);  // already written, with 3
+  EXPECT_EQ(journal.groups(), (std::vector<size_t>{1, 3}));
 }
 
 }  // namespace

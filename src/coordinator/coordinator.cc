@@ -36,46 +36,84 @@ void Coordinator::set_data_store(CheckpointStore* data) {
 
 template <class Event>
 void Coordinator::handle(Event&& event) {
+  std::unique_lock lock(mu_);
+  fx_.clear();
+  event(state_, clock_.now(), fx_);
+  settle(lock);
+}
+
+void Coordinator::settle(std::unique_lock<std::mutex>& lock) {
   thread_local std::vector<Outgoing> spare;  // keeps its capacity between events
   std::vector<Outgoing> out;
   out.swap(spare);
-  {
-    std::lock_guard lock(mu_);
+  carry_out_now(fx_);
+  uint64_t ticket = 0;
+  if (journal_ && journal_error_.empty()) try {
+      ticket = journal_->stage(state_, fx_.changes);
+    } catch (const std::exception& e) {
+      journal_failed(e.what());
+    }
+  if (ticket > durable_) {
+    // What is not durable must not be told: the effects wait, in event
+    // order, for the journal (with the lock released, so that other events
+    // are staged meanwhile and share the next write).
+    held_.push_back({ticket, std::move(fx_)});
     fx_.clear();
-    event(state_, clock_.now(), fx_);
-    carry_out(out);
+    lock.unlock();
+    std::string error;
+    try {
+      journal_->sync(ticket);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    lock.lock();
+    if (error.empty())
+      durable_ = std::max(durable_, ticket);
+    else
+      journal_failed(error);
+    release_held(out);
+  } else {
+    release_held(out);  // events before this one first
+    release(fx_, out);
   }
+  lock.unlock();
   send(out);
   out.clear();
   spare.swap(out);
 }
 
-void Coordinator::carry_out(std::vector<Outgoing>& out) {
-  Effects& fx = fx_;
-  if (journal_ && !fx.changes.empty() && journal_error_.empty()) {
-    try {
-      journal_->record(state_, fx.changes);
-    } catch (const std::exception& e) {
-      // What is not durable must not be told: the job stops here, and a
-      // restart continues from the last event the journal kept.
-      journal_error_ = std::string("the journal failed: ") + e.what();
-      spdlog::error("{}", journal_error_);
-      job_cv_.notify_all();
-    }
+void Coordinator::journal_failed(const std::string& why) {
+  if (!journal_error_.empty()) return;
+  // The job stops here, and a restart continues from the last event the
+  // journal kept.
+  journal_error_ = "the journal failed: " + why;
+  spdlog::error("{}", journal_error_);
+  job_cv_.notify_all();
+}
+
+void Coordinator::release_held(std::vector<Outgoing>& out) {
+  while (!held_.empty() && (held_.front().ticket <= durable_ || !journal_error_.empty())) {
+    release(held_.front().fx, out);
+    held_.pop_front();
   }
-  if (!journal_error_.empty()) {
-    fx.answers.clear();
-    fx.launches.clear();
-    fx.commits.clear();
-  }
+}
+
+void Coordinator::carry_out_now(Effects& fx) {
   if (backend_) {
     for (uint64_t w : fx.ended) backend_->invocation_ended(w);
     for (uint64_t w : fx.started) backend_->invocation_started(w);
     for (uint64_t w : fx.hung) backend_->kill_worker(w, WorkerExit::Cause::kHung);
-    if (!stopping_)
-      for (const Effects::Launch& l : fx.launches) launcher_.post([this, l] { launch(l); });
   }
   for (uint64_t w : fx.hung) spdlog::warn("worker {} stopped sending heartbeats: killed", w);
+  for (TraceSpan& s : fx.spans) trace_.add(std::move(s));
+  std::optional<TimePoint> next = state_.next_timer();
+  if (next && (!armed_ || *next < *armed_)) timer_cv_.notify_all();
+}
+
+void Coordinator::release(Effects& fx, std::vector<Outgoing>& out) {
+  if (!journal_error_.empty()) return;  // nothing more is told
+  if (backend_ && !stopping_)
+    for (const Effects::Launch& l : fx.launches) launcher_.post([this, l] { launch(l); });
   if (store_)
     for (std::string& key : fx.discarded)
       if (!key.empty())
@@ -87,10 +125,10 @@ void Coordinator::carry_out(std::vector<Outgoing>& out) {
           }
         });
   for (Effects::Commit& c : fx.commits) committer_.post([this, c = std::move(c)] { commit(c); });
-  for (TraceSpan& s : fx.spans) trace_.add(std::move(s));
-  if (fx.job_done) job_cv_.notify_all();
-  std::optional<TimePoint> next = state_.next_timer();
-  if (next && (!armed_ || *next < *armed_)) timer_cv_.notify_all();
+  if (fx.job_done) {
+    done_told_ = true;
+    job_cv_.notify_all();
+  }
   for (Effects::Answer& a : fx.answers) {
     auto it = links_.find(a.worker);
     if (it != links_.end()) out.push_back({it->second, std::move(a)});
@@ -151,7 +189,6 @@ void Coordinator::commit(const Effects::Commit& c) {
 }
 
 void Coordinator::timer_loop() {
-  std::vector<Outgoing> out;
   std::unique_lock lock(mu_);
   while (!stopping_) {
     armed_ = state_.next_timer();
@@ -159,10 +196,7 @@ void Coordinator::timer_loop() {
     if (armed_ && *armed_ <= now) {
       fx_.clear();
       state_.fire_timers(now, fx_);
-      carry_out(out);
-      lock.unlock();
-      send(out);
-      out.clear();
+      settle(lock);
       lock.lock();
       continue;
     }
@@ -226,12 +260,12 @@ void Coordinator::worker_exited(uint64_t worker, WorkerExit exit) {
 
 JobOutcome Coordinator::wait_job(std::optional<std::chrono::milliseconds> timeout) {
   std::unique_lock lock(mu_);
-  auto done = [&] { return state_.outcome().done || !journal_error_.empty(); };
+  auto done = [&] { return done_told_ || !journal_error_.empty(); };
   if (timeout)
     job_cv_.wait_for(lock, *timeout, done);
   else
     job_cv_.wait(lock, done);
-  if (journal_error_.empty()) return state_.outcome();
+  if (journal_error_.empty()) return done_told_ ? state_.outcome() : JobOutcome{};
   JobOutcome broken;
   broken.done = broken.failed = true;
   broken.error = journal_error_ + " (the job can be continued from the journal once it works)";

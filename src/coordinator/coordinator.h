@@ -4,13 +4,18 @@
 // Each event (a worker's request through a transport, a worker's exit
 // reported by the backend, a timer) runs under the lock as one JobState
 // method; its effects are then carried out:
-//   - under the lock, the quick ones: the backend is told which invocations
-//     started or ended and which workers to kill, the journal records what
-//     changed, trace spans are kept;
-//   - after the lock is released, on the same thread: answers to workers, so
-//     that a completed call is answered by the thread that completed it,
-//     with no hand-off on the way;
-//   - on threads of its own: worker launches (a Lambda invoke or an sbatch
+//   - at once, under the lock, the ones that only concern this process: the
+//     backend is told which invocations started or ended (their time limits)
+//     and which workers to kill, trace spans are kept, the timer is armed;
+//   - with a journal, what changed is staged, and the other effects wait,
+//     with the lock released, until the journal has made the event durable
+//     (Journal: group commit), then are released in event order: nothing is
+//     told that a restart could take back. An event that changed nothing
+//     durable still waits for the events before it;
+//   - the answers to workers are sent after the lock is released, on the
+//     same thread, so that a completed call is answered by the thread that
+//     completed it, with no hand-off on the way;
+//   - on threads of their own: worker launches (a Lambda invoke or an sbatch
 //     may take seconds, and may fail), removals of images from the store
 //     (an unlink of a large image takes ~100 us), and the commits that make
 //     puts visible in the data store.
@@ -26,6 +31,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -101,8 +107,14 @@ class Coordinator final : public WorkerService, public WorkerEvents {
   /// effects.
   template <class Event>
   void handle(Event&& event);
-  void carry_out(std::vector<Outgoing>& out);    // mu_ held; fills `out`
-  static void send(std::vector<Outgoing>& out);  // no lock held
+  /// Carries out the effects of the event in fx_ (mu_ held on entry,
+  /// released on return).
+  void settle(std::unique_lock<std::mutex>& lock);
+  void carry_out_now(Effects& fx);                        // mu_ held
+  void release(Effects& fx, std::vector<Outgoing>& out);  // mu_ held; fills `out`
+  void release_held(std::vector<Outgoing>& out);          // mu_ held; what is durable now
+  void journal_failed(const std::string& why);            // mu_ held
+  static void send(std::vector<Outgoing>& out);           // no lock held
   void timer_loop();
   void launch(Effects::Launch l);
   void commit(const Effects::Commit& c);
@@ -117,6 +129,13 @@ class Coordinator final : public WorkerService, public WorkerEvents {
   Effects fx_;                      // the current event's, reused
   std::optional<TimePoint> armed_;  // the timer the timer thread waits for
   std::string journal_error_;       // set: the journal failed, the job is stopped
+  struct Held {
+    uint64_t ticket;  // the journal's, for the event
+    Effects fx;
+  };
+  std::deque<Held> held_;   // effects of events not yet durable, in event order
+  uint64_t durable_ = 0;    // the journal's ticket up to which events are durable
+  bool done_told_ = false;  // the job's outcome is known, and durable
   std::unordered_map<uint64_t, std::shared_ptr<WorkerLink>> links_;
   TraceRecorder trace_;
   std::condition_variable job_cv_, timer_cv_;

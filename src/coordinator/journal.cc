@@ -1,6 +1,7 @@
 #include "coordinator/journal.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "kappa/error.h"
 
@@ -50,11 +51,61 @@ std::optional<JobIdentity> RowJournal::identity() {
   }
 }
 
+void RowJournal::Group::put(Table table, uint64_t id, std::string_view body) {
+  char head[13];
+  head[0] = char(uint8_t(table) << 1 | 1);
+  uint32_t n = uint32_t(body.size());  // rows are far below 4 GiB (a log checks its records)
+  std::memcpy(head + 1, &id, 8);
+  std::memcpy(head + 9, &n, 4);
+  bytes.append(head, sizeof head);
+  ops.push_back({table, id, bytes.size(), body.size(), false});
+  bytes.append(body);
+}
+
+void RowJournal::Group::erase(Table table, uint64_t id) {
+  char head[9];
+  head[0] = char(uint8_t(table) << 1);
+  std::memcpy(head + 1, &id, 8);
+  bytes.append(head, sizeof head);
+  ops.push_back({table, id, 0, 0, true});
+}
+
+void RowJournal::Group::clear() {
+  bytes.clear();
+  ops.clear();
+}
+
+void RowJournal::Group::parse() {
+  ops.clear();
+  for (size_t at = 0; at < bytes.size();) {
+    if (bytes.size() - at < 9 || (uint8_t(bytes[at]) >> 1) >= kTableCount)
+      throw Error("a group of rows does not parse");
+    Op op{Table(uint8_t(bytes[at]) >> 1), 0, 0, 0, !(bytes[at] & 1)};
+    std::memcpy(&op.id, bytes.data() + at + 1, 8);
+    at += 9;
+    if (!op.erased) {
+      uint32_t n;
+      if (bytes.size() - at < 4) throw Error("a group of rows does not parse");
+      std::memcpy(&n, bytes.data() + at, 4);
+      at += 4;
+      if (bytes.size() - at < n) throw Error("a group of rows does not parse");
+      op.offset = at;
+      op.size = n;
+      at += n;
+    }
+    ops.push_back(op);
+  }
+}
+
 void RowJournal::begin(const JobIdentity& job) {
-  begin_batch();
-  put(Table::kMeta, kFormatRow, encode(kFormat));
-  put(Table::kMeta, kIdentityRow, encode(job));
-  commit_batch();
+  uint64_t ticket;
+  {
+    std::lock_guard lock(mu_);
+    staged_.put(Table::kMeta, kFormatRow, encode(kFormat));
+    staged_.put(Table::kMeta, kIdentityRow, encode(job));
+    ticket = ++staged_ticket_;
+  }
+  sync(ticket);
 }
 
 DurableJob RowJournal::load() {
@@ -97,28 +148,62 @@ DurableJob RowJournal::load() {
   return job;
 }
 
-void RowJournal::record(const JobState& state, const Changes& changes) {
-  begin_batch();
+uint64_t RowJournal::stage(const JobState& state, const Changes& changes) {
+  std::lock_guard lock(mu_);
+  if (!failed_.empty()) throw Error(failed_);
+  if (changes.empty()) return staged_ticket_;  // its effects wait for the events before it
+  Group& g = staged_;
   for (uint64_t id : unique(scratch_, changes.resolved)) {
-    erase(Table::kTasks, id);
-    erase(Table::kProgress, id);
-    put(Table::kFutures, id, encode(*state.future(id)));
+    g.erase(Table::kTasks, id);
+    g.erase(Table::kProgress, id);
+    g.put(Table::kFutures, id, encode(*state.future(id)));
   }
   for (uint64_t id : unique(scratch_, changes.tasks))
-    if (const TaskDurable* t = state.task(id)) put(Table::kTasks, id, task_row(*t));
+    if (const TaskDurable* t = state.task(id)) g.put(Table::kTasks, id, task_row(*t));
   for (uint64_t id : unique(scratch_, changes.progress))
-    if (const TaskDurable* t = state.task(id)) put(Table::kProgress, id, progress_row(*t));
+    if (const TaskDurable* t = state.task(id)) g.put(Table::kProgress, id, progress_row(*t));
   for (uint64_t id : unique(scratch_, changes.queues)) {
     if (const QueueDurable* q = state.queue(id))
-      put(Table::kQueues, id, encode(*q));
+      g.put(Table::kQueues, id, encode(*q));
     else
-      erase(Table::kQueues, id);
+      g.erase(Table::kQueues, id);
   }
   if (changes.counters)
-    put(Table::kMeta, kCountersRow,
-        encode(std::make_tuple(state.next_queue_id(), state.next_worker_id())));
-  if (changes.job) put(Table::kMeta, kOutcomeRow, outcome_row(state.outcome()));
-  commit_batch();
+    g.put(Table::kMeta, kCountersRow,
+          encode(std::make_tuple(state.next_queue_id(), state.next_worker_id())));
+  if (changes.job) g.put(Table::kMeta, kOutcomeRow, outcome_row(state.outcome()));
+  return ++staged_ticket_;
+}
+
+void RowJournal::sync(uint64_t ticket) {
+  std::unique_lock lock(mu_);
+  while (durable_ticket_ < ticket) {
+    if (!failed_.empty()) throw Error(failed_);
+    if (writer_) {  // the group being written may hold this ticket; if not, the next will
+      written_.wait(lock);
+      continue;
+    }
+    // This thread writes every event staged so far, while later ones are
+    // staged into the next group.
+    writer_ = true;
+    std::swap(staged_, writing_);
+    uint64_t upto = staged_ticket_;
+    lock.unlock();
+    std::string error;
+    try {
+      if (!writing_.empty()) write(writing_);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    writing_.clear();
+    lock.lock();
+    writer_ = false;
+    if (error.empty())
+      durable_ticket_ = upto;
+    else
+      failed_ = error;
+    written_.notify_all();
+  }
 }
 
 }  // namespace kappa::detail

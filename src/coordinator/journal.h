@@ -1,22 +1,34 @@
 // Journal: the durability seam of the coordinator. After every event, and
-// before any of its answers leaves, the coordinator hands the journal what
-// changed in the job's durable state (JobState's Changes: the tasks, queues,
-// counters and outcome touched); a journal writes exactly that, so that a
-// coordinator killed at any moment can be started again and continue the
-// job (DESIGN.md section 9). Without a journal the job lives in memory, as
-// the reference implementation's does.
+// before any of its effects leaves the coordinator (answers to workers,
+// launches, commits of puts, removals of images), the coordinator hands the
+// journal what changed in the job's durable state (JobState's Changes: the
+// tasks, queues, counters and outcome touched); a journal writes exactly
+// that, so that a coordinator killed at any moment can be started again and
+// continue the job (DESIGN.md section 9). Without a journal the job lives in
+// memory, as the reference implementation's does.
+//
+// Group commit: recording is two steps. stage() takes an event's changes
+// under the coordinator's lock (quick: it encodes rows); sync() then waits,
+// without that lock, until they are durable. The first thread to sync
+// writes every event staged so far in one write (one SQLite log record, one
+// Redis script), while others stage the next group: with many workers,
+// events share the journal's round trips instead of queueing behind them.
+// Groups are written in order, so what is durable is always a prefix of the
+// job's events.
 //
 // RowJournal does the common part: it turns Changes into writes of rows
 // (one per task, per task's progress, per resolved future, per queue, and a
-// few job-wide ones) in one batch per event, and rows back into a DurableJob.
-// An implementation (journals/: SQLite, Redis) stores rows atomically by
-// batch.
+// few job-wide ones), groups them, and turns rows back into a DurableJob.
+// An implementation (journals/: SQLite, Redis) stores a group atomically.
 //
-// Thread safety: the coordinator calls a journal with its lock held, one
-// call at a time.
+// Thread safety: stage() is called under the coordinator's lock, one call
+// at a time; sync() from any thread; identity(), begin() and load() before
+// the job starts.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -51,10 +63,17 @@ class Journal {
   virtual void begin(const JobIdentity& job) = 0;
   /// Everything durable about the job it holds.
   virtual DurableJob load() = 0;
-  /// Makes `changes` durable, reading their values from `state`, before the
-  /// event's answers leave: nothing a worker is told may be lost by a
-  /// restart. Throws kappa::Error if it cannot.
-  virtual void record(const JobState& state, const Changes& changes) = 0;
+  /// Takes `changes` (their values read from `state` now) into the group
+  /// being staged. Returns the event's ticket: every event staged so far,
+  /// this one included, is durable once sync(ticket) returns. Throws
+  /// kappa::Error once the journal has failed.
+  virtual uint64_t stage(const JobState& state, const Changes& changes) = 0;
+  /// Returns once the events up to `ticket` are durable: nothing a worker
+  /// is told before may be lost by a restart. Throws kappa::Error if they
+  /// cannot be made durable (the journal has then failed for good).
+  virtual void sync(uint64_t ticket) = 0;
+  /// stage() then sync().
+  void record(const JobState& state, const Changes& changes) { sync(stage(state, changes)); }
   /// A description for messages ("sqlite:///var/kappa/job.db").
   virtual std::string url() const = 0;
 };
@@ -64,31 +83,62 @@ class RowJournal : public Journal {
   std::optional<JobIdentity> identity() final;
   void begin(const JobIdentity& job) final;
   DurableJob load() final;
-  void record(const JobState& state, const Changes& changes) final;
+  uint64_t stage(const JobState& state, const Changes& changes) final;
+  void sync(uint64_t ticket) final;
 
   /// The rows' format; a journal written by a newer one is refused.
   static constexpr uint64_t kFormat = 1;
 
  protected:
-  enum class Table { kTasks, kProgress, kFutures, kQueues, kMeta };
-  static constexpr Table kTables[] = {Table::kTasks, Table::kProgress, Table::kFutures,
-                                      Table::kQueues, Table::kMeta};
+  enum class Table : uint8_t { kTasks, kProgress, kFutures, kQueues, kMeta };
+  static constexpr int kTableCount = 5;
   /// Rows of kMeta.
   enum MetaRow : uint64_t { kFormatRow = 0, kIdentityRow = 1, kCountersRow = 2, kOutcomeRow = 3 };
 
-  // A batch: every write between begin_batch() and commit_batch() becomes
-  // durable together, or not at all.
-  virtual void begin_batch() = 0;
-  virtual void put(Table table, uint64_t id, std::string_view bytes) = 0;
-  virtual void erase(Table table, uint64_t id) = 0;
-  virtual void commit_batch() = 0;
-  /// Every row of `table` (outside any batch).
+  /// Row writes of one or more events, to be made durable together or not
+  /// at all. `bytes` holds them in order, each as a 1-byte header (the table
+  /// << 1 | 1 if the row is written, 0 if erased), the row's 8-byte id and,
+  /// if written, a 4-byte length and the row's bytes (native byte order);
+  /// `ops` indexes them. A journal may store `bytes` as they are and read
+  /// them back with Group::parse.
+  struct Group {
+    struct Op {
+      Table table;
+      uint64_t id;
+      size_t offset = 0, size = 0;  // of the row's bytes in `bytes`
+      bool erased = false;
+      std::string_view body(const std::string& bytes) const {
+        return std::string_view(bytes).substr(offset, size);
+      }
+    };
+    std::string bytes;
+    std::vector<Op> ops;
+    void put(Table table, uint64_t id, std::string_view body);
+    void erase(Table table, uint64_t id);
+    void clear();
+    bool empty() const { return ops.empty(); }
+    /// Rebuilds `ops` from `bytes` (read back from storage); throws
+    /// kappa::Error if they do not parse.
+    void parse();
+  };
+
+  /// Makes `group` durable, atomically. Called by one thread at a time.
+  /// Throws kappa::Error if it cannot.
+  virtual void write(const Group& group) = 0;
+  /// Every row of `table` (before the job starts).
   virtual std::vector<std::pair<uint64_t, std::string>> rows(Table table) = 0;
-  /// One row, if present (outside any batch).
+  /// One row, if present (before the job starts).
   virtual std::optional<std::string> row(Table table, uint64_t id) = 0;
 
  private:
-  std::vector<uint64_t> scratch_;  // ids, deduplicated
+  std::vector<uint64_t> scratch_;  // ids, deduplicated (stage: under the coordinator's lock)
+  std::mutex mu_;
+  std::condition_variable written_;
+  Group staged_, writing_;       // the group being staged, the one being written
+  uint64_t staged_ticket_ = 0;   // the last event staged
+  uint64_t durable_ticket_ = 0;  // every event up to it is durable
+  bool writer_ = false;          // a thread is writing a group
+  std::string failed_;           // why the journal failed, for good
 };
 
 }  // namespace kappa::detail

@@ -4,19 +4,19 @@
 // Rows live in one hash per kind of row, kappa:journal:NAME:{tasks,
 // progress,futures,queues,meta}, the field being the row's id in decimal
 // (NAME defaults to "default": jobs that share a Redis need names of their
-// own). Each event's batch is one Lua script, which Redis runs atomically:
-// it checks that this coordinator still holds the journal's lock, applies
-// every HSET and HDEL of the batch, and renews the lock. A batch that fails
+// own). Each group of events (RowJournal) is one Lua script, which Redis runs
+// atomically: it checks that this coordinator still holds the journal's lock, applies
+// every HSET and HDEL of the group, and renews the lock. A group that fails
 // on the way (Redis restarting) is sent again: HSET and HDEL of the same rows
 // are idempotent.
 //
 // The lock (kappa:journal:NAME:lock) holds "HOST PID NONCE" and expires
-// unless renewed: by each batch, and every kLease / 3 by a thread of its
+// unless renewed: by each group, and every kLease / 3 by a thread of its
 // own. A second coordinator is refused while the lock is held, except when
 // the holder is a process of this host that is gone (a coordinator killed
 // with kill -9 and run again at once): the lock is then taken over. The
 // lock of a coordinator that died on another host expires after kLease.
-// Since every batch checks the lock, a coordinator that lost it (stopped
+// Since every group checks the lock, a coordinator that lost it (stopped
 // for longer than kLease while another took over) cannot write any more.
 //
 // Durability is Redis's own: an event is durable when Redis has it in
@@ -49,7 +49,7 @@ constexpr const char* kUrlForm =
 constexpr std::chrono::milliseconds kLease = 15s;
 
 // KEYS[1]: the lock; ARGV[1]: our lock value, ARGV[2]: the lease in ms, then
-// the batch: "p" HASH FIELD VALUE (HSET) or "e" HASH FIELD (HDEL).
+// the group: "p" HASH FIELD VALUE (HSET) or "e" HASH FIELD (HDEL).
 constexpr const char* kBatchScript = R"lua(
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('KAPPA_LOCK_LOST this coordinator no longer holds the journal: another one took it over, or Redis lost it (restarted without persistence?)')
@@ -135,30 +135,22 @@ class RedisJournal final : public RowJournal {
   }
 
  protected:
-  void begin_batch() override {
-    batch_.clear();
-    ends_.clear();
-  }
-
-  void put(Table table, uint64_t id, std::string_view bytes) override {
-    add("p");
-    add(hash_[int(table)]);
-    add(std::to_string(id));
-    add(bytes);
-  }
-
-  void erase(Table table, uint64_t id) override {
-    add("e");
-    add(hash_[int(table)]);
-    add(std::to_string(id));
-  }
-
-  void commit_batch() override {
+  void write(const Group& group) override {
+    ids_.clear();
+    for (const Group::Op& op : group.ops) {
+      char digits[20];
+      ids_.append(digits, std::to_chars(digits, digits + sizeof digits, op.id).ptr);
+      ids_.push_back(' ');
+    }
     args_.assign({"EVAL", kBatchScript, "1", lock_key_, lock_value_, lease_ms_});
-    size_t begin = 0;
-    for (size_t end : ends_) {
-      args_.emplace_back(batch_.data() + begin, end - begin);
-      begin = end;
+    size_t at = 0;
+    for (const Group::Op& op : group.ops) {
+      size_t end = ids_.find(' ', at);
+      args_.push_back(op.erased ? "e" : "p");
+      args_.push_back(hash_[int(op.table)]);
+      args_.emplace_back(ids_.data() + at, end - at);
+      if (!op.erased) args_.push_back(op.body(group.bytes));
+      at = end + 1;
     }
     client_.run("write", name_, [&](RedisConnection& c) { c.command(args_); });
   }
@@ -194,15 +186,6 @@ class RedisJournal final : public RowJournal {
   }
 
  private:
-  static constexpr int kTableCount = 5;
-
-  // Appends one argument of the batch (kept in one buffer: no allocation per
-  // row once the buffer has grown).
-  void add(std::string_view arg) {
-    batch_.append(arg);
-    ends_.push_back(batch_.size());
-  }
-
   uint64_t parse_id(std::string_view s) const {
     uint64_t id = 0;
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), id);
@@ -294,7 +277,7 @@ class RedisJournal final : public RowJournal {
               "record nothing more",
               url());
       } catch (const std::exception& e) {
-        spdlog::warn("{}", e.what());  // the next batch will say whether it matters
+        spdlog::warn("{}", e.what());  // the next group will say whether it matters
       }
       lock.lock();
     }
@@ -303,9 +286,10 @@ class RedisJournal final : public RowJournal {
   RedisClient client_;
   std::string name_, prefix_, lock_key_, lease_ms_, lock_value_;
   std::string hash_[kTableCount];
-  // The batch being built: its arguments, end to end, and where each ends.
-  std::string batch_;
-  std::vector<size_t> ends_;
+  // The group being written: its rows' ids in decimal, each followed by a
+  // space (one buffer: no allocation per row once it has grown), and the
+  // script's arguments.
+  std::string ids_;
   std::vector<std::string_view> args_;
   std::mutex mu_;
   std::condition_variable cv_;

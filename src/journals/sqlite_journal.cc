@@ -4,11 +4,12 @@
 // One table per kind of row (tasks, progress, futures, queues, meta), each
 // (id INTEGER PRIMARY KEY, body BLOB), in WAL mode with synchronous=NORMAL.
 //
-// Each event's batch of row writes is appended to the log (EventLog: one
-// write()) rather than committed as a SQLite transaction, which costs
-// several times more (~25 us against ~3 us, measured; DESIGN.md section 9
-// wants the journal's cost small beside a call's round trip, and every call
-// is an event). The rows the log holds are folded into the tables in one
+// Each group of row writes (RowJournal: one event's, or several events'
+// staged while the previous group was written) is appended to the log
+// (EventLog: one write(), the group's bytes as they are) rather than
+// committed as a SQLite transaction, which costs several times more (~25 us
+// against ~3 us, measured; every call of a task is an event, and a call's
+// round trip is ~20 us). The rows the log holds are folded into the tables in one
 // transaction once the log passes kFoldBytes, when the journal is opened
 // (after a kill -9), and when it is closed; then the log is emptied. Folding
 // again rows already folded (a coordinator killed between the commit and the
@@ -99,35 +100,14 @@ class SqliteJournal final : public RowJournal {
   std::string url() const override { return "sqlite://" + path_; }
 
  protected:
-  void begin_batch() override {
-    batch_.clear();
-    ops_.clear();
-  }
-
-  void put(Table table, uint64_t id, std::string_view bytes) override {
-    ops_.push_back({table, id, batch_.size() + kOpHeaderBytes + 4, bytes.size()});
-    append_op(table, id, true);
-    uint32_t n = uint32_t(bytes.size());  // rows are far below 4 GiB (EventLog checks the batch)
-    batch_.append(reinterpret_cast<const char*>(&n), 4);
-    batch_.append(bytes);
-  }
-
-  void erase(Table table, uint64_t id) override {
-    ops_.push_back({table, id, 0, kErased});
-    append_op(table, id, false);
-  }
-
-  void commit_batch() override {
-    log_->append(batch_);
-    for (const Op& op : ops_)
-      pending_[int(op.table)][op.id] =
-          op.size == kErased ? std::nullopt
-                             : std::optional<std::string>(batch_.substr(op.offset, op.size));
+  void write(const Group& group) override {
+    log_->append(group.bytes);
+    take(group);
     if (log_->bytes() < next_fold_) return;
     try {
       fold();
     } catch (const std::exception& e) {
-      // The event is durable in the log; the fold is tried again later.
+      // The events are durable in the log; the fold is tried again later.
       spdlog::warn("{}", e.what());
     }
     next_fold_ = log_->bytes() + kFoldBytes;
@@ -159,51 +139,14 @@ class SqliteJournal final : public RowJournal {
   }
 
  private:
-  static constexpr int kTableCount = 5;
   // The log is folded into the tables once it holds this much: bounds the
   // memory of pending_ and the work of a restart's replay (~10 ms).
   static constexpr uint64_t kFoldBytes = 16 << 20;
-  // A batch in the log: per row, its table and whether it is written (one
-  // byte), its id (8), and, if written, its length (4) and bytes.
-  static constexpr size_t kOpHeaderBytes = 9;
-  static constexpr size_t kErased = SIZE_MAX;
-  struct Op {
-    Table table;
-    uint64_t id;
-    size_t offset, size;  // of the row's bytes in batch_; kErased for an erase
-  };
-
-  void append_op(Table table, uint64_t id, bool written) {
-    char head[kOpHeaderBytes];
-    head[0] = char(int(table) << 1 | int(written));
-    std::memcpy(head + 1, &id, 8);
-    batch_.append(head, sizeof head);
-  }
-
-  // Reads one batch of the log into pending_.
-  void replay_batch(std::string_view b) {
-    auto corrupt = [&] {
-      return Error("the journal's log " + log_->path() + " is corrupt: a batch does not parse");
-    };
-    while (!b.empty()) {
-      if (b.size() < kOpHeaderBytes) throw corrupt();
-      int table = uint8_t(b[0]) >> 1;
-      bool written = b[0] & 1;
-      uint64_t id;
-      std::memcpy(&id, b.data() + 1, 8);
-      b.remove_prefix(kOpHeaderBytes);
-      if (table >= kTableCount) throw corrupt();
-      if (!written) {
-        pending_[table][id] = std::nullopt;
-        continue;
-      }
-      uint32_t n;
-      if (b.size() < 4) throw corrupt();
-      std::memcpy(&n, b.data(), 4);
-      if (b.size() - 4 < n) throw corrupt();
-      pending_[table][id] = std::string(b.substr(4, n));
-      b.remove_prefix(4 + n);
-    }
+  // The rows of a group written to the log, for the next fold.
+  void take(const Group& group) {
+    for (const Group::Op& op : group.ops)
+      pending_[int(op.table)][op.id] =
+          op.erased ? std::nullopt : std::optional<std::string>(op.body(group.bytes));
   }
 
   bool has_tables() {
@@ -217,7 +160,16 @@ class SqliteJournal final : public RowJournal {
   // of a coordinator that was killed) into pending_, for the first fold.
   void open_log(bool fresh_tables) {
     log_.emplace(path_ + "-log");
-    log_->replay([&](std::string_view b) { replay_batch(b); });
+    log_->replay([&](std::string_view record) {
+      Group group;
+      group.bytes = record;
+      try {
+        group.parse();
+      } catch (const Error& e) {
+        throw Error("the journal's log " + log_->path() + " is corrupt: " + e.what());
+      }
+      take(group);
+    });
     if (fresh_tables && log_->bytes() > 0)
       throw Error("the journal's log " + log_->path() + " holds events of a journal " + path_ +
                   " that no longer exists: remove the log to start a new job there");
@@ -298,8 +250,6 @@ class SqliteJournal final : public RowJournal {
   sqlite3* db_ = nullptr;
   std::array<sqlite3_stmt*, kTableCount> put_{}, erase_{}, one_{};
   std::optional<EventLog> log_;
-  std::string batch_;  // the event being recorded, as it goes to the log
-  std::vector<Op> ops_;
   uint64_t next_fold_ = kFoldBytes;  // the log's size at which to fold
   // Rows in the log, not yet in the tables; nullopt: erased.
   std::array<std::unordered_map<uint64_t, std::optional<std::string>>, kTableCount> pending_;
