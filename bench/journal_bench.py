@@ -5,7 +5,10 @@
    trip (jobs of build/bench/kappa_bench_app) with no journal, the SQLite
    journal (a file on the disk, not tmpfs) and the Redis journal (a
    redis-server on loopback with its append-only file, fsynced every second),
-   in alternating rounds; medians.
+   in alternating rounds; medians. Beside them, from the same rounds: Redis's
+   loopback round trip (redis-benchmark PING) and the Redis journal's writes
+   per operation (EVAL calls, INFO commandstats), whose product is the least
+   a synchronous write per event can add.
 2. Restart: a job of N tasks (restart_probe: each creates a marker file as it
    starts, then computes for a while) is SIGKILLed once all its tasks are in
    its journal; the time from starting `run` again to the first task running
@@ -58,13 +61,32 @@ class Redis:
         self.proc.wait(timeout=10)
 
 
+def redis_cli(port, *args):
+    return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def redis_scripts(port):
+    """EVAL calls Redis has run so far (INFO commandstats)."""
+    m = re.search(r"cmdstat_eval:calls=(\d+)", redis_cli(port, "info", "commandstats"))
+    return int(m.group(1)) if m else 0
+
+
+def redis_ping_ms(port):
+    """One loopback round trip to Redis: redis-benchmark's PING p50, one client."""
+    out = subprocess.run(["redis-benchmark", "-p", str(port), "-c", "1", "-n", "5000", "-t",
+                          "ping_mbulk", "--csv"], capture_output=True, text=True, check=True)
+    row = out.stdout.strip().splitlines()[-1].replace('"', "").split(",")
+    return float(row[4])
+
+
 def job(event, *extra):
     out = subprocess.run([APP, "run", "--event", json.dumps(event), *extra],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def overhead(reps, journals):
+def overhead(reps, journals, redis):
     workloads = [
         ("sequential spawn+wait", {"bench": "seq_spawn_wait", "n": 200}, "median_ms", "ms", True),
         ("spawn throughput", {"bench": "spawn_throughput", "n": 2000}, "tasks_per_s", "tasks/s",
@@ -72,10 +94,16 @@ def overhead(reps, journals):
         ("queue round trip, empty", {"bench": "queue_rtt", "n": 200}, "median_ms", "ms", True),
     ]
     samples = {(w[0], j): [] for w in workloads for j in journals}
+    scripts = {w[0]: [] for w in workloads}  # Redis journal writes per operation
+    pings = []
     for rep in range(reps):
+        pings.append(redis_ping_ms(redis.port))
         for name, event, key, _, _ in workloads:
             for j, state in journals.items():
+                before = redis_scripts(redis.port)
                 samples[(name, j)].append(job(event, *state(f"{rep}-{event['bench']}"))[key])
+                if j == "redis":
+                    scripts[name].append((redis_scripts(redis.port) - before) / event["n"])
     names = list(journals)
     print(f"Journal overhead (median of {reps} jobs each, alternating)\n")
     print("| workload | " + " | ".join(names) + " | " +
@@ -87,6 +115,16 @@ def overhead(reps, journals):
         print(f"| {name} | " + " | ".join(f"{med[j]:.3g} {unit}" for j in names) + " | " +
               " | ".join(f"{r:.2f}x" for r in ratios) + " |")
     print("\n(ratios: time per operation against no journal; 1.00x is no overhead)\n")
+    ping = statistics.median(pings)
+    print(f"Redis, in the same rounds: one loopback round trip (redis-benchmark PING, 1 client, "
+          f"p50) {ping:.3f} ms; the Redis journal's writes (one script per group) per operation, "
+          f"with the floor they put under its added time:\n")
+    print("| workload | writes per operation | writes × round trip |")
+    print("|---|---|---|")
+    for name, _, _, unit, _ in workloads:
+        per = statistics.median(scripts[name])
+        print(f"| {name} | {per:.2f} | {per * ping:.3f} ms |")
+    print()
 
 
 def wait_for(path, timeout):
@@ -151,7 +189,7 @@ def main():
             "redis": lambda name: ["--state",
                                    f"redis://127.0.0.1:{redis.port}?name={name.replace('_', '-')}"],
         }
-        overhead(a.reps, journals)
+        overhead(a.reps, journals, redis)
         restart(max(1, a.reps // 2), a.tasks, {k: v for k, v in journals.items() if k != "none"},
                 scratch)
     finally:
