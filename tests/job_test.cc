@@ -14,12 +14,15 @@
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include <fstream>
 #include <random>
 #include <regex>
 
 #include "kappa.grpc.pb.h"
+#include "rpc/tls.h"
 #include "support/server_process.h"
 #include "support/subprocess.h"
 
@@ -208,8 +211,14 @@ TEST(Unauthenticated, AHugeGrpcMessageWithABadTokenIsNeverRead) {
       20s);
   ASSERT_FALSE(m.empty()) << err;
   size_t before_kb = peak_rss_kb(coord);
+  // A stranger that speaks TLS (accepting any certificate) but has no token.
+  grpc::experimental::TlsChannelCredentialsOptions any_certificate;
+  any_certificate.set_verify_server_certs(false);
+  any_certificate.set_check_call_host(false);
+  any_certificate.set_certificate_verifier(
+      std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
   auto stub = kappa::rpc::Coordinator::NewStub(
-      grpc::CreateChannel(m[1].str(), grpc::InsecureChannelCredentials()));
+      grpc::CreateChannel(m[1].str(), grpc::experimental::TlsCredentials(any_certificate)));
   grpc::ClientContext ctx;
   ctx.AddMetadata("kappa-token", "not the token");
   ctx.AddMetadata("kappa-worker", "1");
@@ -230,6 +239,31 @@ TEST(Unauthenticated, AHugeGrpcMessageWithABadTokenIsNeverRead) {
       "[ figure ] coordinator peak RSS %zu kB before, %zu kB after a refused 256 MiB "
       "message\n",
       before_kb, after_kb);
+}
+
+// The user's own certificate, key and authority (here a self-signed
+// certificate for 127.0.0.1 that is its own authority): workers check the
+// chain and the name, and the job runs; options that cannot work are
+// refused before anything starts.
+TEST(Tls, AJobRunsWithTheUsersOwnCertificates) {
+  TempDir dir;
+  kappa::detail::TlsIdentity id = kappa::detail::make_self_signed({"127.0.0.1"});
+  write_file(dir / "cert.pem", id.cert_pem);
+  write_file(dir / "key.pem", id.key_pem);
+  ProcessResult r = run_process({SEMANTICS_APP, "run", "--listen", "127.0.0.1:0", "--tls-cert",
+                                 dir / "cert.pem", "--tls-key", dir / "key.pem", "--tls-ca",
+                                 dir / "cert.pem", "--event", R"({"program":"fib","n":10})"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), 55);
+  EXPECT_NE(r.err.find("over TLS (certificate SHA-256 " +
+                       kappa::detail::certificate_fingerprint(id.cert_pem) + ")"),
+            std::string::npos)
+      << r.err;
+
+  ProcessResult half = run_process({SEMANTICS_APP, "run", "--listen", "127.0.0.1:0", "--tls-cert",
+                                    dir / "cert.pem", "--event", "{}"});
+  EXPECT_EQ(half.exit_code, 1);
+  EXPECT_NE(half.err.find("--tls-cert and --tls-key go together"), std::string::npos) << half.err;
 }
 
 // ---------------------------------------------------------------- a durable coordinator

@@ -16,10 +16,13 @@
 #include "kappa/serialize.h"
 #include "rpc/client.h"
 #include "rpc/server.h"
+#include "rpc/tls.h"
 #include "util/hex.h"
 
 namespace kappa::detail {
 namespace {
+
+using namespace std::chrono_literals;
 
 class Transport : public ::testing::TestWithParam<std::string> {
  protected:
@@ -35,13 +38,25 @@ class Transport : public ::testing::TestWithParam<std::string> {
     so.listen = listen();
     so.token = "secret";
     so.report_closed_sessions = report_closed_sessions;
+    if (GetParam() == "grpc_tls") so.tls = identity();
     return so;
+  }
+  // The job's self-signed certificate (grpc_tls), made once per test.
+  const TlsIdentity& identity() const {
+    if (!identity_) identity_ = make_self_signed({"127.0.0.1"});
+    return *identity_;
+  }
+  ClientOptions client_options() const {
+    ClientOptions o;
+    if (GetParam() == "grpc_tls") o.tls.pin = certificate_fingerprint(identity().cert_pem);
+    return o;
   }
   // A fresh address of the transport under test.
   std::string listen() const {
-    return GetParam() == "grpc" ? "127.0.0.1:0" : "unix:@kappa-transport-test-" + random_hex(6);
+    return GetParam() == "socket" ? "unix:@kappa-transport-test-" + random_hex(6) : "127.0.0.1:0";
   }
   Coordinator coordinator;
+  mutable std::optional<TlsIdentity> identity_;
 };
 
 TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
@@ -52,7 +67,7 @@ TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
   root.args.push_back({0, encode(std::string("event"))});
   coordinator.spawn_root(root);
   CoordinatorServer server(&coordinator, server_options());
-  CoordinatorClient client(server.address(), "secret", 7);
+  CoordinatorClient client(server.address(), "secret", 7, client_options());
 
   Assignment a = client.next();
   ASSERT_EQ(a.kind, Assignment::Kind::kStart);
@@ -98,8 +113,8 @@ TEST_P(Transport, AParkedTaskIsRelaunchedWithALargeResult) {
   root.fn = 0x1000;
   coordinator.spawn_root(root);
   CoordinatorServer server(&coordinator, server_options());
-  CoordinatorClient producer(server.address(), "secret", 7);
-  CoordinatorClient consumer(server.address(), "secret", 8);
+  CoordinatorClient producer(server.address(), "secret", 7, client_options());
+  CoordinatorClient consumer(server.address(), "secret", 8, client_options());
   ASSERT_EQ(producer.next().task_id, 1u);
   uint64_t q = decode<uint64_t>(
       producer
@@ -136,7 +151,7 @@ TEST_P(Transport, RefusesASessionWithoutTheToken) {
   coordinator.spawn_root(SpawnSpec{});
   CoordinatorServer server(&coordinator, server_options());
   try {
-    CoordinatorClient client(server.address(), "guess", 7);
+    CoordinatorClient client(server.address(), "guess", 7, client_options());
     client.next();
     FAIL() << "a session with the wrong token was served";
   } catch (const Error& e) {
@@ -150,7 +165,7 @@ TEST_P(Transport, AClosedSessionCountsAsTheWorkersDeath) {
   coordinator.spawn_root(SpawnSpec{});
   CoordinatorServer server(&coordinator, server_options(/*report_closed_sessions=*/true));
   {
-    CoordinatorClient client(server.address(), "secret", 7);
+    CoordinatorClient client(server.address(), "secret", 7, client_options());
     ASSERT_EQ(client.next().kind, Assignment::Kind::kStart);
   }  // the worker goes away holding the task
   for (int i = 0; i < 200 && coordinator.stats().total_deaths() == 0; ++i)
@@ -233,7 +248,60 @@ TEST(SocketTransport, NamesAnUnreachableCoordinator) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Both, Transport, ::testing::Values("socket", "grpc"),
+// Over TLS, a worker talks only to the job's coordinator: one without TLS, or
+// expecting another certificate, is refused before any message, and the
+// coordinator hands nothing out to it. With the user's own certificate, a
+// worker checks the chain against the given authority.
+TEST(GrpcTls, APlaintextOrWrongCertificateClientIsRefused) {
+  Coordinator coordinator(JobStateOptions{}, nullptr);
+  coordinator.spawn_root(SpawnSpec{});
+  TlsIdentity job = make_self_signed({"127.0.0.1"});
+  TlsIdentity other = make_self_signed({"127.0.0.1"});
+  ASSERT_NE(certificate_fingerprint(job.cert_pem), certificate_fingerprint(other.cert_pem));
+  CoordinatorServer server(&coordinator,
+                           ServerOptions{.listen = "127.0.0.1:0", .token = "secret", .tls = job});
+  auto refused = [&](TlsTrust trust) {
+    try {
+      CoordinatorClient client(server.address(), "secret", 7,
+                               ClientOptions{.tls = trust, .connect_timeout = 2s});
+      client.next();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("served");
+  };
+  EXPECT_NE(refused({}).find("plaintext: is the coordinator serving TLS?"), std::string::npos);
+  EXPECT_NE(refused({.pin = certificate_fingerprint(other.cert_pem)})
+                .find("over TLS: is this the job's coordinator?"),
+            std::string::npos);
+  EXPECT_NE(refused({.ca_pem = other.cert_pem}).find("cannot reach"), std::string::npos);
+  EXPECT_EQ(coordinator.stats().running, 0u);  // nothing was handed out
+
+  CoordinatorClient pinned(server.address(), "secret", 7,
+                           ClientOptions{.tls = {.pin = certificate_fingerprint(job.cert_pem)}});
+  EXPECT_EQ(pinned.next().kind, Assignment::Kind::kStart);
+  // The certificate as an authority: its name (127.0.0.1) must match too.
+  CoordinatorClient by_ca(server.address(), "secret", 8,
+                          ClientOptions{.tls = {.ca_pem = job.cert_pem}});
+  EXPECT_EQ(by_ca.next().kind, Assignment::Kind::kIdle);
+  coordinator.shutdown();
+}
+
+TEST(GrpcTls, AFingerprintIsOfTheCertificateAlone) {
+  TlsIdentity id = make_self_signed({"10.1.2.3", "coordinator.example"});  // IP and DNS names
+  std::string fp = certificate_fingerprint(id.cert_pem);
+  EXPECT_EQ(fp.size(), 64u);
+  EXPECT_EQ(fp, certificate_fingerprint(id.cert_pem + "trailing text"));
+  EXPECT_NE(id.key_pem.find("PRIVATE KEY"), std::string::npos);
+  try {
+    certificate_fingerprint("not a certificate");
+    FAIL() << "a fingerprint of nothing";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a PEM certificate"), std::string::npos);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Transport, ::testing::Values("socket", "grpc", "grpc_tls"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

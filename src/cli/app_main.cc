@@ -221,6 +221,17 @@ int app_main(int argc, char** argv, Handler handler) {
                     "its task restarted (0: never)")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--tls-cert", job.tls_cert,
+                    "With --listen host:port: the certificate (chain, PEM) the coordinator "
+                    "presents to workers (default: a self-signed one made for the job, which "
+                    "workers pin by its fingerprint)")
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--tls-key", job.tls_key, "The private key (PEM) of --tls-cert")
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--tls-ca", job.tls_ca,
+                    "The authority (PEM) workers check --tls-cert against, with the host name "
+                    "they dial (default: they pin --tls-cert itself)")
+        ->check(CLI::ExistingFile);
     add_interval(cmd, job.checkpoint_interval);
     add_compression(cmd);
   };
@@ -245,7 +256,9 @@ int app_main(int argc, char** argv, Handler handler) {
   CLI::App* wcmd = app.add_subcommand("worker",
                                       "Serve a coordinator as a worker (started by "
                                       "backends; the job token comes from "
-                                      "KAPPA_JOB_TOKEN)");
+                                      "KAPPA_JOB_TOKEN, and over gRPC the coordinator's "
+                                      "certificate's SHA-256 from KAPPA_TLS_PIN or its "
+                                      "authority from KAPPA_TLS_CA)");
   wcmd->add_option("--coordinator", worker.coordinator,
                    "The coordinator's address: host:port (gRPC), unix:PATH or unix:@NAME")
       ->required();
@@ -286,6 +299,8 @@ int app_main(int argc, char** argv, Handler handler) {
       const char* token = std::getenv("KAPPA_JOB_TOKEN");
       if (!token || !*token) throw Error("KAPPA_JOB_TOKEN is not set");
       worker.token = token;
+      if (const char* pin = std::getenv("KAPPA_TLS_PIN")) worker.tls_pin = pin;
+      if (const char* ca = std::getenv("KAPPA_TLS_CA")) worker.tls_ca = ca;
       return detail::run_worker(worker);
     }
     if (*run || *coord) {

@@ -5,12 +5,15 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 
 #include "backends/backend.h"
 #include "coordinator/coordinator.h"
 #include "journals/journal_factory.h"
 #include "kappa/spawn.h"
 #include "rpc/server.h"
+#include "rpc/tls.h"
 #include "runtime/layout.h"
 #include "stores/checkpoint_store.h"
 #include "util/hex.h"
@@ -95,6 +98,41 @@ JobResult finished_result(const JobOutcome& outcome) {
   return r;
 }
 
+// A PEM file named by an option, whole.
+std::string read_text_file(const std::string& path, const char* option) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) throw Error(std::string("cannot read ") + option + " " + path);
+  if (text.empty()) throw Error(std::string(option) + " " + path + " is missing or empty");
+  return text;
+}
+
+// TLS for workers reached over gRPC (rpc/tls.h): the user's certificate, or
+// a self-signed one made now. How workers check it (a pin, or the user's
+// authority) goes to them through the environment, as the token does.
+std::optional<TlsIdentity> serve_tls(const JobOptions& o, const std::string& listen) {
+  unsetenv("KAPPA_TLS_PIN");
+  unsetenv("KAPPA_TLS_CA");
+  if (listen.rfind("unix:", 0) == 0) {  // never leaves the machine
+    if (!o.tls_cert.empty()) spdlog::warn("--tls-cert is ignored: workers use a Unix socket");
+    return std::nullopt;
+  }
+  TlsIdentity id;
+  if (o.tls_cert.empty() != o.tls_key.empty()) throw Error("--tls-cert and --tls-key go together");
+  if (o.tls_cert.empty()) {
+    if (!o.tls_ca.empty()) throw Error("--tls-ca needs --tls-cert and --tls-key");
+    id = make_self_signed({listen.substr(0, listen.rfind(':')), "localhost"});
+  } else {
+    id.cert_pem = read_text_file(o.tls_cert, "--tls-cert");
+    id.key_pem = read_text_file(o.tls_key, "--tls-key");
+  }
+  if (o.tls_ca.empty())
+    setenv("KAPPA_TLS_PIN", certificate_fingerprint(id.cert_pem).c_str(), 1);
+  else
+    setenv("KAPPA_TLS_CA", read_text_file(o.tls_ca, "--tls-ca").c_str(), 1);
+  return id;
+}
+
 }  // namespace
 
 std::string describe_deaths(const JobStats& s) {
@@ -172,6 +210,8 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   const char* given = std::getenv("KAPPA_JOB_TOKEN");
   std::string token = given && *given ? given : random_hex(16);
   setenv("KAPPA_JOB_TOKEN", token.c_str(), 1);
+  const std::string listen = o.listen.empty() ? "unix:@kappa-job-" + job : o.listen;
+  std::optional<TlsIdentity> tls = serve_tls(o, listen);  // sets the environment too
 
   JobStateOptions jo;
   jo.max_workers = o.workers;
@@ -194,10 +234,15 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   Coordinator coordinator(jo, store.get(), Clock::steady(), journal.get());
   coordinator.set_data_store(data.get());
   ServerOptions so;
-  so.listen = o.listen.empty() ? "unix:@kappa-job-" + job : o.listen;
+  so.listen = listen;
   so.token = token;
+  so.tls = tls;
   CoordinatorServer server(&coordinator, so);
-  if (!o.listen.empty()) spdlog::info("serving workers on {}", server.address());
+  if (!o.listen.empty())
+    spdlog::info(
+        "serving workers on {}{}", server.address(),
+        so.tls ? " over TLS (certificate SHA-256 " + certificate_fingerprint(so.tls->cert_pem) + ")"
+               : "");
   bc.worker_args = {"--coordinator",
                     server.address(),
                     "--store",

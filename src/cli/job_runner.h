@@ -27,6 +27,10 @@ struct JobOptions {
   // Where workers reach the coordinator; empty: a Unix socket of the job's
   // own (the local backend's workers), "host:port": gRPC.
   std::string listen;
+  // TLS over gRPC (rpc/tls.h): the user's own certificate chain and key
+  // (PEM files), and the authority workers check it against (default: they
+  // pin the certificate). Empty: a self-signed certificate of the job's own.
+  std::string tls_cert, tls_key, tls_ca;
   double checkpoint_interval = 1;
   Codec codec = Codec::kZstd;
   unsigned grace_ms = 50;

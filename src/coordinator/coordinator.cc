@@ -48,11 +48,11 @@ void Coordinator::settle(std::unique_lock<std::mutex>& lock) {
   out.swap(spare);
   carry_out_now(fx_);
   uint64_t ticket = 0;
-  if (journal_ && journal_error_.empty()) try {
-      ticket = journal_->stage(state_, fx_.changes);
-    } catch (const std::exception& e) {
-      journal_failed(e.what());
-    }
+  try {
+    if (journal_ && journal_error_.empty()) ticket = journal_->stage(state_, fx_.changes);
+  } catch (const std::exception& e) {
+    journal_failed(e.what());
+  }
   if (ticket > durable_) {
     // What is not durable must not be told: the effects wait, in event
     // order, for the journal (with the lock released, so that other events

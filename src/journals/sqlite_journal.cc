@@ -89,11 +89,11 @@ class SqliteJournal final : public RowJournal {
     }
   }
   ~SqliteJournal() override {
-    if (log_) try {
-        fold();
-      } catch (const std::exception& e) {
-        spdlog::warn("{} (its events stay in the log, for the next start)", e.what());
-      }
+    try {
+      if (log_) fold();
+    } catch (const std::exception& e) {
+      spdlog::warn("{} (its events stay in the log, for the next start)", e.what());
+    }
     close();
   }
 

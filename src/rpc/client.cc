@@ -10,10 +10,10 @@ struct CoordinatorClient::Messages {
 };
 
 CoordinatorClient::CoordinatorClient(const std::string& address, std::string token,
-                                     uint64_t worker_id)
-    : worker_id_(worker_id), m_(std::make_unique<Messages>()) {
+                                     uint64_t worker_id, const ClientOptions& options)
+    : m_(std::make_unique<Messages>()) {
   channel_ = is_socket_address(address) ? connect_socket(address)
-                                        : connect_grpc(address, token, worker_id);
+                                        : connect_grpc(address, token, worker_id, options);
   rpc::WorkerMessage hello;
   hello.set_token(std::move(token));
   hello.set_worker_id(worker_id);

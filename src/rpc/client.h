@@ -5,21 +5,32 @@
 // loop), heartbeat() and crash_report() from one other (its liveness thread).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "protocol/messages.h"
+#include "rpc/tls.h"
 
 namespace kappa::detail {
 
 class Channel;
 
+struct ClientOptions {
+  /// gRPC: how to check the coordinator (rpc/tls.h); none: plaintext.
+  TlsTrust tls;
+  /// gRPC: how long to keep trying to connect.
+  std::chrono::milliseconds connect_timeout{30000};
+};
+
 class CoordinatorClient {
  public:
   /// Connects and authenticates. Throws kappa::Error when the coordinator
-  /// cannot be reached (after retrying for a while).
-  CoordinatorClient(const std::string& address, std::string token, uint64_t worker_id);
+  /// cannot be reached (after retrying for options.connect_timeout), or is
+  /// not the one trusted.
+  CoordinatorClient(const std::string& address, std::string token, uint64_t worker_id,
+                    const ClientOptions& options = {});
   ~CoordinatorClient();
 
   // Requests: each returns the coordinator's answer. They throw kappa::Error
@@ -35,7 +46,6 @@ class CoordinatorClient {
 
  private:
   std::unique_ptr<Channel> channel_;
-  uint64_t worker_id_;
   struct Messages;
   std::unique_ptr<Messages> m_;  // the request thread's, reused
 };

@@ -6,12 +6,21 @@
 // are written by whichever thread produces them (a stream allows one reader
 // and one writer at a time), while the handler's thread reads.
 //
+// With TLS (rpc/tls.h) the server presents the job's certificate; a worker
+// given a pin accepts only that certificate (its own verifier compares the
+// fingerprint, and the host name is not checked: the pin says more), one
+// given an authority checks the chain and the host name as usual. A
+// plaintext client of a TLS server fails in the handshake, before any
+// message.
+//
 // Workers keep the connection alive with HTTP/2 pings: one whose coordinator
 // stops answering gives up within about ten seconds instead of waiting
 // forever, and one that cannot reach it at all gives up after
-// kConnectTimeout.
+// ClientOptions::connect_timeout.
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/resource_quota.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include <chrono>
 #include <climits>
@@ -28,7 +37,6 @@ namespace {
 
 using Stream = grpc::ServerReaderWriter<rpc::CoordinatorMessage, rpc::WorkerMessage>;
 
-constexpr auto kConnectTimeout = std::chrono::seconds(30);
 constexpr int kKeepaliveMs = 2000;         // a ping after this much silence
 constexpr int kKeepaliveTimeoutMs = 8000;  // no answer to it: the connection is dead
 
@@ -94,12 +102,60 @@ class Service final : public rpc::Coordinator::Service {
   ServerConfig config_;
 };
 
+std::shared_ptr<grpc::ServerCredentials> credentials(const ServerConfig& config) {
+  if (!config.tls) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options;
+  options.pem_key_cert_pairs.push_back({config.tls->key_pem, config.tls->cert_pem});
+  return grpc::SslServerCredentials(options);
+}
+
+// Accepts the coordinator's certificate only if it is the pinned one.
+class PinVerifier final : public grpc::experimental::ExternalCertificateVerifier {
+ public:
+  explicit PinVerifier(std::string pin) : pin_(std::move(pin)) {}
+  bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
+              std::function<void(grpc::Status)>, grpc::Status* sync_status) override {
+    std::string fingerprint;
+    try {
+      fingerprint = certificate_fingerprint(
+          std::string(request->peer_cert().data(), request->peer_cert().size()));
+    } catch (const std::exception&) {
+    }
+    *sync_status = fingerprint == pin_
+                       ? grpc::Status::OK
+                       : grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                      "the coordinator's certificate is not the job's (its "
+                                      "fingerprint is " +
+                                          (fingerprint.empty() ? "unreadable" : fingerprint) + ")");
+    return true;  // decided synchronously
+  }
+  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest*) override {}
+
+ private:
+  std::string pin_;
+};
+
+std::shared_ptr<grpc::ChannelCredentials> credentials(const TlsTrust& trust) {
+  if (!trust.enabled()) return grpc::InsecureChannelCredentials();
+  if (trust.pin.empty()) {
+    grpc::SslCredentialsOptions options;
+    options.pem_root_certs = trust.ca_pem;
+    return grpc::SslCredentials(options);
+  }
+  grpc::experimental::TlsChannelCredentialsOptions options;
+  options.set_verify_server_certs(false);  // the pin replaces the chain
+  options.set_check_call_host(false);
+  options.set_certificate_verifier(
+      grpc::experimental::ExternalCertificateVerifier::Create<PinVerifier>(trust.pin));
+  return grpc::experimental::TlsCredentials(options);
+}
+
 class GrpcListener final : public Listener {
  public:
   GrpcListener(const std::string& listen, const ServerConfig& config) : service_(config) {
     grpc::ServerBuilder builder;
     int port = 0;
-    builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+    builder.AddListeningPort(listen, credentials(config), &port);
     builder.RegisterService(&service_);
     // Messages are read only once their session's token has been checked;
     // then up to protobuf's own limit (large values, queue items).
@@ -133,7 +189,8 @@ class GrpcListener final : public Listener {
 
 class GrpcChannel final : public Channel {
  public:
-  GrpcChannel(const std::string& address, const std::string& token, uint64_t worker)
+  GrpcChannel(const std::string& address, const std::string& token, uint64_t worker,
+              const ClientOptions& options)
       : address_(address) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(INT_MAX);
@@ -142,10 +199,13 @@ class GrpcChannel final : public Channel {
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-    channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-    if (!channel_->WaitForConnected(std::chrono::system_clock::now() + kConnectTimeout))
+    channel_ = grpc::CreateCustomChannel(address, credentials(options.tls), args);
+    if (!channel_->WaitForConnected(std::chrono::system_clock::now() + options.connect_timeout))
       throw Error("cannot reach the coordinator at " + address + " within " +
-                  std::to_string(kConnectTimeout.count()) + " s");
+                  std::to_string(options.connect_timeout.count() / 1000.0).substr(0, 4) + " s (" +
+                  (options.tls.enabled() ? "over TLS: is this the job's coordinator?"
+                                         : "plaintext: is the coordinator serving TLS?") +
+                  ")");
     stub_ = rpc::Coordinator::NewStub(channel_);
     ctx_.AddMetadata(kTokenMetadata, token);
     ctx_.AddMetadata(kWorkerMetadata, std::to_string(worker));
@@ -203,8 +263,8 @@ std::unique_ptr<Listener> listen_grpc(const std::string& address, const ServerCo
 }
 
 std::unique_ptr<Channel> connect_grpc(const std::string& address, const std::string& token,
-                                      uint64_t worker) {
-  return std::make_unique<GrpcChannel>(address, token, worker);
+                                      uint64_t worker, const ClientOptions& options) {
+  return std::make_unique<GrpcChannel>(address, token, worker, options);
 }
 
 }  // namespace kappa::detail

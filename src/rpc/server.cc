@@ -12,6 +12,7 @@ CoordinatorServer::CoordinatorServer(WorkerService* service, const ServerOptions
   config.max_sessions = options.max_sessions;
   config.max_unauthenticated = options.max_unauthenticated;
   config.auth_timeout = options.auth_timeout;
+  config.tls = options.tls;
   listener_ = is_socket_address(options.listen) ? listen_socket(options.listen, config)
                                                 : listen_grpc(options.listen, config);
 }

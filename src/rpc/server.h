@@ -5,9 +5,11 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "protocol/worker_service.h"
+#include "rpc/tls.h"
 
 namespace kappa::detail {
 
@@ -25,6 +27,9 @@ struct ServerOptions {
   // which travels as metadata, before reading anything).
   size_t max_unauthenticated = 64;
   std::chrono::milliseconds auth_timeout{5000};
+  /// gRPC: TLS with this certificate (see rpc/tls.h); unset: plaintext.
+  /// Ignored by the Unix-socket transport, which never leaves the machine.
+  std::optional<TlsIdentity> tls;
 };
 
 class CoordinatorServer {

@@ -9,11 +9,14 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "kappa.pb.h"
 #include "protocol/worker_service.h"
+#include "rpc/client.h"
+#include "rpc/tls.h"
 
 namespace kappa::detail {
 
@@ -34,6 +37,8 @@ struct ServerConfig {
   /// token, and their first frame may announce at most 64 KiB).
   size_t max_unauthenticated = 64;
   std::chrono::milliseconds auth_timeout{5000};
+  /// gRPC: serve over TLS with this certificate (else plaintext).
+  std::optional<TlsIdentity> tls;
 };
 
 /// The coordinator's side of one worker's session. Answers go out through
@@ -109,7 +114,7 @@ inline constexpr const char* kWorkerMetadata = "kappa-worker";
 
 std::unique_ptr<Listener> listen_grpc(const std::string& address, const ServerConfig& config);
 std::unique_ptr<Channel> connect_grpc(const std::string& address, const std::string& token,
-                                      uint64_t worker);
+                                      uint64_t worker, const ClientOptions& options);
 std::unique_ptr<Listener> listen_socket(const std::string& address, const ServerConfig& config);
 std::unique_ptr<Channel> connect_socket(const std::string& address);
 

@@ -186,7 +186,8 @@ class Worker {
  public:
   explicit Worker(const WorkerOptions& o)
       : options_(o),
-        client_(o.coordinator, o.token, o.worker_id),
+        client_(o.coordinator, o.token, o.worker_id,
+                ClientOptions{.tls = {.pin = o.tls_pin, .ca_pem = o.tls_ca}}),
         liveness_(client_, kHeartbeatInterval),
         store_(scope_store(open_store(o.store_url), o.job)),
         data_(open_store(o.data_url, {.shared = true})),

@@ -19,6 +19,9 @@ namespace kappa::detail {
 struct WorkerOptions {
   std::string coordinator;  // its address (host:port, unix:PATH, unix:@NAME)
   std::string token;        // the job's token
+  // Over gRPC, how to check the coordinator (rpc/tls.h): the SHA-256 of its
+  // certificate, or its authority (PEM). Neither: plaintext.
+  std::string tls_pin, tls_ca;
   uint64_t worker_id = 0;
   std::string store_url;
   std::string job;  // the job's id: its images live under this scope of the store
