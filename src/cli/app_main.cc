@@ -256,6 +256,23 @@ int app_main(int argc, char** argv, Handler handler) {
       ->capture_default_str();
   wcmd->add_option("--watch-parent", worker.watch_parent,
                    "Exit when this process (the one that started the worker) is gone");
+  wcmd->add_option("--lifetime", worker.lifetime,
+                   "Seconds this process may live (a Slurm job's time): no task runs past it, "
+                   "and the worker leaves near it (0: no limit). SIGUSR1 ends it early: the "
+                   "running task hands over at its next maybe_checkpoint()")
+      ->check(CLI::NonNegativeNumber);
+  wcmd->add_option("--chaos-kill", worker.chaos_kill,
+                   "Probability of killing itself (SIGKILL) at a random moment of each task "
+                   "invocation")
+      ->check(CLI::Range(0.0, 1.0));
+  wcmd->add_option("--chaos-seed", worker.chaos_seed, "Seed for --chaos-kill (0: random)");
+  wcmd->add_option("--chaos-mean", worker.chaos_mean,
+                   "Mean invocation length seen so far, in seconds: chaos kills land within "
+                   "twice it")
+      ->check(CLI::NonNegativeNumber);
+  wcmd->add_option("--chaos-marker", worker.chaos_marker,
+                   "File created just before a chaos kill, for the backend to tell it from "
+                   "another SIGKILL");
   add_compression(wcmd);
   add_interval(wcmd, worker.checkpoint_interval);
 
