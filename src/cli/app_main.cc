@@ -223,6 +223,15 @@ int app_main(int argc, char** argv, Handler handler) {
         ->check(CLI::NonNegativeNumber);
     add_interval(cmd, job.checkpoint_interval);
     add_compression(cmd);
+    cmd->add_option("--slurm-partition", job.slurm.partition,
+                    "--backend slurm: the partition workers' jobs are submitted to (default: "
+                    "the cluster's default)");
+    cmd->add_option("--slurm-account", job.slurm.account,
+                    "--backend slurm: the account workers' jobs are charged to");
+    cmd->add_option("--slurm-opt", job.slurm.options,
+                    "--backend slurm: one more sbatch argument for every worker's job, e.g. "
+                    "--slurm-opt=--mem=4G (repeatable)")
+        ->allow_extra_args(false);
   };
   CLI::App* run = app.add_subcommand(
       "run",
@@ -231,7 +240,8 @@ int app_main(int argc, char** argv, Handler handler) {
   add_job_options(run);
   run->add_option("--listen", job.listen,
                   "Serve workers on host:port over gRPC (default: a Unix socket of the job's "
-                  "own, several times faster for local workers)");
+                  "own, several times faster for local workers; required with --backend "
+                  "slurm: an address the cluster's nodes can reach)");
   CLI::App* coord = app.add_subcommand(
       "coordinator", "Like run, with the coordinator listening on a given address");
   add_job_options(coord);
