@@ -13,7 +13,8 @@
 // by the worker itself, self_chaos.h: Slurm cannot kill at a precise moment)
 // first creates worker-ID.chaos. A job that ends without a status file
 // (cancelled, preempted, node failure, killed at its time limit) is found by
-// polling squeue and reported lost (time limit: Slurm says TIMEOUT). These
+// polling squeue and reported lost (time limit: Slurm says TIMEOUT); so is a
+// worker killed by SIGTERM or SIGKILL that Slurm says it cancelled. These
 // files and the jobs' output live in the job's --log-dir, or else in a
 // directory `kappa-slurm-JOB` of the current directory, removed at shutdown:
 // either must be on a file system the nodes share with this machine, as must
@@ -303,6 +304,9 @@ class SlurmBackend final : public Backend {
     std::optional<Clock::time_point> started;  // of the current invocation
     std::optional<WorkerExit::Cause> killed;   // by this backend, and why
     bool seen_running = false;
+    // Killed by SIGTERM or SIGKILL from outside, as the script recorded:
+    // Slurm's verdict (TIMEOUT, CANCELLED...) says why, at the next squeue.
+    std::optional<WorkerExit> outside_kill;
     // When squeue first showed it ended without a status file: the file may
     // still be on its way (a shared file system's caches).
     std::optional<Clock::time_point> ended_without_status;
@@ -439,7 +443,14 @@ class SlurmBackend final : public Backend {
       // Status files: quick, every round.
       std::vector<std::pair<uint64_t, WorkerExit>> exited;
       for (auto it = jobs_.begin(); it != jobs_.end();) {
-        if (std::optional<WorkerExit> e = status_exit(it->first, it->second)) {
+        std::optional<WorkerExit> e;
+        if (!it->second.outside_kill) e = status_exit(it->first, it->second);
+        if (e && e->cause == WorkerExit::Cause::kCrashed &&
+            (e->signal == SIGTERM || e->signal == SIGKILL)) {
+          it->second.outside_kill = e;  // Slurm's doing? check_states decides
+          e.reset();
+        }
+        if (e) {
           if (e->cause == WorkerExit::Cause::kChaosKill) ++chaos_kills_;
           exited.emplace_back(it->first, *e);
           it = jobs_.erase(it);
@@ -483,6 +494,16 @@ class SlurmBackend final : public Backend {
       bool ended = state.empty() || terminal_state(state);
       if (!requeued && !ended) {
         ++it;
+        continue;
+      }
+      if (job.outside_kill) {  // the worker died of Slurm's SIGTERM or SIGKILL, or another's
+        WorkerExit e = *job.outside_kill;
+        if (state == "TIMEOUT")
+          e.cause = WorkerExit::Cause::kTimeLimit;
+        else if (state == "CANCELLED" || state == "PREEMPTED" || state == "NODE_FAIL")
+          e.cause = WorkerExit::Cause::kLost;
+        exited.emplace_back(it->first, e);
+        it = jobs_.erase(it);
         continue;
       }
       if (!requeued) {
