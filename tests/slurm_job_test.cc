@@ -34,7 +34,7 @@ bool contains(const std::string& text, const std::string& part) {
 std::string worker_logs(const std::string& dir) {
   std::string out;
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir, ec))
     if (e.path().extension() == ".log" || e.path().extension() == ".status")
       out += "---- " + e.path().filename().string() + "\n" + read_file(e.path());
   return out;
@@ -145,7 +145,7 @@ TEST(SlurmJob, ALongTaskOutlivesSeveralSignalledJobs) {
   EXPECT_EQ(nlohmann::json::parse(read_file(dir / "out")), long_loop(kLongLoop));
   // Workers that left on the signal, each after handing the task over.
   size_t handed_over = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir / "logs"))
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "logs"))
     if (e.path().extension() == ".log" &&
         contains(read_file(e.path()), "leaving: the platform asked for a hand-over (SIGUSR1)"))
       ++handed_over;
@@ -192,6 +192,23 @@ TEST(SlurmJob, ListenIsRequired) {
   ProcessResult r = run_process({SEMANTICS_APP, "run", "--backend", "slurm"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(contains(r.err, "--backend slurm needs --listen HOST:PORT")) << r.err;
+}
+
+// Worker ids start at 1 in every job: jobs sharing a --log-dir must not take
+// each other's files (a worker's .started fence would stop the next job's).
+TEST(SlurmJob, JobsShareALogDir) {
+  SlurmCluster slurm;
+  TempDir dir;
+  for (int run = 0; run < 2; ++run) {
+    std::vector<std::string> argv = {SEMANTICS_APP, "run",
+                                     "--event",     R"({"program":"fib","n":6})",
+                                     "--store",     "file://" + dir / "store"};
+    for (const std::string& a : slurm_args(dir / "logs")) argv.push_back(a);
+    ProcessResult r = run_process(argv);
+    ASSERT_EQ(r.exit_code, 0) << "run " << run << ": " << r.err << worker_logs(dir / "logs");
+    EXPECT_EQ(nlohmann::json::parse(r.out), 8);
+  }
+  EXPECT_FALSE(contains(worker_logs(dir / "logs"), "ran before")) << worker_logs(dir / "logs");
 }
 
 // Without --log-dir, the backend's directory (scripts, status files, the

@@ -15,8 +15,8 @@
 // (cancelled, preempted, node failure, killed at its time limit) is found by
 // polling squeue and reported lost (time limit: Slurm says TIMEOUT); so is a
 // worker killed by SIGTERM or SIGKILL that Slurm says it cancelled. These
-// files and the jobs' output live in the job's --log-dir, or else in a
-// directory `kappa-slurm-JOB` of the current directory, removed at shutdown:
+// files and the jobs' output live in a directory `kappa-slurm-JOB` of the
+// --log-dir, or else of the current directory, removed at shutdown:
 // either must be on a file system the nodes share with this machine, as must
 // the application binary and a file:// store (or use s3://).
 //
@@ -168,12 +168,11 @@ class SlurmBackend final : public Backend {
     if (config_.time_limit <= 0)
       throw Error("--backend slurm needs a --time-limit: every Slurm job has one");
     namespace fs = std::filesystem;
-    if (!config_.log_dir.empty()) {
-      dir_ = fs::absolute(config_.log_dir).string();
-    } else {
-      dir_ = (fs::current_path() / ("kappa-slurm-" + config_.job)).string();
-      owns_dir_ = true;
-    }
+    // A directory of the job's own: worker ids start at 1 in every job, and
+    // a worker's files (its .started fence above all) must not be another's.
+    fs::path base = config_.log_dir.empty() ? fs::current_path() : fs::absolute(config_.log_dir);
+    dir_ = (base / ("kappa-slurm-" + config_.job)).string();
+    owns_dir_ = config_.log_dir.empty();
     fs::create_directories(dir_);
     minutes_ = std::max(1, int(std::ceil(config_.time_limit / 60)));
     poller_ = std::thread([this] { poll_loop(); });
