@@ -73,6 +73,13 @@ class Backend {
   virtual uint64_t chaos_kills() const = 0;
 };
 
+/// Options of the Slurm backend (slurm_backend.cc).
+struct SlurmConfig {
+  std::string partition;             // sbatch --partition (empty: the default one)
+  std::string account;               // sbatch --account (empty: the user's default)
+  std::vector<std::string> options;  // more sbatch arguments, as given
+};
+
 /// What every backend is configured with.
 struct BackendConfig {
   std::string executable;                // the application binary
@@ -81,6 +88,8 @@ struct BackendConfig {
   double chaos_kill = 0;                 // probability per invocation
   uint64_t seed = 0;                     // for chaos (0: random)
   std::string log_dir;                   // worker logs (empty: none)
+  std::string job;                       // the job's id (names its workers on shared platforms)
+  SlurmConfig slurm;
 };
 
 /// Creates the backend registered under `name`. Throws kappa::Error for an

@@ -234,6 +234,15 @@ int app_main(int argc, char** argv, Handler handler) {
         ->check(CLI::ExistingFile);
     add_interval(cmd, job.checkpoint_interval);
     add_compression(cmd);
+    cmd->add_option("--slurm-partition", job.slurm.partition,
+                    "--backend slurm: the partition workers' jobs are submitted to (default: "
+                    "the cluster's default)");
+    cmd->add_option("--slurm-account", job.slurm.account,
+                    "--backend slurm: the account workers' jobs are charged to");
+    cmd->add_option("--slurm-opt", job.slurm.options,
+                    "--backend slurm: one more sbatch argument for every worker's job, e.g. "
+                    "--slurm-opt=--mem=4G (repeatable)")
+        ->allow_extra_args(false);
   };
   CLI::App* run = app.add_subcommand(
       "run",
@@ -242,7 +251,8 @@ int app_main(int argc, char** argv, Handler handler) {
   add_job_options(run);
   run->add_option("--listen", job.listen,
                   "Serve workers on host:port over gRPC (default: a Unix socket of the job's "
-                  "own, several times faster for local workers)");
+                  "own, several times faster for local workers; required with --backend "
+                  "slurm: an address the cluster's nodes can reach)");
   CLI::App* coord = app.add_subcommand(
       "coordinator", "Like run, with the coordinator listening on a given address");
   add_job_options(coord);
@@ -269,6 +279,23 @@ int app_main(int argc, char** argv, Handler handler) {
       ->capture_default_str();
   wcmd->add_option("--watch-parent", worker.watch_parent,
                    "Exit when this process (the one that started the worker) is gone");
+  wcmd->add_option("--lifetime", worker.lifetime,
+                   "Seconds this process may live (a Slurm job's time): no task runs past it, "
+                   "and the worker leaves near it (0: no limit). SIGUSR1 ends it early: the "
+                   "running task hands over at its next maybe_checkpoint()")
+      ->check(CLI::NonNegativeNumber);
+  wcmd->add_option("--chaos-kill", worker.chaos_kill,
+                   "Probability of killing itself (SIGKILL) at a random moment of each task "
+                   "invocation")
+      ->check(CLI::Range(0.0, 1.0));
+  wcmd->add_option("--chaos-seed", worker.chaos_seed, "Seed for --chaos-kill (0: random)");
+  wcmd->add_option("--chaos-mean", worker.chaos_mean,
+                   "Mean invocation length seen so far, in seconds: chaos kills land within "
+                   "twice it")
+      ->check(CLI::NonNegativeNumber);
+  wcmd->add_option("--chaos-marker", worker.chaos_marker,
+                   "File created just before a chaos kill, for the backend to tell it from "
+                   "another SIGKILL");
   add_compression(wcmd);
   add_interval(wcmd, worker.checkpoint_interval);
 

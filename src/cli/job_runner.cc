@@ -32,6 +32,11 @@ std::string self_executable() {
 
 void check_supported(const JobOptions& o) {
   if (o.workers == 0) throw Error("--workers must be at least 1");
+  // Slurm's workers run on other machines: a Unix socket cannot reach them.
+  if (o.backend == "slurm" && (o.listen.empty() || o.listen.starts_with("unix:")))
+    throw Error(
+        "--backend slurm needs --listen HOST:PORT, an address where workers on the cluster's "
+        "nodes reach the coordinator");
 }
 
 // A directory of checkpoints for a job that was not given one: memory-backed
@@ -226,6 +231,8 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   bc.chaos_kill = o.chaos_kill;
   bc.seed = o.seed;
   bc.log_dir = o.log_dir;
+  bc.job = job;
+  bc.slurm = o.slurm;
 
   // The data store: puts are staged under a prefix of the job's own, and
   // made visible by the coordinator.

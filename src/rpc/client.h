@@ -39,6 +39,9 @@ class CoordinatorClient {
   CallOutcome call(CallInfo info);
   /// Reports the end of the task and returns the worker's next assignment.
   Assignment finish(const FinishInfo& info);
+  /// Reports the end of the task without asking for more work: the worker
+  /// is leaving (its platform is about to end it).
+  void finish_last(const FinishInfo& info);
 
   // Unanswered messages. They throw kappa::Error when the coordinator is gone.
   void heartbeat();

@@ -4,11 +4,14 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -22,6 +25,7 @@
 #include "stores/checkpoint_store.h"
 #include "util/log.h"
 #include "worker/liveness.h"
+#include "worker/self_chaos.h"
 
 namespace kappa::detail {
 namespace {
@@ -192,11 +196,22 @@ class Worker {
         store_(scope_store(open_store(o.store_url), o.job)),
         data_(open_store(o.data_url, {.shared = true})),
         key_(load_key()),
-        uplink_(client_, *store_) {}
+        uplink_(client_, *store_),
+        chaos_(o.chaos_kill, o.chaos_seed, o.chaos_mean, o.chaos_marker) {
+    if (o.lifetime > 0)
+      end_of_life_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(o.lifetime));
+  }
 
   int run() {
     std::optional<Assignment> next;  // handed over with the last finish
     for (;;) {
+      if (!next && leaving()) {
+        spdlog::info("leaving: {}", CheckpointClock::handover_requested()
+                                        ? "the platform asked for a hand-over (SIGUSR1)"
+                                        : "this worker's lifetime is over");
+        return 0;
+      }
       Assignment a = next ? std::move(*next) : client_.next();
       next.reset();
       switch (a.kind) {
@@ -207,11 +222,34 @@ class Worker {
         case Assignment::Kind::kStart:
         case Assignment::Kind::kResume:
           next = invocation(a);
+          chaos_.invocation_ended();
       }
     }
   }
 
  private:
+  // Seconds this process may still live (infinity: no lifetime).
+  double life_left() const {
+    if (!end_of_life_) return std::numeric_limits<double>::infinity();
+    return std::chrono::duration<double>(*end_of_life_ - Clock::now()).count();
+  }
+
+  // The platform is about to end this process (SIGUSR1), or its lifetime is
+  // nearly over: no new work. Near its end, as near an invocation's
+  // deadline, a task would have to hand over at once.
+  bool leaving() const {
+    if (CheckpointClock::handover_requested()) return true;
+    return end_of_life_ && life_left() <= std::min(2.0, options_.lifetime * 0.2);
+  }
+
+  // Reports the end of a task, and takes the next assignment with it unless
+  // the worker is leaving.
+  std::optional<Assignment> report_finish(const FinishInfo& info) {
+    if (!leaving()) return client_.finish(info);
+    client_.finish_last(info);
+    return std::nullopt;
+  }
+
   // Runs one assignment; returns the next one when the coordinator sent it
   // along with the task's finish.
   std::optional<Assignment> invocation(const Assignment& a) {
@@ -219,12 +257,16 @@ class Worker {
     auto start = Clock::now();
     std::optional<Clock::time_point> deadline;
     auto margin = std::chrono::duration<double>(0);
-    if (a.time_left > 0) {
+    // The invocation's time, within what is left of the process's.
+    double time_left = a.time_left > 0 ? a.time_left : std::numeric_limits<double>::infinity();
+    time_left = std::max(0.0, std::min(time_left, life_left()));
+    if (std::isfinite(time_left)) {
       deadline = start + std::chrono::duration_cast<Clock::duration>(
-                             std::chrono::duration<double>(a.time_left));
+                             std::chrono::duration<double>(time_left));
       // Hand over early enough to write a checkpoint and report it.
-      margin = std::chrono::duration<double>(std::min(2.0, a.time_left * 0.2));
+      margin = std::chrono::duration<double>(std::min(2.0, time_left * 0.2));
     }
+    chaos_.invocation_started(std::isfinite(time_left) ? time_left : 0);
     CheckpointClock::configure(std::chrono::duration<double>(options_.checkpoint_interval),
                                deadline, margin);
     Arena* arena = nullptr;
@@ -247,7 +289,7 @@ class Worker {
       if (arena) discard_task(arena);
       // The attempt passed the resumed call's pause point, if any.
       uint64_t passed = a.kind == Assignment::Kind::kResume ? a.seqno + 1 : 0;
-      return client_.finish(FinishInfo{options_.worker_id, a.task_id, passed, true, {}, e.what()});
+      return report_finish(FinishInfo{options_.worker_id, a.task_id, passed, true, {}, e.what()});
     }
     return run_task(a.task_id, arena, deadline, margin);
   }
@@ -259,12 +301,12 @@ class Worker {
     std::string why;
     switch (uplink_.drain(&why)) {
       case Uplink::Drained::kOk:
-        return client_.finish(FinishInfo{options_.worker_id, task_id, passed, failed,
-                                         std::move(value), std::move(error)});
+        return report_finish(FinishInfo{options_.worker_id, task_id, passed, failed,
+                                        std::move(value), std::move(error)});
       case Uplink::Drained::kAbandoned:
         return std::nullopt;
       case Uplink::Drained::kFailed:
-        return client_.finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
+        return report_finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
     }
     return std::nullopt;
   }
@@ -294,7 +336,7 @@ class Worker {
         discard_task(arena);
         std::string why;
         if (uplink_.drain(&why) == Uplink::Drained::kFailed)
-          return client_.finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
+          return report_finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
         return std::nullopt;
       }
       PendingCall& call = pending_call(arena);
@@ -330,8 +372,9 @@ class Worker {
         }
       }
       bool near_deadline =
-          deadline &&
-          Clock::now() >= *deadline - std::chrono::duration_cast<Clock::duration>(margin);
+          CheckpointClock::handover_requested() ||
+          (deadline &&
+           Clock::now() >= *deadline - std::chrono::duration_cast<Clock::duration>(margin));
       std::unique_ptr<ImageBuffer> image = uplink_.buffer();
       write_image(*arena, options_.codec, key_, *image);
       if ((info.op == Op::kCheckpoint && !near_deadline) || call.async) {
@@ -356,7 +399,7 @@ class Worker {
           return std::nullopt;
         case Uplink::Drained::kFailed:
           discard_task(arena);
-          return client_.finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
+          return report_finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
       }
       attach_image(info, *image, *store_);
       uplink_.post_back(std::move(image));
@@ -405,7 +448,11 @@ class Worker {
   std::unique_ptr<CheckpointStore> data_;  // put and get
   std::string key_;
   Uplink uplink_;  // after client_ and store_, which it uses
+  SelfChaos chaos_;
+  std::optional<Clock::time_point> end_of_life_;  // --lifetime
 };
+
+void on_sigusr1(int) { CheckpointClock::hand_over_now(); }
 
 }  // namespace
 
@@ -422,6 +469,12 @@ int run_worker(const WorkerOptions& options) {
   }
   runtime_init();
   install_crash_handlers();
+  // SIGUSR1: the platform's notice that it will end this process soon.
+  struct sigaction sa {};
+  sa.sa_handler = on_sigusr1;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGUSR1, &sa, nullptr);
   try {
     return Worker(options).run();
   } catch (const std::exception& e) {

@@ -7,6 +7,11 @@
 // a due maybe_checkpoint() becomes a yield: the task moves to a fresh
 // invocation without losing work. A thread of its own sends heartbeats
 // (liveness.h) and ends the worker when the coordinator is gone.
+//
+// SIGUSR1 means the platform is about to end this process (Slurm's
+// pre-timeout signal): the deadline becomes now, the running task hands over
+// at its next maybe_checkpoint(), and the worker leaves instead of asking for
+// more work. So does a worker whose --lifetime is nearly over.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +34,16 @@ struct WorkerOptions {
   Codec codec = Codec::kZstd;
   double checkpoint_interval = 1;
   int watch_parent = 0;  // nonzero: die with this process (the local backend's)
+  // Seconds this process may live (a Slurm job's time): no invocation runs
+  // past it, and the worker leaves near it (0: no limit).
+  double lifetime = 0;
+  // --chaos-kill done by the worker itself (self_chaos.h): the probability
+  // per invocation, the seed (0: random), the mean invocation length seen so
+  // far, and the file created just before the kill.
+  double chaos_kill = 0;
+  uint64_t chaos_seed = 0;
+  double chaos_mean = 0;
+  std::string chaos_marker;
 };
 
 /// Runs until the coordinator says the job is over (returns 0) or cannot be
