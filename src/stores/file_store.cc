@@ -17,7 +17,7 @@
 
 #include "kappa/error.h"
 #include "stores/checkpoint_store.h"
-#include "util/huge_pages.h"
+#include "util/string_for_overwrite.h"
 
 namespace kappa::detail {
 namespace {
@@ -178,17 +178,16 @@ std::optional<std::string> read_regular_file(const std::string& path, size_t hea
     throw Error("cannot read " + path + ": not a regular file (" + file_type_name(st.st_mode) +
                 ")");
   size_t size = size_t(st.st_size);
-  std::string out;
+  std::string head;
   if (check) {
-    out.resize(std::min(head_bytes, size));
-    read_exactly(fd, path, out.data(), out.size(), 0);
-    check(out, size);
+    head.resize(std::min(head_bytes, size));
+    read_exactly(fd, path, head.data(), head.size(), 0);
+    check(head, size);
   }
-  size_t head = out.size();
-  out.reserve(size);  // after the check: a refused value is not allocated for
-  prefer_huge_pages(out);
-  out.resize(size);
-  read_exactly(fd, path, out.data() + head, size - head, head);
+  // After the check: a refused value is not allocated for.
+  std::string out = string_for_overwrite(size);
+  std::memcpy(out.data(), head.data(), head.size());
+  read_exactly(fd, path, out.data() + head.size(), size - head.size(), head.size());
   return out;
 }
 
