@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "kappa/error.h"
-#include "util/huge_pages.h"
 #include "util/log.h"
+#include "util/string_for_overwrite.h"
 
 namespace kappa::detail {
 namespace {
@@ -142,19 +142,6 @@ timeval to_timeval(milliseconds ms) {
   return timeval{time_t(ms.count() / 1000), suseconds_t(ms.count() % 1000 * 1000)};
 }
 
-// A string of `size` bytes to receive a value into, on huge pages if it is
-// large. (Redis needs a while to prepare the reply of a large GET:
-// get_checked, which knows the size, makes the string in that while.)
-std::string buffer_of(size_t size) {
-  std::string s;
-  s.reserve(size);
-  prefer_huge_pages(s);
-  s.resize(size);
-  return s;
-}
-
-// A failure worth retrying on a new connection: the connection is gone,
-
 // Appends the RESP encoding of a command's arguments, `value` excepted when
 // `value_follows` (the caller sends it, then "\r\n").
 void append_command(std::string& out, std::span<const std::string_view> args,
@@ -272,13 +259,14 @@ void RedisConnection::set(std::string_view key, std::string_view value) {
   if (r->type != REDIS_REPLY_STATUS || std::string_view(r->str, r->len) != "OK") unexpected("SET");
 }
 
-std::optional<std::string> RedisConnection::get(std::string_view key, size_t expected) {
+std::optional<std::string> RedisConnection::get(std::string_view key, size_t head_bytes,
+                                                const HeadCheck& check) {
   std::string out;
   const std::string_view args[] = {"GET", key};
   append_command(out, args);
   iovec iov{out.data(), out.size()};
   send_all(&iov, 1);
-  return read_bulk(buffer_of(expected));
+  return read_bulk(head_bytes, check);
 }
 
 void RedisConnection::refuse(std::string_view text) {
@@ -348,8 +336,9 @@ size_t RedisConnection::recv_some(char* p, size_t n, int flags, const std::strin
 }
 
 // Reads a bulk string reply ($LEN\r\nBYTES\r\n, or $-1\r\n for none),
-// into `value` if it has the right size.
-std::optional<std::string> RedisConnection::read_bulk(std::string value) {
+// showing `check` (if any) its size and first `head_bytes` bytes before the
+// rest is received.
+std::optional<std::string> RedisConnection::read_bulk(size_t head_bytes, const HeadCheck& check) {
   // hiredis has read nothing beyond the replies it returned, and there is
   // no other reply in flight: the next bytes are this reply's.
   if (ctx_->reader->pos != ctx_->reader->len) fail("protocol error: unread bytes");
@@ -365,9 +354,9 @@ std::optional<std::string> RedisConnection::read_bulk(std::string value) {
     have += recv_some(line + have, sizeof line - have, 0, "before the reply");
   }
   std::string_view header(line, eol);
-  size_t extra = have - eol - 2;  // bytes after the header line
+  std::string_view early(line + eol + 2, have - eol - 2);  // what came after the header line
   if (header.starts_with('-')) {
-    if (extra) fail("protocol error: bytes after an error reply");
+    if (!early.empty()) fail("protocol error: bytes after an error reply");
     pending_ = false;
     refuse(header.substr(1));
   }
@@ -376,21 +365,40 @@ std::optional<std::string> RedisConnection::read_bulk(std::string value) {
       (len > 0 && uint64_t(len) > kRedisMaxValueBytes * 2))
     fail("protocol error: unexpected reply '" + std::string(header.substr(0, 40)) + "'");
   if (len == -1) {
-    if (extra) fail("protocol error: bytes after a nil reply");
+    if (!early.empty()) fail("protocol error: bytes after a nil reply");
     pending_ = false;
     return std::nullopt;
   }
-  if (value.size() != size_t(len)) value = buffer_of(size_t(len));
-  size_t got = std::min(extra, value.size());
-  std::memcpy(value.data(), line + eol + 2, got);
-  while (got < value.size())
-    got += recv_some(value.data() + got, value.size() - got, MSG_WAITALL,
-                     "after " + std::to_string(got) + " of the value's " +
-                         std::to_string(value.size()) + " bytes");
+  size_t size = size_t(len);
+  // Bytes go to `value` in order: first `head`, then those of `early` that
+  // are the value's, then what is received into the rest.
+  std::string head;
+  if (check) {
+    head.assign(early.substr(0, std::min(head_bytes, size)));
+    early.remove_prefix(head.size());
+    size_t got = head.size();
+    head.resize(std::min(head_bytes, size));
+    while (got < head.size())
+      got += recv_some(head.data() + got, head.size() - got, 0, "in the value's first bytes");
+    // A refusal leaves the rest unread, and so the connection unusable: it
+    // is closed rather than drained.
+    check(head, size);
+  }
+  std::string value = string_for_overwrite(size);
+  std::memcpy(value.data(), head.data(), head.size());
+  size_t got = head.size();
+  size_t from_early = std::min(early.size(), size - got);
+  std::memcpy(value.data() + got, early.data(), from_early);
+  early.remove_prefix(from_early);
+  got += from_early;
+  while (got < size)
+    got += recv_some(
+        value.data() + got, size - got, MSG_WAITALL,
+        "after " + std::to_string(got) + " of the value's " + std::to_string(size) + " bytes");
+  if (early.size() > 2) fail("protocol error: bytes after a value");
   char tail[2];
-  size_t tail_have = extra - std::min(extra, value.size());
-  if (tail_have > 2) fail("protocol error: bytes after a value");
-  std::memcpy(tail, line + eol + 2 + (extra - tail_have), tail_have);
+  size_t tail_have = early.size();
+  std::memcpy(tail, early.data(), tail_have);
   while (tail_have < 2)
     tail_have += recv_some(tail + tail_have, 2 - tail_have, 0, "at the end of a value");
   if (tail[0] != '\r' || tail[1] != '\n') fail("protocol error: a value not ended by CRLF");
