@@ -142,6 +142,19 @@ timeval to_timeval(milliseconds ms) {
   return timeval{time_t(ms.count() / 1000), suseconds_t(ms.count() % 1000 * 1000)};
 }
 
+// Moves `iov` (`count` buffers) past the first `n` bytes.
+void advance(iovec*& iov, int& count, size_t n) {
+  while (count > 0 && n >= iov->iov_len) {
+    n -= iov->iov_len;
+    ++iov;
+    --count;
+  }
+  if (count > 0) {
+    iov->iov_base = static_cast<char*>(iov->iov_base) + n;
+    iov->iov_len -= n;
+  }
+}
+
 // Appends the RESP encoding of a command's arguments, `value` excepted when
 // `value_follows` (the caller sends it, then "\r\n").
 void append_command(std::string& out, std::span<const std::string_view> args,
@@ -301,16 +314,7 @@ void RedisConnection::send_all(iovec* iov, int count) {
       if (errno == EINTR) continue;
       fail_errno(errno, "writing to Redis");
     }
-    size_t left = size_t(n);
-    while (count > 0 && left >= iov->iov_len) {
-      left -= iov->iov_len;
-      ++iov;
-      --count;
-    }
-    if (count > 0) {
-      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
-      iov->iov_len -= left;
-    }
+    advance(iov, count, size_t(n));
   }
 }
 
@@ -323,16 +327,24 @@ RedisReply RedisConnection::read_reply() {
   return RedisReply(static_cast<redisReply*>(r));
 }
 
-// Receives at least one byte into [p, p + n).
-size_t RedisConnection::recv_some(char* p, size_t n, int flags, const std::string& context) {
+// Receives at least one byte into the `count` buffers of `iov`.
+size_t RedisConnection::recv_some(iovec* iov, int count, int flags, const std::string& context) {
   for (;;) {
-    ssize_t got = recv(ctx_->fd, p, n, flags);
+    msghdr m{};
+    m.msg_iov = iov;
+    m.msg_iovlen = size_t(count);
+    ssize_t got = recvmsg(ctx_->fd, &m, flags);
     if (got > 0) return size_t(got);
     if (got == 0) fail("the connection was closed " + context);
     int error = errno;
     if (error == EINTR) continue;
     fail_errno(error, "reading " + context);
   }
+}
+
+size_t RedisConnection::recv_some(char* p, size_t n, int flags, const std::string& context) {
+  iovec iov{p, n};
+  return recv_some(&iov, 1, flags, context);
 }
 
 // Reads a bulk string reply ($LEN\r\nBYTES\r\n, or $-1\r\n for none),
@@ -391,16 +403,23 @@ std::optional<std::string> RedisConnection::read_bulk(size_t head_bytes, const H
   std::memcpy(value.data() + got, early.data(), from_early);
   early.remove_prefix(from_early);
   got += from_early;
-  while (got < size)
-    got += recv_some(
-        value.data() + got, size - got, MSG_WAITALL,
-        "after " + std::to_string(got) + " of the value's " + std::to_string(size) + " bytes");
   if (early.size() > 2) fail("protocol error: bytes after a value");
-  char tail[2];
-  size_t tail_have = early.size();
-  std::memcpy(tail, early.data(), tail_have);
-  while (tail_have < 2)
-    tail_have += recv_some(tail + tail_have, 2 - tail_have, 0, "at the end of a value");
+  char tail[2];  // the value's CRLF
+  std::memcpy(tail, early.data(), early.size());
+  // The rest of the value and its CRLF, with one system call (~4 us here)
+  // if they are there, or as they come.
+  iovec rest[2] = {{value.data() + got, size - got},
+                   {tail + early.size(), sizeof tail - early.size()}};
+  iovec* iov = rest;
+  int count = 2;
+  advance(iov, count, 0);  // past what `early` held already
+  while (count > 0) {
+    size_t n = recv_some(iov, count, MSG_WAITALL,
+                         "after " + std::to_string(std::min(got, size)) + " of the value's " +
+                             std::to_string(size) + " bytes");
+    got += n;
+    advance(iov, count, n);
+  }
   if (tail[0] != '\r' || tail[1] != '\n') fail("protocol error: a value not ended by CRLF");
   pending_ = false;
   return value;

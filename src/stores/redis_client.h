@@ -129,7 +129,9 @@ class RedisConnection {
 
   RedisReply read_reply();
 
-  // Receives at least one byte into [p, p + n).
+  // Receives at least one byte into the `count` buffers of `iov`, or into
+  // [p, p + n).
+  size_t recv_some(iovec* iov, int count, int flags, const std::string& context);
   size_t recv_some(char* p, size_t n, int flags, const std::string& context);
 
   // Reads a bulk string reply ($LEN\r\nBYTES\r\n, or $-1\r\n for none),
