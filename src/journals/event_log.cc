@@ -1,11 +1,12 @@
 #include "journals/event_log.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -16,27 +17,56 @@
 namespace kappa::detail {
 namespace {
 
-constexpr char kMagic[] = "KAPPAEL1";  // 8 bytes, without its '\0'
+constexpr char kMagic[] = "KAPPAEL2";  // 8 bytes, without its '\0'
 
-uint64_t checksum(std::string_view payload) {
-  return XXH3_64bits_withSeed(payload.data(), payload.size(), payload.size());
+uint64_t checksum(std::string_view payload, uint64_t generation) {
+  return XXH3_64bits_withSeed(payload.data(), payload.size(),
+                              generation ^ (uint64_t(payload.size()) << 32));
 }
 
 }  // namespace
 
 EventLog::EventLog(std::string path) : path_(std::move(path)) {
-  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd_ < 0) fail("open", errno);
-  struct stat st {};
-  if (fstat(fd_, &st) != 0) fail("read", errno);
-  end_ = uint64_t(st.st_size);
-  if (end_ == 0) {
-    write_all(kMagic, kMagicBytes);
-    end_ = kMagicBytes;
+  try {
+    struct stat st {};
+    if (fstat(fd_, &st) != 0) fail("read", errno);
+    uint64_t size = uint64_t(st.st_size);
+    if (size < kHeaderBytes) {
+      // New, or its creation was cut short by a kill: made afresh.
+      char head[kHeaderBytes] = {};
+      if (size > 0 && pread(fd_, head, size, 0) != ssize_t(size)) fail("read", errno);
+      if (std::memcmp(head, kMagic, std::min<uint64_t>(size, 8)) != 0)
+        throw Error("the journal's log " + path_ + " is not a Kappa event log");
+      grow(kMinCapacity);
+      std::memcpy(map_, kMagic, 8);
+      uint64_t generation = 1;
+      std::memcpy(map_ + 8, &generation, 8);
+      end_ = kHeaderBytes;
+      return;
+    }
+    map_ = static_cast<char*>(mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0));
+    if (map_ == MAP_FAILED) {
+      map_ = nullptr;
+      fail("map", errno);
+    }
+    capacity_ = size;
+    if (std::memcmp(map_, kMagic, 8) != 0)
+      throw Error("the journal's log " + path_ +
+                  " is not a Kappa event log (or of another format)");
+    end_ = kHeaderBytes;
+    std::string_view payload;
+    while (record_at(end_, &payload)) end_ += kRecordHeaderBytes + payload.size();
+  } catch (...) {
+    if (map_) munmap(map_, capacity_);
+    ::close(fd_);
+    throw;
   }
 }
 
 EventLog::~EventLog() {
+  if (map_) munmap(map_, capacity_);
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -46,110 +76,63 @@ void EventLog::fail(const std::string& what, int err) const {
   throw Error("cannot " + what + " the journal's log " + path_ + ": " + why);
 }
 
-void EventLog::write_all(const char* p, size_t n) {
-  while (n > 0) {
-    ssize_t w = ::write(fd_, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) fail("write", errno);
-    p += w;
-    n -= size_t(w);
-  }
+uint64_t EventLog::generation() const {
+  uint64_t g;
+  std::memcpy(&g, map_ + 8, 8);
+  return g;
 }
 
-void EventLog::cut(uint64_t size) {
-  if (ftruncate(fd_, off_t(size)) != 0) fail("shorten", errno);
-  end_ = size;
+bool EventLog::record_at(uint64_t at, std::string_view* payload) const {
+  if (capacity_ - at < kRecordHeaderBytes) return false;
+  uint32_t length;
+  uint64_t sum;
+  std::memcpy(&length, map_ + at, 4);
+  std::memcpy(&sum, map_ + at + 4, 8);
+  if (capacity_ - at - kRecordHeaderBytes < length) return false;
+  *payload = std::string_view(map_ + at + kRecordHeaderBytes, length);
+  return checksum(*payload, generation()) == sum;
 }
 
-void EventLog::replay(const std::function<void(std::string_view)>& apply) {
-  std::string all(end_, '\0');
-  for (size_t got = 0; got < all.size();) {
-    ssize_t r = ::pread(fd_, all.data() + got, all.size() - got, off_t(got));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) fail("read", errno);
-    if (r == 0) {
-      all.resize(got);
-      break;
-    }
-    got += size_t(r);
-  }
-  if (all.size() < kMagicBytes || std::memcmp(all.data(), kMagic, kMagicBytes) != 0) {
-    if (all.size() < kMagicBytes && std::string_view(kMagic).starts_with(all)) {
-      cut(0);  // killed while creating it
-      write_all(kMagic, kMagicBytes);
-      end_ = kMagicBytes;
-      return;
-    }
-    throw Error("the journal's log " + path_ + " is not a Kappa event log, or is corrupt");
-  }
-  uint64_t at = kMagicBytes;
-  uint64_t records = 0;
-  while (at < all.size()) {
-    uint64_t left = all.size() - at;
-    uint32_t length = 0;
-    uint64_t sum = 0;
-    if (left >= kRecordHeaderBytes) {
-      std::memcpy(&length, all.data() + at, 4);
-      std::memcpy(&sum, all.data() + at + 4, 8);
-    }
-    bool whole = left >= kRecordHeaderBytes && left - kRecordHeaderBytes >= length;
-    std::string_view payload =
-        whole ? std::string_view(all).substr(at + kRecordHeaderBytes, length) : std::string_view();
-    bool last = !whole || at + kRecordHeaderBytes + length == all.size();
-    if (whole && checksum(payload) == sum) {
-      apply(payload);
-      ++records;
-      at += kRecordHeaderBytes + length;
-      continue;
-    }
-    if (!last)
-      throw Error("the journal's log " + path_ + " is corrupt: record " +
-                  std::to_string(records + 1) + " (at byte " + std::to_string(at) +
-                  ") does not match its checksum");
-    // The end of an append the process did not live to finish: that event
-    // was never answered.
-    spdlog::warn("the journal's log {} ends with an event cut short ({} bytes): dropped", path_,
-                 left);
-    cut(at);
-    break;
-  }
-  end_ = at;
+void EventLog::grow(uint64_t needed) {
+  uint64_t size = std::max(capacity_ * 2, kMinCapacity);
+  while (size < needed) size *= 2;
+  // Blocks allocated now, so that a full disk is this error rather than a
+  // SIGBUS when a page of the mapping is first written.
+  if (int err = posix_fallocate(fd_, 0, off_t(size))) fail("grow", err);
+  void* m = map_ ? mremap(map_, capacity_, size, MREMAP_MAYMOVE)
+                 : mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  if (m == MAP_FAILED) fail("map", errno);
+  map_ = static_cast<char*>(m);
+  capacity_ = size;
+}
+
+void EventLog::replay(const std::function<void(std::string_view)>& apply) const {
+  std::string_view payload;
+  for (uint64_t at = kHeaderBytes; at < end_ && record_at(at, &payload);
+       at += kRecordHeaderBytes + payload.size())
+    apply(payload);
 }
 
 void EventLog::append(std::string_view payload) {
   if (payload.size() > UINT32_MAX)
     throw Error("an event of " + std::to_string(payload.size()) + " bytes is too large for " +
                 path_);
-  char header[kRecordHeaderBytes];
+  uint64_t needed = end_ + kRecordHeaderBytes + payload.size();
+  if (needed > capacity_) grow(needed);
+  // The payload first, its header last: a process killed in between leaves
+  // a record that does not check out, where the log ends.
+  std::memcpy(map_ + end_ + kRecordHeaderBytes, payload.data(), payload.size());
   uint32_t length = uint32_t(payload.size());
-  uint64_t sum = checksum(payload);
-  std::memcpy(header, &length, 4);
-  std::memcpy(header + 4, &sum, 8);
-  iovec parts[2] = {{header, sizeof header}, {const_cast<char*>(payload.data()), payload.size()}};
-  const size_t total = sizeof header + payload.size();
-  ssize_t w;
-  do w = ::writev(fd_, parts, 2);
-  while (w < 0 && errno == EINTR);
-  try {
-    if (w < 0) fail("write", errno);
-    // A short write (a signal, a disk filling up): the rest, or the error.
-    size_t done = size_t(w);
-    if (done < sizeof header) {
-      write_all(header + done, sizeof header - done);
-      done = sizeof header;
-    }
-    write_all(payload.data() + (done - sizeof header), total - done);
-  } catch (...) {
-    try {
-      cut(end_);  // no part of a record that failed stays behind
-    } catch (const std::exception& e) {
-      spdlog::warn("{}", e.what());  // replay drops it: it is at the end
-    }
-    throw;
-  }
-  end_ += total;
+  uint64_t sum = checksum(payload, generation());
+  std::memcpy(map_ + end_, &length, 4);
+  std::memcpy(map_ + end_ + 4, &sum, 8);
+  end_ = needed;
 }
 
-void EventLog::clear() { cut(kMagicBytes); }
+void EventLog::clear() {
+  uint64_t next = generation() + 1;
+  std::memcpy(map_ + 8, &next, 8);  // one aligned store: the old records stop checking out
+  end_ = kHeaderBytes;
+}
 
 }  // namespace kappa::detail

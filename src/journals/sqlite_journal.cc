@@ -158,23 +158,21 @@ class SqliteJournal final : public RowJournal {
   }
 
   // Writes the rows the log holds into the tables, in one transaction (each
-  // row's last write only), and empties the log. The log is read back from
-  // the file (the page cache) rather than kept in memory as it is written:
-  // an event's write stays one append.
+  // row's last write only, read in place from the log's mapping), and
+  // empties the log.
   void fold() {
     if (log_->bytes() == 0) return;
-    std::array<std::unordered_map<uint64_t, std::optional<std::string>>, kTableCount> rows;
+    std::array<std::unordered_map<uint64_t, std::optional<std::string_view>>, kTableCount> rows;
     log_->replay([&](std::string_view record) {
-      Group group;
-      group.bytes = record;
+      std::vector<Group::Op> ops;
       try {
-        group.parse();
+        ops = Group::parse(record);
       } catch (const Error& e) {
         throw Error("the journal's log " + log_->path() + " is corrupt: " + e.what());
       }
-      for (const Group::Op& op : group.ops)
+      for (const Group::Op& op : ops)
         rows[int(op.table)][op.id] =
-            op.erased ? std::nullopt : std::optional<std::string>(op.body(group.bytes));
+            op.erased ? std::nullopt : std::optional<std::string_view>(op.body(record));
     });
     exec("BEGIN");
     try {
