@@ -1,8 +1,8 @@
 // The SQLite journal's event log (EventLog) and what the journal makes of
 // it: records of a killed process come back whole and in order, cleared ones
 // never, the log ends at a record that does not check out (an append cut
-// short by a kill), foreign files are refused, an append that cannot grow
-// the file fails and loses nothing, and a journal killed before it folded
+// short by a kill), foreign files are refused, an append that cannot be
+// written fails and loses nothing, and a journal killed before it folded
 // its log is read back whole. (A coordinator killed at random moments on this journal is
 // tested end to end in job_test.cc, DurableCoordinator.)
 #include <gtest/gtest.h>
@@ -42,8 +42,7 @@ std::vector<std::string> replayed(EventLog& log) {
 }
 
 // Runs `f` in a child process that then dies without running destructors:
-// as a coordinator killed with kill -9 (the journal's log is not folded, its
-// mapping not unmapped).
+// as a coordinator killed with kill -9 (the journal's log is not folded).
 template <class F>
 void in_killed_process(F f) {
   pid_t pid = fork();
@@ -116,10 +115,10 @@ TEST(EventLog, AForeignFileIsRefused) {
             std::string::npos);
 }
 
-// The file cannot grow (here a file size limit: EFBIG; a full disk says
-// so): the append fails, naming the log and the reason, and the records
+// The record cannot be written (here a file size limit: EFBIG; a full disk
+// says so): the append fails, naming the log and the reason, and the records
 // before it stay.
-TEST(EventLog, AnAppendThatCannotGrowTheFileFailsAndLosesNothing) {
+TEST(EventLog, AnAppendThatCannotBeWrittenFailsAndLosesNothing) {
   TempDir dir;
   EventLog log(dir / "log");
   log.append("kept");
@@ -132,7 +131,7 @@ TEST(EventLog, AnAppendThatCannotGrowTheFileFailsAndLosesNothing) {
   std::string why = error_of([&] { log.append(std::string(2 << 20, 'n')); });
   setrlimit(RLIMIT_FSIZE, &saved);
   signal(SIGXFSZ, old_handler);
-  EXPECT_NE(why.find("cannot grow the journal's log " + dir / "log"), std::string::npos) << why;
+  EXPECT_NE(why.find("cannot write the journal's log " + dir / "log"), std::string::npos) << why;
   EXPECT_NE(why.find(std::strerror(EFBIG)), std::string::npos) << why;
   EXPECT_EQ(replayed(log), std::vector<std::string>{"kept"});
   log.append("then");

@@ -1,18 +1,17 @@
 #include "journals/event_log.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 
 #include "kappa/error.h"
-#include "util/log.h"
+#include "util/string_for_overwrite.h"
 
 namespace kappa::detail {
 namespace {
@@ -30,43 +29,31 @@ EventLog::EventLog(std::string path) : path_(std::move(path)) {
   fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd_ < 0) fail("open", errno);
   try {
-    struct stat st {};
-    if (fstat(fd_, &st) != 0) fail("read", errno);
-    uint64_t size = uint64_t(st.st_size);
-    if (size < kHeaderBytes) {
+    std::string header = read_from(0).substr(0, kHeaderBytes);
+    if (header.size() < kHeaderBytes) {
       // New, or its creation was cut short by a kill: made afresh.
-      char head[kHeaderBytes] = {};
-      if (size > 0 && pread(fd_, head, size, 0) != ssize_t(size)) fail("read", errno);
-      if (std::memcmp(head, kMagic, std::min<uint64_t>(size, 8)) != 0)
+      if (header.compare(0, header.size(), kMagic, std::min<size_t>(header.size(), 8)) != 0)
         throw Error("the journal's log " + path_ + " is not a Kappa event log");
-      grow(kMinCapacity);
-      std::memcpy(map_, kMagic, 8);
-      uint64_t generation = 1;
-      std::memcpy(map_ + 8, &generation, 8);
+      char fresh[kHeaderBytes];
+      std::memcpy(fresh, kMagic, 8);
+      generation_ = 1;
+      std::memcpy(fresh + 8, &generation_, 8);
+      write_at(0, fresh, sizeof fresh);
       end_ = kHeaderBytes;
       return;
     }
-    map_ = static_cast<char*>(mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0));
-    if (map_ == MAP_FAILED) {
-      map_ = nullptr;
-      fail("map", errno);
-    }
-    capacity_ = size;
-    if (std::memcmp(map_, kMagic, 8) != 0)
+    if (header.compare(0, 8, kMagic, 8) != 0)
       throw Error("the journal's log " + path_ +
                   " is not a Kappa event log (or of another format)");
-    end_ = kHeaderBytes;
-    std::string_view payload;
-    while (record_at(end_, &payload)) end_ += kRecordHeaderBytes + payload.size();
+    std::memcpy(&generation_, header.data() + 8, 8);
+    end_ = kHeaderBytes + scan(read_from(kHeaderBytes), nullptr);
   } catch (...) {
-    if (map_) munmap(map_, capacity_);
     ::close(fd_);
     throw;
   }
 }
 
 EventLog::~EventLog() {
-  if (map_) munmap(map_, capacity_);
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -76,62 +63,90 @@ void EventLog::fail(const std::string& what, int err) const {
   throw Error("cannot " + what + " the journal's log " + path_ + ": " + why);
 }
 
-uint64_t EventLog::generation() const {
-  uint64_t g;
-  std::memcpy(&g, map_ + 8, 8);
-  return g;
+void EventLog::write_at(uint64_t at, const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd_, p, n, off_t(at));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) fail("write", errno);
+    p += w;
+    at += uint64_t(w);
+    n -= size_t(w);
+  }
 }
 
-bool EventLog::record_at(uint64_t at, std::string_view* payload) const {
-  if (capacity_ - at < kRecordHeaderBytes) return false;
-  uint32_t length;
-  uint64_t sum;
-  std::memcpy(&length, map_ + at, 4);
-  std::memcpy(&sum, map_ + at + 4, 8);
-  if (capacity_ - at - kRecordHeaderBytes < length) return false;
-  *payload = std::string_view(map_ + at + kRecordHeaderBytes, length);
-  return checksum(*payload, generation()) == sum;
+std::string EventLog::read_from(uint64_t from) const {
+  struct stat st {};
+  if (fstat(fd_, &st) != 0) fail("read", errno);
+  uint64_t size = uint64_t(st.st_size);
+  std::string out = string_for_overwrite(size > from ? size - from : 0);
+  for (size_t got = 0; got < out.size();) {
+    ssize_t r = ::pread(fd_, out.data() + got, out.size() - got, off_t(from + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) fail("read", errno);
+    if (r == 0) {
+      out.resize(got);
+      break;
+    }
+    got += size_t(r);
+  }
+  return out;
 }
 
-void EventLog::grow(uint64_t needed) {
-  uint64_t size = std::max(capacity_ * 2, kMinCapacity);
-  while (size < needed) size *= 2;
-  // Blocks allocated now, so that a full disk is this error rather than a
-  // SIGBUS when a page of the mapping is first written.
-  if (int err = posix_fallocate(fd_, 0, off_t(size))) fail("grow", err);
-  void* m = map_ ? mremap(map_, capacity_, size, MREMAP_MAYMOVE)
-                 : mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-  if (m == MAP_FAILED) fail("map", errno);
-  map_ = static_cast<char*>(m);
-  capacity_ = size;
+uint64_t EventLog::scan(std::string_view bytes,
+                        const std::function<void(std::string_view)>& apply) const {
+  uint64_t at = 0;
+  while (bytes.size() - at >= kRecordHeaderBytes) {
+    uint32_t length;
+    uint64_t sum;
+    std::memcpy(&length, bytes.data() + at, 4);
+    std::memcpy(&sum, bytes.data() + at + 4, 8);
+    if (bytes.size() - at - kRecordHeaderBytes < length) break;
+    std::string_view payload = bytes.substr(at + kRecordHeaderBytes, length);
+    if (checksum(payload, generation_) != sum) break;
+    if (apply) apply(payload);
+    at += kRecordHeaderBytes + length;
+  }
+  return at;
 }
 
 void EventLog::replay(const std::function<void(std::string_view)>& apply) const {
-  std::string_view payload;
-  for (uint64_t at = kHeaderBytes; at < end_ && record_at(at, &payload);
-       at += kRecordHeaderBytes + payload.size())
-    apply(payload);
+  std::string bytes = read_from(kHeaderBytes);
+  bytes.resize(std::min<uint64_t>(bytes.size(), end_ - kHeaderBytes));
+  scan(bytes, apply);
 }
 
 void EventLog::append(std::string_view payload) {
   if (payload.size() > UINT32_MAX)
     throw Error("an event of " + std::to_string(payload.size()) + " bytes is too large for " +
                 path_);
-  uint64_t needed = end_ + kRecordHeaderBytes + payload.size();
-  if (needed > capacity_) grow(needed);
-  // The payload first, its header last: a process killed in between leaves
-  // a record that does not check out, where the log ends.
-  std::memcpy(map_ + end_ + kRecordHeaderBytes, payload.data(), payload.size());
+  char header[kRecordHeaderBytes];
   uint32_t length = uint32_t(payload.size());
-  uint64_t sum = checksum(payload, generation());
-  std::memcpy(map_ + end_, &length, 4);
-  std::memcpy(map_ + end_ + 4, &sum, 8);
-  end_ = needed;
+  uint64_t sum = checksum(payload, generation_);
+  std::memcpy(header, &length, 4);
+  std::memcpy(header + 4, &sum, 8);
+  iovec parts[2] = {{header, sizeof header}, {const_cast<char*>(payload.data()), payload.size()}};
+  const size_t total = sizeof header + payload.size();
+  ssize_t w;
+  do w = ::pwritev(fd_, parts, 2, off_t(end_));
+  while (w < 0 && errno == EINTR);
+  if (w < 0) fail("write", errno);
+  if (size_t(w) < total) {  // a signal, or a disk filling up: the rest, or the error
+    size_t done = size_t(w);
+    if (done < sizeof header) {
+      write_at(end_ + done, header + done, sizeof header - done);
+      done = sizeof header;
+    }
+    write_at(end_ + done, payload.data() + (done - sizeof header), total - done);
+  }
+  // (A record that failed half-written is past end_ and does not check out:
+  // nothing to undo.)
+  end_ += total;
 }
 
 void EventLog::clear() {
-  uint64_t next = generation() + 1;
-  std::memcpy(map_ + 8, &next, 8);  // one aligned store: the old records stop checking out
+  uint64_t next = generation_ + 1;
+  write_at(8, reinterpret_cast<const char*>(&next), 8);  // old records stop checking out
+  generation_ = next;
   end_ = kHeaderBytes;
 }
 

@@ -158,11 +158,12 @@ class SqliteJournal final : public RowJournal {
   }
 
   // Writes the rows the log holds into the tables, in one transaction (each
-  // row's last write only, read in place from the log's mapping), and
-  // empties the log.
+  // row's last write only), and empties the log. The log is read back from
+  // the file (the page cache) rather than kept in memory as it is written:
+  // an event's write stays one append.
   void fold() {
     if (log_->bytes() == 0) return;
-    std::array<std::unordered_map<uint64_t, std::optional<std::string_view>>, kTableCount> rows;
+    std::array<std::unordered_map<uint64_t, std::optional<std::string>>, kTableCount> rows;
     log_->replay([&](std::string_view record) {
       std::vector<Group::Op> ops;
       try {
@@ -172,7 +173,7 @@ class SqliteJournal final : public RowJournal {
       }
       for (const Group::Op& op : ops)
         rows[int(op.table)][op.id] =
-            op.erased ? std::nullopt : std::optional<std::string_view>(op.body(record));
+            op.erased ? std::nullopt : std::optional<std::string>(op.body(record));
     });
     exec("BEGIN");
     try {
