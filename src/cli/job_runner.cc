@@ -208,6 +208,21 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   }
   // The job's images live under its own scope: jobs may share a store.
   std::unique_ptr<CheckpointStore> store = scope_store(open_store(store_url), job);
+  // A run that cannot start (a backend that refuses its options, a port in
+  // use) leaves no empty store behind; from here on, the end of run_job
+  // decides what to keep.
+  struct LeaveNoEmptyStore {
+    const JobIdentity& id;
+    CheckpointStore& store;
+    bool armed = true;
+    ~LeaveNoEmptyStore() {
+      if (!armed) return;
+      try {
+        if (store.list("").empty()) remove_images(id, store);
+      } catch (const std::exception&) {
+      }
+    }
+  } guard{identity, *store};
   if (!o.log_dir.empty()) std::filesystem::create_directories(o.log_dir);
   // Workers inherit the token through the environment (not argv: visible in
   // ps); set before any thread starts. A token given in the environment is
@@ -292,6 +307,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
     }
   }
   if (o.progress) std::fputc('\n', stderr);
+  guard.armed = false;
   coordinator.shutdown();
   backend->shutdown();
   server.stop();
