@@ -101,16 +101,20 @@ TEST(SlurmJob, ChaosKillsAreReportedAsChaos) {
   EXPECT_EQ(killed_runs, 1);
 }
 
-// The long loop runs about six seconds; each of its Slurm jobs gets the
-// pre-timeout signal 1.5 s after it starts (delivered here: Slurm looks at
-// time limits only every 30 s). Each job's worker checkpoints, hands the task over and leaves, and
-// a new job resumes it: the result is exact, after several hand-overs.
+// The long loop, three times over, runs about eighteen seconds; each of its
+// Slurm jobs gets the pre-timeout signal 1.5 s after this test first sees it
+// running (delivered here: Slurm looks at time limits only every 30 s). Each
+// job's worker checkpoints, hands the task over and leaves, and a new job
+// resumes it: the result is exact, after several hand-overs. (With the loop
+// once, a loaded machine saw 2: squeue answering slowly, jobs ran ~3 s before
+// the test saw them and signalled them.)
 TEST(SlurmJob, ALongTaskOutlivesSeveralSignalledJobs) {
   SlurmCluster slurm;
   TempDir dir;
+  constexpr uint64_t kIterations = 3 * kLongLoop;
   std::vector<std::string> argv = {
       SEMANTICS_APP, "run",
-      "--event",     nlohmann::json{{"program", "long_loop"}, {"iterations", kLongLoop}}.dump(),
+      "--event",     nlohmann::json{{"program", "long_loop"}, {"iterations", kIterations}}.dump(),
       "--workers",   "1",
       "--store",     "file://" + dir / "store"};
   for (const std::string& a : slurm_args(dir / "logs")) argv.push_back(a);
@@ -142,7 +146,7 @@ TEST(SlurmJob, ALongTaskOutlivesSeveralSignalledJobs) {
   int code = wait_process(app);
   std::string err = read_file(dir / "err");
   ASSERT_EQ(code, 0) << err << worker_logs(dir / "logs") << slurm.logs();
-  EXPECT_EQ(nlohmann::json::parse(read_file(dir / "out")), long_loop(kLongLoop));
+  EXPECT_EQ(nlohmann::json::parse(read_file(dir / "out")), long_loop(kIterations));
   // Workers that left on the signal, each after handing the task over.
   size_t handed_over = 0;
   for (const auto& e : std::filesystem::recursive_directory_iterator(dir / "logs"))
