@@ -119,17 +119,11 @@ TEST(FileStore, FailedPutLeavesThePreviousValue) {
   TempDir dir;
   auto store = open_store(dir.path());
   store->put("k", "old value");
-  // A file size limit makes write() fail with EFBIG (SIGXFSZ ignored), root
-  // or not.
-  rlimit saved{};
-  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
-  auto old_handler = signal(SIGXFSZ, SIG_IGN);
-  rlimit small = saved;
-  small.rlim_cur = 1 << 20;
-  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
-  std::string why = error_of([&] { store->put("k", std::string(2 << 20, 'n')); });
-  setrlimit(RLIMIT_FSIZE, &saved);
-  signal(SIGXFSZ, old_handler);
+  std::string why;
+  {
+    kappa::testing::ScopedFileSizeLimit limit(1 << 20);
+    why = error_of([&] { store->put("k", std::string(2 << 20, 'n')); });
+  }
   EXPECT_NE(why.find("cannot write " + dir.path() + "/k.tmp."), std::string::npos) << why;
   EXPECT_NE(why.find(std::strerror(EFBIG)), std::string::npos) << why;
   EXPECT_EQ(store->get("k"), "old value");

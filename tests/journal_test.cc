@@ -122,15 +122,11 @@ TEST(EventLog, AnAppendThatCannotBeWrittenFailsAndLosesNothing) {
   TempDir dir;
   EventLog log(dir / "log");
   log.append("kept");
-  rlimit saved{};
-  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
-  auto old_handler = signal(SIGXFSZ, SIG_IGN);
-  rlimit small = saved;
-  small.rlim_cur = 1 << 20;
-  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
-  std::string why = error_of([&] { log.append(std::string(2 << 20, 'n')); });
-  setrlimit(RLIMIT_FSIZE, &saved);
-  signal(SIGXFSZ, old_handler);
+  std::string why;
+  {
+    kappa::testing::ScopedFileSizeLimit limit(1 << 20);
+    why = error_of([&] { log.append(std::string(2 << 20, 'n')); });
+  }
   EXPECT_NE(why.find("cannot write the journal's log " + dir / "log"), std::string::npos) << why;
   EXPECT_NE(why.find(std::strerror(EFBIG)), std::string::npos) << why;
   EXPECT_EQ(replayed(log), std::vector<std::string>{"kept"});
