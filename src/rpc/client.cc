@@ -87,11 +87,15 @@ Assignment CoordinatorClient::finish(const FinishInfo& info) {
   req->set_failed(info.failed);
   req->set_result(info.result);
   req->set_error(info.error);
-  req->set_and_next(true);
+  req->set_and_next(info.and_next);
   channel_->send(m_->out);
   m_->out.Clear();
   m_->in.Clear();
   channel_->receive(&m_->in, "Finish");
+  if (!info.and_next) {
+    expect(m_->in, &rpc::CoordinatorMessage::has_finished, "Finish");
+    return Assignment{.kind = Assignment::Kind::kShutdown};
+  }
   expect(m_->in, &rpc::CoordinatorMessage::has_assignment, "Finish");
   return from_proto(*m_->in.mutable_assignment());
 }

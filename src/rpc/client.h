@@ -37,7 +37,9 @@ class CoordinatorClient {
   // when the coordinator is gone or refuses the session.
   Assignment next();
   CallOutcome call(CallInfo info);
-  /// Reports the end of the task and returns the worker's next assignment.
+  /// Reports the end of the task and returns the worker's next assignment;
+  /// without info.and_next, kShutdown once the coordinator has the report
+  /// (the worker asked for nothing more: its invocation ends).
   Assignment finish(const FinishInfo& info);
 
   // Unanswered messages. They throw kappa::Error when the coordinator is gone.

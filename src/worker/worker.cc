@@ -182,6 +182,10 @@ class Uplink {
 // How often the liveness thread tells the coordinator this worker is alive.
 constexpr std::chrono::milliseconds kHeartbeatInterval{500};
 
+// A platform invocation with less time left than this takes no new task:
+// restoring an image and writing one back would use it all.
+constexpr double kMinTimeForTask = 0.5;
+
 class Worker {
  public:
   explicit Worker(const WorkerOptions& o)
@@ -197,10 +201,12 @@ class Worker {
   int run() {
     std::optional<Assignment> next;  // handed over with the last finish
     for (;;) {
+      if (!next && !wants_more()) return 0;  // the invocation is over
       Assignment a = next ? std::move(*next) : client_.next();
       next.reset();
       switch (a.kind) {
         case Assignment::Kind::kIdle:
+          if (options_.one_invocation) return 0;  // nothing to do: end, unbilled
           continue;
         case Assignment::Kind::kShutdown:
           return 0;
@@ -212,6 +218,30 @@ class Worker {
   }
 
  private:
+  // Seconds until the platform kills this invocation (none: no such limit).
+  std::optional<double> hard_time_left() const {
+    if (!options_.hard_deadline) return std::nullopt;
+    return std::chrono::duration<double>(*options_.hard_deadline - std::chrono::system_clock::now())
+        .count();
+  }
+
+  // Whether to take another task. A platform invocation near its end takes
+  // none: a task started now would have to hand over at once.
+  bool wants_more() const {
+    if (!options_.one_invocation) return true;
+    std::optional<double> left = hard_time_left();
+    return !left || *left > kMinTimeForTask;
+  }
+
+  // Reports the end of a task, asking for the next one only when it would
+  // be taken.
+  std::optional<Assignment> report_finish(FinishInfo info) {
+    info.and_next = wants_more();
+    Assignment a = client_.finish(info);
+    if (!info.and_next) return std::nullopt;  // run() then ends the invocation
+    return a;
+  }
+
   // Runs one assignment; returns the next one when the coordinator sent it
   // along with the task's finish.
   std::optional<Assignment> invocation(const Assignment& a) {
@@ -219,18 +249,24 @@ class Worker {
     auto start = Clock::now();
     std::optional<Clock::time_point> deadline;
     auto margin = std::chrono::duration<double>(0);
-    if (a.time_left > 0) {
+    // The coordinator's limit, or the platform's deadline if that is sooner.
+    double time_left = a.time_left;
+    if (std::optional<double> hard = hard_time_left())
+      time_left = time_left > 0 ? std::min(time_left, *hard) : *hard;
+    if (time_left > 0 || options_.hard_deadline) {
+      time_left = std::max(time_left, 0.0);
       deadline = start + std::chrono::duration_cast<Clock::duration>(
-                             std::chrono::duration<double>(a.time_left));
+                             std::chrono::duration<double>(time_left));
       // Hand over early enough to write a checkpoint and report it.
-      margin = std::chrono::duration<double>(std::min(2.0, a.time_left * 0.2));
+      margin = std::chrono::duration<double>(std::min(2.0, time_left * 0.2));
     }
     CheckpointClock::configure(std::chrono::duration<double>(options_.checkpoint_interval),
                                deadline, margin);
     Arena* arena = nullptr;
     try {
       if (a.kind == Assignment::Kind::kStart) {
-        arena = start_task(reinterpret_cast<Trampoline>(a.trampoline), a.fn, a.args);
+        arena = start_task(reinterpret_cast<Trampoline>(code_address(a.trampoline)),
+                           code_address(a.fn), a.args);
       } else {
         std::string_view image = a.image;  // inline, or else in the store
         std::optional<std::string> stored;
@@ -247,7 +283,7 @@ class Worker {
       if (arena) discard_task(arena);
       // The attempt passed the resumed call's pause point, if any.
       uint64_t passed = a.kind == Assignment::Kind::kResume ? a.seqno + 1 : 0;
-      return client_.finish(FinishInfo{options_.worker_id, a.task_id, passed, true, {}, e.what()});
+      return report_finish(FinishInfo{options_.worker_id, a.task_id, passed, true, {}, e.what()});
     }
     return run_task(a.task_id, arena, deadline, margin);
   }
@@ -259,12 +295,12 @@ class Worker {
     std::string why;
     switch (uplink_.drain(&why)) {
       case Uplink::Drained::kOk:
-        return client_.finish(FinishInfo{options_.worker_id, task_id, passed, failed,
-                                         std::move(value), std::move(error)});
+        return report_finish(FinishInfo{options_.worker_id, task_id, passed, failed,
+                                        std::move(value), std::move(error)});
       case Uplink::Drained::kAbandoned:
         return std::nullopt;
       case Uplink::Drained::kFailed:
-        return client_.finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
+        return report_finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
     }
     return std::nullopt;
   }
@@ -294,7 +330,7 @@ class Worker {
         discard_task(arena);
         std::string why;
         if (uplink_.drain(&why) == Uplink::Drained::kFailed)
-          return client_.finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
+          return report_finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
         return std::nullopt;
       }
       PendingCall& call = pending_call(arena);
@@ -356,7 +392,7 @@ class Worker {
           return std::nullopt;
         case Uplink::Drained::kFailed:
           discard_task(arena);
-          return client_.finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
+          return report_finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
       }
       attach_image(info, *image, *store_);
       uplink_.post_back(std::move(image));

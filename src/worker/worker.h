@@ -9,7 +9,9 @@
 // (liveness.h) and ends the worker when the coordinator is gone.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "runtime/checkpoint_image.h"
@@ -29,10 +31,18 @@ struct WorkerOptions {
   Codec codec = Codec::kZstd;
   double checkpoint_interval = 1;
   int watch_parent = 0;  // nonzero: die with this process (the local backend's)
+  // A platform's invocation (a Lambda's): the time it is killed at, which
+  // bounds every task's deadline, and that the worker ends once it has
+  // nothing to do or too little time left for another task, rather than
+  // waiting for work (it would be billed, and frozen, while it waits).
+  std::optional<std::chrono::system_clock::time_point> hard_deadline;
+  bool one_invocation = false;
 };
 
 /// Runs until the coordinator says the job is over (returns 0) or cannot be
-/// reached (returns 1 with a message on stderr).
+/// reached (returns 1 with a message on stderr); with one_invocation, also
+/// until the invocation is over (returns 0). Every thread it starts (the
+/// liveness thread, the uplink) and its connection end before it returns.
 int run_worker(const WorkerOptions& options);
 
 }  // namespace kappa::detail
