@@ -36,6 +36,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -60,8 +61,10 @@ Clock::duration seconds(double s) {
 }
 
 // How long after its invoke an Event invocation that never closed a session
-// counts as lost, beyond the function's timeout: Lambda's queue may hold it.
-constexpr double kLostMargin = 30;
+// counts as lost, beyond the function's timeout: Lambda's queue may hold it
+// for a while, and a worker that died before it reached the coordinator (a
+// start-up failure) is only noticed so.
+constexpr double kLostMargin = 10;
 
 class AwsBackend final : public Backend {
  public:
@@ -96,7 +99,7 @@ class AwsBackend final : public Backend {
     // RequestResponse invocations end by themselves, once their workers'
     // sessions close (the server stops after shutdown()) or at their
     // deadline; no event is reported for them any more.
-    for (std::thread& t : callers_) t.join();
+    for (Caller& c : callers_) c.thread.join();
   }
 
   void launch_worker(uint64_t worker_id, bool on_coordinator) override {
@@ -139,7 +142,19 @@ class AwsBackend final : public Backend {
       return;
     }
     std::lock_guard lock(mu_);
-    callers_.emplace_back([this, worker_id, body = payload.dump()] { call(worker_id, body); });
+    // Threads of invocations that have ended are joined as new ones start:
+    // at most about --workers of them are alive at a time.
+    std::erase_if(callers_, [](Caller& c) {
+      if (!c.done->load()) return false;
+      c.thread.join();
+      return true;
+    });
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    callers_.push_back({std::thread([this, worker_id, done, body = payload.dump()] {
+                          call(worker_id, body);
+                          done->store(true);
+                        }),
+                        done});
   }
 
   void invocation_started(uint64_t worker_id) override {
@@ -221,6 +236,9 @@ class AwsBackend final : public Backend {
     return chaos_kills_ + local_->chaos_kills();
   }
 
+  // What only this backend knows: how ends of tasks' invocations were
+  // classified is in the coordinator's count of worker deaths (a session
+  // closed after a task was handed over, or parked, is no death).
   std::string summary() const override {
     std::lock_guard lock(mu_);
     std::string s = "lambda: " + std::to_string(launched_) + " invocation" +
@@ -229,13 +247,12 @@ class AwsBackend final : public Backend {
     auto part = [&](uint64_t n, const char* what) {
       if (n) parts += (parts.empty() ? "" : ", ") + std::to_string(n) + " " + what;
     };
-    part(ended_, "ended normally");
-    part(timeouts_, "ended at the time limit");
-    part(crashes_, "crashed");
-    part(chaos_kills_, "killed by --chaos-kill");
-    part(lost_, "lost");
-    part(throttled_, "throttled answers retried");
+    part(throttled_, "throttled answers (429) retried");
     part(failed_invokes_, "invokes failed");
+    part(lost_, "never reached the coordinator");
+    part(sandbox_timeouts_, "timed out (Sandbox.Timedout)");
+    part(exit_errors_, "died (Runtime.ExitError)");
+    part(worker_errors_, "failed in the worker");
     if (!parts.empty()) s += " (" + parts + ")";
     return s;
   }
@@ -249,22 +266,7 @@ class AwsBackend final : public Backend {
   };
 
   void count(const WorkerExit& e) {  // mu_ held
-    switch (e.cause) {
-      case WorkerExit::Cause::kExited:
-        ++ended_;
-        break;
-      case WorkerExit::Cause::kTimeLimit:
-        ++timeouts_;
-        break;
-      case WorkerExit::Cause::kChaosKill:
-        ++chaos_kills_;
-        break;
-      case WorkerExit::Cause::kLost:
-        ++lost_;
-        break;
-      default:
-        ++crashes_;
-    }
+    if (e.cause == WorkerExit::Cause::kChaosKill) ++chaos_kills_;
   }
 
   // A RequestResponse invocation, from its own thread: Lambda's answer says
@@ -289,6 +291,10 @@ class AwsBackend final : public Backend {
         }
         if (e.cause != WorkerExit::Cause::kTimeLimit)
           spdlog::warn("aws: worker {}'s invocation failed: {}: {}", worker_id, type, message);
+        std::lock_guard lock(mu_);
+        ++(type == "Sandbox.Timedout"    ? sandbox_timeouts_
+           : type == "Runtime.ExitError" ? exit_errors_
+                                         : worker_errors_);
       }
     } catch (const std::exception& ex) {
       spdlog::warn("aws: cannot invoke worker {}: {}", worker_id, ex.what());
@@ -350,10 +356,15 @@ class AwsBackend final : public Backend {
   std::mt19937_64 rng_;
   double mean_invocation_ = 0;
   bool stopping_ = false;
-  std::vector<std::thread> callers_;
+  struct Caller {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Caller> callers_;  // RequestResponse invocations in flight (or just ended)
   std::atomic<uint64_t> throttled_{0};
-  uint64_t launched_ = 0, ended_ = 0, timeouts_ = 0, crashes_ = 0, chaos_kills_ = 0, lost_ = 0,
-           failed_invokes_ = 0;
+  uint64_t launched_ = 0, chaos_kills_ = 0, lost_ = 0, failed_invokes_ = 0;
+  // RequestResponse: what Lambda's answers said.
+  uint64_t sandbox_timeouts_ = 0, exit_errors_ = 0, worker_errors_ = 0;
   std::thread watchdog_;
 };
 

@@ -91,9 +91,8 @@ LambdaInvokeResult LambdaClient::invoke(const std::string& name, const std::stri
                                         bool event, std::atomic<uint64_t>* throttled) {
   std::vector<std::string> headers = {std::string("X-Amz-Invocation-Type: ") +
                                       (event ? "Event" : "RequestResponse")};
-  AwsResponse r =
-      http_.request("POST", function_path(name) + "/invocations", payload, headers, {}, "Invoke");
-  if (throttled) *throttled += uint64_t(r.throttled);
+  AwsResponse r = http_.request("POST", function_path(name) + "/invocations", payload, headers, {},
+                                "Invoke", throttled);
   if (!r.ok()) fail("Invoke", name, r);
   LambdaInvokeResult out;
   out.status = r.status;

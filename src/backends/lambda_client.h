@@ -55,7 +55,7 @@ class LambdaClient {
   /// Invoke with `payload` (JSON), as an Event (asynchronous: 202 once
   /// queued) or RequestResponse (returns when the invocation ends). Throws
   /// after the retries for throttling and 5xx are spent, or at once for
-  /// other failures; `throttled` counts the 429 answers.
+  /// other failures; `throttled` counts the 429 answers as they come.
   LambdaInvokeResult invoke(const std::string& name, const std::string& payload, bool event,
                             std::atomic<uint64_t>* throttled = nullptr);
 

@@ -79,7 +79,7 @@ CallOutcome CoordinatorClient::call(CallInfo info) {
           std::move(*rep.mutable_error())};
 }
 
-Assignment CoordinatorClient::finish(const FinishInfo& info) {
+Assignment CoordinatorClient::finish(const FinishInfo& info, bool and_next) {
   m_->out.Clear();
   rpc::FinishRequest* req = m_->out.mutable_finish();
   req->set_task_id(info.task_id);
@@ -87,12 +87,12 @@ Assignment CoordinatorClient::finish(const FinishInfo& info) {
   req->set_failed(info.failed);
   req->set_result(info.result);
   req->set_error(info.error);
-  req->set_and_next(info.and_next);
+  req->set_and_next(and_next);
   channel_->send(m_->out);
   m_->out.Clear();
   m_->in.Clear();
   channel_->receive(&m_->in, "Finish");
-  if (!info.and_next) {
+  if (!and_next) {
     expect(m_->in, &rpc::CoordinatorMessage::has_finished, "Finish");
     return Assignment{.kind = Assignment::Kind::kShutdown};
   }

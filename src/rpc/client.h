@@ -38,9 +38,10 @@ class CoordinatorClient {
   Assignment next();
   CallOutcome call(CallInfo info);
   /// Reports the end of the task and returns the worker's next assignment;
-  /// without info.and_next, kShutdown once the coordinator has the report
-  /// (the worker asked for nothing more: its invocation ends).
-  Assignment finish(const FinishInfo& info);
+  /// without and_next (info.and_next is not read), kShutdown once the
+  /// coordinator has the report (the worker asked for nothing more: its
+  /// platform invocation ends).
+  Assignment finish(const FinishInfo& info, bool and_next = true);
 
   // Unanswered messages. They throw kappa::Error when the coordinator is gone.
   void heartbeat();

@@ -306,7 +306,8 @@ AwsResponse AwsClient::perform(CURL* h, const std::string& method, const std::st
 
 AwsResponse AwsClient::request(const std::string& method, const std::string& path,
                                std::string_view body, const std::vector<std::string>& extra_headers,
-                               std::chrono::milliseconds timeout, const std::string& what) const {
+                               std::chrono::milliseconds timeout, const std::string& what,
+                               std::atomic<uint64_t>* throttled_count) const {
   const std::string payload_hash = sha256_hex(body);
   const std::string url = endpoint_ + path;
   CurlLease lease(pool_);
@@ -314,7 +315,10 @@ AwsResponse AwsClient::request(const std::string& method, const std::string& pat
   for (int attempt = 1;; ++attempt) {
     AwsResponse r = perform(lease.handle, method, url, body, payload_hash, extra_headers, timeout);
     r.attempts = attempt;
-    if (r.status == 429) ++throttled;
+    if (r.status == 429) {
+      ++throttled;
+      if (throttled_count) ++*throttled_count;
+    }
     r.throttled = throttled;
     bool again = r.curl != CURLE_OK ? transport_retryable(r.curl)
                                     : !r.ok() && status_retryable(r.status, r.error_type);

@@ -19,6 +19,7 @@
 
 #include <curl/curl.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -148,11 +149,13 @@ class AwsClient {
   /// a 2xx, or a failure no retry will get past (returned, never thrown), or
   /// the last attempt's. `extra_headers`: "Name: value" lines, signed.
   /// `timeout`: 0 for none (a RequestResponse Invoke runs as long as the
-  /// function). `on_retry` names the request in the retry's log line.
+  /// function). `what` names the request in the retry's log line;
+  /// `throttled`, if given, counts each 429 answer as it comes.
   AwsResponse request(const std::string& method, const std::string& path, std::string_view body,
                       const std::vector<std::string>& extra_headers = {},
                       std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
-                      const std::string& what = "") const;
+                      const std::string& what = "",
+                      std::atomic<uint64_t>* throttled = nullptr) const;
   const std::string& endpoint() const { return endpoint_; }
   const AwsCredentials& credentials() const { return c_; }
 

@@ -179,6 +179,42 @@ class Uplink {
   std::thread thread_;
 };
 
+// Kills this process at `after` seconds unless stopped first: --chaos-kill
+// on platforms whose processes the coordinator's machine cannot reach. A
+// thread of the worker's own, ended with it (Lambda freezes the process
+// between invocations).
+class ChaosTimer {
+ public:
+  explicit ChaosTimer(std::optional<double> after) {
+    if (!after) return;
+    auto at = std::chrono::steady_clock::now() +
+              std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                  std::chrono::duration<double>(*after));
+    thread_ = std::thread([this, at] {
+      std::unique_lock lock(mu_);
+      if (!cv_.wait_until(lock, at, [&] { return stop_; })) {
+        spdlog::warn("--chaos-kill: killing this worker now");
+        ::kill(getpid(), SIGKILL);
+      }
+    });
+  }
+  ~ChaosTimer() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 // How often the liveness thread tells the coordinator this worker is alive.
 constexpr std::chrono::milliseconds kHeartbeatInterval{500};
 
@@ -191,7 +227,13 @@ class Worker {
   explicit Worker(const WorkerOptions& o)
       : options_(o),
         client_(o.coordinator, o.token, o.worker_id,
-                ClientOptions{.tls = {.pin = o.tls_pin, .ca_pem = o.tls_ca}}),
+                ClientOptions{.tls = {.pin = o.tls_pin, .ca_pem = o.tls_ca},
+                              // A platform invocation is billed while it
+                              // waits: one started late (a retry of an
+                              // asynchronous invoke) for a job that is over
+                              // gives up sooner.
+                              .connect_timeout =
+                                  std::chrono::milliseconds(o.one_invocation ? 10000 : 30000)}),
         liveness_(client_, kHeartbeatInterval),
         store_(scope_store(open_store(o.store_url), o.job)),
         data_(open_store(o.data_url, {.shared = true})),
@@ -235,10 +277,10 @@ class Worker {
 
   // Reports the end of a task, asking for the next one only when it would
   // be taken.
-  std::optional<Assignment> report_finish(FinishInfo info) {
-    info.and_next = wants_more();
-    Assignment a = client_.finish(info);
-    if (!info.and_next) return std::nullopt;  // run() then ends the invocation
+  std::optional<Assignment> report_finish(const FinishInfo& info) {
+    bool more = wants_more();
+    Assignment a = client_.finish(info, more);
+    if (!more) return std::nullopt;  // run() then ends the invocation
     return a;
   }
 
@@ -441,6 +483,9 @@ class Worker {
   std::unique_ptr<CheckpointStore> data_;  // put and get
   std::string key_;
   Uplink uplink_;  // after client_ and store_, which it uses
+  // Last: its moment counts from when the worker reached the coordinator (a
+  // kill before that would look like a worker that never started).
+  ChaosTimer chaos_{options_.chaos_kill_after};
 };
 
 }  // namespace

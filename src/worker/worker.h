@@ -37,6 +37,10 @@ struct WorkerOptions {
   // waiting for work (it would be billed, and frozen, while it waits).
   std::optional<std::chrono::system_clock::time_point> hard_deadline;
   bool one_invocation = false;
+  // --chaos-kill on such a platform: the worker SIGKILLs itself this many
+  // seconds after it reached the coordinator (the draw comes with the
+  // invocation).
+  std::optional<double> chaos_kill_after;
 };
 
 /// Runs until the coordinator says the job is over (returns 0) or cannot be
