@@ -10,66 +10,11 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "support/semantic_programs.h"
 #include "support/subprocess.h"
 
 namespace kappa::testing {
 namespace {
-
-struct Program {
-  std::string name;
-  nlohmann::json event;
-  // Computed in the test, not at registration: some take seconds.
-  std::function<nlohmann::json()> expected;
-};
-
-uint64_t factorial_mod(uint64_t n) {
-  uint64_t acc = 1;
-  for (uint64_t i = 2; i <= n; ++i) acc = acc * i % 1'000'000'007;
-  return acc;
-}
-
-int64_t fib(int n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }
-
-uint64_t long_loop(uint64_t iterations) {
-  uint64_t x = 1;
-  for (uint64_t i = 0; i < iterations; ++i) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    x ^= x >> 29;
-  }
-  return x;
-}
-
-// About six seconds of work here (clang 16 build): over five times the
-// one-second time limit.
-constexpr uint64_t kLongLoop = 1'500'000'000;
-
-std::vector<Program> programs() {
-  return {
-      {"factorial", {{"program", "factorial"}, {"n", 20000}}, [] { return factorial_mod(20000); }},
-      {"fib", {{"program", "fib"}, {"n", 10}}, [] { return fib(10); }},
-      {"tree_sum", {{"program", "tree_sum"}, {"n", 32}}, [] { return 32 * 33 / 2; }},
-      {"odd_sum", {{"program", "odd_sum"}, {"n", 50}}, [] { return 50 * 50; }},
-      {"ping_pong_rendezvous",
-       {{"program", "ping_pong"}, {"max_size", 0}, {"rounds", 5}},
-       [] { return std::vector<std::string>(5, "pingpong"); }},
-      {"ping_pong_bounded",
-       {{"program", "ping_pong"}, {"max_size", 1}, {"rounds", 5}},
-       [] { return std::vector<std::string>(5, "pingpong"); }},
-      {"work_queue",
-       {{"program", "work_queue"}, {"n", 200}, {"m", 4}},
-       [] {
-         return nlohmann::json{{"sum", 200 * 199 / 2}, {"count", 200}};
-       }},
-      {"work_queue_async_enqueue",
-       {{"program", "work_queue"}, {"n", 200}, {"m", 4}, {"async", true}},
-       [] {
-         return nlohmann::json{{"sum", 200 * 199 / 2}, {"count", 200}};
-       }},
-      {"long_loop",
-       {{"program", "long_loop"}, {"iterations", kLongLoop}},
-       [] { return long_loop(kLongLoop); }},
-  };
-}
 
 struct Mode {
   std::string name;
