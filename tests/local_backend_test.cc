@@ -163,12 +163,12 @@ TEST_F(LocalBackendTest, ShutdownKillsWorkersAndReportsNothingAfter) {
 }
 
 TEST(BackendFactory, NamesTheBackendsItKnows) {
-  EXPECT_EQ(backend_names(), std::vector<std::string>{"local"});
+  EXPECT_EQ(backend_names(), (std::vector<std::string>{"local", "aws"}));
   try {
     make_backend("mainframe", BackendConfig{}, nullptr);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "backend 'mainframe' is not available in this build (supported: local)");
+    EXPECT_STREQ(e.what(), "backend 'mainframe' is not available in this build (supported: local, aws)");
   }
 }
 
