@@ -13,6 +13,8 @@
 #include <regex>
 #include <thread>
 
+#include "cli/deploy.h"
+#include "kappa/error.h"
 #include "support/s3_server.h"
 #include "support/semantic_programs.h"
 #include "support/server_process.h"
@@ -248,6 +250,57 @@ TEST(AwsDeploy, APackageOverTheServicesLimitIsRefusedWithAwsMessage) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("413 RequestEntityTooLargeException"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("Request must be smaller than"), std::string::npos) << r.err;
+}
+
+// A task without pause points in a function that times out after 2 s: each
+// invocation is killed at its deadline, the coordinator counts the deaths as
+// time limits (from the session's end for Event invokes, from Lambda's
+// Sandbox.Timedout answer for RequestResponse ones), and the task fails after
+// --max-failures of them, saying so.
+class AwsTimeouts : public Aws, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(AwsTimeouts, AreToldApartFromCrashes) {
+  ProcessResult r = run_aws(*lambda_, *s3_, "semantics-2s", {{"program", "spin"}, {"seconds", 30}},
+                            {"--max-failures", "1", "--invocation-type", GetParam()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("killed at its time limit"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("2 worker deaths (2 at the time limit)"), std::string::npos)
+      << r.err;  // the summary
+}
+
+INSTANTIATE_TEST_SUITE_P(InvocationTypes, AwsTimeouts,
+                         ::testing::Values("Event", "RequestResponse"));
+
+// A child that aborts: its worker reports the signal before dying, and its
+// failure (which the parent catches) names the crash, not a timeout or a
+// lost worker.
+TEST_F(Aws, ACrashIsReportedAsOneWithItsSignal) {
+  ProcessResult r = run_aws(*lambda_, *s3_, "semantics", {{"program", "crash_child"}});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("task 2 (crasher) crashed 3 times in a row (last: killed by SIGABRT"),
+            std::string::npos)
+      << r.out << r.err;
+}
+
+// Deploy refuses a package over Lambda's quotas before sending it.
+TEST(AwsDeploy, APackageOverLambdasQuotasIsRefusedBeforeTheUpload) {
+  detail::DeployOptions o;
+  detail::Package p;
+  p.zip.assign(o.max_zip_bytes + 1, 'z');
+  p.unzipped_bytes = 100 << 20;
+  try {
+    detail::check_package(p, o);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "deploy: the package is 52.4 MB zipped; Lambda takes at most 52.4 MB in a "
+                 "direct upload (strip the binary's debug information)");
+  }
+  p.zip.resize(1000);
+  p.unzipped_bytes = o.max_unzipped_bytes;
+  EXPECT_THROW(detail::check_package(p, o), Error);
+  p.unzipped_bytes = o.max_unzipped_bytes - 1;
+  EXPECT_NO_THROW(detail::check_package(p, o));
 }
 
 }  // namespace

@@ -443,6 +443,8 @@ int app_main(int argc, char** argv, Handler handler) {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       if (!r.ok) {
         spdlog::error("the job failed: {}", r.error);
+        spdlog::info("{} tasks, {} parks, {}", r.stats.tasks, r.stats.parks,
+                     detail::describe_deaths(r.stats));
         if (!r.backend_summary.empty()) spdlog::info("{}", r.backend_summary);
         if (!r.kept_store.empty()) spdlog::info("checkpoints kept in {}", r.kept_store);
         return kExitFailed;

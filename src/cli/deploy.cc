@@ -175,6 +175,19 @@ Package build_package(const std::string& executable) {
   return zip.finish();
 }
 
+void check_package(const Package& p, const DeployOptions& o) {
+  // Lambda's quotas (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html),
+  // checked before an upload that would be refused.
+  if (p.unzipped_bytes >= o.max_unzipped_bytes)
+    throw Error("deploy: the package is " + megabytes(p.unzipped_bytes) +
+                " unzipped; Lambda takes at most " + megabytes(o.max_unzipped_bytes) +
+                " (strip the binary's debug information, or link fewer libraries)");
+  if (p.zip.size() > o.max_zip_bytes)
+    throw Error("deploy: the package is " + megabytes(p.zip.size()) +
+                " zipped; Lambda takes at most " + megabytes(o.max_zip_bytes) +
+                " in a direct upload (strip the binary's debug information)");
+}
+
 void deploy(const DeployOptions& o) {
   std::error_code ec;
   std::string exe = fs::read_symlink("/proc/self/exe", ec);
@@ -207,16 +220,7 @@ void deploy(const DeployOptions& o) {
     out.write(p.zip.data(), std::streamsize(p.zip.size()));
     if (!out) throw Error("deploy: cannot write " + o.package_out);
   }
-  // Lambda's quotas (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html),
-  // checked before an upload that would be refused.
-  if (p.unzipped_bytes >= o.max_unzipped_bytes)
-    throw Error("deploy: the package is " + megabytes(p.unzipped_bytes) +
-                " unzipped; Lambda takes at most " + megabytes(o.max_unzipped_bytes) +
-                " (strip the binary's debug information, or link fewer libraries)");
-  if (p.zip.size() > o.max_zip_bytes)
-    throw Error("deploy: the package is " + megabytes(p.zip.size()) +
-                " zipped; Lambda takes at most " + megabytes(o.max_zip_bytes) +
-                " in a direct upload (strip the binary's debug information)");
+  check_package(p, o);
   spec.zip = std::move(p.zip);
   nlohmann::json config = client.deploy(spec);
   std::printf("%s\n", config.value("FunctionArn", o.function).c_str());

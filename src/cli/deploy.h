@@ -45,6 +45,10 @@ struct Package {
 /// Builds the package of `executable` (see above). Throws kappa::Error.
 Package build_package(const std::string& executable);
 
+/// Throws kappa::Error, saying which limit and by how much, if Lambda would
+/// refuse the package (o.max_zip_bytes zipped, o.max_unzipped_bytes unzipped).
+void check_package(const Package& p, const DeployOptions& o);
+
 /// Packages this executable and creates or updates the function; prints its
 /// ARN. Throws kappa::Error with AWS's message when Lambda refuses.
 void deploy(const DeployOptions& options);
