@@ -15,6 +15,7 @@
 
 #include "cli/deploy.h"
 #include "kappa/error.h"
+#include "support/lambda_service.h"
 #include "support/s3_server.h"
 #include "support/semantic_programs.h"
 #include "support/server_process.h"
@@ -25,44 +26,22 @@ namespace {
 
 using json = nlohmann::json;
 
-// s3rver knows one key pair; the fixture hands its own to the functions it
-// runs (AWS_ACCESS_KEY_ID is reserved), so both use the same.
 constexpr const char* kRole = "arn:aws:iam::123456789012:role/kappa-worker";
 
-std::string fixture_script() { return std::string(KAPPA_LAMBDA_FIXTURE) + "/lambda_service.py"; }
+// The fixture hands its own key pair to the functions it runs
+// (AWS_ACCESS_KEY_ID is reserved), and s3rver knows one: both use the same.
+LambdaServiceOptions fixture_options() {
+  LambdaServiceOptions o;
+  o.access_key = kS3AccessKey;
+  o.secret_key = kS3SecretKey;
+  return o;
+}
 
-// lambda_service.py on a free loopback port, stopped with SIGTERM (which
-// ends its environments). `args`: more of its options.
-class LambdaFixture {
- public:
-  explicit LambdaFixture(std::vector<std::string> args = {})
-      : server_({.name = "lambda_service.py",
-                 .argv =
-                     [args](int port, const std::string& dir) {
-                       std::vector<std::string> argv = {"/usr/bin/python3", fixture_script(),
-                                                        "--port",           std::to_string(port),
-                                                        "--access-key",     kS3AccessKey,
-                                                        "--secret-key",     kS3SecretKey,
-                                                        "--work-dir",       dir + "/work"};
-                       argv.insert(argv.end(), args.begin(), args.end());
-                       return argv;
-                     },
-                 .ready = accepts_connections}) {}
-  ~LambdaFixture() { server_.stop(SIGTERM); }
-  std::string endpoint() const { return server_.http_url(); }
-  json stats() const {
-    ProcessResult r = run_process({"/usr/bin/curl", "-sf", endpoint() + "/fixture/stats"});
-    return json::parse(r.out);
-  }
-  std::string output() const { return server_.output(); }
-
- private:
-  ServerProcess server_;
-};
+json stats(const LambdaService& lambda) { return json::parse(lambda.stats()); }
 
 // What deploy and run need: the fixture's endpoint, s3rver's, one key pair,
 // and the checkpoint key.
-std::vector<std::string> aws_env(const LambdaFixture& lambda, const S3Server& s3,
+std::vector<std::string> aws_env(const LambdaService& lambda, const S3Server& s3,
                                  const std::string& secret = kS3SecretKey) {
   std::vector<std::string> env = s3_environment(s3.endpoint(), secret);
   env.push_back("AWS_ENDPOINT_URL_LAMBDA=" + lambda.endpoint());
@@ -70,7 +49,7 @@ std::vector<std::string> aws_env(const LambdaFixture& lambda, const S3Server& s3
   return env;
 }
 
-ProcessResult deploy(const LambdaFixture& lambda, const S3Server& s3, const std::string& function,
+ProcessResult deploy(const LambdaService& lambda, const S3Server& s3, const std::string& function,
                      int timeout, std::vector<std::string> extra = {},
                      const std::string& secret = kS3SecretKey) {
   std::vector<std::string> argv = {SEMANTICS_APP, "deploy",
@@ -82,7 +61,7 @@ ProcessResult deploy(const LambdaFixture& lambda, const S3Server& s3, const std:
   return run_process(argv, aws_env(lambda, s3, secret));
 }
 
-ProcessResult run_aws(const LambdaFixture& lambda, const S3Server& s3, const std::string& function,
+ProcessResult run_aws(const LambdaService& lambda, const S3Server& s3, const std::string& function,
                       const json& event, std::vector<std::string> extra = {}) {
   std::vector<std::string> argv = {
       SEMANTICS_APP, "run",
@@ -102,7 +81,7 @@ class Aws : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     s3_ = new S3Server();
-    lambda_ = new LambdaFixture();
+    lambda_ = new LambdaService(fixture_options());
     ProcessResult d = deploy(*lambda_, *s3_, "semantics", 10, {"--package", package_path()});
     ASSERT_EQ(d.exit_code, 0) << d.err;
     d = deploy(*lambda_, *s3_, "semantics-2s", 2);
@@ -117,10 +96,10 @@ class Aws : public ::testing::Test {
     return (std::filesystem::temp_directory_path() / "kappa-aws-test-package.zip").string();
   }
   static S3Server* s3_;
-  static LambdaFixture* lambda_;
+  static LambdaService* lambda_;
 };
 S3Server* Aws::s3_ = nullptr;
-LambdaFixture* Aws::lambda_ = nullptr;
+LambdaService* Aws::lambda_ = nullptr;
 
 TEST_F(Aws, ThePackageHoldsBootstrapTheAppAndItsLibrariesWithTheLoader) {
   ProcessResult r = run_process({"/usr/bin/python3", "-c",
@@ -168,7 +147,7 @@ INSTANTIATE_TEST_SUITE_P(
 // A drawn kill is the worker's own SIGKILL: the fixture sees the runtime
 // die (a crash, Runtime.ExitError), and the job still gives the exact result.
 TEST_F(Aws, ChaosKillsAreTheWorkersOwnAndTheJobSurvivesThem) {
-  uint64_t before = lambda_->stats().value("crashes", 0);
+  uint64_t before = stats(*lambda_).value("crashes", 0);
   ProcessResult r = run_aws(*lambda_, *s3_, "semantics", {{"program", "odd_sum"}, {"n", 50}},
                             {"--chaos-kill", "0.5", "--seed", "1", "--workers", "3"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -177,10 +156,10 @@ TEST_F(Aws, ChaosKillsAreTheWorkersOwnAndTheJobSurvivesThem) {
   // The fixture notices a dead runtime within moments.
   uint64_t after = before;
   for (int i = 0; i < 50 && after == before; ++i) {
-    after = lambda_->stats().value("crashes", 0);
+    after = stats(*lambda_).value("crashes", 0);
     if (after == before) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  EXPECT_GT(after, before) << lambda_->stats().dump() << r.err;
+  EXPECT_GT(after, before) << lambda_->stats() << r.err;
 }
 
 // Seconds of work in a function that times out after two: the task hands
@@ -206,7 +185,9 @@ TEST_F(Aws, ALongLoopOutlivesSeveralFunctionTimeouts) {
 // frees, and the summary says so.
 TEST(AwsThrottling, ThrottledInvokesAreRetried) {
   S3Server s3;
-  LambdaFixture lambda({"--concurrency", "1"});
+  LambdaServiceOptions o = fixture_options();
+  o.concurrency = 1;
+  LambdaService lambda(o);
   ProcessResult d = deploy(lambda, s3, "semantics", 10);
   ASSERT_EQ(d.exit_code, 0) << d.err;
   ProcessResult r = run_aws(lambda, s3, "semantics", {{"program", "tree_sum"}, {"n", 16}},
@@ -214,7 +195,7 @@ TEST(AwsThrottling, ThrottledInvokesAreRetried) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out), 16 * 17 / 2);
   EXPECT_NE(r.err.find("throttled answers (429) retried"), std::string::npos) << r.err;
-  EXPECT_GT(lambda.stats().value("throttles", 0), 0) << lambda.stats().dump();
+  EXPECT_GT(stats(lambda).value("throttles", 0), 0) << lambda.stats();
 }
 
 TEST_F(Aws, DeployWithAWrongSecretKeyNamesTheSignatureError) {
@@ -245,7 +226,9 @@ TEST_F(Aws, RunningAFunctionThatDoesNotExistFailsAtOnce) {
 // message (413 RequestEntityTooLargeException), which deploy passes on.
 TEST(AwsDeploy, APackageOverTheServicesLimitIsRefusedWithAwsMessage) {
   S3Server s3;
-  LambdaFixture lambda({"--max-zip-bytes", "1000000"});
+  LambdaServiceOptions o = fixture_options();
+  o.max_zip_bytes = 1000000;
+  LambdaService lambda(o);
   ProcessResult r = deploy(lambda, s3, "semantics", 10);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("413 RequestEntityTooLargeException"), std::string::npos) << r.err;
