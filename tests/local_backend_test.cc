@@ -168,7 +168,8 @@ TEST(BackendFactory, NamesTheBackendsItKnows) {
     make_backend("mainframe", BackendConfig{}, nullptr);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "backend 'mainframe' is not available in this build (supported: local, aws)");
+    EXPECT_STREQ(e.what(),
+                 "backend 'mainframe' is not available in this build (supported: local, aws)");
   }
 }
 
