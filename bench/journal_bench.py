@@ -151,7 +151,9 @@ def restart(reps, tasks, journals, scratch):
         for rep in range(reps):
             mark = os.path.join(scratch, f"mark-{j}-{rep}")
             event = json.dumps({"bench": "restart_probe", "n": tasks, "mark": mark, "ms": 20})
-            argv = [APP, "run", "--event", event, *state(f"restart-{rep}")]
+            # (The store under scratch: the killed runs leave their images.)
+            argv = [APP, "run", "--event", event, "--store", f"file://{scratch}/store-{j}-{rep}",
+                    *state(f"restart-{rep}")]
             t0 = time.monotonic()
             first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             fresh.append(wait_for(mark, 120) - t0)

@@ -12,6 +12,7 @@ packages=(
   libsqlite3-dev sqlite3 libhiredis-dev libcurl4-openssl-dev redis-server
   clang-format libclang-rt-16-dev
   libpugixml-dev python3-botocore libzip-dev
+  slurm-wlm munge
 )
 
 missing=()

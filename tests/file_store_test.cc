@@ -185,8 +185,9 @@ TEST(FileStore, RemoveFailuresOtherThanAbsenceAreErrors) {
   EXPECT_EQ(error_of([&] { store->remove("absent"); }), "");
 }
 
-// get_checked shows the check a value's first bytes and its size before the
-// rest is read, so that a refused value is never read in whole.
+// get_checked shows the check a value's first bytes and its size, before the
+// rest is read for a value over 16 MiB, so that a refused huge one is never
+// read in whole.
 TEST(FileStore, GetCheckedJudgesTheHeadBeforeReadingTheRest) {
   TempDir dir;
   auto store = open_store(dir.path());
@@ -194,6 +195,11 @@ TEST(FileStore, GetCheckedJudgesTheHeadBeforeReadingTheRest) {
   kappa::testing::expect_get_checked_shows_the_head(*store, "small", "abc", 2);
   kappa::testing::expect_get_checked_shows_the_head(*store, "small", "abc", 10);
   EXPECT_EQ(store->get_checked("absent", 2, [](std::string_view, uint64_t) {}), std::nullopt);
+  // A small value is read whole before the check, but never returned if refused.
+  auto refuse_all = [](std::string_view head, uint64_t size) {
+    throw Error("refused " + std::string(head) + " of " + std::to_string(size));
+  };
+  EXPECT_EQ(error_of([&] { store->get_checked("small", 2, refuse_all); }), "refused ab of 3");
 
   int fd = open((dir / "huge").c_str(), O_WRONLY | O_CREAT, 0600);
   ASSERT_GE(fd, 0);

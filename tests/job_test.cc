@@ -151,7 +151,9 @@ TEST(Liveness, AStoppedWorkerIsKilledAndItsTaskRestarted) {
 // on computing and writing checkpoints for nobody.
 TEST(Orphans, WorkersDieWithTheirCoordinator) {
   TempDir dir;
-  pid_t run = spawn_process({SEMANTICS_APP, "run", "--event", R"({"program":"spin","seconds":60})"},
+  // (The store under dir: a killed `run` leaves its images behind.)
+  pid_t run = spawn_process({SEMANTICS_APP, "run", "--store", "file://" + dir / "store", "--event",
+                             R"({"program":"spin","seconds":60})"},
                             {}, dir / "out", dir / "err");
   pid_t worker = first_worker(run);
   ASSERT_NE(worker, 0);
@@ -169,8 +171,8 @@ TEST(Orphans, WorkersDieWithTheirCoordinator) {
 // even while its task computes without a pause point.
 TEST(Orphans, AGrpcWorkerGivesUpOnAnUnresponsiveCoordinator) {
   TempDir dir;
-  pid_t run = spawn_process({SEMANTICS_APP, "run", "--listen", "127.0.0.1:0", "--event",
-                             R"({"program":"spin","seconds":120})"},
+  pid_t run = spawn_process({SEMANTICS_APP, "run", "--store", "file://" + dir / "store", "--listen",
+                             "127.0.0.1:0", "--event", R"({"program":"spin","seconds":120})"},
                             {}, dir / "out", dir / "err");
   pid_t worker = first_worker(run);
   ASSERT_NE(worker, 0);
@@ -198,9 +200,10 @@ size_t peak_rss_kb(pid_t pid) {
 // coordinator to 2.57 GB RSS before it was refused).
 TEST(Unauthenticated, AHugeGrpcMessageWithABadTokenIsNeverRead) {
   TempDir dir;
-  pid_t coord = spawn_process({SEMANTICS_APP, "coordinator", "--listen", "127.0.0.1:0", "--event",
-                               R"({"program":"spin","seconds":60})"},
-                              {}, dir / "out", dir / "err");
+  pid_t coord =
+      spawn_process({SEMANTICS_APP, "coordinator", "--store", "file://" + dir / "store", "--listen",
+                     "127.0.0.1:0", "--event", R"({"program":"spin","seconds":60})"},
+                    {}, dir / "out", dir / "err");
   std::smatch m;
   std::string err;
   wait_until(
@@ -386,9 +389,9 @@ TEST(DurableCoordinator, AnotherEventOrBinaryOnTheSameJournalIsAnError) {
 TEST(DurableCoordinator, AJournalInUseOrCorruptOrNewerIsRefused) {
   TempDir dir;
   std::string state = "sqlite://" + dir / "j.db";
-  pid_t running = spawn_process(
-      {SEMANTICS_APP, "run", "--event", R"({"program":"spin","seconds":30})", "--state", state}, {},
-      dir / "out", dir / "err");
+  pid_t running = spawn_process({SEMANTICS_APP, "run", "--store", "file://" + dir / "store",
+                                 "--event", R"({"program":"spin","seconds":30})", "--state", state},
+                                {}, dir / "out", dir / "err");
   wait_until([&] { return std::filesystem::exists(dir / "j.db"); }, 10s);
   std::this_thread::sleep_for(300ms);
   ProcessResult second = run_process(

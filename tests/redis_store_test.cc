@@ -178,22 +178,19 @@ TEST(RedisStore, GetCheckedJudgesTheHeadBeforeReadingTheValue) {
   auto store = open_store(url_of(redis));
   std::string value = pattern(1 << 20, 3);
   store->put("image", value);
-  kappa::testing::expect_get_checked_shows_the_head(*store, "image", value, 100);
-  // Refused from its head: the check's exception, and no GET of the value.
+  // One round trip, whatever the size: one GET, nothing else.
   long long gets = calls_of(redis.port(), "get");
+  kappa::testing::expect_get_checked_shows_the_head(*store, "image", value, 100);
+  EXPECT_EQ(calls_of(redis.port(), "get"), gets + 1);
+  EXPECT_EQ(calls_of(redis.port(), "getrange"), 0);
+  // Refused from its head: the check's exception, and the store still works.
   EXPECT_THROW(store->get_checked(
                    "image", 100,
                    [](std::string_view, uint64_t) { throw std::invalid_argument("not an image"); }),
                std::invalid_argument);
-  EXPECT_EQ(calls_of(redis.port(), "get"), gets);
-  // A value shorter than the head comes whole with the head, and so does one
-  // up to 64 KiB: no GET for those.
-  store->put("short", "tiny");
+  kappa::testing::expect_get_checked_shows_the_head(*store, "image", value, 100);
+  store->put("short", "tiny");  // shorter than the head: the head is all of it
   kappa::testing::expect_get_checked_shows_the_head(*store, "short", "tiny", 100);
-  std::string medium = pattern(64 << 10, 4);
-  store->put("medium", medium);
-  kappa::testing::expect_get_checked_shows_the_head(*store, "medium", medium, 100);
-  EXPECT_EQ(calls_of(redis.port(), "get"), gets);
   store->put("empty", "");
   kappa::testing::expect_get_checked_shows_the_head(*store, "empty", "", 100);
   kappa::testing::expect_get_checked_shows_the_head(*store, "image", value, 0);  // no head at all
@@ -201,6 +198,28 @@ TEST(RedisStore, GetCheckedJudgesTheHeadBeforeReadingTheValue) {
   EXPECT_EQ(store->get_checked("missing", 100, [&](std::string_view, uint64_t) { called = true; }),
             std::nullopt);
   EXPECT_FALSE(called);
+}
+
+// A large value refused from its head is not received: its reply is left
+// unread and the connection closed, so Redis sends what the sockets' buffers
+// hold (4 MiB here) and no more.
+TEST(RedisStore, GetCheckedRefusesALargeValueWithoutReceivingIt) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  const size_t size = size_t(128) << 20;
+  store->put("huge", pattern(size, 5));
+  long long sent = info_field(redis.port(), "stats", "total_net_output_bytes");
+  std::string why = error_of([&] {
+    store->get_checked("huge", 64, [](std::string_view head, uint64_t s) {
+      EXPECT_EQ(head, pattern(64, 5));
+      throw Error("refused: " + std::to_string(s) + " bytes");
+    });
+  });
+  EXPECT_EQ(why, "refused: " + std::to_string(size) + " bytes");
+  EXPECT_LT(info_field(redis.port(), "stats", "total_net_output_bytes") - sent,
+            (long long)(size / 4));
+  store->put("after", "still usable");
+  EXPECT_EQ(store->get_checked("after", 64, [](std::string_view, uint64_t) {}), "still usable");
 }
 
 // Something else's data under a key (a list) is an error, reported at once.
@@ -472,6 +491,24 @@ TEST(RedisStoreFaults, AReplyCutShortIsNeverAValue) {
       << why;
   EXPECT_NE(why.find("of the value's 1048576 bytes"), std::string::npos) << why;
   EXPECT_GE(always.connections(), 3);  // retried on new connections
+}
+
+// get_checked judges the head as soon as it has arrived: a value refused from
+// its head is refused at once, even when the rest of the reply would never
+// come (no retry on a new connection).
+TEST(RedisStoreFaults, GetCheckedRefusesFromTheHeadWithoutWaitingForTheRest) {
+  std::string value = pattern(1 << 20, 9);
+  CuttingServer always(value, 1000);
+  auto store =
+      open_store("redis://127.0.0.1:" + std::to_string(always.port()) + "?retry_timeout=0.5");
+  std::string why = error_of([&] {
+    store->get_checked("job/k", 64, [&](std::string_view head, uint64_t size) {
+      EXPECT_EQ(head, value.substr(0, 64));
+      throw Error("refused: " + std::to_string(size) + " bytes");
+    });
+  });
+  EXPECT_EQ(why, "refused: 1048576 bytes");
+  EXPECT_EQ(always.connections(), 1);
 }
 
 TEST(RedisStoreFaults, AReplyCutShortIsRetried) {

@@ -108,9 +108,9 @@ TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
   coordinator.shutdown();
 }
 
-// A worker whose platform invocation ends (a Lambda's) reports its finish
-// without asking for more: the answer is that the report arrived, and the
-// coordinator hands it nothing.
+// A worker whose platform is about to end it (a Lambda invocation, a Slurm
+// job) reports its finish without asking for more (finish_last): the answer
+// is that the report arrived, and the coordinator hands it nothing.
 TEST_P(Transport, AFinishCanAskForNothingMore) {
   SpawnSpec root;
   root.fn = 0x1000;
@@ -120,8 +120,7 @@ TEST_P(Transport, AFinishCanAskForNothingMore) {
   CoordinatorServer server(&coordinator, server_options());
   CoordinatorClient client(server.address(), "secret", 7, client_options());
   ASSERT_EQ(client.next().kind, Assignment::Kind::kStart);
-  Assignment after = client.finish(FinishInfo{7, 1, 0, false, encode(1), ""}, /*and_next=*/false);
-  EXPECT_EQ(after.kind, Assignment::Kind::kShutdown);
+  client.finish_last(FinishInfo{7, 1, 0, false, encode(1), ""});
   JobOutcome job = coordinator.wait_job(std::chrono::milliseconds(1000));
   ASSERT_TRUE(job.done);
   EXPECT_EQ(decode<int>(job.result), 1);

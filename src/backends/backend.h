@@ -86,6 +86,13 @@ class Backend {
   virtual std::string summary() const { return {}; }
 };
 
+/// Options of the Slurm backend (slurm_backend.cc).
+struct SlurmConfig {
+  std::string partition;             // sbatch --partition (empty: the default one)
+  std::string account;               // sbatch --account (empty: the user's default)
+  std::vector<std::string> options;  // more sbatch arguments, as given
+};
+
 /// What every backend is configured with.
 struct BackendConfig {
   std::string executable;                // the application binary
@@ -99,6 +106,8 @@ struct BackendConfig {
   std::string function;
   bool request_response = false;
   bool time_limit_given = true;
+  std::string job;  // the job's id (names its workers on shared platforms)
+  SlurmConfig slurm;
 };
 
 /// Creates the backend registered under `name`. Throws kappa::Error for an

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -138,6 +139,23 @@ void add_worker_options(CLI::App* cmd, detail::WorkerOptions& worker) {
                   "Seconds between checkpoints taken by maybe_checkpoint() (0: every call)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--lifetime", worker.lifetime,
+                  "Seconds this process may live (a Slurm job's time): no task runs past it, "
+                  "and the worker leaves near it (0: no limit). SIGUSR1 ends it early: the "
+                  "running task hands over at its next maybe_checkpoint()")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--chaos-kill", worker.chaos_kill,
+                  "Probability of killing itself (SIGKILL) at a random moment of each task "
+                  "invocation")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--chaos-seed", worker.chaos_seed, "Seed for --chaos-kill (0: random)");
+  cmd->add_option("--chaos-mean", worker.chaos_mean,
+                  "Mean invocation length seen so far, in seconds: chaos kills land within "
+                  "twice it")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--chaos-marker", worker.chaos_marker,
+                  "File created just before a chaos kill, for the backend to tell it from "
+                  "another SIGKILL");
 }
 
 // One Lambda invocation: a worker, as the payload the aws backend sent
@@ -173,7 +191,11 @@ std::string lambda_invocation(const detail::LambdaInvocation& inv) {
   worker.tls_pin = env.value("KAPPA_TLS_PIN", "");
   worker.tls_ca = env.value("KAPPA_TLS_CA", "");
   if (worker.token.empty()) throw detail::LambdaError("Kappa.BadPayload", "no job token");
-  worker.hard_deadline = inv.deadline;
+  // The invocation's timeout is the worker's lifetime (counted from now: the
+  // worker starts at once).
+  worker.lifetime = std::max(
+      0.001,
+      std::chrono::duration<double>(inv.deadline - std::chrono::system_clock::now()).count());
   worker.one_invocation = true;
   if (p.contains("chaos_kill_after")) worker.chaos_kill_after = p["chaos_kill_after"].get<double>();
   int rc = detail::run_worker(worker);
@@ -328,6 +350,15 @@ int app_main(int argc, char** argv, Handler handler) {
         ->check(CLI::ExistingFile);
     add_interval(cmd, job.checkpoint_interval);
     add_compression(cmd);
+    cmd->add_option("--slurm-partition", job.slurm.partition,
+                    "--backend slurm: the partition workers' jobs are submitted to (default: "
+                    "the cluster's default)");
+    cmd->add_option("--slurm-account", job.slurm.account,
+                    "--backend slurm: the account workers' jobs are charged to");
+    cmd->add_option("--slurm-opt", job.slurm.options,
+                    "--backend slurm: one more sbatch argument for every worker's job, e.g. "
+                    "--slurm-opt=--mem=4G (repeatable)")
+        ->allow_extra_args(false);
   };
   CLI::App* run = app.add_subcommand(
       "run",
@@ -336,7 +367,8 @@ int app_main(int argc, char** argv, Handler handler) {
   add_job_options(run);
   run->add_option("--listen", job.listen,
                   "Serve workers on host:port over gRPC (default: a Unix socket of the job's "
-                  "own, several times faster for local workers)");
+                  "own, several times faster for local workers; required with --backend "
+                  "slurm: an address the cluster's nodes can reach)");
   auto add_remote_options = [&](CLI::App* cmd) {
     cmd->add_option("--advertise", job.advertise,
                     "The host:port workers are told to reach the coordinator at (default: "

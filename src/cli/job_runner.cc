@@ -51,6 +51,11 @@ void check_supported(const JobOptions& o) {
     throw Error("--function is for --backend aws");
   }
   if (!o.advertise.empty() && o.listen.empty()) throw Error("--advertise needs --listen");
+  // Slurm's workers run on other machines: a Unix socket cannot reach them.
+  if (o.backend == "slurm" && (o.listen.empty() || o.listen.starts_with("unix:")))
+    throw Error(
+        "--backend slurm needs --listen HOST:PORT, an address where workers on the cluster's "
+        "nodes reach the coordinator");
 }
 
 // A directory of checkpoints for a job that was not given one: memory-backed
@@ -225,6 +230,21 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   }
   // The job's images live under its own scope: jobs may share a store.
   std::unique_ptr<CheckpointStore> store = scope_store(open_store(store_url), job);
+  // A run that cannot start (a backend that refuses its options, a port in
+  // use) leaves no empty store behind; from here on, the end of run_job
+  // decides what to keep.
+  struct LeaveNoEmptyStore {
+    const JobIdentity& id;
+    CheckpointStore& store;
+    bool armed = true;
+    ~LeaveNoEmptyStore() {
+      if (!armed) return;
+      try {
+        if (store.list("").empty()) remove_images(id, store);
+      } catch (const std::exception&) {
+      }
+    }
+  } guard{identity, *store};
   if (!o.log_dir.empty()) std::filesystem::create_directories(o.log_dir);
   // Workers inherit the token through the environment (not argv: visible in
   // ps); set before any thread starts. A token given in the environment is
@@ -251,6 +271,8 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   bc.function = o.function;
   bc.request_response = o.invocation_type == "RequestResponse";
   bc.time_limit_given = o.time_limit_given;
+  bc.job = job;
+  bc.slurm = o.slurm;
 
   // The data store: puts are staged under a prefix of the job's own, and
   // made visible by the coordinator.
@@ -310,6 +332,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
     }
   }
   if (o.progress) std::fputc('\n', stderr);
+  guard.armed = false;
   coordinator.shutdown();
   backend->shutdown();
   server.stop();

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "backends/backend.h"
 #include "coordinator/job_state.h"
 #include "kappa/main.h"
 #include "runtime/checkpoint_image.h"
@@ -44,6 +45,7 @@ struct JobOptions {
   unsigned max_failures = 10;
   double liveness_timeout = 5;  // seconds of silence before a worker counts as hung (0: never)
   bool progress = false;        // a status line on stderr
+  SlurmConfig slurm;            // --backend slurm
 };
 
 struct JobResult {

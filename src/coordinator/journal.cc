@@ -75,8 +75,8 @@ void RowJournal::Group::clear() {
   ops.clear();
 }
 
-void RowJournal::Group::parse() {
-  ops.clear();
+std::vector<RowJournal::Group::Op> RowJournal::Group::parse(std::string_view bytes) {
+  std::vector<Op> ops;
   for (size_t at = 0; at < bytes.size();) {
     if (bytes.size() - at < 9 || (uint8_t(bytes[at]) >> 1) >= kTableCount)
       throw Error("a group of rows does not parse");
@@ -95,6 +95,7 @@ void RowJournal::Group::parse() {
     }
     ops.push_back(op);
   }
+  return ops;
 }
 
 void RowJournal::begin(const JobIdentity& job) {

@@ -105,11 +105,9 @@ class RowJournal : public Journal {
     struct Op {
       Table table;
       uint64_t id;
-      size_t offset = 0, size = 0;  // of the row's bytes in `bytes`
+      size_t offset = 0, size = 0;  // of the row's bytes in the group's bytes
       bool erased = false;
-      std::string_view body(const std::string& bytes) const {
-        return std::string_view(bytes).substr(offset, size);
-      }
+      std::string_view body(std::string_view bytes) const { return bytes.substr(offset, size); }
     };
     std::string bytes;
     std::vector<Op> ops;
@@ -117,9 +115,9 @@ class RowJournal : public Journal {
     void erase(Table table, uint64_t id);
     void clear();
     bool empty() const { return ops.empty(); }
-    /// Rebuilds `ops` from `bytes` (read back from storage); throws
+    /// The ops of a group's `bytes` read back from storage; throws
     /// kappa::Error if they do not parse.
-    void parse();
+    static std::vector<Op> parse(std::string_view bytes);
   };
 
   /// Makes `group` durable, atomically. Called by one thread at a time.

@@ -102,7 +102,6 @@ class SqliteJournal final : public RowJournal {
  protected:
   void write(const Group& group) override {
     log_->append(group.bytes);
-    take(group);
     if (log_->bytes() < next_fold_) return;
     try {
       fold();
@@ -140,15 +139,8 @@ class SqliteJournal final : public RowJournal {
 
  private:
   // The log is folded into the tables once it holds this much: bounds the
-  // memory of pending_ and the work of a restart's replay (~10 ms).
+  // disk it takes and the work of a restart's replay (~10 ms).
   static constexpr uint64_t kFoldBytes = 16 << 20;
-  // The rows of a group written to the log, for the next fold.
-  void take(const Group& group) {
-    for (const Group::Op& op : group.ops)
-      pending_[int(op.table)][op.id] =
-          op.erased ? std::nullopt : std::optional<std::string>(op.body(group.bytes));
-  }
-
   bool has_tables() {
     sqlite3_stmt* s = prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table'");
     bool any = sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int64(s, 0) > 0;
@@ -156,38 +148,37 @@ class SqliteJournal final : public RowJournal {
     return any;
   }
 
-  // Opens the log and reads what it holds (the events since the last fold
-  // of a coordinator that was killed) into pending_, for the first fold.
+  // Opens the log, which holds the events since the last fold of a
+  // coordinator that was killed (the constructor then folds them).
   void open_log(bool fresh_tables) {
     log_.emplace(path_ + "-log");
-    log_->replay([&](std::string_view record) {
-      Group group;
-      group.bytes = record;
-      try {
-        group.parse();
-      } catch (const Error& e) {
-        throw Error("the journal's log " + log_->path() + " is corrupt: " + e.what());
-      }
-      take(group);
-    });
     if (fresh_tables && log_->bytes() > 0)
       throw Error("the journal's log " + log_->path() + " holds events of a journal " + path_ +
                   " that no longer exists: remove the log to start a new job there");
   }
 
-  // Writes the log's rows into the tables, in one transaction, and empties
-  // the log.
+  // Writes the rows the log holds into the tables, in one transaction (each
+  // row's last write only), and empties the log. The log is read back from
+  // the file (the page cache) rather than kept in memory as it is written:
+  // an event's write stays one append.
   void fold() {
-    bool any = false;
-    for (auto& rows : pending_) any = any || !rows.empty();
-    if (!any) {
-      if (log_->bytes() > 0) log_->clear();
-      return;
-    }
+    if (log_->bytes() == 0) return;
+    std::array<std::unordered_map<uint64_t, std::optional<std::string>>, kTableCount> rows;
+    log_->replay([&](std::string_view record) {
+      std::vector<Group::Op> ops;
+      try {
+        ops = Group::parse(record);
+      } catch (const Error& e) {
+        throw Error("the journal's log " + log_->path() + " is corrupt: " + e.what());
+      }
+      for (const Group::Op& op : ops)
+        rows[int(op.table)][op.id] =
+            op.erased ? std::nullopt : std::optional<std::string>(op.body(record));
+    });
     exec("BEGIN");
     try {
       for (int t = 0; t < kTableCount; ++t)
-        for (auto& [id, body] : pending_[t]) {
+        for (auto& [id, body] : rows[t]) {
           sqlite3_stmt* s = body ? put_[t] : erase_[t];
           sqlite3_bind_int64(s, 1, sqlite3_int64(id));
           if (body) sqlite3_bind_blob64(s, 2, body->data(), body->size(), SQLITE_STATIC);
@@ -198,7 +189,6 @@ class SqliteJournal final : public RowJournal {
       sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
       throw;
     }
-    for (auto& rows : pending_) rows.clear();
     log_->clear();
   }
 
@@ -251,8 +241,6 @@ class SqliteJournal final : public RowJournal {
   std::array<sqlite3_stmt*, kTableCount> put_{}, erase_{}, one_{};
   std::optional<EventLog> log_;
   uint64_t next_fold_ = kFoldBytes;  // the log's size at which to fold
-  // Rows in the log, not yet in the tables; nullopt: erased.
-  std::array<std::unordered_map<uint64_t, std::optional<std::string>>, kTableCount> pending_;
 };
 
 }  // namespace

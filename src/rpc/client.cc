@@ -48,6 +48,14 @@ void expect(const rpc::CoordinatorMessage& in, Has has, const char* what) {
   if (!(in.*has)()) throw Error(std::string("coordinator ") + what + ": unexpected answer");
 }
 
+void fill_finish(rpc::FinishRequest* req, const FinishInfo& info, bool and_next) {
+  req->set_task_id(info.task_id);
+  req->set_seqno(info.seqno);
+  req->set_failed(info.failed);
+  req->set_result(info.result);
+  req->set_error(info.error);
+  req->set_and_next(and_next);
+}
 }  // namespace
 
 Assignment CoordinatorClient::next() {
@@ -79,25 +87,25 @@ CallOutcome CoordinatorClient::call(CallInfo info) {
           std::move(*rep.mutable_error())};
 }
 
-Assignment CoordinatorClient::finish(const FinishInfo& info, bool and_next) {
+Assignment CoordinatorClient::finish(const FinishInfo& info) {
   m_->out.Clear();
-  rpc::FinishRequest* req = m_->out.mutable_finish();
-  req->set_task_id(info.task_id);
-  req->set_seqno(info.seqno);
-  req->set_failed(info.failed);
-  req->set_result(info.result);
-  req->set_error(info.error);
-  req->set_and_next(and_next);
+  fill_finish(m_->out.mutable_finish(), info, true);
   channel_->send(m_->out);
   m_->out.Clear();
   m_->in.Clear();
   channel_->receive(&m_->in, "Finish");
-  if (!and_next) {
-    expect(m_->in, &rpc::CoordinatorMessage::has_finished, "Finish");
-    return Assignment{.kind = Assignment::Kind::kShutdown};
-  }
   expect(m_->in, &rpc::CoordinatorMessage::has_assignment, "Finish");
   return from_proto(*m_->in.mutable_assignment());
+}
+
+void CoordinatorClient::finish_last(const FinishInfo& info) {
+  m_->out.Clear();
+  fill_finish(m_->out.mutable_finish(), info, false);
+  channel_->send(m_->out);
+  m_->out.Clear();
+  m_->in.Clear();
+  channel_->receive(&m_->in, "Finish");
+  expect(m_->in, &rpc::CoordinatorMessage::has_finished, "Finish");
 }
 
 void CoordinatorClient::heartbeat() {

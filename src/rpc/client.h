@@ -37,11 +37,11 @@ class CoordinatorClient {
   // when the coordinator is gone or refuses the session.
   Assignment next();
   CallOutcome call(CallInfo info);
-  /// Reports the end of the task and returns the worker's next assignment;
-  /// without and_next (info.and_next is not read), kShutdown once the
-  /// coordinator has the report (the worker asked for nothing more: its
-  /// platform invocation ends).
-  Assignment finish(const FinishInfo& info, bool and_next = true);
+  /// Reports the end of the task and returns the worker's next assignment.
+  Assignment finish(const FinishInfo& info);
+  /// Reports the end of the task without asking for more work: the worker
+  /// is leaving (its platform is about to end it).
+  void finish_last(const FinishInfo& info);
 
   // Unanswered messages. They throw kappa::Error when the coordinator is gone.
   void heartbeat();

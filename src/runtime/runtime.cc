@@ -17,6 +17,13 @@ namespace kappa::detail {
 
 std::atomic<bool> g_checkpoint_due{false};
 
+namespace {
+// Set once by hand_over_now() (from a signal handler): lock-free, so that
+// the handler may store it.
+std::atomic<bool> g_handover{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+}  // namespace
+
 bool track_heap_request(PendingCall* call) {
   Arena* arena = Arena::current();
   if (!arena || call->request.empty() || arena->contains(call->request.data())) return false;
@@ -153,7 +160,8 @@ void CheckpointClock::configure(std::chrono::duration<double> interval,
     s.last = Clock::now();
     s.stop = false;
     ++s.generation;
-    g_checkpoint_due.store(s.always, std::memory_order_relaxed);
+    g_checkpoint_due.store(s.always || g_handover.load(std::memory_order_relaxed),
+                           std::memory_order_relaxed);
     if (!s.thread.joinable()) s.thread = std::thread([&s] { s.run(); });
   }
   s.cv.notify_all();
@@ -164,12 +172,21 @@ void CheckpointClock::checkpoint_taken() {
   {
     std::lock_guard lock(s.mu);
     if (s.always) return;
-    g_checkpoint_due.store(false, std::memory_order_relaxed);
+    // A hand-over requested before this checkpoint was taken stays due.
+    g_checkpoint_due.store(g_handover.load(std::memory_order_relaxed), std::memory_order_relaxed);
     s.last = Clock::now();
     ++s.generation;
   }
   s.cv.notify_all();
 }
+
+void CheckpointClock::hand_over_now() {
+  // Only atomic stores: no lock, no allocation (a signal handler calls it).
+  g_handover.store(true, std::memory_order_relaxed);
+  g_checkpoint_due.store(true, std::memory_order_relaxed);
+}
+
+bool CheckpointClock::handover_requested() { return g_handover.load(std::memory_order_relaxed); }
 
 void CheckpointClock::stop() {
   ClockState& s = clock_state();

@@ -26,7 +26,14 @@ class CheckpointClock {
                         std::optional<Clock::time_point> deadline = std::nullopt,
                         std::chrono::duration<double> margin = std::chrono::seconds(2));
   /// Called after each checkpoint: clears the due flag and restarts the interval.
+  /// After hand_over_now() the flag stays raised.
   static void checkpoint_taken();
+  /// Makes the deadline now, for good: every maybe_checkpoint() from here on
+  /// is due, and handover_requested() says so. Async-signal-safe (a platform's
+  /// notice that the process is about to end arrives as a signal: Slurm's
+  /// SIGUSR1).
+  static void hand_over_now();
+  static bool handover_requested();
   /// Stops the background thread (tests; process exit does it implicitly).
   static void stop();
 };

@@ -38,10 +38,14 @@ class CheckpointStore {
   /// The value under `key`, or nullopt if there is none. Throws kappa::Error
   /// if it cannot be read whole.
   virtual std::optional<std::string> get(const std::string& key) = 0;
-  /// Like get(), but reads the value's first `head_bytes` bytes first and
-  /// passes them and its size to `check`, which may refuse it: a value that
-  /// cannot be what the caller expects (a huge file where a checkpoint image
-  /// should be) is refused without being read in whole.
+  /// Like get(), but passes the value's first `head_bytes` bytes and its
+  /// size to `check`, which may refuse it (what it throws comes out of
+  /// get_checked) before the value is returned. A value that cannot be what
+  /// the caller expects (a huge file where a checkpoint image should be) is
+  /// refused without being read in whole: the head is checked as soon as it
+  /// has arrived, except that a store may read a value of up to 16 MiB whole
+  /// first (FileStore does: reading its head alone would cost more than the
+  /// rare refusal saves).
   virtual std::optional<std::string> get_checked(const std::string& key, size_t head_bytes,
                                                  const HeadCheck& check) = 0;
   /// Keys starting with `prefix`, sorted.
@@ -90,7 +94,8 @@ std::unique_ptr<CheckpointStore> scope_store(std::unique_ptr<CheckpointStore> ba
 /// naming the file and the reason, if it is not a regular file (a FIFO is
 /// refused without waiting for a writer) or cannot be read whole. With a
 /// `check`, its first `head_bytes` bytes and its size go to `check` before
-/// the rest is read (see CheckpointStore::get_checked).
+/// it is returned, and before the rest is read if it is over 16 MiB (see
+/// CheckpointStore::get_checked).
 std::optional<std::string> read_regular_file(const std::string& path, size_t head_bytes = 0,
                                              const HeadCheck& check = {});
 

@@ -17,10 +17,14 @@
 
 #include "kappa/error.h"
 #include "stores/checkpoint_store.h"
-#include "util/huge_pages.h"
+#include "util/string_for_overwrite.h"
 
 namespace kappa::detail {
 namespace {
+
+// Values up to this size are read whole before get_checked's check sees
+// their head (see read_regular_file).
+constexpr size_t kReadWholeBytes = size_t(16) << 20;
 
 std::string errno_text() { return std::strerror(errno); }
 
@@ -178,17 +182,21 @@ std::optional<std::string> read_regular_file(const std::string& path, size_t hea
     throw Error("cannot read " + path + ": not a regular file (" + file_type_name(st.st_mode) +
                 ")");
   size_t size = size_t(st.st_size);
-  std::string out;
-  if (check) {
-    out.resize(std::min(head_bytes, size));
-    read_exactly(fd, path, out.data(), out.size(), 0);
-    check(out, size);
+  // A large value's head is read and checked alone, so that a refused one (a
+  // huge file where an image should be) is neither allocated for nor read. A
+  // small one is read whole, then checked: the head's own read would cost a
+  // system call, ~4 us here, a tenth of reading 1 MiB.
+  bool head_first = check && size > kReadWholeBytes && head_bytes < size;
+  std::string head;
+  if (head_first) {
+    head.resize(head_bytes);
+    read_exactly(fd, path, head.data(), head.size(), 0);
+    check(head, size);
   }
-  size_t head = out.size();
-  out.reserve(size);  // after the check: a refused value is not allocated for
-  prefer_huge_pages(out);
-  out.resize(size);
-  read_exactly(fd, path, out.data() + head, size - head, head);
+  std::string out = string_for_overwrite(size);
+  std::memcpy(out.data(), head.data(), head.size());
+  read_exactly(fd, path, out.data() + head.size(), size - head.size(), head.size());
+  if (check && !head_first) check(std::string_view(out).substr(0, head_bytes), size);
   return out;
 }
 

@@ -34,6 +34,8 @@
 #include <utility>
 #include <vector>
 
+#include "stores/checkpoint_store.h"
+
 namespace kappa::detail {
 
 struct RedisConfig {
@@ -105,10 +107,12 @@ class RedisConnection {
   void set(std::string_view key, std::string_view value);
 
   /// GET key: the whole value, or nullopt if there is none. The bulk reply
-  /// is received into the returned string directly. With the value's size
-  /// known beforehand (`expected`), that string is made ready while Redis
-  /// prepares the reply.
-  std::optional<std::string> get(std::string_view key, size_t expected = 0);
+  /// is received into the returned string directly. With a `check`, the
+  /// value's size and first `head_bytes` bytes go to it as soon as they have
+  /// arrived, before the string is made and the rest received; if it throws,
+  /// the reply is left unread and the connection is not reused.
+  std::optional<std::string> get(std::string_view key, size_t head_bytes = 0,
+                                 const HeadCheck& check = {});
 
   /// Throws for an error reply. Redis closes the connection after a protocol
   /// error: that one is not reused.
@@ -125,12 +129,15 @@ class RedisConnection {
 
   RedisReply read_reply();
 
-  // Receives at least one byte into [p, p + n).
+  // Receives at least one byte into the `count` buffers of `iov`, or into
+  // [p, p + n).
+  size_t recv_some(iovec* iov, int count, int flags, const std::string& context);
   size_t recv_some(char* p, size_t n, int flags, const std::string& context);
 
   // Reads a bulk string reply ($LEN\r\nBYTES\r\n, or $-1\r\n for none),
-  // into `value` if it has the right size.
-  std::optional<std::string> read_bulk(std::string value);
+  // showing `check` (if any) its size and first `head_bytes` bytes before
+  // the rest is received.
+  std::optional<std::string> read_bulk(size_t head_bytes, const HeadCheck& check);
 
   std::unique_ptr<redisContext, ContextDeleter> ctx_;
   bool unusable_ = false;

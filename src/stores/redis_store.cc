@@ -13,9 +13,11 @@
 // - Atomic. A put is one SET: readers see the old value or the new one, and a
 //   SET that Redis did not receive whole stores nothing. A get returns the
 //   whole value or throws: a reply cut short is retried or reported, never
-//   returned shorter. get_checked reads the size and the head (all of a
-//   value up to 64 KiB) in one MULTI transaction, then the value with one
-//   GET, and checks again if the value changed in between.
+//   returned shorter. get_checked is one GET too: the reply's header gives
+//   the size, and the check sees it and the head as soon as they have
+//   arrived, before room is made for the value and the rest is received. A
+//   refused value's reply is left unread and its connection closed: Redis
+//   will have sent what the sockets' buffers hold (a few MiB), not the value.
 // - Values up to 512 MiB, Redis's string limit (proto-max-bulk-len); a larger
 //   put throws kappa::Error without sending anything.
 // - Retries. A lost connection (Redis restarting), a timeout, or a server not
@@ -54,8 +56,6 @@
 namespace kappa::detail {
 namespace {
 
-constexpr size_t kSmallValueBytes = 64 << 10;  // get_checked reads these in one round trip
-
 constexpr const char* kUrlForm =
     "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?retry_timeout=SECONDS&timeout=SECONDS]";
 
@@ -93,29 +93,7 @@ class RedisStore final : public CheckpointStore {
   std::optional<std::string> get_checked(const std::string& key, size_t head_bytes,
                                          const HeadCheck& check) override {
     std::optional<std::string> value;
-    client_.run("get", key, [&](RedisConnection& c) {
-      value.reset();
-      // The head, or all of a small value: one round trip for those.
-      std::string last = std::to_string(std::max(head_bytes, kSmallValueBytes) - 1);
-      std::vector<RedisReply> r = c.pipeline(
-          {{"MULTI"}, {"EXISTS", key}, {"STRLEN", key}, {"GETRANGE", key, "0", last}, {"EXEC"}});
-      for (const RedisReply& each : r)
-        if (each->type == REDIS_REPLY_ERROR) c.refuse({each->str, each->len});
-      const redisReply& exec = *r.back();
-      if (reply_element(exec, 0, REDIS_REPLY_INTEGER, c, "EXISTS").integer == 0) return;
-      uint64_t size = uint64_t(reply_element(exec, 1, REDIS_REPLY_INTEGER, c, "STRLEN").integer);
-      const redisReply& start = reply_element(exec, 2, REDIS_REPLY_STRING, c, "GETRANGE");
-      std::string head(start.str, start.len);
-      check(std::string_view(head).substr(0, head_bytes), size);
-      if (size == head.size()) {  // that was all of it
-        value = std::move(head);
-        return;
-      }
-      value = c.get(key, size);
-      // Replaced in between? Then judge what was read.
-      if (value && (value->size() != size || value->compare(0, head.size(), head) != 0))
-        check(std::string_view(*value).substr(0, head_bytes), value->size());
-    });
+    client_.run("get", key, [&](RedisConnection& c) { value = c.get(key, head_bytes, check); });
     return value;
   }
 

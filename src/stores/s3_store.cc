@@ -10,8 +10,9 @@
 //   CompleteMultipartUpload, and which is aborted when a step fails for
 //   good. A failed put leaves the key as it was.
 // - A get returns the whole value or throws: a body cut short is retried,
-//   never returned. get_checked reads the head with a Range GET and the rest
-//   with If-Match on the head's ETag, so both come from the same object.
+//   never returned. get_checked is one GET too: the check sees the head and
+//   the size (Content-Length) as soon as the head has arrived, before room
+//   is made for the rest, and a refusal aborts the transfer.
 // - Retries: 5xx (500 InternalError, 503 SlowDown, ...), 429, S3's throttling
 //   and RequestTimeout codes, and transport failures (refused, reset or
 //   stalled connections, a response cut short) are retried, up to 8 attempts
@@ -47,7 +48,6 @@
 #include <cstring>
 #include <exception>
 #include <functional>
-#include <limits>
 #include <mutex>
 #include <pugixml.hpp>
 #include <random>
@@ -118,8 +118,13 @@ struct Request {
   std::string key;                   // the object's whole key; "" for the bucket itself
   Params params;                     // the query
   std::string_view body;             // what a PUT or POST sends (not copied)
-  std::vector<std::string> headers;  // more headers, all signed ("Range: bytes=0-9")
+  std::vector<std::string> headers;  // more headers, all signed ("Content-Type: ...")
   std::string* sink = nullptr;       // where a 2xx body goes (appended), else Response::body
+  // If set, sees the first head_bytes bytes of a 2xx body that goes to the
+  // sink, and its Content-Length, before room is made for the rest; what it
+  // throws ends the transfer and comes out of perform unchanged.
+  const HeadCheck* check = nullptr;
+  size_t head_bytes = 0;
 };
 
 struct Response {
@@ -127,10 +132,10 @@ struct Response {
   std::string curl_error;  // curl's reason when curl != CURLE_OK
   long status = 0;
   std::string body;  // an error document or a small XML answer (never a value)
-  std::string etag, content_range;
+  std::string etag;
   curl_off_t content_length = -1;
   std::string code, message;  // S3's error code and message, parsed from body
-  bool empty_range = false;   // a Range answer that says the object is empty
+  bool head_checked = false;  // Request::check has seen the sink's head (else it is shorter)
 };
 
 // Fills code and message from an <Error> document in r.body (S3 sends one
@@ -167,13 +172,24 @@ struct Transfer {
   Response* response;
   size_t sent = 0;
   std::string* target = nullptr;  // chosen at the first byte of the body
+  size_t start = 0;               // the target's size then
+  curl_off_t length = -1;         // the body's Content-Length, -1 if none
   bool error_document = false;    // the body of an error answer
+  bool head_pending = false;      // the request's check has yet to see the head
   std::string callback_error;     // an exception a callback could not throw
+  std::exception_ptr refusal;     // what the request's check threw
 };
+
+// The value lands in one buffer, sized once from Content-Length.
+void make_room(Transfer& t) {
+  if (t.length <= 0) return;
+  t.target->reserve(t.start + size_t(t.length));
+  prefer_huge_pages(*t.target);
+}
 
 size_t on_write(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
-  size_t bytes = size * n;
+  std::string_view in(data, size * n);
   try {
     if (!t->target) {
       long status = 0;
@@ -181,18 +197,33 @@ size_t on_write(char* data, size_t size, size_t n, void* user) {
       t->error_document = status / 100 != 2;
       bool value = !t->error_document && t->request->sink;
       t->target = value ? t->request->sink : &t->response->body;
-      curl_off_t length = -1;
-      curl_easy_getinfo(t->handle, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &length);
-      // The value lands in one buffer, sized once from Content-Length.
-      if (value && length > 0) {
-        t->target->reserve(t->target->size() + size_t(length));
-        prefer_huge_pages(*t->target);
-      }
+      t->start = t->target->size();
+      curl_easy_getinfo(t->handle, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &t->length);
+      // Without a Content-Length (S3 always sends one), the check waits for
+      // the whole body, whose size it needs.
+      t->head_pending = value && t->request->check && t->length >= 0;
+      if (value && !t->head_pending) make_room(*t);
     }
     // Error documents are short; a huge one is not kept whole.
-    if (t->error_document && t->target->size() + bytes > (1 << 16)) return bytes;
-    t->target->append(data, bytes);
-    return bytes;
+    if (t->error_document && t->target->size() + in.size() > (1 << 16)) return in.size();
+    if (t->head_pending) {
+      size_t head_bytes = t->request->head_bytes;
+      size_t missing = head_bytes - (t->target->size() - t->start);
+      t->target->append(in.substr(0, missing));
+      in.remove_prefix(std::min(missing, in.size()));
+      if (t->target->size() - t->start < head_bytes) return size * n;
+      try {
+        (*t->request->check)(std::string_view(*t->target).substr(t->start), uint64_t(t->length));
+      } catch (...) {
+        t->refusal = std::current_exception();
+        return 0;  // CURLE_WRITE_ERROR: the transfer ends here
+      }
+      t->head_pending = false;
+      t->response->head_checked = true;
+      make_room(*t);
+    }
+    t->target->append(in);
+    return size * n;
   } catch (const std::exception& e) {
     t->callback_error = e.what();
     return 0;  // CURLE_WRITE_ERROR
@@ -218,35 +249,14 @@ int on_seek(void* user, curl_off_t offset, int origin) {
   return CURL_SEEKFUNC_OK;
 }
 
-// "bytes FIRST-LAST/TOTAL": TOTAL, or nullopt.
-std::optional<uint64_t> range_total(const std::string& content_range) {
-  size_t slash = content_range.rfind('/');
-  if (slash == std::string::npos || slash + 1 >= content_range.size()) return std::nullopt;
-  uint64_t total = 0;
-  for (size_t i = slash + 1; i < content_range.size(); ++i) {
-    if (!std::isdigit(static_cast<unsigned char>(content_range[i]))) return std::nullopt;
-    total = total * 10 + uint64_t(content_range[i] - '0');
-  }
-  return total;
-}
-
 size_t on_header(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   std::string_view line(data, size * n);
   Response& r = *t->response;
   if (line.starts_with("HTTP/")) {  // a new response (after a 100 Continue, say)
     r.etag.clear();
-    r.content_range.clear();
   } else if (header_is(line, "etag")) {
     r.etag = header_value(line, 4);
-  } else if (header_is(line, "content-range")) {
-    r.content_range = header_value(line, 13);
-    // "bytes 0-0/0": some servers (s3rver) answer a Range GET of an empty
-    // object so, with a Content-Length of 1 and no body. Nothing to wait for.
-    if (range_total(r.content_range) == 0u) {
-      r.empty_range = true;
-      return 0;
-    }
   }
   return size * n;
 }
@@ -314,63 +324,24 @@ class S3Store final : public CheckpointStore {
   }
 
   std::optional<std::string> get(const std::string& key) override {
-    std::string k = object_key(key);
-    std::string value;
-    Request r;
-    r.key = k;
-    r.sink = &value;
-    Response resp = call("get", k, r, {404});
-    if (resp.status == 404) return missing(resp, "get", k);
-    return value;
+    return get_checked(key, 0, {});
   }
 
   std::optional<std::string> get_checked(const std::string& key, size_t head_bytes,
                                          const HeadCheck& check) override {
     std::string k = object_key(key);
-    for (int round = 1;; ++round) {
-      std::string value;
-      Request r;
-      r.key = k;
-      r.sink = &value;
-      r.headers = {"Range: bytes=0-" + std::to_string(std::max<size_t>(head_bytes, 1) - 1)};
-      Response head = call("get", k, r, {404, 416});
-      if (head.status == 404) return missing(head, "get", k);
-      if (head.status == 416) {  // an empty object has no byte 0
-        if (check) check({}, 0);
-        return std::string();
-      }
-      if (head.status == 200) {  // the server sent it all
-        if (check) check(std::string_view(value).substr(0, head_bytes), value.size());
-        return value;
-      }
-      std::optional<uint64_t> total = range_total(head.content_range);
-      if (head.status != 206 || !total || *total < value.size())
-        throw Error("s3 store: get of " + object_url(k) +
-                    ": unexpected answer to a Range GET (HTTP " + std::to_string(head.status) +
-                    ", Content-Range '" + head.content_range + "')");
-      if (check) check(std::string_view(value).substr(0, head_bytes), *total);
-      if (value.size() == *total) return value;
-      if (*total > std::numeric_limits<size_t>::max()) throw Error("s3 store: value too large");
-      value.reserve(size_t(*total));
-      size_t have = value.size();
-      Request rest;
-      rest.key = k;
-      rest.sink = &value;
-      rest.headers = {"Range: bytes=" + std::to_string(have) + "-"};
-      if (!head.etag.empty()) rest.headers.push_back("If-Match: " + head.etag);
-      Response tail = call("get", k, rest, {404, 412});
-      if (tail.status == 404 || tail.status == 412 ||
-          (!head.etag.empty() && !tail.etag.empty() && tail.etag != head.etag)) {
-        // Replaced or removed between the two reads: read it again.
-        if (round < 3) continue;
-        throw Error("s3 store: get of " + object_url(k) +
-                    " failed: the object kept changing while it was read");
-      }
-      if (value.size() != *total)
-        throw Error("s3 store: get of " + object_url(k) + " failed: read " +
-                    std::to_string(value.size()) + " of " + std::to_string(*total) + " bytes");
-      return value;
-    }
+    std::string value;
+    Request r;
+    r.key = k;
+    r.sink = &value;
+    if (check) r.check = &check;
+    r.head_bytes = head_bytes;
+    Response resp = call("get", k, r, {404});
+    if (resp.status == 404) return missing(resp, "get", k);
+    // A value shorter than the head, or an answer without a Content-Length.
+    if (check && !resp.head_checked)
+      check(std::string_view(value).substr(0, head_bytes), value.size());
+    return value;
   }
 
   std::vector<std::string> list(const std::string& prefix) override {
@@ -521,8 +492,8 @@ class S3Store final : public CheckpointStore {
     }
 
     resp.curl = curl_easy_perform(h);
+    if (t.refusal) std::rethrow_exception(t.refusal);
     if (!t.callback_error.empty()) throw Error("s3 store: " + t.callback_error);
-    if (resp.empty_range) resp.curl = CURLE_OK;
     if (resp.curl != CURLE_OK) resp.curl_error = error;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp.status);
     curl_easy_getinfo(h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &resp.content_length);

@@ -4,11 +4,14 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cinttypes>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -22,6 +25,7 @@
 #include "stores/checkpoint_store.h"
 #include "util/log.h"
 #include "worker/liveness.h"
+#include "worker/self_chaos.h"
 
 namespace kappa::detail {
 namespace {
@@ -179,53 +183,22 @@ class Uplink {
   std::thread thread_;
 };
 
-// Kills this process at `after` seconds unless stopped first: --chaos-kill
-// on platforms whose processes the coordinator's machine cannot reach. A
-// thread of the worker's own, ended with it (Lambda freezes the process
-// between invocations).
-class ChaosTimer {
- public:
-  explicit ChaosTimer(std::optional<double> after) {
-    if (!after) return;
-    auto at = std::chrono::steady_clock::now() +
-              std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                  std::chrono::duration<double>(*after));
-    thread_ = std::thread([this, at] {
-      std::unique_lock lock(mu_);
-      if (!cv_.wait_until(lock, at, [&] { return stop_; })) {
-        spdlog::warn("--chaos-kill: killing this worker now");
-        ::kill(getpid(), SIGKILL);
-      }
-    });
-  }
-  ~ChaosTimer() {
-    if (!thread_.joinable()) return;
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
-};
-
 // How often the liveness thread tells the coordinator this worker is alive.
 constexpr std::chrono::milliseconds kHeartbeatInterval{500};
 
-// A platform invocation with less time left than this takes no new task:
-// restoring an image and writing one back would use it all.
-constexpr double kMinTimeForTask = 0.5;
+// When a process that may live `lifetime` seconds from now must be gone
+// (none: 0, no limit).
+std::optional<Clock::time_point> end_of_life(double lifetime) {
+  if (lifetime <= 0) return std::nullopt;
+  return Clock::now() +
+         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(lifetime));
+}
 
 class Worker {
  public:
   explicit Worker(const WorkerOptions& o)
       : options_(o),
+        end_of_life_(end_of_life(o.lifetime)),
         client_(o.coordinator, o.token, o.worker_id,
                 ClientOptions{.tls = {.pin = o.tls_pin, .ca_pem = o.tls_ca},
                               // A platform invocation is billed while it
@@ -238,12 +211,18 @@ class Worker {
         store_(scope_store(open_store(o.store_url), o.job)),
         data_(open_store(o.data_url, {.shared = true})),
         key_(load_key()),
-        uplink_(client_, *store_) {}
+        uplink_(client_, *store_),
+        chaos_(o.chaos_kill, o.chaos_seed, o.chaos_mean, o.chaos_marker, o.chaos_kill_after) {}
 
   int run() {
     std::optional<Assignment> next;  // handed over with the last finish
     for (;;) {
-      if (!next && !wants_more()) return 0;  // the invocation is over
+      if (!next && leaving()) {
+        spdlog::info("leaving: {}", CheckpointClock::handover_requested()
+                                        ? "the platform asked for a hand-over (SIGUSR1)"
+                                        : "this worker's lifetime is over");
+        return 0;
+      }
       Assignment a = next ? std::move(*next) : client_.next();
       next.reset();
       switch (a.kind) {
@@ -255,33 +234,32 @@ class Worker {
         case Assignment::Kind::kStart:
         case Assignment::Kind::kResume:
           next = invocation(a);
+          chaos_.invocation_ended();
       }
     }
   }
 
  private:
-  // Seconds until the platform kills this invocation (none: no such limit).
-  std::optional<double> hard_time_left() const {
-    if (!options_.hard_deadline) return std::nullopt;
-    return std::chrono::duration<double>(*options_.hard_deadline - std::chrono::system_clock::now())
-        .count();
+  // Seconds this process may still live (infinity: no lifetime).
+  double life_left() const {
+    if (!end_of_life_) return std::numeric_limits<double>::infinity();
+    return std::chrono::duration<double>(*end_of_life_ - Clock::now()).count();
   }
 
-  // Whether to take another task. A platform invocation near its end takes
-  // none: a task started now would have to hand over at once.
-  bool wants_more() const {
-    if (!options_.one_invocation) return true;
-    std::optional<double> left = hard_time_left();
-    return !left || *left > kMinTimeForTask;
+  // The platform is about to end this process (SIGUSR1), or its lifetime is
+  // nearly over: no new work. Near its end, as near an invocation's
+  // deadline, a task would have to hand over at once.
+  bool leaving() const {
+    if (CheckpointClock::handover_requested()) return true;
+    return end_of_life_ && life_left() <= std::min(2.0, options_.lifetime * 0.2);
   }
 
-  // Reports the end of a task, asking for the next one only when it would
-  // be taken.
+  // Reports the end of a task, and takes the next assignment with it unless
+  // the worker is leaving.
   std::optional<Assignment> report_finish(const FinishInfo& info) {
-    bool more = wants_more();
-    Assignment a = client_.finish(info, more);
-    if (!more) return std::nullopt;  // run() then ends the invocation
-    return a;
+    if (!leaving()) return client_.finish(info);
+    client_.finish_last(info);
+    return std::nullopt;
   }
 
   // Runs one assignment; returns the next one when the coordinator sent it
@@ -291,17 +269,16 @@ class Worker {
     auto start = Clock::now();
     std::optional<Clock::time_point> deadline;
     auto margin = std::chrono::duration<double>(0);
-    // The coordinator's limit, or the platform's deadline if that is sooner.
-    double time_left = a.time_left;
-    if (std::optional<double> hard = hard_time_left())
-      time_left = time_left > 0 ? std::min(time_left, *hard) : *hard;
-    if (time_left > 0 || options_.hard_deadline) {
-      time_left = std::max(time_left, 0.0);
+    // The invocation's time, within what is left of the process's.
+    double time_left = a.time_left > 0 ? a.time_left : std::numeric_limits<double>::infinity();
+    time_left = std::max(0.0, std::min(time_left, life_left()));
+    if (std::isfinite(time_left)) {
       deadline = start + std::chrono::duration_cast<Clock::duration>(
                              std::chrono::duration<double>(time_left));
       // Hand over early enough to write a checkpoint and report it.
       margin = std::chrono::duration<double>(std::min(2.0, time_left * 0.2));
     }
+    chaos_.invocation_started(std::isfinite(time_left) ? time_left : 0);
     CheckpointClock::configure(std::chrono::duration<double>(options_.checkpoint_interval),
                                deadline, margin);
     Arena* arena = nullptr;
@@ -408,8 +385,9 @@ class Worker {
         }
       }
       bool near_deadline =
-          deadline &&
-          Clock::now() >= *deadline - std::chrono::duration_cast<Clock::duration>(margin);
+          CheckpointClock::handover_requested() ||
+          (deadline &&
+           Clock::now() >= *deadline - std::chrono::duration_cast<Clock::duration>(margin));
       std::unique_ptr<ImageBuffer> image = uplink_.buffer();
       write_image(*arena, options_.codec, key_, *image);
       if ((info.op == Op::kCheckpoint && !near_deadline) || call.async) {
@@ -477,16 +455,21 @@ class Worker {
   }
 
   WorkerOptions options_;
+  // --lifetime, counted from before the connection (the platform's clock
+  // runs meanwhile).
+  std::optional<Clock::time_point> end_of_life_;
   CoordinatorClient client_;
   Liveness liveness_;  // after client_, which it uses
   std::unique_ptr<CheckpointStore> store_;
   std::unique_ptr<CheckpointStore> data_;  // put and get
   std::string key_;
   Uplink uplink_;  // after client_ and store_, which it uses
-  // Last: its moment counts from when the worker reached the coordinator (a
-  // kill before that would look like a worker that never started).
-  ChaosTimer chaos_{options_.chaos_kill_after};
+  // After client_: a kill after a delay counts from when the worker reached
+  // the coordinator (one before would look like a worker that never started).
+  SelfChaos chaos_;
 };
+
+void on_sigusr1(int) { CheckpointClock::hand_over_now(); }
 
 }  // namespace
 
@@ -503,6 +486,12 @@ int run_worker(const WorkerOptions& options) {
   }
   runtime_init();
   install_crash_handlers();
+  // SIGUSR1: the platform's notice that it will end this process soon.
+  struct sigaction sa {};
+  sa.sa_handler = on_sigusr1;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGUSR1, &sa, nullptr);
   try {
     return Worker(options).run();
   } catch (const std::exception& e) {

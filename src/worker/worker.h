@@ -7,9 +7,13 @@
 // a due maybe_checkpoint() becomes a yield: the task moves to a fresh
 // invocation without losing work. A thread of its own sends heartbeats
 // (liveness.h) and ends the worker when the coordinator is gone.
+//
+// SIGUSR1 means the platform is about to end this process (Slurm's
+// pre-timeout signal): the deadline becomes now, the running task hands over
+// at its next maybe_checkpoint(), and the worker leaves instead of asking for
+// more work. So does a worker whose --lifetime is nearly over.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -31,15 +35,23 @@ struct WorkerOptions {
   Codec codec = Codec::kZstd;
   double checkpoint_interval = 1;
   int watch_parent = 0;  // nonzero: die with this process (the local backend's)
-  // A platform's invocation (a Lambda's): the time it is killed at, which
-  // bounds every task's deadline, and that the worker ends once it has
-  // nothing to do or too little time left for another task, rather than
-  // waiting for work (it would be billed, and frozen, while it waits).
-  std::optional<std::chrono::system_clock::time_point> hard_deadline;
+  // Seconds this process may live (a Slurm job's time, a Lambda invocation's
+  // timeout): no invocation runs past it, and the worker leaves near it (0:
+  // no limit).
+  double lifetime = 0;
+  // A platform's invocation (a Lambda's): the worker ends once it has nothing
+  // to do, rather than waiting for work (it would be billed, and frozen,
+  // while it waits).
   bool one_invocation = false;
-  // --chaos-kill on such a platform: the worker SIGKILLs itself this many
-  // seconds after it reached the coordinator (the draw comes with the
-  // invocation).
+  // --chaos-kill done by the worker itself (self_chaos.h): the probability
+  // per invocation, the seed (0: random), the mean invocation length seen so
+  // far, and the file created just before the kill. Or, on a platform with no
+  // shared file system (aws: the draw comes with the invocation), a kill this
+  // many seconds after the worker reached the coordinator, with no marker.
+  double chaos_kill = 0;
+  uint64_t chaos_seed = 0;
+  double chaos_mean = 0;
+  std::string chaos_marker;
   std::optional<double> chaos_kill_after;
 };
 

@@ -1,6 +1,7 @@
 // The reference implementation's semantic test programs (tests/apps/
 // semantics_app.cc) with their expected results: run by every backend's
-// tests (semantics_test.cc: local; aws_test.cc: the Lambda fixture).
+// tests (semantics_test.cc: local, in several modes; slurm_job_test.cc: a
+// Slurm cluster; aws_test.cc: the Lambda fixture).
 #pragma once
 
 #include <cstdint>
