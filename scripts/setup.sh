@@ -11,7 +11,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsqlite3-dev sqlite3 libhiredis-dev libcurl4-openssl-dev redis-server
   clang-format libclang-rt-16-dev
-  libpugixml-dev python3-botocore
+  libpugixml-dev python3-botocore libzip-dev
   slurm-wlm munge
 )
 

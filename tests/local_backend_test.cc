@@ -163,13 +163,14 @@ TEST_F(LocalBackendTest, ShutdownKillsWorkersAndReportsNothingAfter) {
 }
 
 TEST(BackendFactory, NamesTheBackendsItKnows) {
-  EXPECT_EQ(backend_names(), (std::vector<std::string>{"local", "slurm"}));
+  EXPECT_EQ(backend_names(), (std::vector<std::string>{"local", "slurm", "aws"}));
   try {
     make_backend("mainframe", BackendConfig{}, nullptr);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(),
-                 "backend 'mainframe' is not available in this build (supported: local, slurm)");
+    EXPECT_STREQ(
+        e.what(),
+        "backend 'mainframe' is not available in this build (supported: local, slurm, aws)");
   }
 }
 

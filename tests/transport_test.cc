@@ -108,6 +108,25 @@ TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
   coordinator.shutdown();
 }
 
+// A worker whose platform is about to end it (a Lambda invocation, a Slurm
+// job) reports its finish without asking for more (finish_last): the answer
+// is that the report arrived, and the coordinator hands it nothing.
+TEST_P(Transport, AFinishCanAskForNothingMore) {
+  SpawnSpec root;
+  root.fn = 0x1000;
+  root.trampoline = 0x2000;
+  root.name = "root";
+  coordinator.spawn_root(root);
+  CoordinatorServer server(&coordinator, server_options());
+  CoordinatorClient client(server.address(), "secret", 7, client_options());
+  ASSERT_EQ(client.next().kind, Assignment::Kind::kStart);
+  client.finish_last(FinishInfo{7, 1, 0, false, encode(1), ""});
+  JobOutcome job = coordinator.wait_job(std::chrono::milliseconds(1000));
+  ASSERT_TRUE(job.done);
+  EXPECT_EQ(decode<int>(job.result), 1);
+  coordinator.shutdown();
+}
+
 TEST_P(Transport, AParkedTaskIsRelaunchedWithALargeResult) {
   SpawnSpec root;
   root.fn = 0x1000;

@@ -253,8 +253,8 @@ SpawnSpec make_spec(const SpawnOptions& opts, Fn fn, std::index_sequence<I...>, 
   static_assert(sizeof...(Args) == std::tuple_size_v<params>,
                 "kappa::spawn: wrong number of arguments for the function");
   SpawnSpec spec;
-  spec.fn = reinterpret_cast<uint64_t>(fn);
-  spec.trampoline = trampoline_for<Fn, params>::address();
+  spec.fn = code_offset(reinterpret_cast<uint64_t>(fn));
+  spec.trampoline = code_offset(trampoline_for<Fn, params>::address());
   spec.args = {make_slot<std::tuple_element_t<I, params>>(std::forward<Args>(args))...};
   spec.name = opts.name;
   spec.on_coordinator = opts.on_coordinator;

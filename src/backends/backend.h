@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,18 @@ class Backend {
   virtual void shutdown() = 0;
   /// Invocations killed by --chaos-kill so far.
   virtual uint64_t chaos_kills() const = 0;
+  /// The worker's session with the coordinator closed. A backend that
+  /// watches its workers' processes reports their exits itself (nullopt,
+  /// the default); one that cannot (a Lambda invocation is seen only
+  /// through its session) says what the close means, and it is reported as
+  /// the worker's exit. Quick; called without the coordinator's lock.
+  virtual std::optional<WorkerExit> session_closed(uint64_t worker_id) {
+    (void)worker_id;
+    return std::nullopt;
+  }
+  /// What the platform did, for the job's summary ("lambda: 40
+  /// invocations, 3 throttled..."); empty when there is nothing to add.
+  virtual std::string summary() const { return {}; }
 };
 
 /// Options of the Slurm backend (slurm_backend.cc).
@@ -88,7 +101,12 @@ struct BackendConfig {
   double chaos_kill = 0;                 // probability per invocation
   uint64_t seed = 0;                     // for chaos (0: random)
   std::string log_dir;                   // worker logs (empty: none)
-  std::string job;                       // the job's id (names its workers on shared platforms)
+  // aws: the Lambda function, and whether to invoke it RequestResponse
+  // (else Event). time_limit_given false: the function's own timeout.
+  std::string function;
+  bool request_response = false;
+  bool time_limit_given = true;
+  std::string job;  // the job's id (names its workers on shared platforms)
   SlurmConfig slurm;
 };
 

@@ -10,6 +10,7 @@ namespace kappa::detail {
 
 std::unique_ptr<Backend> make_local_backend(const BackendConfig& config, WorkerEvents* events);
 std::unique_ptr<Backend> make_slurm_backend(const BackendConfig& config, WorkerEvents* events);
+std::unique_ptr<Backend> make_aws_backend(const BackendConfig& config, WorkerEvents* events);
 
 namespace {
 
@@ -18,6 +19,7 @@ using Factory = std::unique_ptr<Backend> (*)(const BackendConfig&, WorkerEvents*
 const std::pair<const char*, Factory> kBackends[] = {
     {"local", &make_local_backend},
     {"slurm", &make_slurm_backend},
+    {"aws", &make_aws_backend},
 };
 
 }  // namespace

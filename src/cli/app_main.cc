@@ -6,15 +6,20 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "backends/backend.h"
+#include "cli/deploy.h"
 #include "cli/job_runner.h"
+#include "cli/lambda_runtime.h"
 #include "kappa/main.h"
 #include "runtime/checkpoint_image.h"
 #include "runtime/key.h"
@@ -117,12 +122,123 @@ int inspect(const std::string& path) {
   return 0;
 }
 
+// The options of `APP worker` (also those a Lambda invocation's payload
+// carries, parsed the same way).
+void add_worker_options(CLI::App* cmd, detail::WorkerOptions& worker) {
+  cmd->add_option("--coordinator", worker.coordinator,
+                  "The coordinator's address: host:port (gRPC), unix:PATH or unix:@NAME")
+      ->required();
+  cmd->add_option("--worker-id", worker.worker_id, "This worker's id")->required();
+  cmd->add_option("--store", worker.store_url, "Checkpoint store URL")->required();
+  cmd->add_option("--job", worker.job, "The job's id (its scope in the store)")->required();
+  cmd->add_option("--data", worker.data_url, "The job's data store URL (put and get)")
+      ->capture_default_str();
+  cmd->add_option("--watch-parent", worker.watch_parent,
+                  "Exit when this process (the one that started the worker) is gone");
+  cmd->add_option("--checkpoint-interval", worker.checkpoint_interval,
+                  "Seconds between checkpoints taken by maybe_checkpoint() (0: every call)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--lifetime", worker.lifetime,
+                  "Seconds this process may live (a Slurm job's time): no task runs past it, "
+                  "and the worker leaves near it (0: no limit). SIGUSR1 ends it early: the "
+                  "running task hands over at its next maybe_checkpoint()")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--chaos-kill", worker.chaos_kill,
+                  "Probability of killing itself (SIGKILL) at a random moment of each task "
+                  "invocation")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--chaos-seed", worker.chaos_seed, "Seed for --chaos-kill (0: random)");
+  cmd->add_option("--chaos-mean", worker.chaos_mean,
+                  "Mean invocation length seen so far, in seconds: chaos kills land within "
+                  "twice it")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--chaos-marker", worker.chaos_marker,
+                  "File created just before a chaos kill, for the backend to tell it from "
+                  "another SIGKILL");
+}
+
+// One Lambda invocation: a worker, as the payload the aws backend sent
+// describes it, until its invocation is over.
+std::string lambda_invocation(const detail::LambdaInvocation& inv) {
+  nlohmann::json p = nlohmann::json::parse(inv.payload, nullptr, false);
+  // {"ping": true}: a check that the function starts and answers (docs/aws.md),
+  // and the runtime loop's own cost (bench/lambda_bench.py).
+  if (p.is_object() && p.value("ping", false))
+    return nlohmann::json{{"pong", true}, {"build_id", detail::build_id()}}.dump();
+  if (!p.is_object() || !p.contains("worker_id") || !p["args"].is_array())
+    throw detail::LambdaError("Kappa.BadPayload",
+                              "not a payload of the aws backend: " + inv.payload.substr(0, 200));
+  detail::WorkerOptions worker;
+  std::vector<std::string> args = p["args"].get<std::vector<std::string>>();
+  args.insert(args.begin(), {"--worker-id", std::to_string(p["worker_id"].get<uint64_t>())});
+  if (const char* store = std::getenv("KAPPA_STORE");
+      store && *store && std::find(args.begin(), args.end(), "--store") == args.end())
+    args.insert(args.end(), {"--store", store});
+  CLI::App parser{"worker"};
+  std::string compression = "zstd";
+  add_worker_options(&parser, worker);
+  parser.add_option("--compression", compression);
+  try {
+    std::reverse(args.begin(), args.end());  // CLI11 takes them last first
+    parser.parse(args);
+  } catch (const CLI::ParseError& e) {
+    throw detail::LambdaError("Kappa.BadPayload", std::string("bad worker arguments: ") + e.what());
+  }
+  worker.codec = detail::parse_codec(compression);
+  nlohmann::json env = p.value("env", nlohmann::json::object());
+  worker.token = env.value("KAPPA_JOB_TOKEN", "");
+  worker.tls_pin = env.value("KAPPA_TLS_PIN", "");
+  worker.tls_ca = env.value("KAPPA_TLS_CA", "");
+  if (worker.token.empty()) throw detail::LambdaError("Kappa.BadPayload", "no job token");
+  // The invocation's timeout is the worker's lifetime (counted from now: the
+  // worker starts at once).
+  worker.lifetime = std::max(
+      0.001,
+      std::chrono::duration<double>(inv.deadline - std::chrono::system_clock::now()).count());
+  worker.one_invocation = true;
+  if (p.contains("chaos_kill_after")) worker.chaos_kill_after = p["chaos_kill_after"].get<double>();
+  int rc = detail::run_worker(worker);
+  if (rc != 0)
+    throw detail::LambdaError("Kappa.WorkerFailed", "worker " + std::to_string(worker.worker_id) +
+                                                        " failed (its log says why): exit status " +
+                                                        std::to_string(rc));
+  return nlohmann::json{{"worker_id", worker.worker_id}, {"status", "done"}}.dump();
+}
+
+// The binary as a Lambda function's bootstrap.
+int lambda_main(const std::string& api) {
+  return detail::run_lambda_runtime(
+      api,
+      [] {
+        // The signing key must be the deployer's: one made up here would
+        // reject every image another environment wrote.
+        const char* key = std::getenv("KAPPA_KEY");
+        const char* file = std::getenv("KAPPA_KEY_FILE");
+        if ((!key || !*key) && (!file || !*file))
+          throw Error(
+              "the function has no KAPPA_KEY in its configuration: deploy it with "
+              "`APP deploy`");
+        (void)detail::load_key();
+        if (!detail::layout_is_fixed())
+          spdlog::warn(
+              "ASLR is on in this environment: images restore only where the layout "
+              "happens to match");
+      },
+      lambda_invocation);
+}
+
 }  // namespace
 
 int app_main(int argc, char** argv, Handler handler) {
   detail::init_logging("");
   detail::ensure_fixed_layout(argv);
   detail::runtime_init();
+  // Started by Lambda as the function's bootstrap (no command): the runtime.
+  if (const char* api = std::getenv("AWS_LAMBDA_RUNTIME_API"); api && *api && argc == 1) {
+    detail::init_logging("lambda");
+    return lambda_main(api);
+  }
 
   CLI::App app{
       "A Kappa application: runs its handler as a checkpointed task.\n"
@@ -246,13 +362,26 @@ int app_main(int argc, char** argv, Handler handler) {
   };
   CLI::App* run = app.add_subcommand(
       "run",
-      "Run the job: an embedded coordinator and the local backend; prints the handler's "
-      "result as one JSON line");
+      "Run the job: an embedded coordinator and a backend (--backend: local processes, or "
+      "AWS Lambda); prints the handler's result as one JSON line");
   add_job_options(run);
   run->add_option("--listen", job.listen,
                   "Serve workers on host:port over gRPC (default: a Unix socket of the job's "
                   "own, several times faster for local workers; required with --backend "
                   "slurm: an address the cluster's nodes can reach)");
+  auto add_remote_options = [&](CLI::App* cmd) {
+    cmd->add_option("--advertise", job.advertise,
+                    "The host:port workers are told to reach the coordinator at (default: "
+                    "--listen); with --backend aws, an address Lambda can reach");
+    cmd->add_option("--function", job.function,
+                    "--backend aws: the Lambda function to invoke (made by `deploy`)");
+    cmd->add_option("--invocation-type", job.invocation_type,
+                    "--backend aws: Event (asynchronous, the default) or RequestResponse (an "
+                    "open request per worker, whose answer tells timeouts from crashes exactly)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"Event", "RequestResponse"}));
+  };
+  add_remote_options(run);
   CLI::App* coord = app.add_subcommand(
       "coordinator", "Like run, with the coordinator listening on a given address");
   add_job_options(coord);
@@ -262,6 +391,35 @@ int app_main(int argc, char** argv, Handler handler) {
                    "socket)")
       ->required();
 
+  add_remote_options(coord);
+
+  detail::DeployOptions deploy;
+  CLI::App* dcmd = app.add_subcommand(
+      "deploy",
+      "Package this application as an AWS Lambda function (custom runtime, provided.al2023) "
+      "and create or update it; credentials, region and endpoint come from the standard AWS "
+      "environment variables (AWS_ENDPOINT_URL_LAMBDA for another server)");
+  dcmd->add_option("--function", deploy.function, "The function's name")->required();
+  dcmd->add_option("--role", deploy.role,
+                   "The ARN of the function's execution role (it needs S3 access to the store "
+                   "and CloudWatch Logs: see docs/aws.md)")
+      ->required();
+  dcmd->add_option("--timeout", deploy.timeout,
+                   "Seconds an invocation may run (Lambda: 1 to 900); the default --time-limit "
+                   "of `run --backend aws`")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 900));
+  dcmd->add_option("--memory", deploy.memory, "Memory in MB (Lambda: 128 to 10240)")
+      ->capture_default_str()
+      ->check(CLI::Range(128, 10240));
+  dcmd->add_option("--store", deploy.store,
+                   "Checkpoint store URL recorded in the function (KAPPA_STORE), for workers "
+                   "whose payload names none");
+  dcmd->add_option("--env", deploy.env,
+                   "NAME=VALUE: one more environment variable of the function "
+                   "(e.g. AWS_ENDPOINT_URL_S3, KAPPA_LOG_LEVEL); repeatable");
+  dcmd->add_option("--package", deploy.package_out, "Also write the zip package to this file");
+
   detail::WorkerOptions worker;
   CLI::App* wcmd = app.add_subcommand("worker",
                                       "Serve a coordinator as a worker (started by "
@@ -269,35 +427,8 @@ int app_main(int argc, char** argv, Handler handler) {
                                       "KAPPA_JOB_TOKEN, and over gRPC the coordinator's "
                                       "certificate's SHA-256 from KAPPA_TLS_PIN or its "
                                       "authority from KAPPA_TLS_CA)");
-  wcmd->add_option("--coordinator", worker.coordinator,
-                   "The coordinator's address: host:port (gRPC), unix:PATH or unix:@NAME")
-      ->required();
-  wcmd->add_option("--worker-id", worker.worker_id, "This worker's id")->required();
-  wcmd->add_option("--store", worker.store_url, "Checkpoint store URL")->required();
-  wcmd->add_option("--job", worker.job, "The job's id (its scope in the store)")->required();
-  wcmd->add_option("--data", worker.data_url, "The job's data store URL (put and get)")
-      ->capture_default_str();
-  wcmd->add_option("--watch-parent", worker.watch_parent,
-                   "Exit when this process (the one that started the worker) is gone");
-  wcmd->add_option("--lifetime", worker.lifetime,
-                   "Seconds this process may live (a Slurm job's time): no task runs past it, "
-                   "and the worker leaves near it (0: no limit). SIGUSR1 ends it early: the "
-                   "running task hands over at its next maybe_checkpoint()")
-      ->check(CLI::NonNegativeNumber);
-  wcmd->add_option("--chaos-kill", worker.chaos_kill,
-                   "Probability of killing itself (SIGKILL) at a random moment of each task "
-                   "invocation")
-      ->check(CLI::Range(0.0, 1.0));
-  wcmd->add_option("--chaos-seed", worker.chaos_seed, "Seed for --chaos-kill (0: random)");
-  wcmd->add_option("--chaos-mean", worker.chaos_mean,
-                   "Mean invocation length seen so far, in seconds: chaos kills land within "
-                   "twice it")
-      ->check(CLI::NonNegativeNumber);
-  wcmd->add_option("--chaos-marker", worker.chaos_marker,
-                   "File created just before a chaos kill, for the backend to tell it from "
-                   "another SIGKILL");
+  add_worker_options(wcmd, worker);
   add_compression(wcmd);
-  add_interval(wcmd, worker.checkpoint_interval);
 
   std::string image_path;
   CLI::App* insp =
@@ -321,6 +452,10 @@ int app_main(int argc, char** argv, Handler handler) {
 
   try {
     if (*insp) return inspect(image_path);
+    if (*dcmd) {
+      detail::deploy(deploy);
+      return 0;
+    }
     opts.codec = job.codec = worker.codec = detail::parse_codec(compression);
     if (*wcmd) {
       const char* token = std::getenv("KAPPA_JOB_TOKEN");
@@ -331,6 +466,7 @@ int app_main(int argc, char** argv, Handler handler) {
       return detail::run_worker(worker);
     }
     if (*run || *coord) {
+      job.time_limit_given = (*run ? run : coord)->count("--time-limit") > 0;
       nlohmann::json event = read_event(event_text, event_file);
       job.progress = isatty(STDERR_FILENO);
       auto started = std::chrono::steady_clock::now();
@@ -339,12 +475,16 @@ int app_main(int argc, char** argv, Handler handler) {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       if (!r.ok) {
         spdlog::error("the job failed: {}", r.error);
+        spdlog::info("{} tasks, {} parks, {}", r.stats.tasks, r.stats.parks,
+                     detail::describe_deaths(r.stats));
+        if (!r.backend_summary.empty()) spdlog::info("{}", r.backend_summary);
         if (!r.kept_store.empty()) spdlog::info("checkpoints kept in {}", r.kept_store);
         return kExitFailed;
       }
       std::cout << r.value.dump() << std::endl;
       spdlog::info("done in {:.3g} s: {} tasks, {} parks, {}", seconds, r.stats.tasks,
                    r.stats.parks, detail::describe_deaths(r.stats));
+      if (!r.backend_summary.empty()) spdlog::info("{}", r.backend_summary);
       return 0;
     }
     if (*solo) {

@@ -32,6 +32,25 @@ std::string self_executable() {
 
 void check_supported(const JobOptions& o) {
   if (o.workers == 0) throw Error("--workers must be at least 1");
+  if (o.backend == "aws") {
+    // Lambda workers share nothing with this machine but the network.
+    if (o.listen.empty())
+      throw Error(
+          "--backend aws needs --listen HOST:PORT (and --advertise HOST:PORT if "
+          "Lambda reaches this machine at another address)");
+    if (o.store.empty() || parse_url(o.store).scheme == "file")
+      throw Error(
+          "--backend aws needs --store s3://BUCKET/PREFIX: Lambda workers cannot read "
+          "this machine's files");
+    if (parse_url(o.data).scheme == "file")
+      spdlog::warn(
+          "--data {} is on this machine: Lambda workers cannot put or get there "
+          "(give --data s3://...)",
+          o.data);
+  } else if (!o.function.empty()) {
+    throw Error("--function is for --backend aws");
+  }
+  if (!o.advertise.empty() && o.listen.empty()) throw Error("--advertise needs --listen");
   // Slurm's workers run on other machines: a Unix socket cannot reach them.
   if (o.backend == "slurm" && (o.listen.empty() || o.listen.starts_with("unix:")))
     throw Error(
@@ -115,7 +134,8 @@ std::string read_text_file(const std::string& path, const char* option) {
 // TLS for workers reached over gRPC (rpc/tls.h): the user's certificate, or
 // a self-signed one made now. How workers check it (a pin, or the user's
 // authority) goes to them through the environment, as the token does.
-std::optional<TlsIdentity> serve_tls(const JobOptions& o, const std::string& listen) {
+std::optional<TlsIdentity> serve_tls(const JobOptions& o, const std::string& listen,
+                                     const std::string& advertise) {
   unsetenv("KAPPA_TLS_PIN");
   unsetenv("KAPPA_TLS_CA");
   if (listen.rfind("unix:", 0) == 0) {  // never leaves the machine
@@ -126,7 +146,9 @@ std::optional<TlsIdentity> serve_tls(const JobOptions& o, const std::string& lis
   if (o.tls_cert.empty() != o.tls_key.empty()) throw Error("--tls-cert and --tls-key go together");
   if (o.tls_cert.empty()) {
     if (!o.tls_ca.empty()) throw Error("--tls-ca needs --tls-cert and --tls-key");
-    id = make_self_signed({listen.substr(0, listen.rfind(':')), "localhost"});
+    std::vector<std::string> names = {listen.substr(0, listen.rfind(':')), "localhost"};
+    if (!advertise.empty()) names.push_back(advertise.substr(0, advertise.rfind(':')));
+    id = make_self_signed(names);
   } else {
     id.cert_pem = read_text_file(o.tls_cert, "--tls-cert");
     id.key_pem = read_text_file(o.tls_key, "--tls-key");
@@ -231,7 +253,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   std::string token = given && *given ? given : random_hex(16);
   setenv("KAPPA_JOB_TOKEN", token.c_str(), 1);
   const std::string listen = o.listen.empty() ? "unix:@kappa-job-" + job : o.listen;
-  std::optional<TlsIdentity> tls = serve_tls(o, listen);  // sets the environment too
+  std::optional<TlsIdentity> tls = serve_tls(o, listen, o.advertise);  // sets the environment too
 
   JobStateOptions jo;
   jo.max_workers = o.workers;
@@ -246,6 +268,9 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   bc.chaos_kill = o.chaos_kill;
   bc.seed = o.seed;
   bc.log_dir = o.log_dir;
+  bc.function = o.function;
+  bc.request_response = o.invocation_type == "RequestResponse";
+  bc.time_limit_given = o.time_limit_given;
   bc.job = job;
   bc.slurm = o.slurm;
 
@@ -266,7 +291,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
         so.tls ? " over TLS (certificate SHA-256 " + certificate_fingerprint(so.tls->cert_pem) + ")"
                : "");
   bc.worker_args = {"--coordinator",
-                    server.address(),
+                    o.advertise.empty() ? server.address() : o.advertise,
                     "--store",
                     store_url,
                     "--job",
@@ -284,9 +309,9 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
     coordinator.restore(std::move(*previous));
   } else {
     SpawnSpec root;
-    root.fn = reinterpret_cast<uint64_t>(handler);
-    root.trampoline =
-        reinterpret_cast<uint64_t>(static_cast<Trampoline>(&trampoline<Handler, nlohmann::json>));
+    root.fn = code_offset(reinterpret_cast<uint64_t>(handler));
+    root.trampoline = code_offset(
+        reinterpret_cast<uint64_t>(static_cast<Trampoline>(&trampoline<Handler, nlohmann::json>)));
     root.args.push_back({0, encode(event)});
     root.name = "handler";
     coordinator.spawn_root(std::move(root));
@@ -311,11 +336,13 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   coordinator.shutdown();
   backend->shutdown();
   server.stop();
-  coordinator.drain_store();  // before the job's directory may be removed
+  coordinator.set_backend(nullptr);  // sessions closed: nothing more for it
+  coordinator.drain_store();         // before the job's directory may be removed
 
   if (!o.trace.empty()) coordinator.write_trace(o.trace);
   JobResult r;
   r.stats = coordinator.stats();
+  r.backend_summary = backend->summary();
   if (!outcome.failed) {
     try {
       r.value = decode<nlohmann::json>(outcome.result);

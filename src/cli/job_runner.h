@@ -18,8 +18,9 @@ struct JobOptions {
   std::string backend = "local";
   unsigned workers = 2;
   double time_limit = 300;
-  std::string store;  // empty: file://$TMPDIR/kappa-job-ID (memory-backed when possible)
-  std::string state;  // coordinator journal; empty: in memory
+  bool time_limit_given = true;  // false: the backend's default (aws: the function's timeout)
+  std::string store;             // empty: file://$TMPDIR/kappa-job-ID (memory-backed when possible)
+  std::string state;             // coordinator journal; empty: in memory
   std::string data = "file://./kappa-data";  // where put and get go
   double chaos_kill = 0;
   uint64_t seed = 0;
@@ -28,6 +29,12 @@ struct JobOptions {
   // Where workers reach the coordinator; empty: a Unix socket of the job's
   // own (the local backend's workers), "host:port": gRPC.
   std::string listen;
+  // What workers are told to dial (default: listen): an address they can
+  // reach, where listen may be 0.0.0.0.
+  std::string advertise;
+  // --backend aws: the Lambda function, and Event or RequestResponse.
+  std::string function;
+  std::string invocation_type = "Event";
   // TLS over gRPC (rpc/tls.h): the user's own certificate chain and key
   // (PEM files), and the authority workers check it against (default: they
   // pin the certificate). Empty: a self-signed certificate of the job's own.
@@ -43,9 +50,10 @@ struct JobOptions {
 
 struct JobResult {
   bool ok = false;
-  nlohmann::json value;    // ok: the handler's result
-  std::string error;       // !ok: which task failed and why
-  std::string kept_store;  // !ok: where the checkpoints were left (empty: none were)
+  nlohmann::json value;         // ok: the handler's result
+  std::string error;            // !ok: which task failed and why
+  std::string kept_store;       // !ok: where the checkpoints were left (empty: none were)
+  std::string backend_summary;  // what the platform did (Backend::summary)
   JobStats stats;
 };
 

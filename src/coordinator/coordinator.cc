@@ -225,11 +225,18 @@ void Coordinator::connect(uint64_t worker, std::shared_ptr<WorkerLink> link) {
 }
 
 void Coordinator::disconnect(uint64_t worker, bool lost) {
+  Backend* backend;
   {
     std::lock_guard lock(mu_);
     links_.erase(worker);
+    backend = backend_;
   }
-  if (lost) worker_exited(worker, WorkerExit{WorkerExit::Cause::kLost});
+  // A backend that sees its workers only through their sessions (aws) says
+  // what the close means: the end of an invocation, a crash, a timeout.
+  std::optional<WorkerExit> exit;
+  if (backend) exit = backend->session_closed(worker);
+  if (!exit && lost) exit = WorkerExit{WorkerExit::Cause::kLost};
+  if (exit) worker_exited(worker, *exit);
 }
 
 void Coordinator::next(uint64_t worker) {

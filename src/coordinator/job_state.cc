@@ -757,10 +757,14 @@ void JobState::finish(FinishInfo info, TimePoint now, Effects& fx) {
     }
     schedule(fx);
   }
-  if (info.and_next)
+  if (info.and_next) {
     next(info.worker_id, now, fx);
-  else
+  } else {
+    // The worker wants nothing more (its platform invocation ends): its
+    // invocation is over for the backend too.
+    fx.ended.push_back(info.worker_id);
     fx.answers.push_back({info.worker_id, Effects::Finished{}});
+  }
   check_stalled(fx);
 }
 

@@ -22,11 +22,17 @@ namespace kappa::detail {
 /// KAPPA_ALLOW_ASLR=1 skips the re-exec.
 void ensure_fixed_layout(char** argv);
 
+/// True when the kernel started the dynamic loader, which then loaded the
+/// program (`ld-linux-x86-64.so.2 --library-path DIR APP`, as a Lambda
+/// package's bootstrap does): /proc/self/exe is then the loader, not the app.
+bool started_through_loader();
+
 /// True when this process runs with ADDR_NO_RANDOMIZE.
 bool layout_is_fixed();
 
-/// The executable's GNU build id as lowercase hex (falls back to a hash of
-/// /proc/self/exe when the binary has no build-id note). Computed once.
+/// The program's GNU build id as lowercase hex (falls back to a hash of the
+/// program's file when it has no build-id note), the app's also when it was
+/// started through the loader. Computed once.
 const std::string& build_id();
 
 /// Hash of the load address and name of every shared object loaded at startup,

@@ -38,7 +38,6 @@
 #include "stores/s3_store.h"
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -57,7 +56,7 @@
 #include <vector>
 
 #include "kappa/error.h"
-#include "util/hex.h"
+#include "util/aws_http.h"
 #include "util/huge_pages.h"
 #include "util/log.h"
 
@@ -69,29 +68,6 @@ using Params = std::vector<std::pair<std::string, std::string>>;
 
 // ---- encodings ----
 
-bool unreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '_' || c == '.' || c == '~';
-}
-
-// SigV4's URI encoding: every byte but the unreserved ones as %XX (and '/'
-// kept in paths).
-std::string uri_encode(std::string_view s, bool keep_slash) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(s.size());
-  for (unsigned char c : s) {
-    if (unreserved(c) || (keep_slash && c == '/')) {
-      out += char(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 // The canonical query string: parameters sorted, names and values encoded.
 // curl signs the query as it is in the URL, so the URL carries this one.
 std::string query_string(Params params) {
@@ -100,26 +76,6 @@ std::string query_string(Params params) {
   for (const auto& [name, value] : params)
     q += (q.empty() ? "" : "&") + uri_encode(name, false) + "=" + uri_encode(value, false);
   return q;
-}
-
-std::string digest(const EVP_MD* md, std::string_view data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  if (!EVP_Digest(data.data(), data.size(), out, &n, md, nullptr))
-    throw Error("s3 store: cannot compute a digest (OpenSSL)");
-  return std::string(reinterpret_cast<char*>(out), n);
-}
-
-std::string sha256_hex(std::string_view data) {
-  std::string d = digest(EVP_sha256(), data);
-  return to_hex(d.data(), d.size());
-}
-
-std::string md5_base64(std::string_view data) {
-  std::string d = digest(EVP_md5(), data);
-  unsigned char out[32];
-  int n = EVP_EncodeBlock(out, reinterpret_cast<const unsigned char*>(d.data()), int(d.size()));
-  return std::string(reinterpret_cast<char*>(out), size_t(n));
 }
 
 std::string xml_escape(std::string_view s) {
@@ -147,11 +103,6 @@ std::string xml_escape(std::string_view s) {
     }
   }
   return out;
-}
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
 }
 
 std::string seconds_text(Clock::duration d) {
@@ -210,31 +161,8 @@ std::string describe(const Response& r) {
 }
 
 bool retryable(const Response& r) {
-  switch (r.curl) {
-    case CURLE_OK:
-      break;
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-    case CURLE_WEIRD_SERVER_REPLY:
-      return true;
-    default:
-      return false;
-  }
-  if (r.status >= 500 || r.status == 429) return true;
-  static const char* kTransient[] = {"RequestTimeout",      "SlowDown",      "Throttling",
-                                     "ThrottlingException", "InternalError", "ServiceUnavailable",
-                                     "RequestLimitExceeded"};
-  for (const char* c : kTransient)
-    if (r.code == c) return true;
-  return false;
+  if (r.curl != CURLE_OK) return transport_retryable(r.curl);
+  return status_retryable(r.status, r.code);
 }
 
 // What one transfer needs from curl's callbacks.
@@ -321,21 +249,6 @@ int on_seek(void* user, curl_off_t offset, int origin) {
   return CURL_SEEKFUNC_OK;
 }
 
-bool header_is(std::string_view line, std::string_view name) {
-  if (line.size() <= name.size() || line[name.size()] != ':') return false;
-  for (size_t i = 0; i < name.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(line[i])) != name[i]) return false;
-  return true;
-}
-
-std::string header_value(std::string_view line, size_t name_size) {
-  std::string_view v = line.substr(name_size + 1);
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-  while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' '))
-    v.remove_suffix(1);
-  return std::string(v);
-}
-
 size_t on_header(char* data, size_t size, size_t n, void* user) {
   auto* t = static_cast<Transfer*>(user);
   std::string_view line(data, size * n);
@@ -348,59 +261,6 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
-// A pool of curl easy handles: one per thread using the store at a time,
-// each keeping its connections for the next request.
-class HandlePool {
- public:
-  ~HandlePool() {
-    for (CURL* h : idle_) curl_easy_cleanup(h);
-  }
-  CURL* take() {
-    {
-      std::lock_guard lock(mu_);
-      if (!idle_.empty()) {
-        CURL* h = idle_.back();
-        idle_.pop_back();
-        return h;
-      }
-    }
-    CURL* h = curl_easy_init();
-    if (!h) throw Error("s3 store: cannot create a curl handle");
-    return h;
-  }
-  void give_back(CURL* h) {
-    std::lock_guard lock(mu_);
-    if (idle_.size() < 16) {
-      idle_.push_back(h);
-      return;
-    }
-    curl_easy_cleanup(h);
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<CURL*> idle_;
-};
-
-struct Lease {
-  HandlePool& pool;
-  CURL* handle;
-  explicit Lease(HandlePool& p) : pool(p), handle(p.take()) {}
-  ~Lease() { pool.give_back(handle); }
-  Lease(const Lease&) = delete;
-  Lease& operator=(const Lease&) = delete;
-};
-
-struct Headers {
-  curl_slist* list = nullptr;
-  ~Headers() { curl_slist_free_all(list); }
-  void add(const std::string& h) {
-    curl_slist* l = curl_slist_append(list, h.c_str());
-    if (!l) throw std::bad_alloc();
-    list = l;
-  }
-};
-
 // ---- the store ----
 
 struct Config {
@@ -408,7 +268,7 @@ struct Config {
   std::string prefix;    // "" or ending with '/'
   std::string endpoint;  // scheme://host[:port], no trailing '/'
   bool path_style = false;
-  std::string region, access_key, secret_key, session_token, ca_bundle;
+  AwsCredentials aws;
 };
 
 Config configure(const std::string& rest) {
@@ -424,42 +284,17 @@ Config configure(const std::string& rest) {
     throw Error("s3 store: invalid bucket name '" + c.bucket + "' in s3://" + rest +
                 " (expected s3://BUCKET/PREFIX)");
 
-  c.access_key = env("AWS_ACCESS_KEY_ID");
-  c.secret_key = env("AWS_SECRET_ACCESS_KEY");
-  c.session_token = env("AWS_SESSION_TOKEN");
-  if (c.access_key.empty() || c.secret_key.empty())
-    throw Error("s3 store: no AWS credentials for s3://" + rest + ": set " +
-                std::string(c.access_key.empty() ? "AWS_ACCESS_KEY_ID" : "") +
-                (c.access_key.empty() && c.secret_key.empty() ? " and " : "") +
-                (c.secret_key.empty() ? "AWS_SECRET_ACCESS_KEY" : "") +
-                " in the environment (and AWS_SESSION_TOKEN for temporary credentials)");
-  c.region = env("AWS_REGION");
-  if (c.region.empty()) c.region = env("AWS_DEFAULT_REGION");
-  if (c.region.empty()) c.region = "us-east-1";
-  if (!std::all_of(c.region.begin(), c.region.end(),
-                   [](unsigned char ch) { return std::isalnum(ch) || ch == '-'; }))
-    throw Error("s3 store: invalid AWS region '" + c.region + "'");
-  c.ca_bundle = env("AWS_CA_BUNDLE");
-
-  std::string endpoint = env("AWS_ENDPOINT_URL_S3");
-  const char* from = "AWS_ENDPOINT_URL_S3";
-  if (endpoint.empty()) {
-    endpoint = env("AWS_ENDPOINT_URL");
-    from = "AWS_ENDPOINT_URL";
-  }
+  c.aws = aws_credentials_from_env("s3 store", "s3://" + rest);
+  std::string endpoint = aws_endpoint_from_env("S3", "s3 store");
   if (!endpoint.empty()) {
-    while (endpoint.ends_with('/')) endpoint.pop_back();
-    if (!endpoint.starts_with("http://") && !endpoint.starts_with("https://"))
-      throw Error("s3 store: " + std::string(from) + "='" + endpoint +
-                  "' is not an http:// or https:// URL");
     c.endpoint = endpoint;
     c.path_style = true;
   } else if (c.bucket.find('.') != std::string::npos) {
     // Dotted names do not match the wildcard certificate of virtual hosts.
-    c.endpoint = "https://s3." + c.region + ".amazonaws.com";
+    c.endpoint = "https://s3." + c.aws.region + ".amazonaws.com";
     c.path_style = true;
   } else {
-    c.endpoint = "https://" + c.bucket + ".s3." + c.region + ".amazonaws.com";
+    c.endpoint = "https://" + c.bucket + ".s3." + c.aws.region + ".amazonaws.com";
   }
   return c;
 }
@@ -467,12 +302,6 @@ Config configure(const std::string& rest) {
 class S3Store final : public CheckpointStore {
  public:
   S3Store(Config config, const S3Tuning& tuning) : c_(std::move(config)), t_(tuning) {
-    static std::once_flag once;
-    std::call_once(once, [] {
-      if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        throw Error("s3 store: cannot initialize libcurl");
-    });
-    sigv4_ = "aws:amz:" + c_.region + ":s3";
     if (t_.part_size < 1 || t_.multipart_threshold < 1 || t_.max_attempts < 1)
       throw Error("s3 store: invalid tuning");
   }
@@ -624,9 +453,8 @@ class S3Store final : public CheckpointStore {
     size_t sink_size = r.sink ? r.sink->size() : 0;
     curl_easy_reset(h);  // options only: connections stay open
     std::string url = url_of(r);
-    Headers headers;
-    headers.add("x-amz-content-sha256: " + payload_hash);
-    if (!c_.session_token.empty()) headers.add("x-amz-security-token: " + c_.session_token);
+    CurlHeaders headers;
+    sign_sigv4(h, c_.aws, "s3", payload_hash, headers);
     for (const std::string& extra : r.headers) headers.add(extra);
     char error[CURL_ERROR_SIZE] = "";
 
@@ -634,9 +462,6 @@ class S3Store final : public CheckpointStore {
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);  // a key's "./" and "../" are its own
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
-    curl_easy_setopt(h, CURLOPT_AWS_SIGV4, sigv4_.c_str());
-    curl_easy_setopt(h, CURLOPT_USERNAME, c_.access_key.c_str());
-    curl_easy_setopt(h, CURLOPT_PASSWORD, c_.secret_key.c_str());
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.list);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
@@ -644,7 +469,6 @@ class S3Store final : public CheckpointStore {
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_BUFFERSIZE, long(512 << 10));  // fewer, larger writes and reads
     curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, long(512 << 10));
-    if (!c_.ca_bundle.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, c_.ca_bundle.c_str());
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
@@ -690,7 +514,7 @@ class S3Store final : public CheckpointStore {
                 const std::function<std::optional<Verdict>(Response&, int attempt)>& judge = {}) {
     auto start = Clock::now();
     const std::string payload_hash = sha256_hex(r.body);
-    Lease lease(pool_);
+    CurlLease lease(pool_);
     for (int attempt = 1;; ++attempt) {
       Response resp = perform(lease.handle, r, payload_hash);
       std::optional<Verdict> v;
@@ -705,7 +529,7 @@ class S3Store final : public CheckpointStore {
       }
       if (*v == Verdict::kDone) return resp;
       if (*v == Verdict::kRetry && attempt < t_.max_attempts) {
-        auto delay = backoff(attempt);
+        auto delay = backoff_delay(attempt, t_.base_delay, t_.max_delay);
         spdlog::warn("s3 store: {} of {}: {}; retrying in {} ms (attempt {} of {})", op,
                      object_url(key), describe(resp), delay.count(), attempt + 1, t_.max_attempts);
         std::this_thread::sleep_for(delay);
@@ -717,14 +541,6 @@ class S3Store final : public CheckpointStore {
       throw Error("s3 store: " + std::string(op) + " of " + object_url(key) + " failed" + after +
                   ": " + describe(resp));
     }
-  }
-
-  std::chrono::milliseconds backoff(int attempt) {
-    thread_local std::minstd_rand rng(std::random_device{}());
-    double d = double(t_.base_delay.count()) * std::pow(2.0, attempt - 1);
-    d = std::min(d, double(t_.max_delay.count()));
-    std::uniform_real_distribution<double> jitter(0.5 * d, d);
-    return std::chrono::milliseconds(int64_t(jitter(rng)));
   }
 
   // Every key under `prefix` (whole keys), page by page.
@@ -881,8 +697,7 @@ class S3Store final : public CheckpointStore {
 
   Config c_;
   S3Tuning t_;
-  std::string sigv4_;
-  HandlePool pool_;
+  CurlHandlePool pool_;
 };
 
 }  // namespace

@@ -8,12 +8,16 @@
 
 namespace kappa::detail {
 
-SelfChaos::SelfChaos(double p, uint64_t seed, double mean_hint_seconds, std::string marker_path)
+SelfChaos::SelfChaos(double p, uint64_t seed, double mean_hint_seconds, std::string marker_path,
+                     std::optional<double> kill_after)
     : p_(p),
       marker_(std::move(marker_path)),
       rng_(seed ? seed : std::random_device{}()),
       mean_(mean_hint_seconds) {
-  if (p_ > 0) thread_ = std::thread([this] { run(); });
+  if (kill_after)
+    kill_at_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(*kill_after));
+  if (p_ > 0 || kill_at_) thread_ = std::thread([this] { run(); });
 }
 
 SelfChaos::~SelfChaos() {

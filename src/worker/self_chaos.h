@@ -9,6 +9,10 @@
 // an outside one) and kills the process with SIGKILL. An invocation that ends
 // first cancels it. The same policy as the local backend's (local_backend.cc).
 //
+// Or, with `kill_after` (aws: the backend draws, and a Lambda has no file
+// system the backend could see a marker on), it kills the process that many
+// seconds after its construction, whatever the invocations do, with no marker.
+//
 // Thread safety: invocation_started/ended from the worker's loop; the kill
 // comes from a thread of its own.
 #pragma once
@@ -26,8 +30,10 @@ namespace kappa::detail {
 
 class SelfChaos {
  public:
-  /// p == 0: never kills (and starts no thread). seed 0: random.
-  SelfChaos(double p, uint64_t seed, double mean_hint_seconds, std::string marker_path);
+  /// p == 0 and no kill_after: never kills (and starts no thread). seed 0:
+  /// random.
+  SelfChaos(double p, uint64_t seed, double mean_hint_seconds, std::string marker_path,
+            std::optional<double> kill_after = std::nullopt);
   ~SelfChaos();
   SelfChaos(const SelfChaos&) = delete;
   SelfChaos& operator=(const SelfChaos&) = delete;

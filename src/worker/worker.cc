@@ -186,22 +186,33 @@ class Uplink {
 // How often the liveness thread tells the coordinator this worker is alive.
 constexpr std::chrono::milliseconds kHeartbeatInterval{500};
 
+// When a process that may live `lifetime` seconds from now must be gone
+// (none: 0, no limit).
+std::optional<Clock::time_point> end_of_life(double lifetime) {
+  if (lifetime <= 0) return std::nullopt;
+  return Clock::now() +
+         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(lifetime));
+}
+
 class Worker {
  public:
   explicit Worker(const WorkerOptions& o)
       : options_(o),
+        end_of_life_(end_of_life(o.lifetime)),
         client_(o.coordinator, o.token, o.worker_id,
-                ClientOptions{.tls = {.pin = o.tls_pin, .ca_pem = o.tls_ca}}),
+                ClientOptions{.tls = {.pin = o.tls_pin, .ca_pem = o.tls_ca},
+                              // A platform invocation is billed while it
+                              // waits: one started late (a retry of an
+                              // asynchronous invoke) for a job that is over
+                              // gives up sooner.
+                              .connect_timeout =
+                                  std::chrono::milliseconds(o.one_invocation ? 10000 : 30000)}),
         liveness_(client_, kHeartbeatInterval),
         store_(scope_store(open_store(o.store_url), o.job)),
         data_(open_store(o.data_url, {.shared = true})),
         key_(load_key()),
         uplink_(client_, *store_),
-        chaos_(o.chaos_kill, o.chaos_seed, o.chaos_mean, o.chaos_marker) {
-    if (o.lifetime > 0)
-      end_of_life_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                        std::chrono::duration<double>(o.lifetime));
-  }
+        chaos_(o.chaos_kill, o.chaos_seed, o.chaos_mean, o.chaos_marker, o.chaos_kill_after) {}
 
   int run() {
     std::optional<Assignment> next;  // handed over with the last finish
@@ -216,6 +227,7 @@ class Worker {
       next.reset();
       switch (a.kind) {
         case Assignment::Kind::kIdle:
+          if (options_.one_invocation) return 0;  // nothing to do: end, unbilled
           continue;
         case Assignment::Kind::kShutdown:
           return 0;
@@ -272,7 +284,8 @@ class Worker {
     Arena* arena = nullptr;
     try {
       if (a.kind == Assignment::Kind::kStart) {
-        arena = start_task(reinterpret_cast<Trampoline>(a.trampoline), a.fn, a.args);
+        arena = start_task(reinterpret_cast<Trampoline>(code_address(a.trampoline)),
+                           code_address(a.fn), a.args);
       } else {
         std::string_view image = a.image;  // inline, or else in the store
         std::optional<std::string> stored;
@@ -442,14 +455,18 @@ class Worker {
   }
 
   WorkerOptions options_;
+  // --lifetime, counted from before the connection (the platform's clock
+  // runs meanwhile).
+  std::optional<Clock::time_point> end_of_life_;
   CoordinatorClient client_;
   Liveness liveness_;  // after client_, which it uses
   std::unique_ptr<CheckpointStore> store_;
   std::unique_ptr<CheckpointStore> data_;  // put and get
   std::string key_;
   Uplink uplink_;  // after client_ and store_, which it uses
+  // After client_: a kill after a delay counts from when the worker reached
+  // the coordinator (one before would look like a worker that never started).
   SelfChaos chaos_;
-  std::optional<Clock::time_point> end_of_life_;  // --lifetime
 };
 
 void on_sigusr1(int) { CheckpointClock::hand_over_now(); }

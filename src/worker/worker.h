@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "runtime/checkpoint_image.h"
@@ -34,20 +35,30 @@ struct WorkerOptions {
   Codec codec = Codec::kZstd;
   double checkpoint_interval = 1;
   int watch_parent = 0;  // nonzero: die with this process (the local backend's)
-  // Seconds this process may live (a Slurm job's time): no invocation runs
-  // past it, and the worker leaves near it (0: no limit).
+  // Seconds this process may live (a Slurm job's time, a Lambda invocation's
+  // timeout): no invocation runs past it, and the worker leaves near it (0:
+  // no limit).
   double lifetime = 0;
+  // A platform's invocation (a Lambda's): the worker ends once it has nothing
+  // to do, rather than waiting for work (it would be billed, and frozen,
+  // while it waits).
+  bool one_invocation = false;
   // --chaos-kill done by the worker itself (self_chaos.h): the probability
   // per invocation, the seed (0: random), the mean invocation length seen so
-  // far, and the file created just before the kill.
+  // far, and the file created just before the kill. Or, on a platform with no
+  // shared file system (aws: the draw comes with the invocation), a kill this
+  // many seconds after the worker reached the coordinator, with no marker.
   double chaos_kill = 0;
   uint64_t chaos_seed = 0;
   double chaos_mean = 0;
   std::string chaos_marker;
+  std::optional<double> chaos_kill_after;
 };
 
 /// Runs until the coordinator says the job is over (returns 0) or cannot be
-/// reached (returns 1 with a message on stderr).
+/// reached (returns 1 with a message on stderr); with one_invocation, also
+/// until the invocation is over (returns 0). Every thread it starts (the
+/// liveness thread, the uplink) and its connection end before it returns.
 int run_worker(const WorkerOptions& options);
 
 }  // namespace kappa::detail

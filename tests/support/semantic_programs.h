@@ -1,6 +1,7 @@
-// The reference implementation's semantic test programs (apps/semantics_app.cc)
-// with their expected results: run by semantics_test.cc with the local
-// backend in several modes, and by the tests of other backends (Slurm).
+// The reference implementation's semantic test programs (tests/apps/
+// semantics_app.cc) with their expected results: run by every backend's
+// tests (semantics_test.cc: local, in several modes; slurm_job_test.cc: a
+// Slurm cluster; aws_test.cc: the Lambda fixture).
 #pragma once
 
 #include <cstdint>

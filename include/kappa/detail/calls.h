@@ -29,9 +29,17 @@ struct ArgSlot {
 /// Runs a spawned function: decodes its arguments, calls it, encodes its value.
 using Trampoline = Task<std::string> (*)(uintptr_t fn, std::vector<std::string> args);
 
+/// Code addresses cross processes as offsets from the program's load
+/// address (code_offset), turned back into addresses where they run
+/// (code_address): a Lambda worker, started through the loader its package
+/// bundles, has the program at another address than the coordinator that
+/// named the handler.
+uint64_t code_offset(uint64_t address);
+uint64_t code_address(uint64_t offset);
+
 struct SpawnSpec {
-  uint64_t fn = 0;          // the function's address (same binary, same layout)
-  uint64_t trampoline = 0;  // a Trampoline for its signature
+  uint64_t fn = 0;          // the function, as a code_offset (same binary)
+  uint64_t trampoline = 0;  // a Trampoline for its signature, as a code_offset
   std::vector<ArgSlot> args;
   std::string name;
   bool on_coordinator = false;
