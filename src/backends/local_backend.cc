@@ -59,7 +59,7 @@ class LocalBackend final : public Backend {
   ~LocalBackend() override { shutdown(); }  // not concurrently with another shutdown()
 
   void launch_worker(uint64_t worker_id, bool on_coordinator) override {
-    std::future<void> done;
+    std::future<std::string> done;
     {
       std::lock_guard lock(mu_);
       if (stopping_) throw Error("the local backend is shutting down");
@@ -67,7 +67,11 @@ class LocalBackend final : public Backend {
       done = spawn_requests_.back().done.get_future();
     }
     cv_.notify_all();
-    done.get();  // rethrows the spawner's error
+    // The spawner's error travels as its message, thrown anew here: an
+    // exception object shared between threads is reference-counted inside
+    // libstdc++, where ThreadSanitizer cannot see it (it reported a race on
+    // the promise's state as the spawner dropped it).
+    if (std::string error = done.get(); !error.empty()) throw Error(error);
   }
 
   void invocation_started(uint64_t worker_id) override {
@@ -153,7 +157,7 @@ class LocalBackend final : public Backend {
   struct SpawnRequest {
     uint64_t worker_id;
     bool on_coordinator;
-    std::promise<void> done;
+    std::promise<std::string> done;  // the error; empty: started
   };
 
   Proc* find(uint64_t worker_id) {  // mu_ held
@@ -169,15 +173,17 @@ class LocalBackend final : public Backend {
       SpawnRequest r = std::move(spawn_requests_.front());
       spawn_requests_.pop_front();
       if (stopping_) {
-        r.done.set_exception(std::make_exception_ptr(Error("the local backend is shutting down")));
+        r.done.set_value("the local backend is shutting down");
         continue;
       }
       // Held across the spawn so that the reaper cannot miss the pid.
       try {
         spawn(r.worker_id, r.on_coordinator);
-        r.done.set_value();
+        r.done.set_value("");
+      } catch (const std::exception& e) {
+        r.done.set_value(e.what());
       } catch (...) {
-        r.done.set_exception(std::current_exception());
+        r.done.set_value("cannot start a worker (an unknown error)");
       }
     }
   }
