@@ -79,6 +79,7 @@ struct ArenaStats {
 struct Extent {
   uint64_t offset;
   uint64_t bytes;
+  bool operator==(const Extent&) const = default;
 };
 
 class Arena {
