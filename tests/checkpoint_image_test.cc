@@ -8,16 +8,20 @@
 #include <sys/mman.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <string>
+#include <tuple>
 
+#include "runtime/dirty_pages.h"
 #include "runtime/key.h"
 
 namespace kappa::detail {
 namespace {
 
-// Offsets of header fields (format version 1), for tampering.
+// Offsets of header fields (format version 2), for tampering.
 constexpr size_t kVersionOffset = 8;
 constexpr size_t kBuildIdOffset = 24;
 constexpr size_t kFingerprintOffset = 88;
@@ -271,6 +275,149 @@ TEST(ImageRestore, RejectionDoesNotTrustTheRestoredArenaHeader) {
     EXPECT_EQ(Arena::free_slot(), int(slot));
   }
 }
+
+// ---- chains: a full image and deltas of it ----
+
+// A state of 4 MiB of pseudo-random words and a small map, imaged in full,
+// then changed and imaged as deltas (dirty pages from either method).
+class ChainTest : public ::testing::TestWithParam<std::tuple<Codec, DirtyMethod>> {
+ protected:
+  static constexpr size_t kWords = (4 << 20) / 8;
+  struct State {
+    uint64_t* words;
+    std::map<int, std::string>* map;
+  };
+
+  void SetUp() override {
+    auto [codec, method] = GetParam();
+    if (method == DirtyMethod::kWriteProtect && pick_dirty_method() != method)
+      GTEST_SKIP() << "userfaultfd write protection with PAGEMAP_SCAN (Linux 6.7) unavailable";
+    key = load_key();
+    arena = Arena::create(unsigned(Arena::free_slot()));
+    slot = arena->slot();
+    {
+      ArenaScope scope(arena);
+      auto* s = new State{static_cast<uint64_t*>(std::malloc(kWords * 8)),
+                          new std::map<int, std::string>};
+      uint64_t x = 88172645463325252u;
+      for (size_t i = 0; i < kWords; ++i) s->words[i] = x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      arena->task().root_frame = s;
+    }
+    tracker = DirtyPages::create(*arena, method);
+    images.push_back(image(nullptr));
+  }
+  void TearDown() override {
+    tracker.reset();
+    if (arena) Arena::destroy(arena, Arena::Release::kUnmap);
+  }
+  State& state() { return *static_cast<State*>(arena->task().root_frame); }
+
+  // The next image of the chain (a full one without a parent).
+  std::string image(const ImageLink* parent) {
+    ImageBuffer buf;
+    std::vector<Extent> extents = arena->snapshot_extents();
+    std::vector<Extent> changed = tracker->collect(extents);
+    if (parent) {
+      Delta d{*parent, changed};
+      last = write_image(*arena, std::get<0>(GetParam()), key, buf, &d);
+    } else {
+      last = write_image(*arena, std::get<0>(GetParam()), key, buf);
+    }
+    return std::string(buf.view());
+  }
+  // Changes a few words and the map, then takes a delta.
+  void change(int round) {
+    {
+      ArenaScope scope(arena);
+      for (size_t i = 0; i < 10; ++i) state().words[(i * 7919 + round * 104729) % kWords] = round;
+      (*state().map)[round] = std::string(100 * (round + 1), char('a' + round));
+    }
+    images.push_back(image(&last));
+  }
+  std::vector<uint64_t> words() { return {state().words, state().words + kWords}; }
+
+  Arena* restore(std::initializer_list<size_t> which) {
+    std::vector<std::string_view> chain;
+    for (size_t i : which) chain.push_back(images[i]);
+    return restore_chain(chain, key);
+  }
+  void expect_rejected(std::initializer_list<size_t> which, const std::string& reason) {
+    try {
+      Arena::destroy(restore(which));
+      FAIL() << "chain accepted; expected rejection for: " << reason;
+    } catch (const CheckpointRejected& e) {
+      EXPECT_NE(std::string(e.what()).find(reason), std::string::npos) << e.what();
+    }
+  }
+
+  std::string key;
+  Arena* arena = nullptr;
+  unsigned slot = 0;
+  std::unique_ptr<DirtyPages> tracker;
+  std::vector<std::string> images;
+  ImageLink last;
+};
+
+TEST_P(ChainTest, EachPrefixRestoresItsState) {
+  std::vector<std::vector<uint64_t>> words_at = {words()};
+  std::vector<std::map<int, std::string>> map_at = {*state().map};
+  for (int round = 1; round <= 3; ++round) {
+    change(round);
+    words_at.push_back(words());
+    map_at.push_back(*state().map);
+  }
+  // Deltas are small: a few pages against 4 MiB.
+  for (size_t i = 1; i < images.size(); ++i) {
+    EXPECT_LT(images[i].size(), images[0].size() / 20) << "delta " << i;
+    EXPECT_EQ(verify_image(images[i], key).chain_depth, i);
+  }
+  Arena::destroy(arena, Arena::Release::kUnmap);
+  arena = nullptr;
+  tracker.reset();
+  for (size_t n = 1; n <= images.size(); ++n) {
+    std::vector<std::string_view> chain(images.begin(), images.begin() + long(n));
+    Arena* back = restore_chain(chain, key);
+    auto* s = static_cast<State*>(back->task().root_frame);
+    EXPECT_TRUE(std::equal(s->words, s->words + kWords, words_at[n - 1].begin())) << n << " links";
+    EXPECT_EQ(*s->map, map_at[n - 1]) << n << " links";
+    Arena::destroy(back, Arena::Release::kUnmap);
+  }
+}
+
+TEST_P(ChainTest, MissingReorderedOrForeignLinksAreRefused) {
+  change(1);
+  change(2);
+  // Another chain of the same task: a full image taken now, and a delta of it.
+  images.push_back(image(nullptr));  // 3: full
+  change(3);                         // 4: delta of 3
+  Arena::destroy(arena, Arena::Release::kUnmap);
+  arena = nullptr;
+  tracker.reset();
+  expect_rejected({0, 2}, "link 1 of the chain is not a delta of link 0");
+  expect_rejected({0, 2, 1}, "is not a delta of link");
+  expect_rejected({0, 1, 4}, "link 2 of the chain is not a delta of link 1");
+  expect_rejected({0, 4}, "from another chain");
+  expect_rejected({1, 2}, "starts with a delta");
+  expect_rejected({0, 3}, "link 1 of the chain is a full image");
+  EXPECT_EQ(Arena::free_slot(), int(slot)) << "nothing stays mapped after a refusal";
+  // A tampered delta is refused like a tampered full image.
+  std::string bad = images[1];
+  bad[image_layout(bad).payload_offset] ^= 1;
+  images[1] = bad;
+  expect_rejected({0, 1, 2}, "payload segment 0");
+  EXPECT_EQ(Arena::free_slot(), int(slot));
+  // The good chains still restore.
+  Arena::destroy(restore({3, 4}), Arena::Release::kUnmap);
+}
+
+INSTANTIATE_TEST_SUITE_P(CodecsAndMethods, ChainTest,
+                         ::testing::Combine(::testing::Values(Codec::kNone, Codec::kZstd),
+                                            ::testing::Values(DirtyMethod::kWriteProtect,
+                                                              DirtyMethod::kHash)),
+                         [](const auto& info) {
+                           return std::string(codec_name(std::get<0>(info.param))) + "_" +
+                                  (std::get<1>(info.param) == DirtyMethod::kHash ? "hash" : "wp");
+                         });
 
 INSTANTIATE_TEST_SUITE_P(Codecs, ImageTest,
                          ::testing::Values(Codec::kNone, Codec::kLz4, Codec::kZstd),

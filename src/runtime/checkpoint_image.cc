@@ -61,6 +61,11 @@ struct ImageHeader {
   uint8_t nonce[16];
   uint32_t segment_shift;
   uint32_t segment_count;
+  // Version 2: the image this one is a delta of (all zero for a full image),
+  // and the number of deltas between this image and its chain's full image.
+  uint8_t parent_nonce[16];
+  uint32_t chain_depth;
+  uint32_t reserved;
 };
 static_assert(std::is_trivially_copyable_v<ImageHeader>);
 
@@ -440,6 +445,7 @@ ParsedImage check_header(std::string_view image, const std::string& key) {
   info.payload_bytes = h.payload_bytes;
   info.image_bytes = image.size();
   info.created_unix_ns = h.created_unix_ns;
+  info.chain_depth = h.chain_depth;
   info.extents.resize(h.extent_count);
   std::memcpy(info.extents.data(), image.data() + sizeof h, h.extent_count * sizeof(Extent));
   p.table.resize(l.segment_count);
@@ -466,6 +472,49 @@ void verify_segments(std::string_view image, const std::string& key, const Parse
     SegmentHasher h(key, p.header.nonce, i);
     h.update(image.data() + p.layout.payload_offset + from, to - from);
     problems[i] = segment_problem(i, h.finish(), p.table[i]);
+  });
+  for (const std::string& why : problems)
+    if (!why.empty()) reject(why);
+}
+
+// Writes an image's extents into its (mapped) arena slot; an uncompressed
+// payload is verified as it is copied, a compressed one must be verified
+// already. `fresh`: the slot's pages were never touched.
+void load(std::string_view image, const std::string& key, const ParsedImage& p, bool fresh) {
+  const ImageInfo& info = p.info;
+  uint64_t base = info.arena_base;
+  // Fault large extents in with one call: page faults, not copying,
+  // dominate a restore into a fresh process (measured here: memcpy into a
+  // fresh mapping 1.5-2 GB/s against 10 GB/s hot; a recycled slot is faulted
+  // in already). Transparent huge pages were faster when the kernel had free
+  // huge pages and far slower when it had to compact memory first, so they
+  // are not requested. A hint only: kernels before 5.14 answer EINVAL and the
+  // copy faults pages in itself.
+  for (const Extent& e : info.extents) {
+    if (!fresh || e.bytes < (size_t{4} << 20)) continue;
+    uintptr_t from = (base + e.offset) & ~(kPageBytes - 1);
+    uintptr_t to = (base + e.offset + e.bytes + kPageBytes - 1) & ~(kPageBytes - 1);
+    madvise(reinterpret_cast<void*>(from), to - from, kMadvPopulateWrite);
+  }
+  std::string_view payload = image.substr(p.layout.payload_offset, p.layout.payload_bytes);
+  if (info.codec != Codec::kNone) {
+    decompress_into(info.codec, payload, base, info.extents);
+    return;
+  }
+  uint64_t raw = info.raw_bytes;
+  std::vector<uint64_t> starts = payload_starts(info.extents);
+  std::vector<std::string> problems(p.layout.segment_count);
+  parallel_for(p.layout.segment_count, [&](size_t i) {
+    uint64_t from = uint64_t(i) << kSegmentShift, to = std::min(raw, from + kSegmentBytes);
+    SegmentHasher hasher(key, p.header.nonce, i);
+    for (uint64_t c = from; c < to; c += kChunkBytes) {
+      uint64_t stop = std::min(to, c + kChunkBytes);
+      hasher.update(payload.data() + c, stop - c);
+      for_each_piece(base, info.extents, starts, c, stop, [&](char* dst, uint64_t pos, uint64_t n) {
+        std::memcpy(dst, payload.data() + pos, n);
+      });
+    }
+    problems[i] = segment_problem(i, hasher.finish(), p.table[i]);
   });
   for (const std::string& why : problems)
     if (!why.empty()) reject(why);
@@ -504,8 +553,9 @@ void check_image_head(std::string_view head, uint64_t image_bytes) {
   layout_of(head.substr(0, sizeof h), image_bytes, h);
 }
 
-void write_image(Arena& arena, Codec codec, const std::string& key, ImageBuffer& out) {
-  std::vector<Extent> extents = arena.snapshot_extents();
+ImageLink write_image(Arena& arena, Codec codec, const std::string& key, ImageBuffer& out,
+                      const Delta* delta) {
+  std::vector<Extent> extents = delta ? delta->extents : arena.snapshot_extents();
   uint64_t raw = 0;
   for (const Extent& e : extents) raw += e.bytes;
   if (codec != Codec::kNone && !worth_compressing(arena, extents, raw)) codec = Codec::kNone;
@@ -530,6 +580,10 @@ void write_image(Arena& arena, Codec codec, const std::string& key, ImageBuffer&
   h.created_unix_ns = unix_ns();
   if (RAND_bytes(h.nonce, sizeof h.nonce) != 1) throw Error("RAND_bytes failed");
   h.segment_shift = kSegmentShift;
+  if (delta) {
+    std::memcpy(h.parent_nonce, delta->parent.nonce.data(), sizeof h.parent_nonce);
+    h.chain_depth = delta->parent.depth + 1;
+  }
 
   size_t payload_offset = sizeof h + extents.size() * sizeof(Extent);
   size_t bound = compress_bound(codec, extents, raw);
@@ -586,6 +640,10 @@ void write_image(Arena& arena, Codec codec, const std::string& key, ImageBuffer&
               std::string_view(out.data() + table_offset, table_bytes + kChecksumBytes),
               reinterpret_cast<unsigned char*>(out.data() + checksum_offset + kChecksumBytes));
   out.resize(checksum_offset + kChecksumBytes + kHmacBytes);
+  ImageLink link;
+  std::memcpy(link.nonce.data(), h.nonce, sizeof h.nonce);
+  link.depth = h.chain_depth;
+  return link;
 }
 
 ImageInfo verify_image(std::string_view image, const std::string& key) {
@@ -595,66 +653,61 @@ ImageInfo verify_image(std::string_view image, const std::string& key) {
 }
 
 Arena* restore_image(std::string_view image, const std::string& key) {
-  ParsedImage p = check_header(image, key);
-  const ImageInfo& info = p.info;
+  return restore_chain(std::span<const std::string_view>(&image, 1), key);
+}
+
+Arena* restore_chain(std::span<const std::string_view> images, const std::string& key) {
+  if (images.empty()) reject("an empty chain");
+  // Every link's header is authenticated, and the links checked against each
+  // other, before anything is mapped.
+  std::vector<ParsedImage> parsed;
+  parsed.reserve(images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    parsed.push_back(check_header(images[i], key));
+    const ImageHeader& h = parsed.back().header;
+    if (i == 0) {
+      if (h.chain_depth != 0)
+        reject("the chain starts with a delta (link " + std::to_string(h.chain_depth) +
+               " of its chain), not a full image: its full image is missing");
+      continue;
+    }
+    const ImageHeader& prev = parsed[i - 1].header;
+    if (h.chain_depth == 0)
+      reject("link " + std::to_string(i) + " of the chain is a full image, not a delta");
+    if (std::memcmp(h.parent_nonce, prev.nonce, sizeof h.nonce) != 0 || h.chain_depth != i)
+      reject("link " + std::to_string(i) + " of the chain is not a delta of link " +
+             std::to_string(i - 1) + " (a link missing, out of order, or from another chain)");
+    if (h.arena_base != prev.arena_base) reject("the chain's links are of different arenas");
+  }
   // Authenticated from here on; still check the geometry, defensively.
-  uint64_t base = info.arena_base;
+  uint64_t base = parsed[0].info.arena_base;
   if (base < kRegionBase || base >= kRegionEnd || (base - kRegionBase) % kSlotBytes != 0)
     reject("arena base outside the arena region");
-  uint64_t raw = 0, end = 0;
-  for (const Extent& e : info.extents) {
-    if (e.offset < end || e.bytes > kSlotBytes || e.offset > kSlotBytes - e.bytes)
-      reject("extents out of order or outside the arena");
-    end = e.offset + e.bytes;
-    raw += e.bytes;
+  for (const ParsedImage& p : parsed) {
+    const ImageInfo& info = p.info;
+    uint64_t raw = 0, end = 0;
+    for (const Extent& e : info.extents) {
+      if (e.offset < end || e.bytes > kSlotBytes || e.offset > kSlotBytes - e.bytes)
+        reject("extents out of order or outside the arena");
+      end = e.offset + e.bytes;
+      raw += e.bytes;
+    }
+    if (raw != info.raw_bytes) reject("extent sizes do not add up to the recorded size");
+    if (info.codec == Codec::kNone && raw != info.payload_bytes)
+      reject("payload size does not match the extents");
   }
-  if (raw != info.raw_bytes) reject("extent sizes do not add up to the recorded size");
-  if (info.codec == Codec::kNone && raw != info.payload_bytes)
-    reject("payload size does not match the extents");
-  if (info.extents.empty() || info.extents[0].offset != 0 || info.extents[0].bytes < sizeof(Arena))
+  const std::vector<Extent>& first = parsed[0].info.extents;
+  if (first.empty() || first[0].offset != 0 || first[0].bytes < sizeof(Arena))
     reject("the arena header is missing");
   // Compressed payloads are verified before anything is mapped; uncompressed
   // ones are verified while they are copied into place (one pass).
-  if (info.codec != Codec::kNone) verify_segments(image, key, p);
+  for (size_t i = 0; i < parsed.size(); ++i)
+    if (parsed[i].info.codec != Codec::kNone) verify_segments(images[i], key, parsed[i]);
 
   unsigned slot = unsigned((base - kRegionBase) >> kSlotShift);
   bool fresh = Arena::map_raw(slot);
   try {
-    // Fault large extents in with one call: page faults, not copying,
-    // dominate a restore into a fresh process (measured here: memcpy into a
-    // fresh mapping 1.5-2 GB/s against 10 GB/s hot; a recycled slot is faulted
-    // in already). Transparent huge pages
-    // were faster when the kernel had free huge pages and far slower when it
-    // had to compact memory first, so they are not requested. A hint only:
-    // kernels before 5.14 answer EINVAL and the copy faults pages in itself.
-    for (const Extent& e : info.extents) {
-      if (!fresh || e.bytes < (size_t{4} << 20)) continue;
-      uintptr_t from = (base + e.offset) & ~(kPageBytes - 1);
-      uintptr_t to = (base + e.offset + e.bytes + kPageBytes - 1) & ~(kPageBytes - 1);
-      madvise(reinterpret_cast<void*>(from), to - from, kMadvPopulateWrite);
-    }
-    std::string_view payload = image.substr(p.layout.payload_offset, p.layout.payload_bytes);
-    if (info.codec == Codec::kNone) {
-      std::vector<uint64_t> starts = payload_starts(info.extents);
-      std::vector<std::string> problems(p.layout.segment_count);
-      parallel_for(p.layout.segment_count, [&](size_t i) {
-        uint64_t from = uint64_t(i) << kSegmentShift, to = std::min(raw, from + kSegmentBytes);
-        SegmentHasher hasher(key, p.header.nonce, i);
-        for (uint64_t c = from; c < to; c += kChunkBytes) {
-          uint64_t stop = std::min(to, c + kChunkBytes);
-          hasher.update(payload.data() + c, stop - c);
-          for_each_piece(base, info.extents, starts, c, stop,
-                         [&](char* dst, uint64_t pos, uint64_t n) {
-                           std::memcpy(dst, payload.data() + pos, n);
-                         });
-        }
-        problems[i] = segment_problem(i, hasher.finish(), p.table[i]);
-      });
-      for (const std::string& why : problems)
-        if (!why.empty()) reject(why);
-    } else {
-      decompress_into(info.codec, payload, base, info.extents);
-    }
+    for (size_t i = 0; i < parsed.size(); ++i) load(images[i], key, parsed[i], fresh && i == 0);
     return Arena::adopt(slot);
   } catch (...) {
     // The slot holds unverified bytes, the arena header among them: release
