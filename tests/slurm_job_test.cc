@@ -66,8 +66,10 @@ TEST_P(SlurmSemantics, ExactResult) {
   ASSERT_EQ(r.exit_code, 0) << "signal " << r.signal << "\n"
                             << r.err << worker_logs(dir / "logs") << slurm.logs();
   EXPECT_EQ(nlohmann::json::parse(r.out), program.expected()) << r.err;
-  // The backend cancelled what it submitted before the run ended.
-  EXPECT_EQ(slurm.active_jobs(), std::vector<std::string>{});
+  // The backend cancelled what it submitted, and waited for it to end,
+  // before the run ended.
+  EXPECT_EQ(slurm.active_jobs(), std::vector<std::string>{})
+      << slurm.run({"squeue", "--states=all", "--format=%i %T %r %M"}) << r.err;
 }
 
 INSTANTIATE_TEST_SUITE_P(Programs, SlurmSemantics,

@@ -261,29 +261,40 @@ class SlurmBackend final : public Backend {
   }
 
   void shutdown() override {
-    std::vector<std::string> ids;
     {
       std::lock_guard lock(mu_);
       if (stopping_) return;
       stopping_ = true;
-      for (auto& [w, job] : jobs_) ids.push_back(job.slurm_id);
     }
     cv_.notify_all();
     poller_.join();
     if (local_) local_->shutdown();
+    std::vector<std::string> ids, all;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [w, job] : jobs_) ids.push_back(job.slurm_id);
+      all = ids;
+      all.insert(all.end(), ending_.begin(), ending_.end());
+    }
     // Every job this backend submitted goes, and is gone before this
     // returns: a job left pending would start a worker for a coordinator
     // that no longer exists. The coordinator has told its workers to leave,
-    // so most have ended already.
+    // so most have ended already. Jobs whose worker has ended are waited for
+    // too, while Slurm still shows them running or completing: the run ends
+    // with its allocations.
     std::vector<std::string> argv = {"scancel"};
     argv.insert(argv.end(), ids.begin(), ids.end());
-    if (!ids.empty()) {
+    try {
+      if (!ids.empty()) run_command(argv);
+    } catch (const std::exception&) {  // no scancel: nothing more to do
+      all.clear();
+    }
+    // squeue may fail for a moment (slurmctld busy): asked again until then.
+    for (auto give_up = Clock::now() + 20s; !all.empty() && Clock::now() < give_up;
+         std::this_thread::sleep_for(100ms)) {
       try {
-        run_command(argv);
-        auto give_up = Clock::now() + 20s;
-        while (Clock::now() < give_up && !active_jobs(ids).empty())
-          std::this_thread::sleep_for(100ms);
-      } catch (const std::exception&) {  // no squeue or scancel: nothing more to do
+        if (active_jobs(all).empty()) break;
+      } catch (const std::exception&) {
       }
     }
     if (owns_dir_) {
@@ -452,13 +463,14 @@ class SlurmBackend final : public Backend {
         if (e) {
           if (e->cause == WorkerExit::Cause::kChaosKill) ++chaos_kills_;
           exited.emplace_back(it->first, *e);
+          ending_.insert(it->second.slurm_id);
           it = jobs_.erase(it);
         } else {
           ++it;
         }
       }
       // squeue: jobs that ended without a status file, or went back to the queue.
-      if (Clock::now() >= next_squeue && !jobs_.empty()) {
+      if (Clock::now() >= next_squeue && (!jobs_.empty() || !ending_.empty())) {
         next_squeue = Clock::now() + 1s;
         lock.unlock();
         std::optional<std::map<std::string, std::string>> states;
@@ -483,6 +495,10 @@ class SlurmBackend final : public Backend {
   void check_states(const std::map<std::string, std::string>& states,
                     std::vector<std::pair<uint64_t, WorkerExit>>& exited) {
     auto now = Clock::now();
+    std::erase_if(ending_, [&](const std::string& id) {
+      auto found = states.find(id);
+      return found == states.end() || terminal_state(found->second);
+    });
     for (auto it = jobs_.begin(); it != jobs_.end();) {
       Job& job = it->second;
       auto found = states.find(job.slurm_id);
@@ -514,7 +530,10 @@ class SlurmBackend final : public Backend {
       }
       // Requeued: its worker died with the job's first run, and the job must
       // not run again.
-      if (requeued) cancel_now_.push_back(job.slurm_id);
+      if (requeued) {
+        cancel_now_.push_back(job.slurm_id);
+        ending_.insert(job.slurm_id);
+      }
       WorkerExit e;
       if (job.killed)
         e.cause = *job.killed;
@@ -538,6 +557,9 @@ class SlurmBackend final : public Backend {
   std::set<uint64_t> local_ids_;         // on_coordinator workers, run by local_
   std::unique_ptr<Backend> local_;       // created on first use
   std::vector<std::string> cancel_now_;  // Slurm ids to scancel
+  // Slurm ids of jobs whose worker has ended (status file) or that were
+  // cancelled, until squeue shows them ended: shutdown waits for them.
+  std::set<std::string> ending_;
   bool stopping_ = false;
   uint64_t chaos_kills_ = 0;
   double mean_invocation_ = 0;  // seconds, moving average of finished invocations
