@@ -139,6 +139,9 @@ void add_worker_options(CLI::App* cmd, detail::WorkerOptions& worker) {
                   "Seconds between checkpoints taken by maybe_checkpoint() (0: every call)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--incremental,!--no-incremental", worker.incremental,
+                "Incremental checkpoints: once a task's image goes to the store, later ones "
+                "carry only the pages changed since (default on)");
   cmd->add_option("--lifetime", worker.lifetime,
                   "Seconds this process may live (a Slurm job's time): no task runs past it, "
                   "and the worker leaves near it (0: no limit). SIGUSR1 ends it early: the "
@@ -350,6 +353,10 @@ int app_main(int argc, char** argv, Handler handler) {
         ->check(CLI::ExistingFile);
     add_interval(cmd, job.checkpoint_interval);
     add_compression(cmd);
+    cmd->add_flag("--incremental,!--no-incremental", job.incremental,
+                  "Incremental checkpoints: once a task's image is too large to travel inline, "
+                  "later images carry only the pages changed since the one before (a chain "
+                  "of at most 8 images; default on)");
     cmd->add_option("--slurm-partition", job.slurm.partition,
                     "--backend slurm: the partition workers' jobs are submitted to (default: "
                     "the cluster's default)");

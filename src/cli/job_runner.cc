@@ -302,6 +302,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
                     codec_name(o.codec),
                     "--checkpoint-interval",
                     std::to_string(o.checkpoint_interval)};
+  if (!o.incremental) bc.worker_args.push_back("--no-incremental");
   std::unique_ptr<Backend> backend = make_backend(o.backend, bc, &coordinator);
   coordinator.set_backend(backend.get());
 

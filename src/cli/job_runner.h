@@ -41,6 +41,7 @@ struct JobOptions {
   std::string tls_cert, tls_key, tls_ca;
   double checkpoint_interval = 1;
   Codec codec = Codec::kZstd;
+  bool incremental = true;  // delta images (worker/image_chain.h)
   unsigned grace_ms = 50;
   unsigned max_failures = 10;
   double liveness_timeout = 5;  // seconds of silence before a worker counts as hung (0: never)

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "protocol/image_chain.h"
+
 namespace kappa::detail {
 
 namespace {
@@ -287,8 +289,9 @@ void JobState::resolve(Task& t, FutureSlot::State state, std::string bytes, Time
                        Effects& fx) {
   uint64_t id = t.d.id;
   blocked_.erase(id);
-  if (t.d.call && !t.d.call->image_key.empty())
-    fx.discarded.push_back(std::move(t.d.call->image_key));
+  if (t.d.call)
+    for (std::string& key : split_image_chain(t.d.call->image_key))
+      fx.discarded.push_back(std::move(key));
   FutureSlot& f = futures_[id];
   f.state = state;
   f.bytes = std::move(bytes);
@@ -682,8 +685,9 @@ void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
   if (t.d.call && info.seqno == t.d.call->seqno) {
     ++stats_.duplicate_calls;  // a restarted task repeats its latest call
   } else {
-    if (t.d.call && t.d.call->image_key != info.image_key)
-      fx.discarded.push_back(std::move(t.d.call->image_key));
+    if (t.d.call)
+      for (std::string& key : superseded_images(t.d.call->image_key, info.image_key))
+        fx.discarded.push_back(std::move(key));
     t.d.call = TaskDurable::Call{info.seqno,
                                  std::move(info.image_key),
                                  std::move(info.image),

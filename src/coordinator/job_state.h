@@ -74,7 +74,7 @@ struct JobStateOptions {
 /// failure counts: written at every call).
 struct TaskCall {
   uint64_t seqno = 0;
-  std::string image_key, image;  // the checkpoint: in the store, or inline
+  std::string image_key, image;  // the checkpoint: its chain in the store, or inline
   Op op = Op::kCheckpoint;
   std::string request;
   bool done = false;

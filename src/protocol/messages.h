@@ -23,7 +23,7 @@ struct Assignment {
   uint64_t task_id = 0;
   uint64_t fn = 0, trampoline = 0;  // kStart
   std::vector<std::string> args;    // kStart: encoded arguments
-  std::string image_key;            // kResume: the image in the store, or
+  std::string image_key;            // kResume: the image chain in the store (image_chain.h), or
   std::string image;                // kResume: the image itself (small images travel inline)
   uint64_t seqno = 0;               // kResume: the pending call's seqno
   std::string reply, error;         // kResume: the pending call's result
@@ -35,7 +35,7 @@ struct Assignment {
 /// and the checkpoint it resumes from.
 struct CallInfo {
   uint64_t worker_id = 0, task_id = 0, seqno = 0;
-  std::string image_key;  // the checkpoint in the store, or
+  std::string image_key;  // the checkpoint's image chain in the store (image_chain.h), or
   std::string image;      // the checkpoint itself, kept by the coordinator
   Op op = Op::kCheckpoint;
   std::string request;

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "kappa/pause.h"
+#include "runtime/dirty_pages.h"
 #include "runtime/layout.h"
 #include "runtime/parallel.h"
 
@@ -656,7 +657,8 @@ Arena* restore_image(std::string_view image, const std::string& key) {
   return restore_chain(std::span<const std::string_view>(&image, 1), key);
 }
 
-Arena* restore_chain(std::span<const std::string_view> images, const std::string& key) {
+Arena* restore_chain(std::span<const std::string_view> images, const std::string& key,
+                     ChainInfo* chain) {
   if (images.empty()) reject("an empty chain");
   // Every link's header is authenticated, and the links checked against each
   // other, before anything is mapped.
@@ -708,6 +710,23 @@ Arena* restore_chain(std::span<const std::string_view> images, const std::string
   bool fresh = Arena::map_raw(slot);
   try {
     for (size_t i = 0; i < parsed.size(); ++i) load(images[i], key, parsed[i], fresh && i == 0);
+    if (chain) {
+      auto link = [](const ImageHeader& h) {
+        ImageLink l;
+        std::memcpy(l.nonce.data(), h.nonce, sizeof h.nonce);
+        l.depth = h.chain_depth;
+        return l;
+      };
+      chain->first = link(parsed.front().header);
+      chain->last = link(parsed.back().header);
+      chain->first_raw_bytes = parsed.front().info.raw_bytes;
+      std::vector<Extent> pages;
+      for (size_t i = 1; i < parsed.size(); ++i)
+        for (const Extent& e : parsed[i].info.extents) pages.push_back(e);
+      std::sort(pages.begin(), pages.end(),
+                [](const Extent& a, const Extent& b) { return a.offset < b.offset; });
+      chain->since_first = page_cover(pages);
+    }
     return Arena::adopt(slot);
   } catch (...) {
     // The slot holds unverified bytes, the arena header among them: release

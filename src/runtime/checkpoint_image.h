@@ -142,6 +142,15 @@ Arena* restore_image(std::string_view image, const std::string& key);
 /// verified, and the links against each other, as restore_image does for one
 /// image; a missing, reordered or foreign link is refused before anything is
 /// mapped.
-Arena* restore_chain(std::span<const std::string_view> images, const std::string& key);
+/// With `chain`, also says what the chain holds: the links of its first and
+/// last images, and the pages its deltas carry (the state's pages changed
+/// since its full image).
+struct ChainInfo {
+  ImageLink first, last;
+  uint64_t first_raw_bytes = 0;     // the full image's state bytes
+  std::vector<Extent> since_first;  // pages of the deltas' extents, merged
+};
+Arena* restore_chain(std::span<const std::string_view> images, const std::string& key,
+                     ChainInfo* chain = nullptr);
 
 }  // namespace kappa::detail

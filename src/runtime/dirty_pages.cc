@@ -96,7 +96,14 @@ std::vector<Extent> subtract(const std::vector<Extent>& a, const std::vector<Ext
   return out;
 }
 
-// a ∪ b, both sorted and merged.
+uint64_t pages_in(const std::vector<Extent>& ranges) {
+  uint64_t n = 0;
+  for (const Extent& e : ranges) n += e.bytes >> kPageShift;
+  return n;
+}
+
+}  // namespace
+
 std::vector<Extent> unite(const std::vector<Extent>& a, const std::vector<Extent>& b) {
   std::vector<Extent> out;
   out.reserve(a.size() + b.size());
@@ -108,14 +115,6 @@ std::vector<Extent> unite(const std::vector<Extent>& a, const std::vector<Extent
   }
   return out;
 }
-
-uint64_t pages_in(const std::vector<Extent>& ranges) {
-  uint64_t n = 0;
-  for (const Extent& e : ranges) n += e.bytes >> kPageShift;
-  return n;
-}
-
-}  // namespace
 
 std::vector<Extent> page_cover(const std::vector<Extent>& extents) {
   std::vector<Extent> out;

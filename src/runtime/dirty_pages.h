@@ -83,9 +83,11 @@ class DirtyPages {
   DirtyMethod method_;
 };
 
-/// Extent helpers (exposed for tests): `extents` rounded out to whole pages
-/// and merged; the parts of `extents` inside `pages`.
+/// Extent helpers, on extents sorted by offset: `extents` rounded out to
+/// whole pages and merged; the parts of `extents` inside `pages`; the union
+/// of two merged lists, merged.
 std::vector<Extent> page_cover(const std::vector<Extent>& extents);
 std::vector<Extent> intersect(const std::vector<Extent>& extents, const std::vector<Extent>& pages);
+std::vector<Extent> unite(const std::vector<Extent>& a, const std::vector<Extent>& b);
 
 }  // namespace kappa::detail

@@ -18,12 +18,14 @@
 #include <vector>
 
 #include "kappa/pause.h"
+#include "protocol/image_chain.h"
 #include "rpc/client.h"
 #include "runtime/key.h"
 #include "runtime/runtime.h"
 #include "runtime/task_host.h"
 #include "stores/checkpoint_store.h"
 #include "util/log.h"
+#include "worker/image_chain.h"
 #include "worker/liveness.h"
 #include "worker/self_chaos.h"
 
@@ -42,27 +44,28 @@ std::string image_key(uint64_t task, uint64_t seqno, uint64_t worker) {
   return key;
 }
 
-// Images up to this size travel inline in the call, kept by the coordinator:
-// a store round trip costs more than sending a few KiB (DESIGN.md section 4,
-// steps 3 and 4 in one message). Larger ones go to the store first.
-constexpr size_t kInlineImageBytes = 64 << 10;
-
-// Attaches `image` to the call: inline, or written to the store under a key
-// of its own.
-void attach_image(CallInfo& info, const ImageBuffer& image, CheckpointStore& store) {
-  if (image.size() <= kInlineImageBytes) {
+// Attaches `image` to the call: inline, or written to the store under
+// `store_key`.
+void attach_image(CallInfo& info, const ImageBuffer& image, const std::string& store_key,
+                  CheckpointStore& store) {
+  if (store_key.empty())
     info.image.assign(image.view());
-  } else {
-    info.image_key = image_key(info.task_id, info.seqno, info.worker_id);
-    store.put(info.image_key, image.view());
-  }
+  else
+    store.put(store_key, image.view());
+}
+
+bool in_chain(std::string_view chain, const std::string& key) {
+  for (const std::string& k : split_image_chain(chain))
+    if (k == key) return true;
+  return false;
 }
 
 // Persists checkpoint images and reports plain checkpoint() calls on a
 // background thread, so that the task goes on computing meanwhile (DESIGN.md
 // section 4: asynchronous checkpoints and enqueues). A queued checkpoint that
 // has not started is replaced by the next call (only the latest state
-// matters; the coordinator accepts a skipped seqno); asynchronous enqueues are
+// matters; the coordinator accepts a skipped seqno), except that its image is
+// still stored if it is a link of the next one's chain; asynchronous enqueues are
 // all sent, in order, at most 16 queued. Every other call waits for the
 // uplink to drain first, so calls reach the coordinator in seqno order and
 // only one thread uses the session at a time.
@@ -88,16 +91,24 @@ class Uplink {
     return b;
   }
 
-  void post(CallInfo info, std::unique_ptr<ImageBuffer> image) {
+  /// Queues the call `info` with its image, which goes to the store under
+  /// `store_key` (or inline if empty) first.
+  void post(CallInfo info, std::unique_ptr<ImageBuffer> image, std::string store_key) {
     std::unique_lock lock(mu_);
     // A queued plain checkpoint is superseded by any later call; every other
-    // call (an asynchronous enqueue) must reach the coordinator.
-    if (!queued_.empty() && queued_.back().info.op == Op::kCheckpoint) {
-      spare_.push_back(std::move(queued_.back().image));
-      queued_.pop_back();
+    // call (an asynchronous enqueue) must reach the coordinator. Its image is
+    // still needed if the new image is a delta of it.
+    if (!queued_.empty() && queued_.back().info.op == Op::kCheckpoint && queued_.back().call) {
+      Job& old = queued_.back();
+      if (!old.store_key.empty() && in_chain(info.image_key, old.store_key)) {
+        old.call = false;
+      } else {
+        spare_.push_back(std::move(old.image));
+        queued_.pop_back();
+      }
     }
     cv_.wait(lock, [&] { return queued_.size() < kMaxQueued; });  // backpressure
-    queued_.push_back(Job{std::move(info), std::move(image)});
+    queued_.push_back(Job{std::move(info), std::move(image), std::move(store_key)});
     cv_.notify_all();
   }
 
@@ -138,6 +149,8 @@ class Uplink {
   struct Job {
     CallInfo info;
     std::unique_ptr<ImageBuffer> image;
+    std::string store_key;  // empty: the image travels inline
+    bool call = true;       // false: only store the image (a link of a later chain)
   };
 
   void run() {
@@ -152,13 +165,15 @@ class Uplink {
       std::string error;
       bool abandoned = false;
       try {
-        attach_image(job.info, *job.image, store_);
-        CallOutcome o = client_.call(std::move(job.info));
-        abandoned = o.kind != CallOutcome::Kind::kResult;
-        // Nobody awaits an asynchronous call's result: its error fails the task.
-        if (!abandoned && !o.error.empty())
-          error = "an asynchronous call (seqno " + std::to_string(job.info.seqno) +
-                  ") failed: " + o.error;
+        attach_image(job.info, *job.image, job.store_key, store_);
+        if (job.call) {
+          CallOutcome o = client_.call(std::move(job.info));
+          abandoned = o.kind != CallOutcome::Kind::kResult;
+          // Nobody awaits an asynchronous call's result: its error fails the task.
+          if (!abandoned && !o.error.empty())
+            error = "an asynchronous call (seqno " + std::to_string(job.info.seqno) +
+                    ") failed: " + o.error;
+        }
       } catch (const std::exception& e) {
         error = e.what();
       }
@@ -211,6 +226,7 @@ class Worker {
         store_(scope_store(open_store(o.store_url), o.job)),
         data_(open_store(o.data_url, {.shared = true})),
         key_(load_key()),
+        chain_(o.codec, key_, o.incremental),
         uplink_(client_, *store_),
         chaos_(o.chaos_kill, o.chaos_seed, o.chaos_mean, o.chaos_marker, o.chaos_kill_after) {}
 
@@ -282,20 +298,35 @@ class Worker {
     CheckpointClock::configure(std::chrono::duration<double>(options_.checkpoint_interval),
                                deadline, margin);
     Arena* arena = nullptr;
+    // Whatever way the invocation ends, its arena is gone or going: the chain
+    // stops tracking it before the slot can serve another task.
+    struct EndChain {
+      ImageChain& chain;
+      ~EndChain() { chain.end(); }
+    } end_chain{chain_};
     try {
       if (a.kind == Assignment::Kind::kStart) {
+        chain_.begin();
         arena = start_task(reinterpret_cast<Trampoline>(code_address(a.trampoline)),
                            code_address(a.fn), a.args);
+      } else if (!a.image.empty()) {  // inline
+        chain_.begin();
+        arena = restore_image(a.image, key_);
+        deliver(arena, a.reply, a.error);
       } else {
-        std::string_view image = a.image;  // inline, or else in the store
-        std::optional<std::string> stored;
-        if (image.empty()) {
-          stored = store_->get_checked(a.image_key, image_header_bytes(), check_image_head);
-          if (!stored)
-            throw Error("checkpoint image " + a.image_key + " is missing from " + store_->url());
-          image = *stored;
+        std::vector<std::string> keys = split_image_chain(a.image_key);
+        std::vector<std::string> images;
+        for (const std::string& k : keys) {
+          std::optional<std::string> stored =
+              store_->get_checked(k, image_header_bytes(), check_image_head);
+          if (!stored) throw Error("checkpoint image " + k + " is missing from " + store_->url());
+          images.push_back(std::move(*stored));
         }
-        arena = restore_image(image, key_);
+        std::vector<std::string_view> views(images.begin(), images.end());
+        ChainInfo info;
+        arena = restore_chain(views, key_, &info);
+        images.clear();
+        chain_.begin(*arena, std::move(keys), info);
         deliver(arena, a.reply, a.error);
       }
     } catch (const std::exception& e) {
@@ -389,13 +420,15 @@ class Worker {
           (deadline &&
            Clock::now() >= *deadline - std::chrono::duration_cast<Clock::duration>(margin));
       std::unique_ptr<ImageBuffer> image = uplink_.buffer();
-      write_image(*arena, options_.codec, key_, *image);
+      ImageChain::Captured captured =
+          chain_.capture(*arena, *image, image_key(task_id, info.seqno, options_.worker_id));
+      info.image_key = captured.chain;
       if ((info.op == Op::kCheckpoint && !near_deadline) || call.async) {
         // Asynchronous: the task goes on while the image is stored and the
         // call reported. If the coordinator parks or abandons the task
         // meanwhile, the next synchronous call (or the end) drops it.
         if (info.op == Op::kCheckpoint) CheckpointClock::checkpoint_taken();
-        uplink_.post(std::move(info), std::move(image));
+        uplink_.post(std::move(info), std::move(image), std::move(captured.store_key));
         deliver(arena, {}, {});
         continue;
       }
@@ -414,7 +447,7 @@ class Worker {
           discard_task(arena);
           return report_finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
       }
-      attach_image(info, *image, *store_);
+      attach_image(info, *image, captured.store_key, *store_);
       uplink_.post_back(std::move(image));
       CallOutcome o = client_.call(std::move(info));
       if (o.kind != CallOutcome::Kind::kResult) {
@@ -463,7 +496,8 @@ class Worker {
   std::unique_ptr<CheckpointStore> store_;
   std::unique_ptr<CheckpointStore> data_;  // put and get
   std::string key_;
-  Uplink uplink_;  // after client_ and store_, which it uses
+  ImageChain chain_;  // the running task's images; after key_
+  Uplink uplink_;     // after client_ and store_, which it uses
   // After client_: a kill after a delay counts from when the worker reached
   // the coordinator (one before would look like a worker that never started).
   SelfChaos chaos_;

@@ -33,6 +33,9 @@ struct WorkerOptions {
   std::string job;  // the job's id: its images live under this scope of the store
   std::string data_url = "file://./kappa-data";  // where put and get go
   Codec codec = Codec::kZstd;
+  // Incremental checkpoints: once a task's image goes to the store, later
+  // images carry only the pages changed since (worker/image_chain.h).
+  bool incremental = true;
   double checkpoint_interval = 1;
   int watch_parent = 0;  // nonzero: die with this process (the local backend's)
   // Seconds this process may live (a Slurm job's time, a Lambda invocation's

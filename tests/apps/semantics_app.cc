@@ -3,6 +3,8 @@
 // with a short --time-limit, and check the exact result.
 #include <kappa/kappa.h>
 
+#include "changing_state.h"
+
 #include <chrono>
 #include <cstdint>
 #include <stdexcept>
@@ -265,6 +267,24 @@ Task<nlohmann::json> large_state(bool fail) {
   co_return nlohmann::json{{"ok", sum == want}};
 }
 
+// ---- a large state changing a little between pause points (incremental
+// checkpoints), with a spawned child awaited now and then
+uint64_t child_digest(uint64_t round) { return changing_state::mix(round); }
+
+Task<uint64_t> changing_state_task(uint64_t rounds) {
+  changing_state::State s = changing_state::start();
+  for (uint64_t r = 0; r < rounds; ++r) {
+    changing_state::step(s, r);
+    if (r % 10 == 9) {  // a synchronous call or two, a child's result folded in and out
+      Future<uint64_t> f = co_await kappa::spawn(child_digest, r);
+      uint64_t got = co_await f;
+      if (got != changing_state::mix(r)) throw std::runtime_error("child's result is wrong");
+    }
+    co_await kappa::checkpoint();
+  }
+  co_return changing_state::digest(s);
+}
+
 // ---- computing for a while without a single pause point
 uint64_t spin(double seconds) {
   auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
@@ -341,6 +361,7 @@ Task<nlohmann::json> handler(nlohmann::json e) {
     co_return co_await work_queue(e.at("n"), e.at("m"), e.value("async", false));
   if (p == "awaits") co_return co_await awaits();
   if (p == "long_loop") co_return co_await long_loop(e.at("iterations"));
+  if (p == "changing_state") co_return co_await changing_state_task(e.at("rounds"));
   if (p == "child_failure") co_return co_await child_failure();
   if (p == "uncaught_child_failure") co_return co_await uncaught_child_failure();
   if (p == "crash_child") co_return co_await crash_child();

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "apps/changing_state.h"
+
 namespace kappa::testing {
 
 struct Program {
@@ -65,6 +67,11 @@ inline std::vector<Program> programs() {
       {"long_loop",
        {{"program", "long_loop"}, {"iterations", kLongLoop}},
        [] { return long_loop(kLongLoop); }},
+      // 8-12 MiB changing a little at each of 60 checkpoints: chains of
+      // delta images, growing and shrinking.
+      {"changing_state",
+       {{"program", "changing_state"}, {"rounds", 60}},
+       [] { return changing_state::run_plain(60); }},
   };
 }
 

@@ -1,0 +1,99 @@
+#include "worker/image_chain.h"
+
+#include <spdlog/spdlog.h>
+
+#include "protocol/image_chain.h"
+
+namespace kappa::detail {
+namespace {
+
+uint64_t bytes_in(const std::vector<Extent>& extents) {
+  uint64_t n = 0;
+  for (const Extent& e : extents) n += e.bytes;
+  return n;
+}
+
+}  // namespace
+
+void ImageChain::begin() { end(); }
+
+void ImageChain::begin(Arena& arena, std::vector<std::string> keys, const ChainInfo& chain) {
+  end();
+  if (!incremental_) return;
+  dirty_ = DirtyPages::create(arena, pick_dirty_method());
+  // The restore wrote every page of the state, as the chain holds it.
+  dirty_->capture_all(arena.snapshot_extents());
+  keys_ = std::move(keys);
+  first_ = chain.first;
+  last_ = chain.last;
+  since_first_ = chain.since_first;
+}
+
+void ImageChain::end() {
+  if (dirty_) dirty_->forget();
+  dirty_.reset();
+  keys_.clear();
+  since_first_.clear();
+}
+
+ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
+                                         const std::string& link_key) {
+  std::vector<Extent> extents = arena.snapshot_extents();
+  if (keys_.empty() || !dirty_) return full(arena, extents, false, out, link_key);
+
+  std::vector<Extent> changed;
+  try {
+    changed = dirty_->collect(extents);
+  } catch (const std::exception& e) {
+    spdlog::warn("incremental checkpoints off for this task: {}", e.what());
+    end();
+    incremental_ = false;
+    return full(arena, extents, false, out, link_key);
+  }
+  since_first_ = unite(since_first_, page_cover(changed));
+  std::vector<Extent> since_first = intersect(extents, since_first_);
+  if (bytes_in(since_first) * 2 >= bytes_in(extents))
+    return full(arena, extents, true, out, link_key);
+
+  Delta delta;
+  if (keys_.size() >= kMaxLinks) {  // [full, every change since]
+    delta.parent = first_;
+    delta.extents = std::move(since_first);
+    keys_.resize(1);
+  } else {
+    delta.parent = last_;
+    delta.extents = std::move(changed);
+  }
+  last_ = write_image(arena, codec_, key_, out, &delta);
+  keys_.push_back(link_key);
+  spdlog::debug("delta image {}: {} bytes, link {} of its chain", link_key, out.size(),
+                keys_.size() - 1);
+  return Captured{false, link_key, join_image_chain(keys_)};
+}
+
+ImageChain::Captured ImageChain::full(Arena& arena, const std::vector<Extent>& extents, bool armed,
+                                      ImageBuffer& out, const std::string& link_key) {
+  ImageLink link = write_image(arena, codec_, key_, out);
+  if (out.size() <= kInlineImageBytes) {
+    end();  // a small state: no chain to keep, nor pages to track
+    return Captured{true, {}, {}};
+  }
+  if (incremental_) {
+    if (!dirty_) {
+      try {
+        dirty_ = DirtyPages::create(arena, pick_dirty_method());
+      } catch (const std::exception& e) {
+        spdlog::warn("incremental checkpoints off for this task: {}", e.what());
+        incremental_ = false;
+      }
+    }
+    if (dirty_ && !armed) dirty_->capture_all(extents);
+  }
+  spdlog::debug("full image {}: {} bytes", link_key, out.size());
+  keys_.assign(1, link_key);
+  first_ = last_ = link;
+  since_first_.clear();
+  return Captured{true, link_key, link_key};
+}
+
+}  // namespace kappa::detail
