@@ -15,10 +15,14 @@ uint64_t bytes_in(const std::vector<Extent>& extents) {
 
 }  // namespace
 
-void ImageChain::begin() { end(); }
+void ImageChain::begin() {
+  end();
+  churned_ = untracked_ = 0;
+}
 
 void ImageChain::begin(Arena& arena, std::vector<std::string> keys, const ChainInfo& chain) {
   end();
+  churned_ = untracked_ = 0;
   if (!incremental_) return;
   dirty_ = DirtyPages::create(arena, pick_dirty_method());
   // The restore wrote every page of the state, as the chain holds it.
@@ -52,8 +56,15 @@ ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
   }
   since_first_ = unite(since_first_, page_cover(changed));
   std::vector<Extent> since_first = intersect(extents, since_first_);
-  if (bytes_in(since_first) * 2 >= bytes_in(extents))
+  if (bytes_in(since_first) * 2 >= bytes_in(extents)) {
+    if (++churned_ >= kGiveUpAfter) {  // most of the state changes every time
+      spdlog::debug("deltas off for {} images: the task rewrites most of its state", kRetryAfter);
+      end();
+      untracked_ = kRetryAfter;
+    }
     return full(arena, extents, true, out, link_key);
+  }
+  churned_ = 0;
 
   Delta delta;
   if (keys_.size() >= kMaxLinks) {  // [full, every change since]
@@ -78,7 +89,8 @@ ImageChain::Captured ImageChain::full(Arena& arena, const std::vector<Extent>& e
     end();  // a small state: no chain to keep, nor pages to track
     return Captured{true, {}, {}};
   }
-  if (incremental_) {
+  if (untracked_ > 0) --untracked_;
+  if (incremental_ && untracked_ == 0) {
     if (!dirty_) {
       try {
         dirty_ = DirtyPages::create(arena, pick_dirty_method());

@@ -14,6 +14,14 @@
 //   kMaxLinks images, and at most the state plus half of it, while a large,
 //   mostly unchanged state is written once.
 //
+// - Tracking is not free: under write protection the task takes a fault at
+//   the first write to each captured page, and collecting re-protects each
+//   written page (on this VM ~25 and ~60 us a page: docs/benchmarks.md). A
+//   task that rewrites most of its state between checkpoints gains nothing
+//   from deltas, so after kGiveUpAfter full images in a row forced by that,
+//   tracking stops and full images follow; kRetryAfter full images later it
+//   is tried again.
+//
 // The worker stores every link under a key of its own and reports the whole
 // chain with the call (protocol/image_chain.h); the coordinator deletes the
 // keys a newer recorded chain no longer uses. A worker killed at any point
@@ -39,6 +47,7 @@ inline constexpr size_t kInlineImageBytes = 64 << 10;
 class ImageChain {
  public:
   static constexpr size_t kMaxLinks = 8;
+  static constexpr int kGiveUpAfter = 2, kRetryAfter = 16;
 
   /// `incremental`: whether deltas may be written at all.
   ImageChain(Codec codec, std::string key, bool incremental)
@@ -79,6 +88,8 @@ class ImageChain {
   std::vector<std::string> keys_;      // the chain's store keys, full image first
   ImageLink first_, last_;
   std::vector<Extent> since_first_;  // pages changed since the full image
+  int churned_ = 0;                  // full images in a row forced by changes
+  int untracked_ = 0;                // full images left before tracking again
 };
 
 }  // namespace kappa::detail

@@ -1,0 +1,143 @@
+// The worker's image chain policy (worker/image_chain.h): inline images for
+// small states; for large ones a full image, deltas, a cumulative delta at
+// kMaxLinks, a new full image once half the state changed, and no tracking
+// while a task rewrites most of its state. Every reported chain, read back
+// from the "store", restores the state as it was.
+#include "worker/image_chain.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+
+#include "protocol/image_chain.h"
+#include "runtime/key.h"
+
+namespace kappa::detail {
+namespace {
+
+class ImageChainTest : public ::testing::Test {
+ protected:
+  static constexpr size_t kWords = (4 << 20) / 8;  // 4 MiB
+
+  void SetUp() override {
+    key = load_key();
+    arena = Arena::create(unsigned(Arena::free_slot()));
+    ArenaScope in(arena);
+    words = static_cast<uint64_t*>(std::malloc(kWords * 8));
+    uint64_t x = 88172645463325252u;
+    for (size_t i = 0; i < kWords; ++i) words[i] = x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    arena->task().root_frame = words;
+  }
+  void TearDown() override {
+    chain.end();
+    if (arena) Arena::destroy(arena, Arena::Release::kUnmap);
+  }
+
+  // Captures the next image as the worker does and keeps it in the "store".
+  // With `resume`, then checks that the reported chain restores exactly the
+  // current words, and goes on from the restored arena as a worker resumed
+  // from that chain would (a fresh tracker, the chain as reported).
+  ImageChain::Captured capture(bool resume = true) {
+    ImageBuffer buf;
+    std::string link = "seq-" + std::to_string(++seq);
+    ImageChain::Captured c = chain.capture(*arena, buf, link);
+    if (!c.store_key.empty()) store[c.store_key] = std::string(buf.view());
+    if (!resume) return c;
+    std::vector<std::string> images;
+    if (c.chain.empty()) {
+      images.push_back(std::string(buf.view()));
+    } else {
+      for (const std::string& k : split_image_chain(c.chain)) images.push_back(store.at(k));
+    }
+    std::vector<std::string_view> views(images.begin(), images.end());
+    std::vector<uint64_t> now(words, words + kWords);
+    chain.end();
+    Arena::destroy(arena, Arena::Release::kUnmap);
+    ChainInfo info;
+    arena = restore_chain(views, key, &info);
+    EXPECT_EQ(static_cast<uint64_t*>(arena->task().root_frame), words);
+    EXPECT_TRUE(std::equal(now.begin(), now.end(), words)) << "after " << link;
+    if (c.chain.empty())
+      chain.begin();
+    else
+      chain.begin(*arena, split_image_chain(c.chain), info);
+    return c;
+  }
+  void touch(size_t n_words, uint64_t v) {
+    for (size_t i = 0; i < n_words; ++i) words[(i * 4099) % kWords] = v + i;
+  }
+
+  std::string key;
+  Arena* arena = nullptr;
+  uint64_t* words = nullptr;
+  ImageChain chain{Codec::kNone, load_key(), true};
+  std::map<std::string, std::string> store;
+  int seq = 0;
+};
+
+TEST_F(ImageChainTest, SmallStatesTravelInline) {
+  {
+    ArenaScope in(arena);
+    std::free(words);
+    words = static_cast<uint64_t*>(std::malloc(1024));
+    std::memset(words, 1, 1024);
+    arena->task().root_frame = words;
+  }
+  ImageBuffer buf;
+  ImageChain::Captured c = chain.capture(*arena, buf, "k");
+  EXPECT_TRUE(c.full);
+  EXPECT_EQ(c.store_key, "");
+  EXPECT_EQ(c.chain, "");
+  EXPECT_LE(buf.size(), kInlineImageBytes);
+}
+
+TEST_F(ImageChainTest, DeltasThenACumulativeDeltaThenAFullImage) {
+  ImageChain::Captured c = capture();
+  EXPECT_TRUE(c.full);
+  EXPECT_EQ(c.chain, "seq-1");
+  for (size_t n = 2; n <= ImageChain::kMaxLinks; ++n) {
+    touch(50, n);
+    c = capture();
+    EXPECT_FALSE(c.full);
+    EXPECT_LT(store.at(c.store_key).size(), 300u << 10) << "a delta of 50 pages";
+    EXPECT_EQ(split_image_chain(c.chain).size(), n);
+  }
+  touch(50, 100);
+  c = capture();  // at kMaxLinks: [full, everything since]
+  EXPECT_FALSE(c.full);
+  EXPECT_EQ(c.chain, "seq-1\n" + c.store_key);
+  touch(50, 200);
+  c = capture();
+  EXPECT_EQ(split_image_chain(c.chain).size(), 3u);
+  // Half the state changed since the full image: a new one.
+  touch(kWords / 1024 * 600, 300);  // 60% of the pages
+  c = capture();
+  EXPECT_TRUE(c.full);
+  EXPECT_EQ(c.chain, c.store_key);
+  touch(10, 400);
+  EXPECT_FALSE(capture().full);
+}
+
+TEST_F(ImageChainTest, ATaskThatRewritesItsStateStopsTrackingForAWhile) {
+  capture(false);
+  int full_in_a_row = 0;
+  for (int i = 0; i < ImageChain::kGiveUpAfter; ++i) {
+    touch(kWords, 1000 + i);  // every word
+    full_in_a_row += capture(false).full;
+  }
+  EXPECT_EQ(full_in_a_row, ImageChain::kGiveUpAfter);
+  // Small changes now, but no tracking: full images until the retry.
+  int full_after = 0;
+  for (int i = 0; i < ImageChain::kRetryAfter + 2; ++i) {
+    touch(10, 2000 + i);
+    full_after += capture(false).full;
+  }
+  EXPECT_GE(full_after, ImageChain::kRetryAfter - 1);
+  EXPECT_LE(full_after, ImageChain::kRetryAfter + 1);
+  touch(10, 3000);
+  EXPECT_FALSE(capture().full) << "tracking again after the retry (and the chain restores)";
+}
+
+}  // namespace
+}  // namespace kappa::detail
