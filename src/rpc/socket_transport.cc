@@ -281,6 +281,22 @@ void set_receive_timeout(int fd, std::chrono::milliseconds t) {
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 }
 
+// After a refusal: the client may still be sending (its next request), and
+// closing at once would fail its write before it has read why it was
+// refused. The write side is shut (the client reads the refusal, then the
+// end), and what it sends is read and dropped until it closes, for at most a
+// second.
+void linger(int fd) {
+  shutdown(fd, SHUT_WR);
+  set_receive_timeout(fd, std::chrono::milliseconds(100));
+  char buf[4096];
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (std::chrono::steady_clock::now() < until) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) break;
+  }
+}
+
 class SocketListener final : public Listener {
  public:
   SocketListener(const std::string& address, const ServerConfig& config)
@@ -381,6 +397,7 @@ class SocketListener final : public Listener {
             rpc::CoordinatorMessage m;
             m.set_refused(refusal);
             conn->send_message(m);
+            linger(fd);
             break;
           }
           if (counted) {
