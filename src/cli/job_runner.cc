@@ -205,6 +205,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   }
   const std::string& job = identity.job;
   const std::string& store_url = identity.store;
+  spdlog::debug("job {}: checkpoints in {}, data in {}", job, store_url, identity.data);
   // A job that finished before: its recorded outcome, again. One whose
   // coordinator died before its root task was recorded starts over.
   std::optional<DurableJob> previous;
