@@ -139,5 +139,37 @@ TEST_F(ImageChainTest, ATaskThatRewritesItsStateStopsTrackingForAWhile) {
   EXPECT_FALSE(capture().full) << "tracking again after the retry (and the chain restores)";
 }
 
+// Given what tracking costs, the task moves to the cheaper way after
+// kSwitchAfter deltas, and back when the costs turn.
+TEST_F(ImageChainTest, TracksPagesTheCheaperWay) {
+  if (dirty_method_forced() || pick_dirty_method() != DirtyMethod::kWriteProtect)
+    GTEST_SKIP() << "write protection unavailable, or KAPPA_DIRTY_PAGES set: nothing to choose";
+  // Faults dear, hashing cheap: 50 pages written of 1024 cost more than
+  // hashing all of them.
+  DirtyCosts dear_faults{
+      .fault_us_per_page = 100, .reprotect_us_per_page = 0, .hash_us_per_mib = 1};
+  ImageChain dear(Codec::kNone, key, true, dear_faults);
+  ImageBuffer buf;
+  dear.capture(*arena, buf, "a");
+  EXPECT_EQ(dear.method(), DirtyMethod::kWriteProtect);
+  for (int i = 1; i <= ImageChain::kSwitchAfter; ++i) {
+    EXPECT_EQ(dear.method(), DirtyMethod::kWriteProtect) << "after " << i - 1 << " deltas";
+    touch(50, 10 * i);
+    EXPECT_FALSE(dear.capture(*arena, buf, "a" + std::to_string(i)).full);
+  }
+  EXPECT_EQ(dear.method(), DirtyMethod::kHash);
+  dear.end();
+  // Faults cheap, hashing dear: write protection stays.
+  DirtyCosts cheap_faults{
+      .fault_us_per_page = 0.1, .reprotect_us_per_page = 0.1, .hash_us_per_mib = 1000};
+  ImageChain cheap(Codec::kNone, key, true, cheap_faults);
+  cheap.capture(*arena, buf, "b");
+  for (int i = 1; i <= ImageChain::kSwitchAfter + 1; ++i) {
+    touch(50, 100 * i);
+    cheap.capture(*arena, buf, "b" + std::to_string(i));
+  }
+  EXPECT_EQ(cheap.method(), DirtyMethod::kWriteProtect);
+}
+
 }  // namespace
 }  // namespace kappa::detail

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -364,6 +365,68 @@ class HashedPages final : public DirtyPages {
 };
 
 }  // namespace
+
+const DirtyCosts& dirty_costs() {
+  static const DirtyCosts costs = [] {
+    using Clock = std::chrono::steady_clock;
+    auto us = [](Clock::duration d) {
+      return std::chrono::duration<double, std::micro>(d).count();
+    };
+    DirtyCosts c;
+    // Hashing: one thread over 4 MiB, warm.
+    std::vector<char> buf(size_t{4} << 20, 1);
+    uint64_t sink = 0;
+    for (size_t p = 0; p < buf.size(); p += kPageBytes)
+      sink += XXH3_64bits(buf.data() + p, kPageBytes);
+    auto t0 = Clock::now();
+    for (size_t p = 0; p < buf.size(); p += kPageBytes)
+      sink += XXH3_64bits(buf.data() + p, kPageBytes);
+    c.hash_us_per_mib = us(Clock::now() - t0) / 4;
+    volatile uint64_t keep = sink;  // the hashing is not optimized away
+    (void)keep;
+    // Write protection: pages 2 MiB apart (each in a page table of its own,
+    // the dearer case), written once (a fault each) and collected (each
+    // protected again).
+    const Uffd& u = process_uffd();
+    if (u.fd < 0) return c;
+    constexpr size_t kPages = 16, kApart = size_t{2} << 20;
+    size_t bytes = kPages * kApart;
+    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return c;
+    auto* p = static_cast<char*>(m);
+    auto at = reinterpret_cast<uintptr_t>(m);
+    for (size_t i = 0; i < kPages; ++i) p[i * kApart] = 1;
+    uffdio_register reg{};
+    reg.range.start = at;
+    reg.range.len = bytes;
+    reg.mode = UFFDIO_REGISTER_MODE_WP;
+    std::vector<Extent> written;
+    if (ioctl(u.fd, UFFDIO_REGISTER, &reg) == 0 && write_protect(u.fd, at, bytes, true)) {
+      auto t1 = Clock::now();
+      for (size_t i = 0; i < kPages; ++i) p[i * kApart] = 2;
+      auto t2 = Clock::now();
+      bool ok = scan_written(at, at, bytes, written);
+      auto t3 = Clock::now();
+      if (ok) {
+        c.fault_us_per_page = us(t2 - t1) / kPages;
+        c.reprotect_us_per_page = us(t3 - t2) / kPages;
+      }
+    }
+    munmap(m, bytes);
+    spdlog::debug(
+        "dirty page tracking costs: {:.1f} us a fault, {:.1f} us to protect a page "
+        "again, {:.0f} us to hash a MiB",
+        c.fault_us_per_page, c.reprotect_us_per_page, c.hash_us_per_mib);
+    return c;
+  }();
+  return costs;
+}
+
+bool dirty_method_forced() {
+  const char* forced = std::getenv("KAPPA_DIRTY_PAGES");
+  return forced && *forced;
+}
 
 DirtyMethod pick_dirty_method() {
   static const DirtyMethod method = [] {

@@ -50,6 +50,21 @@ const char* dirty_method_name(DirtyMethod method);
 /// (wp falls back to hash, with a warning, where it cannot work).
 DirtyMethod pick_dirty_method();
 
+/// What tracking costs in this process, measured once (a few hundred
+/// microseconds, on first use): per written page under write protection, the
+/// task's fault and the collect's protecting it again (pages in separate page
+/// tables, the dearer case); per MiB of state hashed by one thread. Zero for
+/// write protection where it is unavailable.
+struct DirtyCosts {
+  double fault_us_per_page = 0;
+  double reprotect_us_per_page = 0;
+  double hash_us_per_mib = 0;
+};
+const DirtyCosts& dirty_costs();
+
+/// Whether KAPPA_DIRTY_PAGES chose the method (then it is not switched).
+bool dirty_method_forced();
+
 class DirtyPages {
  public:
   /// Tracks the slot of `arena` (which must outlive the tracker, or be

@@ -17,12 +17,12 @@ uint64_t bytes_in(const std::vector<Extent>& extents) {
 
 void ImageChain::begin() {
   end();
-  churned_ = untracked_ = 0;
+  churned_ = untracked_ = leaning_ = 0;
 }
 
 void ImageChain::begin(Arena& arena, std::vector<std::string> keys, const ChainInfo& chain) {
   end();
-  churned_ = untracked_ = 0;
+  churned_ = untracked_ = leaning_ = 0;
   if (!incremental_) return;
   dirty_ = DirtyPages::create(arena, pick_dirty_method());
   // The restore wrote every page of the state, as the chain holds it.
@@ -66,6 +66,8 @@ ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
   }
   churned_ = 0;
 
+  uint64_t written = 0;
+  for (const Extent& e : page_cover(changed)) written += e.bytes >> kPageShift;
   Delta delta;
   if (keys_.size() >= kMaxLinks) {  // [full, every change since]
     delta.parent = first_;
@@ -77,9 +79,37 @@ ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
   }
   last_ = write_image(arena, codec_, key_, out, &delta);
   keys_.push_back(link_key);
+  reconsider(arena, extents, written);
   spdlog::debug("delta image {}: {} bytes, link {} of its chain", link_key, out.size(),
                 keys_.size() - 1);
   return Captured{false, link_key, join_image_chain(keys_)};
+}
+
+// Per delta, what each way of tracking costs the task, in microseconds: under
+// write protection each written page faults once and is protected again;
+// hashing reads the whole state.
+void ImageChain::reconsider(Arena& arena, const std::vector<Extent>& extents,
+                            uint64_t written_pages) {
+  if (!dirty_ || dirty_method_forced() || pick_dirty_method() != DirtyMethod::kWriteProtect)
+    return;  // chosen by the user, or write protection unavailable: hashes it is
+  const DirtyCosts& c = costs_ ? *costs_ : dirty_costs();
+  double wp = double(written_pages) * (c.fault_us_per_page + c.reprotect_us_per_page);
+  double hash = double(bytes_in(extents)) / double(1 << 20) * c.hash_us_per_mib;
+  DirtyMethod now = dirty_->method(), better = now;
+  if (now == DirtyMethod::kWriteProtect && hash * 2 < wp) better = DirtyMethod::kHash;
+  if (now == DirtyMethod::kHash && wp * 2 < hash) better = DirtyMethod::kWriteProtect;
+  if (better == now) {
+    leaning_ = 0;
+    return;
+  }
+  if (++leaning_ < kSwitchAfter) return;
+  leaning_ = 0;
+  spdlog::debug("dirty pages: {} from now on (estimated {:.0f} us a capture against {:.0f})",
+                dirty_method_name(better), better == DirtyMethod::kHash ? hash : wp,
+                better == DirtyMethod::kHash ? wp : hash);
+  dirty_->forget();
+  dirty_ = DirtyPages::create(arena, better);
+  dirty_->capture_all(extents);  // the image just written holds every page as it is
 }
 
 ImageChain::Captured ImageChain::full(Arena& arena, const std::vector<Extent>& extents, bool armed,

@@ -21,6 +21,12 @@
 //   from deltas, so after kGiveUpAfter full images in a row forced by that,
 //   tracking stops and full images follow; kRetryAfter full images later it
 //   is tried again.
+// - The two ways of tracking (runtime/dirty_pages.h) cost differently: write
+//   protection per written page, hashing per byte of state. Their costs are
+//   measured once per process (dirty_costs); when the other way would have
+//   cost less than half as much for kSwitchAfter deltas in a row, the task
+//   switches (unless KAPPA_DIRTY_PAGES chose). On this VM a small state with
+//   a few pages written per call (a queue loop) is cheaper hashed.
 //
 // The worker stores every link under a key of its own and reports the whole
 // chain with the call (protocol/image_chain.h); the coordinator deletes the
@@ -31,6 +37,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,11 +54,13 @@ inline constexpr size_t kInlineImageBytes = 64 << 10;
 class ImageChain {
  public:
   static constexpr size_t kMaxLinks = 8;
-  static constexpr int kGiveUpAfter = 2, kRetryAfter = 16;
+  static constexpr int kGiveUpAfter = 2, kRetryAfter = 16, kSwitchAfter = 3;
 
-  /// `incremental`: whether deltas may be written at all.
-  ImageChain(Codec codec, std::string key, bool incremental)
-      : codec_(codec), key_(std::move(key)), incremental_(incremental) {}
+  /// `incremental`: whether deltas may be written at all. `costs`: what
+  /// tracking costs (default: as measured in this process, dirty_costs()).
+  ImageChain(Codec codec, std::string key, bool incremental,
+             std::optional<DirtyCosts> costs = std::nullopt)
+      : codec_(codec), key_(std::move(key)), incremental_(incremental), costs_(costs) {}
   ~ImageChain() { end(); }
   ImageChain(const ImageChain&) = delete;
   ImageChain& operator=(const ImageChain&) = delete;
@@ -76,20 +85,27 @@ class ImageChain {
   Captured capture(Arena& arena, ImageBuffer& out, const std::string& link_key);
 
   size_t links() const { return keys_.size(); }
+  /// How pages are tracked now (none: no chain is kept).
+  std::optional<DirtyMethod> method() const {
+    return dirty_ ? std::optional(dirty_->method()) : std::nullopt;
+  }
 
  private:
   Captured full(Arena& arena, const std::vector<Extent>& extents, bool armed, ImageBuffer& out,
                 const std::string& link_key);
+  void reconsider(Arena& arena, const std::vector<Extent>& extents, uint64_t written_pages);
 
   Codec codec_;
   std::string key_;
   bool incremental_;
+  std::optional<DirtyCosts> costs_;
   std::unique_ptr<DirtyPages> dirty_;  // while a chain is kept
   std::vector<std::string> keys_;      // the chain's store keys, full image first
   ImageLink first_, last_;
   std::vector<Extent> since_first_;  // pages changed since the full image
   int churned_ = 0;                  // full images in a row forced by changes
   int untracked_ = 0;                // full images left before tracking again
+  int leaning_ = 0;                  // deltas in a row the other method would have done better
 };
 
 }  // namespace kappa::detail
