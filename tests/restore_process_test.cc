@@ -237,6 +237,7 @@ TEST(CommandLine, InspectPrintsTheVerifiedHeader) {
   EXPECT_EQ(j.value("codec", ""), "zstd");
   EXPECT_EQ(j.value("pending_op", 0), 1);
   EXPECT_GT(j.value("raw_bytes", 0), 0);
+  EXPECT_EQ(j.value("chain_depth", -1), 0);  // solo writes full images
 }
 
 TEST(CommandLine, ResumeOfAMissingDirectorySaysSoAndCreatesNothing) {

@@ -111,6 +111,8 @@ int inspect(const std::string& path) {
       {"build_id", info.build_id},
       {"arena_base", info.arena_base},
       {"seqno", info.seqno},
+      // 0: a full image; n: the n-th delta after one (restored only with its chain)
+      {"chain_depth", info.chain_depth},
       {"pending_op", info.pending_op},
       {"extents", info.extents.size()},
       {"raw_bytes", info.raw_bytes},
