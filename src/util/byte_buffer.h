@@ -9,6 +9,8 @@
 #include <memory>
 #include <string_view>
 
+#include "util/huge_pages.h"
+
 namespace kappa::detail {
 
 class ByteBuffer {
@@ -24,6 +26,9 @@ class ByteBuffer {
     size_t cap = capacity_ ? capacity_ : 4096;
     while (cap < n) cap *= 2;
     std::unique_ptr<char[]> fresh(new char[cap]);
+    // A large image written into fresh memory would otherwise fault in every
+    // 4 KiB: 1.6 s for a 256 MiB image in a new worker here, against ~0.1 s.
+    prefer_huge_pages(fresh.get(), cap);
     if (size_) std::memcpy(fresh.get(), data_.get(), size_);
     data_ = std::move(fresh);
     capacity_ = cap;

@@ -1,6 +1,7 @@
 // Transparent huge pages for large buffers that are about to be filled.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace kappa::detail {
@@ -13,5 +14,7 @@ namespace kappa::detail {
 /// ~25 ms with one fault per 2 MiB). Call it after reserve() and before the
 /// bytes are written.
 void prefer_huge_pages(std::string& s);
+/// The same for `bytes` of fresh memory at `p`.
+void prefer_huge_pages(void* p, size_t bytes);
 
 }  // namespace kappa::detail
