@@ -17,6 +17,8 @@ uint64_t bytes_in(const std::vector<Extent>& extents) {
 
 void ImageChain::begin() { end(); }
 
+uint64_t ImageChain::bytes_since_full() const { return bytes_in(since_first_); }
+
 void ImageChain::begin(Arena& arena, std::vector<std::string> keys, const ChainInfo& chain) {
   end();
   if (!incremental_) return;
@@ -56,6 +58,7 @@ ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
     return full(arena, extents, true, out, link_key);
 
   Delta delta;
+  uint64_t raw_bytes = 0;
   if (keys_.size() >= kMaxLinks) {  // [full, every change since]
     delta.parent = first_;
     delta.extents = std::move(since_first);
@@ -64,11 +67,12 @@ ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
     delta.parent = last_;
     delta.extents = std::move(changed);
   }
+  raw_bytes = bytes_in(delta.extents);
   last_ = write_image(arena, codec_, key_, out, &delta);
   keys_.push_back(link_key);
   spdlog::debug("delta image {}: {} bytes, link {} of its chain", link_key, out.size(),
                 keys_.size() - 1);
-  return Captured{false, link_key, join_image_chain(keys_)};
+  return Captured{false, link_key, join_image_chain(keys_), raw_bytes};
 }
 
 ImageChain::Captured ImageChain::full(Arena& arena, const std::vector<Extent>& extents, bool armed,
@@ -76,7 +80,7 @@ ImageChain::Captured ImageChain::full(Arena& arena, const std::vector<Extent>& e
   ImageLink link = write_image(arena, codec_, key_, out);
   if (out.size() <= kInlineImageBytes) {
     end();  // a small state: no chain to keep, nor pages to track
-    return Captured{true, {}, {}};
+    return Captured{true, {}, {}, bytes_in(extents)};
   }
   if (incremental_) {
     if (!dirty_) {
@@ -93,7 +97,7 @@ ImageChain::Captured ImageChain::full(Arena& arena, const std::vector<Extent>& e
   keys_.assign(1, link_key);
   first_ = last_ = link;
   since_first_.clear();
-  return Captured{true, link_key, link_key};
+  return Captured{true, link_key, link_key, bytes_in(extents)};
 }
 
 }  // namespace kappa::detail

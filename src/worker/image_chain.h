@@ -61,12 +61,20 @@ class ImageChain {
     std::string store_key;
     /// The chain to report (CallInfo::image_key), or empty with an inline image.
     std::string chain;
+    /// The state bytes the image carries (its extents, before compression).
+    uint64_t raw_bytes = 0;
   };
   /// Captures the task (suspended, no arena current) into `out`. `link_key`
   /// is the key it gets if it goes to the store.
   Captured capture(Arena& arena, ImageBuffer& out, const std::string& link_key);
 
   size_t links() const { return keys_.size(); }
+  /// Whether a chain is kept, so that the next capture may be a delta (else
+  /// it is full).
+  bool chained() const { return !keys_.empty() && dirty_ != nullptr; }
+  /// The bytes of the pages changed since the chain's full image, as of the
+  /// last capture: at half the state, the next capture is full.
+  uint64_t bytes_since_full() const;
 
  private:
   Captured full(Arena& arena, const std::vector<Extent>& extents, bool armed, ImageBuffer& out,
