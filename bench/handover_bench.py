@@ -16,7 +16,7 @@
    plus 25%, plus ~100 MB).
 
     /usr/bin/python3 bench/handover_bench.py [--reps N] [--sizes 16,256]
-        [--rss-sizes 16,256,1024] [--app PATH] [--label TEXT]
+        [--time-limit 1] [--rss-sizes 16,256,1024] [--app PATH] [--label TEXT]
 
 Prints Markdown tables. Each job gets its own store (the default per-job
 directory in /dev/shm, removed by the job itself).
@@ -109,8 +109,8 @@ def run_job(app, event, extra, watch_rss=False, timeout=600):
     return proc.returncode == 0, seconds, err, result, max(peak.values(), default=0)
 
 
-def handover(app, sizes, reps, seconds, change_kib, label):
-    print(f"\n### Hand-over at `--time-limit 1 --chaos-kill 0.5` ({label})\n")
+def handover(app, sizes, reps, seconds, change_kib, limit, label):
+    print(f"\n### Hand-over at `--time-limit {limit:g} --chaos-kill 0.5` ({label})\n")
     print("| state | runs ok | job s (median) | deaths (median) | chaos kills (total) "
           "| time-limit kills (total) | runs with a time-limit kill |")
     print("|---|---|---|---|---|---|---|")
@@ -119,7 +119,8 @@ def handover(app, sizes, reps, seconds, change_kib, label):
         for rep in range(reps):
             event = {"bench": "large_state", "mib": mib, "change_kib": change_kib,
                      "seconds": seconds}
-            ok, s, err, result, _ = run_job(app, event, ["--time-limit", "1", "--chaos-kill", "0.5"])
+            ok, s, err, result, _ = run_job(app, event,
+                                            ["--time-limit", str(limit), "--chaos-kill", "0.5"])
             d, line = deaths(err)
             rows.append((ok, s, d))
             print(f"  {mib} MiB run {rep + 1}: {'ok' if ok else 'FAILED'} {s:.1f} s; {line.strip()}",
@@ -139,10 +140,11 @@ def rss(app, sizes, change_kib, label):
     print("| state | time limit | job ok | peak worker RSS | x state | goal (state x 1.25 + 100 MB) |")
     print("|---|---|---|---|---|---|")
     for mib in sizes:
-        # Long enough to build the state and write its first (full) image.
-        limit = max(2.0, 4.0 * mib / 1024)
+        # Long enough to build the state and write its first (full) image
+        # (both take about 4 s per GiB here).
+        limit = max(4.0, 12.0 * mib / 1024)
         event = {"bench": "large_state", "mib": mib, "change_kib": change_kib,
-                 "seconds": 2.5 * limit}
+                 "seconds": 1.5 * limit}
         ok, s, err, result, peak_kib = run_job(app, event, ["--time-limit", str(limit)],
                                                watch_rss=True)
         d, line = deaths(err)
@@ -159,14 +161,16 @@ def main():
     ap.add_argument("--sizes", default="16,256", help="MiB, for the hand-over runs")
     ap.add_argument("--rss-sizes", default="16,256,1024", help="MiB, for peak RSS (empty: skip)")
     ap.add_argument("--seconds", type=float, default=5.0, help="work per job")
-    ap.add_argument("--change-kib", type=int, default=1024)
+    ap.add_argument("--change-kib", type=int, default=1,
+                    help="KiB rewritten per ~1 ms step (1: ~1 MiB between checkpoints)")
+    ap.add_argument("--time-limit", type=float, default=1.0, help="for the hand-over runs")
     ap.add_argument("--app", default=APP, help="the bench app binary")
     ap.add_argument("--label", default="", help="names the build in the table titles")
     a = ap.parse_args()
     label = a.label or os.path.relpath(a.app, ROOT)
     if a.sizes:
         handover(a.app, [int(x) for x in a.sizes.split(",")], a.reps, a.seconds, a.change_kib,
-                 label)
+                 a.time_limit, label)
     if a.rss_sizes:
         rss(a.app, [int(x) for x in a.rss_sizes.split(",")], a.change_kib, label)
 
