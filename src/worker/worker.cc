@@ -553,7 +553,8 @@ class Worker {
       Op op = info.op;
       auto called = Clock::now();
       CallOutcome o = client_.call(std::move(info));
-      if (answered_at_once(op) && o.kind == CallOutcome::Kind::kResult)
+      // A yield is answered at once, by a relaunch elsewhere.
+      if (answered_at_once(op) && (o.kind == CallOutcome::Kind::kResult || op == Op::kYield))
         cost_.called(seconds_since(called));
       if (handing_over && deadline)
         spdlog::debug(
