@@ -58,7 +58,6 @@ ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
     return full(arena, extents, true, out, link_key);
 
   Delta delta;
-  uint64_t raw_bytes = 0;
   if (keys_.size() >= kMaxLinks) {  // [full, every change since]
     delta.parent = first_;
     delta.extents = std::move(since_first);
@@ -67,7 +66,7 @@ ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
     delta.parent = last_;
     delta.extents = std::move(changed);
   }
-  raw_bytes = bytes_in(delta.extents);
+  uint64_t raw_bytes = bytes_in(delta.extents);
   last_ = write_image(arena, codec_, key_, out, &delta);
   keys_.push_back(link_key);
   spdlog::debug("delta image {}: {} bytes, link {} of its chain", link_key, out.size(),
