@@ -128,6 +128,39 @@ Task<nlohmann::json> restart_probe(int n, std::string mark, int64_t ms) {
   co_return nlohmann::json{{"tasks", done.size()}};
 }
 
+// A task holding a large state (bench/handover_bench.py): `mib` MiB of random
+// bytes, of which `change_kib` KiB (a sliding window) are rewritten per step,
+// with a maybe_checkpoint() after every step, until `seconds` of work are
+// done (counted across attempts: the steps done so far are in the state).
+// Returns a checksum of the state and the number of steps.
+Task<nlohmann::json> large_state(int64_t mib, int64_t change_kib, double seconds) {
+  const size_t bytes = size_t(mib) << 20, change = std::max<size_t>(8, size_t(change_kib) << 10);
+  std::vector<uint64_t> state(bytes / 8);
+  uint64_t x = 0x9E3779B97F4A7C15u;
+  auto next = [&x] {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;  // xorshift64
+    return x;
+  };
+  for (uint64_t& w : state) w = next();
+  co_await kappa::maybe_checkpoint();
+  // Work is measured in steps, each about 1 ms of computation, so that the
+  // total does not depend on how often the task is restarted.
+  const int64_t steps = int64_t(seconds * 1000);
+  const size_t words = change / 8;
+  size_t at = 0;
+  for (int64_t step = 0; step < steps; ++step) {
+    auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(1000);
+    for (size_t i = 0; i < words; ++i) state[(at + i) % state.size()] += next();
+    at = (at + words) % state.size();
+    while (std::chrono::steady_clock::now() < until) {
+    }
+    co_await kappa::maybe_checkpoint();
+  }
+  uint64_t sum = 0;
+  for (uint64_t w : state) sum = sum * 31 + w;
+  co_return nlohmann::json{{"checksum", sum}, {"steps", steps}, {"mib", mib}};
+}
+
 Task<nlohmann::json> handler(nlohmann::json e) {
   std::string b = e.at("bench");
   if (b == "seq_spawn_wait") co_return co_await seq_spawn_wait(e.value("n", 200));
@@ -138,6 +171,9 @@ Task<nlohmann::json> handler(nlohmann::json e) {
   if (b == "fib") co_return co_await fib_bench(e.value("n", 15));
   if (b == "restart_probe")
     co_return co_await restart_probe(e.value("n", 10000), e.at("mark"), e.value("ms", 50));
+  if (b == "large_state")
+    co_return co_await large_state(e.value("mib", 256), e.value("change_kib", 1024),
+                                   e.value("seconds", 5.0));
   throw std::invalid_argument("unknown bench " + b);
 }
 

@@ -71,6 +71,10 @@ std::atomic<bool> g_slot_live[kSlotCount];
 // Slots still mapped after their arena was released, kept for the next task:
 // their pages are already faulted in, which is most of a restore's cost.
 std::atomic<bool> g_slot_recycled[kSlotCount];
+// Each live arena's high-water mark in pages (Arena::top_pages_of), for
+// threads other than the owner: the worker's estimate of what a checkpoint
+// would cost, made by the checkpoint clock's thread while the task runs.
+std::atomic<size_t> g_slot_top[kSlotCount];
 // A released arena that touched more than this is unmapped instead.
 constexpr size_t kRecyclePages = (size_t{1} << 30) >> kPageShift;
 
@@ -128,6 +132,7 @@ Arena* Arena::create(unsigned slot) {
   void* mem = map_slot(slot);
   auto* a = new (mem) Arena();
   a->magic_ = kArenaMagic;
+  a->publish_top();
   for (auto& h : a->bin_head_) h = kNoPage;
   g_slot_live[slot].store(true, std::memory_order_release);
   return a;
@@ -148,6 +153,7 @@ Arena* Arena::adopt(unsigned slot) {
   a->lock_.store(false);
   a->live_threads_.store(0);
   a->remote_head_.store(nullptr);
+  a->publish_top();
   g_slot_live[slot].store(true, std::memory_order_release);
   return a;
 }
@@ -162,6 +168,7 @@ void Arena::destroy(Arena* arena, Release how) {
   if (!arena) return;
   unsigned slot = arena->slot();
   if (t_current_arena == arena) t_current_arena = nullptr;
+  g_slot_top[slot].store(0, std::memory_order_relaxed);
   g_slot_live[slot].store(false, std::memory_order_release);
   if (how == Release::kKeepMapping && arena->peak_top_ <= kRecyclePages) {
     arena->magic_ = 0;  // no longer an arena until created or restored again
@@ -286,6 +293,7 @@ size_t Arena::take_pages(size_t pages) {
   if (top_ + pages > kDataPages) return SIZE_MAX;
   size_t page = top_;
   top_ += pages;
+  publish_top();
   // Pages below the old high-water mark were freed there still mapped (see
   // free_span) and count as dirty: they are in use again.
   if (page < peak_top_) dirty_free_pages_ -= std::min({dirty_free_pages_, pages, peak_top_ - page});
@@ -316,6 +324,7 @@ void Arena::free_span(size_t page, size_t pages) {
   }
   if (page + pages == top_) {  // the span ends at the high-water mark: lower it
     top_ = page;
+    publish_top();
     pm[page] = 0;
     return;
   }
@@ -449,6 +458,7 @@ void* Arena::reallocate(void* p, size_t bytes) {
     size_t pages = old >> kPageShift, want = pages_for(bytes);
     if (page + pages == top_ && page + want <= kDataPages) {
       top_ = page + want;
+      publish_top();
       if (top_ > peak_top_) peak_top_ = top_;
       pm[page] = kLarge | uint32_t(want);
       pm[page + want - 1] = 0;
@@ -507,6 +517,12 @@ std::vector<Extent> Arena::snapshot_extents() {
     }
   }
   return out;
+}
+
+void Arena::publish_top() { g_slot_top[slot()].store(top_, std::memory_order_relaxed); }
+
+size_t Arena::top_pages_of(unsigned slot) {
+  return slot < kSlotCount ? g_slot_top[slot].load(std::memory_order_relaxed) : 0;
 }
 
 ArenaStats Arena::stats() const {

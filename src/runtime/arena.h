@@ -134,6 +134,10 @@ class Arena {
   /// each size class's current run).
   std::vector<Extent> snapshot_extents();
   ArenaStats stats() const;
+  /// The high-water mark (ArenaStats::top_pages) of the arena live in `slot`,
+  /// or 0: readable from any thread while the owner allocates, as a bound
+  /// of the state's size (a checkpoint carries at most these data pages).
+  static size_t top_pages_of(unsigned slot);
 
   TaskState& task() { return task_; }
 
@@ -165,6 +169,7 @@ class Arena {
   }
   void free_span(size_t page, size_t pages);
   void drain_remote();
+  void publish_top();  // for top_pages_of
   void do_deallocate(void* p);
 
   // Page allocator.

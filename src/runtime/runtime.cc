@@ -114,12 +114,16 @@ struct ClockState {
   CheckpointClock::Clock::duration interval{};
   std::optional<CheckpointClock::Clock::time_point> deadline;
   CheckpointClock::Clock::duration margin{};
+  CheckpointClock::MarginSource margin_source;
   CheckpointClock::Clock::time_point last = CheckpointClock::Clock::now();
   uint64_t generation = 0;  // bumped on every change, to restart the wait
 
   CheckpointClock::Clock::time_point next_due() const {
     auto due = last + interval;
-    if (deadline && *deadline - margin < due) due = *deadline - margin;
+    auto m = margin_source
+                 ? std::chrono::duration_cast<CheckpointClock::Clock::duration>(margin_source())
+                 : margin;
+    if (deadline && *deadline - m < due) due = *deadline - m;
     return due;
   }
 
@@ -133,7 +137,13 @@ struct ClockState {
       }
       uint64_t gen = generation;
       auto due = next_due();
-      if (cv.wait_until(lock, due, [&] { return stop || generation != gen; })) continue;
+      // A margin that changes as the task runs is asked again every poll.
+      bool polling = margin_source && deadline;
+      auto wake = polling
+                      ? std::min(due, CheckpointClock::Clock::now() + CheckpointClock::kMarginPoll)
+                      : due;
+      if (cv.wait_until(lock, wake, [&] { return stop || generation != gen; })) continue;
+      if (polling && CheckpointClock::Clock::now() < next_due()) continue;
       g_checkpoint_due.store(true, std::memory_order_relaxed);
       cv.wait(lock, [&] { return stop || generation != gen; });
     }
@@ -149,10 +159,11 @@ ClockState& clock_state() {
 
 void CheckpointClock::configure(std::chrono::duration<double> interval,
                                 std::optional<Clock::time_point> deadline,
-                                std::chrono::duration<double> margin) {
+                                std::chrono::duration<double> margin, MarginSource margin_source) {
   ClockState& s = clock_state();
   {
     std::lock_guard lock(s.mu);
+    s.margin_source = std::move(margin_source);
     s.always = interval.count() <= 0;
     s.interval = std::chrono::duration_cast<Clock::duration>(interval);
     s.deadline = deadline;
@@ -193,6 +204,7 @@ void CheckpointClock::stop() {
   {
     std::lock_guard lock(s.mu);
     s.stop = true;
+    s.margin_source = {};
   }
   s.cv.notify_all();
   if (s.thread.joinable()) s.thread.join();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <optional>
 
 namespace kappa::detail {
@@ -21,10 +22,17 @@ void runtime_init();
 class CheckpointClock {
  public:
   using Clock = std::chrono::steady_clock;
-  /// Starts (or reconfigures) the clock. interval <= 0: always due.
+  /// The margin before the deadline, asked again while the task runs (every
+  /// kMarginPoll) since it grows with the task's state: called on the clock's
+  /// thread, it must not call the clock.
+  using MarginSource = std::function<std::chrono::duration<double>()>;
+  static constexpr std::chrono::milliseconds kMarginPoll{10};
+  /// Starts (or reconfigures) the clock. interval <= 0: always due. With a
+  /// `margin_source`, it replaces `margin`.
   static void configure(std::chrono::duration<double> interval,
                         std::optional<Clock::time_point> deadline = std::nullopt,
-                        std::chrono::duration<double> margin = std::chrono::seconds(2));
+                        std::chrono::duration<double> margin = std::chrono::seconds(2),
+                        MarginSource margin_source = {});
   /// Called after each checkpoint: clears the due flag and restarts the interval.
   /// After hand_over_now() the flag stays raised.
   static void checkpoint_taken();

@@ -20,6 +20,8 @@ void ImageChain::begin() {
   churned_ = untracked_ = leaning_ = 0;
 }
 
+uint64_t ImageChain::bytes_since_full() const { return bytes_in(since_first_); }
+
 void ImageChain::begin(Arena& arena, std::vector<std::string> keys, const ChainInfo& chain) {
   end();
   churned_ = untracked_ = leaning_ = 0;
@@ -77,12 +79,13 @@ ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
     delta.parent = last_;
     delta.extents = std::move(changed);
   }
+  uint64_t raw_bytes = bytes_in(delta.extents);
   last_ = write_image(arena, codec_, key_, out, &delta);
   keys_.push_back(link_key);
   reconsider(arena, extents, written);
   spdlog::debug("delta image {}: {} bytes, link {} of its chain", link_key, out.size(),
                 keys_.size() - 1);
-  return Captured{false, link_key, join_image_chain(keys_)};
+  return Captured{false, link_key, join_image_chain(keys_), raw_bytes};
 }
 
 // Per delta, what each way of tracking costs the task, in microseconds: under
@@ -117,7 +120,7 @@ ImageChain::Captured ImageChain::full(Arena& arena, const std::vector<Extent>& e
   ImageLink link = write_image(arena, codec_, key_, out);
   if (out.size() <= kInlineImageBytes) {
     end();  // a small state: no chain to keep, nor pages to track
-    return Captured{true, {}, {}};
+    return Captured{true, {}, {}, bytes_in(extents)};
   }
   if (untracked_ > 0) --untracked_;
   if (incremental_ && untracked_ == 0) {
@@ -135,7 +138,7 @@ ImageChain::Captured ImageChain::full(Arena& arena, const std::vector<Extent>& e
   keys_.assign(1, link_key);
   first_ = last_ = link;
   since_first_.clear();
-  return Captured{true, link_key, link_key};
+  return Captured{true, link_key, link_key, bytes_in(extents)};
 }
 
 }  // namespace kappa::detail

@@ -79,6 +79,8 @@ class ImageChain {
     std::string store_key;
     /// The chain to report (CallInfo::image_key), or empty with an inline image.
     std::string chain;
+    /// The state bytes the image carries (its extents, before compression).
+    uint64_t raw_bytes = 0;
   };
   /// Captures the task (suspended, no arena current) into `out`. `link_key`
   /// is the key it gets if it goes to the store.
@@ -89,6 +91,12 @@ class ImageChain {
   std::optional<DirtyMethod> method() const {
     return dirty_ ? std::optional(dirty_->method()) : std::nullopt;
   }
+  /// Whether a chain is kept, so that the next capture may be a delta (else
+  /// it is full).
+  bool chained() const { return !keys_.empty() && dirty_ != nullptr; }
+  /// The bytes of the pages changed since the chain's full image, as of the
+  /// last capture: at half the state, the next capture is full.
+  uint64_t bytes_since_full() const;
 
  private:
   Captured full(Arena& arena, const std::vector<Extent>& extents, bool armed, ImageBuffer& out,

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cinttypes>
 #include <cmath>
@@ -25,6 +26,7 @@
 #include "runtime/task_host.h"
 #include "stores/checkpoint_store.h"
 #include "util/log.h"
+#include "worker/handover_cost.h"
 #include "worker/image_chain.h"
 #include "worker/liveness.h"
 #include "worker/self_chaos.h"
@@ -33,6 +35,16 @@ namespace kappa::detail {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Whether the coordinator answers this call at once (its round trip measures
+// the connection, not a wait).
+bool answered_at_once(Op op) {
+  return op == Op::kCheckpoint || op == Op::kYield || op == Op::kSpawn || op == Op::kMakeQueue;
+}
 
 // Unique per worker too: a worker that goes on running a task the
 // coordinator has already parked (after an asynchronous call) must never
@@ -45,13 +57,16 @@ std::string image_key(uint64_t task, uint64_t seqno, uint64_t worker) {
 }
 
 // Attaches `image` to the call: inline, or written to the store under
-// `store_key`.
+// `store_key` (the put's time goes to `cost`).
 void attach_image(CallInfo& info, const ImageBuffer& image, const std::string& store_key,
-                  CheckpointStore& store) {
-  if (store_key.empty())
+                  CheckpointStore& store, HandoverCost& cost) {
+  if (store_key.empty()) {
     info.image.assign(image.view());
-  else
-    store.put(store_key, image.view());
+    return;
+  }
+  auto t0 = Clock::now();
+  store.put(store_key, image.view());
+  cost.stored(image.size(), seconds_since(t0));
 }
 
 bool in_chain(std::string_view chain, const std::string& key) {
@@ -71,8 +86,8 @@ bool in_chain(std::string_view chain, const std::string& key) {
 // only one thread uses the session at a time.
 class Uplink {
  public:
-  Uplink(CoordinatorClient& client, CheckpointStore& store)
-      : client_(client), store_(store), thread_([this] { run(); }) {}
+  Uplink(CoordinatorClient& client, CheckpointStore& store, HandoverCost& cost)
+      : client_(client), store_(store), cost_(cost), thread_([this] { run(); }) {}
   ~Uplink() {
     {
       std::lock_guard lock(mu_);
@@ -120,10 +135,21 @@ class Uplink {
   /// Waits until everything posted has been stored and acknowledged.
   Drained drain(std::string* error = nullptr) {
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return queued_.empty() && !busy_; });
+    cv_.wait(lock, [&] { return queued_.empty() && !busy(); });
     if (error) *error = error_;
     if (abandoned_) return Drained::kAbandoned;
     return error_.empty() ? Drained::kOk : Drained::kFailed;
+  }
+
+  /// What a drain would still have to do: images to store, calls to make.
+  struct Pending {
+    uint64_t bytes = 0, puts = 0, calls = 0;
+  };
+  Pending pending() {
+    std::lock_guard lock(mu_);
+    Pending p = busy_;
+    for (const Job& j : queued_) add(p, j);
+    return p;
   }
 
   /// Returns a buffer the caller used itself.
@@ -160,14 +186,19 @@ class Uplink {
       if (stop_) return;
       Job job = std::move(queued_.front());
       queued_.pop_front();
-      busy_ = true;
+      busy_ = {};
+      add(busy_, job);
       lock.unlock();
       std::string error;
       bool abandoned = false;
       try {
-        attach_image(job.info, *job.image, job.store_key, store_);
+        attach_image(job.info, *job.image, job.store_key, store_, cost_);
         if (job.call) {
+          Op op = job.info.op;
+          auto t0 = Clock::now();
           CallOutcome o = client_.call(std::move(job.info));
+          if (answered_at_once(op) && o.kind == CallOutcome::Kind::kResult)
+            cost_.called(seconds_since(t0));
           abandoned = o.kind != CallOutcome::Kind::kResult;
           // Nobody awaits an asynchronous call's result: its error fails the task.
           if (!abandoned && !o.error.empty())
@@ -181,19 +212,27 @@ class Uplink {
       spare_.push_back(std::move(job.image));
       abandoned_ = abandoned_ || abandoned;
       if (error_.empty()) error_ = error;
-      busy_ = false;
+      busy_ = {};
       cv_.notify_all();
     }
   }
 
+  static void add(Pending& p, const Job& j) {
+    if (!j.store_key.empty()) p.bytes += j.image->size(), ++p.puts;
+    if (j.call) ++p.calls;
+  }
+  bool busy() const { return busy_.puts || busy_.calls || busy_.bytes; }
+
   CoordinatorClient& client_;
   CheckpointStore& store_;
+  HandoverCost& cost_;
   std::mutex mu_;
   std::condition_variable cv_;
   static constexpr size_t kMaxQueued = 16;
   std::deque<Job> queued_;
   std::vector<std::unique_ptr<ImageBuffer>> spare_;
-  bool busy_ = false, stop_ = false, abandoned_ = false;
+  Pending busy_;  // the job being stored and sent, if any
+  bool stop_ = false, abandoned_ = false;
   std::string error_;
   std::thread thread_;
 };
@@ -227,8 +266,13 @@ class Worker {
         data_(open_store(o.data_url, {.shared = true})),
         key_(load_key()),
         chain_(o.codec, key_, o.incremental),
-        uplink_(client_, *store_),
+        uplink_(client_, *store_, cost_),
         chaos_(o.chaos_kill, o.chaos_seed, o.chaos_mean, o.chaos_marker, o.chaos_kill_after) {}
+
+  ~Worker() {
+    // The clock must no longer ask this worker for its margin.
+    CheckpointClock::configure(std::chrono::duration<double>(options_.checkpoint_interval));
+  }
 
   int run() {
     std::optional<Assignment> next;  // handed over with the last finish
@@ -278,32 +322,69 @@ class Worker {
     return std::nullopt;
   }
 
+  // What the running task's hand-over would have to do now (any thread).
+  HandoverCost::Next next_handover() {
+    HandoverCost::Next n;
+    if (int slot = slot_.load(std::memory_order_relaxed); slot >= 0) {
+      // The data pages, their page map entries (12 bytes a page) and the
+      // arena's header: what a full image carries at most.
+      uint64_t pages = Arena::top_pages_of(unsigned(slot));
+      n.state_bytes = pages * (kPageBytes + 12) + (64 << 10);
+    }
+    n.inline_image = n.state_bytes <= kInlineImageBytes;
+    n.chained = chained_.load(std::memory_order_relaxed);
+    n.since_full_bytes = since_full_.load(std::memory_order_relaxed);
+    n.cumulative = cumulative_.load(std::memory_order_relaxed);
+    Uplink::Pending p = uplink_.pending();
+    n.pending_bytes = p.bytes;
+    n.pending_puts = p.puts;
+    n.pending_calls = p.calls;
+    return n;
+  }
+
+  // The chain's state, for next_handover on other threads.
+  void note_chain() {
+    chained_.store(chain_.chained(), std::memory_order_relaxed);
+    since_full_.store(chain_.bytes_since_full(), std::memory_order_relaxed);
+    cumulative_.store(chain_.links() >= ImageChain::kMaxLinks, std::memory_order_relaxed);
+  }
+
   // Runs one assignment; returns the next one when the coordinator sent it
   // along with the task's finish.
   std::optional<Assignment> invocation(const Assignment& a) {
     Liveness::set_task(a.task_id);
     auto start = Clock::now();
     std::optional<Clock::time_point> deadline;
-    auto margin = std::chrono::duration<double>(0);
     // The invocation's time, within what is left of the process's.
     double time_left = a.time_left > 0 ? a.time_left : std::numeric_limits<double>::infinity();
     time_left = std::max(0.0, std::min(time_left, life_left()));
-    if (std::isfinite(time_left)) {
+    if (std::isfinite(time_left))
       deadline = start + std::chrono::duration_cast<Clock::duration>(
                              std::chrono::duration<double>(time_left));
-      // Hand over early enough to write a checkpoint and report it.
-      margin = std::chrono::duration<double>(std::min(2.0, time_left * 0.2));
-    }
     chaos_.invocation_started(std::isfinite(time_left) ? time_left : 0);
-    CheckpointClock::configure(std::chrono::duration<double>(options_.checkpoint_interval),
-                               deadline, margin);
+    if (a.task_id != cost_task_) {  // delta figures are per task
+      cost_.task_started();
+      cost_task_ = a.task_id;
+    }
+    // Hand over early enough to write a checkpoint and report it: the
+    // margin comes from the measured cost of doing so (HandoverCost), asked
+    // again as the task's state grows.
+    CheckpointClock::configure(
+        std::chrono::duration<double>(options_.checkpoint_interval), deadline,
+        std::chrono::duration<double>(0), [this, time_left] {
+          return std::chrono::duration<double>(cost_.margin_s(next_handover(), time_left));
+        });
     Arena* arena = nullptr;
     // Whatever way the invocation ends, its arena is gone or going: the chain
     // stops tracking it before the slot can serve another task.
     struct EndChain {
-      ImageChain& chain;
-      ~EndChain() { chain.end(); }
-    } end_chain{chain_};
+      Worker& w;
+      ~EndChain() {
+        w.slot_.store(-1, std::memory_order_relaxed);
+        w.chain_.end();
+        w.note_chain();
+      }
+    } end_chain{*this};
     try {
       if (a.kind == Assignment::Kind::kStart) {
         chain_.begin();
@@ -316,26 +397,39 @@ class Worker {
       } else {
         std::vector<std::string> keys = split_image_chain(a.image_key);
         std::vector<std::string> images;
+        auto t0 = Clock::now();
+        uint64_t stored_bytes = 0;
         for (const std::string& k : keys) {
           std::optional<std::string> stored =
               store_->get_checked(k, image_header_bytes(), check_image_head);
           if (!stored) throw Error("checkpoint image " + k + " is missing from " + store_->url());
+          stored_bytes += stored->size();
           images.push_back(std::move(*stored));
         }
+        double read_s = seconds_since(t0);
+        // The chain's last delta: what this task's next one may weigh.
+        uint64_t last_delta = images.size() > 1 ? images.back().size() : 0;
         std::vector<std::string_view> views(images.begin(), images.end());
         ChainInfo info;
+        auto t1 = Clock::now();
         arena = restore_chain(views, key_, &info);
+        double restore_s = seconds_since(t1);
         images.clear();
         chain_.begin(*arena, std::move(keys), info);
+        cost_.restored(Arena::top_pages_of(arena->slot()) * kPageBytes, stored_bytes, read_s,
+                       restore_s);
+        cost_.seed_delta(last_delta);
         deliver(arena, a.reply, a.error);
       }
+      slot_.store(int(arena->slot()), std::memory_order_relaxed);
+      note_chain();
     } catch (const std::exception& e) {
       if (arena) discard_task(arena);
       // The attempt passed the resumed call's pause point, if any.
       uint64_t passed = a.kind == Assignment::Kind::kResume ? a.seqno + 1 : 0;
       return report_finish(FinishInfo{options_.worker_id, a.task_id, passed, true, {}, e.what()});
     }
-    return run_task(a.task_id, arena, deadline, margin);
+    return run_task(a.task_id, arena, deadline, time_left);
   }
 
   // Reports the end of the task once the uplink has drained; an
@@ -357,7 +451,7 @@ class Worker {
 
   std::optional<Assignment> run_task(uint64_t task_id, Arena* arena,
                                      std::optional<Clock::time_point> deadline,
-                                     std::chrono::duration<double> margin) {
+                                     double invocation_s) {
     uplink_.reset();
     std::string reply;  // the last call's result, read as the task resumes (deliver)
     for (;;) {
@@ -415,13 +509,18 @@ class Worker {
           return finish(task_id, passed, true, {}, e.what());
         }
       }
+      auto paused = Clock::now();
+      double margin = 0;
+      if (deadline) margin = cost_.margin_s(next_handover(), invocation_s);
       bool near_deadline =
           CheckpointClock::handover_requested() ||
-          (deadline &&
-           Clock::now() >= *deadline - std::chrono::duration_cast<Clock::duration>(margin));
+          (deadline && paused >= *deadline - std::chrono::duration_cast<Clock::duration>(
+                                                 std::chrono::duration<double>(margin)));
       std::unique_ptr<ImageBuffer> image = uplink_.buffer();
       ImageChain::Captured captured =
           chain_.capture(*arena, *image, image_key(task_id, info.seqno, options_.worker_id));
+      cost_.captured(captured.full, captured.raw_bytes, image->size(), seconds_since(paused));
+      note_chain();
       info.image_key = captured.chain;
       if ((info.op == Op::kCheckpoint && !near_deadline) || call.async) {
         // Asynchronous: the task goes on while the image is stored and the
@@ -432,7 +531,8 @@ class Worker {
         deliver(arena, {}, {});
         continue;
       }
-      if (info.op == Op::kCheckpoint) {
+      bool handing_over = info.op == Op::kCheckpoint;
+      if (handing_over) {
         info.op = Op::kYield;  // hand the task to a fresh invocation
         CheckpointClock::checkpoint_taken();
       }
@@ -447,9 +547,22 @@ class Worker {
           discard_task(arena);
           return report_finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
       }
-      attach_image(info, *image, captured.store_key, *store_);
+      attach_image(info, *image, captured.store_key, *store_, cost_);
+      uint64_t image_bytes = image->size();
       uplink_.post_back(std::move(image));
+      Op op = info.op;
+      auto called = Clock::now();
       CallOutcome o = client_.call(std::move(info));
+      // A yield is answered at once, by a relaunch elsewhere.
+      if (answered_at_once(op) && (o.kind == CallOutcome::Kind::kResult || op == Op::kYield))
+        cost_.called(seconds_since(called));
+      if (handing_over && deadline)
+        spdlog::debug(
+            "handed over in {:.1f} ms ({} image, {} bytes), {:.1f} ms before the deadline; "
+            "margin {:.1f} ms ({})",
+            seconds_since(paused) * 1e3, captured.full ? "full" : "delta", image_bytes,
+            std::chrono::duration<double>(*deadline - Clock::now()).count() * 1e3, margin * 1e3,
+            cost_.describe());
       if (o.kind != CallOutcome::Kind::kResult) {
         discard_task(arena);
         return std::nullopt;
@@ -497,7 +610,16 @@ class Worker {
   std::unique_ptr<CheckpointStore> data_;  // put and get
   std::string key_;
   ImageChain chain_;  // the running task's images; after key_
-  Uplink uplink_;     // after client_ and store_, which it uses
+  // The measured cost of a hand-over (before uplink_, which reports to it).
+  HandoverCost cost_;
+  uint64_t cost_task_ = 0;  // the task cost_'s delta figures are of
+  // Read by the checkpoint clock's thread (next_handover): the running
+  // task's arena slot (-1: none) and its chain's state.
+  std::atomic<int> slot_{-1};
+  std::atomic<bool> chained_{false};
+  std::atomic<uint64_t> since_full_{0};
+  std::atomic<bool> cumulative_{false};
+  Uplink uplink_;  // after client_, store_ and cost_, which it uses
   // After client_: a kill after a delay counts from when the worker reached
   // the coordinator (one before would look like a worker that never started).
   SelfChaos chaos_;
