@@ -191,11 +191,10 @@ void BM_Xxh3(benchmark::State& state) {
 // A checkpoint of a state of range(0) bytes of which range(1) parts in
 // 10,000 changed since the previous one: with range(2) == 0, whole pages
 // spread evenly over it (each changed page is one 8-byte write: the worst
-// case for page-grained tracking), with 1 one contiguous block: a full image (method < 0), or a delta from dirty pages tracked
-// by write protection or by hashes. Only the checkpoint is timed (collecting
-// the changes, capturing, sealing; no compression: the fastest full image);
-// the writes, which under write protection pay a fault per page, are reported
-// apart as write_us.
+// case for page-grained tracking), with 1 one contiguous block: a full image (method < 0), or a
+// delta from dirty pages tracked by write protection or by hashes. Only the checkpoint is timed
+// (collecting the changes, capturing, sealing; no compression: the fastest full image); the writes,
+// which under write protection pay a fault per page, are reported apart as write_us.
 void BM_Checkpoint(benchmark::State& state, int method) {
   size_t n = size_t(state.range(0));
   Arena* a = make_state(n);
