@@ -26,9 +26,15 @@ void ImageChain::begin(Arena& arena, std::vector<std::string> keys, const ChainI
   end();
   churned_ = untracked_ = leaning_ = 0;
   if (!incremental_) return;
-  dirty_ = DirtyPages::create(arena, pick_dirty_method());
-  // The restore wrote every page of the state, as the chain holds it.
-  dirty_->capture_all(arena.snapshot_extents());
+  try {
+    dirty_ = DirtyPages::create(arena, pick_dirty_method());
+    // The restore wrote every page of the state, as the chain holds it.
+    dirty_->capture_all(arena.snapshot_extents());
+  } catch (const std::exception& e) {  // the task goes on, with full images
+    spdlog::warn("incremental checkpoints off for this task: {}", e.what());
+    end();
+    return;
+  }
   keys_ = std::move(keys);
   first_ = chain.first;
   last_ = chain.last;
