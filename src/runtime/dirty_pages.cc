@@ -147,9 +147,16 @@ namespace {
 
 // The process's userfaultfd, in asynchronous write-protect mode: faults are
 // resolved by the kernel, nothing is ever read from it. -1 if unavailable.
+using Clock = std::chrono::steady_clock;
+
+double us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
 struct Uffd {
   int fd = -1;
   std::string why;  // when unavailable
+  // What the probe measured, per page: the write fault on a protected page,
+  // and protecting it again (PAGEMAP_SCAN).
+  double fault_us = 0, reprotect_us = 0;
 };
 
 int open_uffd(std::string& why) {
@@ -209,29 +216,45 @@ bool scan_written(uintptr_t base, uintptr_t from, uint64_t bytes, std::vector<Ex
 }
 
 // Probes the whole mechanism once on a scratch mapping: register, protect,
-// write, scan. Kernels and sandboxes differ in which step they refuse.
+// write, scan. Kernels and sandboxes differ in which step they refuse. The
+// pages are 2 MiB apart (each in a page table of its own, the dearer case),
+// and the writes and the scan are timed: what tracking costs (dirty_costs).
 const Uffd& process_uffd() {
   static const Uffd uffd = [] {
     Uffd u;
     u.fd = open_uffd(u.why);
     if (u.fd < 0) return u;
-    size_t bytes = 4 * kPageBytes;
-    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    bool ok = p != MAP_FAILED;
-    auto at = reinterpret_cast<uintptr_t>(p);
+    constexpr size_t kPages = 16, kApart = size_t{2} << 20;
+    size_t bytes = kPages * kApart;
+    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    bool ok = m != MAP_FAILED;
     if (ok) {
+      auto* p = static_cast<char*>(m);
+      auto at = reinterpret_cast<uintptr_t>(m);
+      for (size_t i = 0; i < kPages; ++i) p[i * kApart] = 1;
       uffdio_register reg{};
       reg.range.start = at;
       reg.range.len = bytes;
       reg.mode = UFFDIO_REGISTER_MODE_WP;
-      std::memset(p, 1, bytes);
       std::vector<Extent> written;
       ok = ioctl(u.fd, UFFDIO_REGISTER, &reg) == 0 && write_protect(u.fd, at, bytes, true);
-      if (ok) static_cast<char*>(p)[kPageBytes] = 2;
-      ok = ok && scan_written(at, at, bytes, written) && written.size() == 1 &&
-           written[0].offset == kPageBytes && written[0].bytes == kPageBytes;
-      if (!ok) u.why = std::string("PAGEMAP_SCAN (Linux 6.7) unavailable: ") + std::strerror(errno);
-      munmap(p, bytes);
+      auto t1 = Clock::now();
+      if (ok)
+        for (size_t i = 0; i < kPages; ++i) p[i * kApart] = 2;
+      auto t2 = Clock::now();
+      ok = ok && scan_written(at, at, bytes, written);
+      auto t3 = Clock::now();
+      ok = ok && written.size() == kPages;
+      for (size_t i = 0; ok && i < kPages; ++i)
+        ok = written[i].offset == i * kApart && written[i].bytes == kPageBytes;
+      if (ok) {
+        u.fault_us = us(t2 - t1) / kPages;
+        u.reprotect_us = us(t3 - t2) / kPages;
+      } else {
+        u.why = std::string("PAGEMAP_SCAN (Linux 6.7) unavailable: ") + std::strerror(errno);
+      }
+      munmap(m, bytes);
     }
     if (!ok) {
       close(u.fd);
@@ -368,10 +391,6 @@ class HashedPages final : public DirtyPages {
 
 const DirtyCosts& dirty_costs() {
   static const DirtyCosts costs = [] {
-    using Clock = std::chrono::steady_clock;
-    auto us = [](Clock::duration d) {
-      return std::chrono::duration<double, std::micro>(d).count();
-    };
     DirtyCosts c;
     // Hashing: one thread over 4 MiB, warm.
     std::vector<char> buf(size_t{4} << 20, 1);
@@ -384,36 +403,10 @@ const DirtyCosts& dirty_costs() {
     c.hash_us_per_mib = us(Clock::now() - t0) / 4;
     volatile uint64_t keep = sink;  // the hashing is not optimized away
     (void)keep;
-    // Write protection: pages 2 MiB apart (each in a page table of its own,
-    // the dearer case), written once (a fault each) and collected (each
-    // protected again).
+    // Write protection: as the availability probe measured it.
     const Uffd& u = process_uffd();
-    if (u.fd < 0) return c;
-    constexpr size_t kPages = 16, kApart = size_t{2} << 20;
-    size_t bytes = kPages * kApart;
-    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED) return c;
-    auto* p = static_cast<char*>(m);
-    auto at = reinterpret_cast<uintptr_t>(m);
-    for (size_t i = 0; i < kPages; ++i) p[i * kApart] = 1;
-    uffdio_register reg{};
-    reg.range.start = at;
-    reg.range.len = bytes;
-    reg.mode = UFFDIO_REGISTER_MODE_WP;
-    std::vector<Extent> written;
-    if (ioctl(u.fd, UFFDIO_REGISTER, &reg) == 0 && write_protect(u.fd, at, bytes, true)) {
-      auto t1 = Clock::now();
-      for (size_t i = 0; i < kPages; ++i) p[i * kApart] = 2;
-      auto t2 = Clock::now();
-      bool ok = scan_written(at, at, bytes, written);
-      auto t3 = Clock::now();
-      if (ok) {
-        c.fault_us_per_page = us(t2 - t1) / kPages;
-        c.reprotect_us_per_page = us(t3 - t2) / kPages;
-      }
-    }
-    munmap(m, bytes);
+    c.fault_us_per_page = u.fault_us;
+    c.reprotect_us_per_page = u.reprotect_us;
     spdlog::debug(
         "dirty page tracking costs: {:.1f} us a fault, {:.1f} us to protect a page "
         "again, {:.0f} us to hash a MiB",
