@@ -351,6 +351,14 @@ void decompress_into(Codec codec, std::string_view payload, uintptr_t base,
            " payload does not decode to the recorded extents");
 }
 
+// The image's identity as the parent of a delta.
+ImageLink link_of(const ImageHeader& h) {
+  ImageLink l;
+  std::memcpy(l.nonce.data(), h.nonce, sizeof h.nonce);
+  l.depth = h.chain_depth;
+  return l;
+}
+
 // ---- reading and checking the header ----
 
 struct ParsedImage {
@@ -641,10 +649,7 @@ ImageLink write_image(Arena& arena, Codec codec, const std::string& key, ImageBu
               std::string_view(out.data() + table_offset, table_bytes + kChecksumBytes),
               reinterpret_cast<unsigned char*>(out.data() + checksum_offset + kChecksumBytes));
   out.resize(checksum_offset + kChecksumBytes + kHmacBytes);
-  ImageLink link;
-  std::memcpy(link.nonce.data(), h.nonce, sizeof h.nonce);
-  link.depth = h.chain_depth;
-  return link;
+  return link_of(h);
 }
 
 ImageInfo verify_image(std::string_view image, const std::string& key) {
@@ -711,14 +716,8 @@ Arena* restore_chain(std::span<const std::string_view> images, const std::string
   try {
     for (size_t i = 0; i < parsed.size(); ++i) load(images[i], key, parsed[i], fresh && i == 0);
     if (chain) {
-      auto link = [](const ImageHeader& h) {
-        ImageLink l;
-        std::memcpy(l.nonce.data(), h.nonce, sizeof h.nonce);
-        l.depth = h.chain_depth;
-        return l;
-      };
-      chain->first = link(parsed.front().header);
-      chain->last = link(parsed.back().header);
+      chain->first = link_of(parsed.front().header);
+      chain->last = link_of(parsed.back().header);
       chain->first_raw_bytes = parsed.front().info.raw_bytes;
       std::vector<Extent> pages;
       for (size_t i = 1; i < parsed.size(); ++i)
