@@ -1,8 +1,49 @@
 #include "stores/checkpoint_store.h"
 
+#include <cstring>
+
 #include "kappa/error.h"
 
 namespace kappa::detail {
+namespace {
+
+class BufferedWriter final : public ValueWriter {
+ public:
+  BufferedWriter(CheckpointStore& store, const std::string& key) : store_(store), key_(key) {}
+  void write(std::string_view bytes) override { value_.append(bytes); }
+  void commit() override { store_.put(key_, value_); }
+
+ private:
+  CheckpointStore& store_;
+  std::string key_, value_;
+};
+
+class MemoryReader final : public ValueReader {
+ public:
+  explicit MemoryReader(std::string value) : value_(std::move(value)) {}
+  uint64_t size() const override { return value_.size(); }
+  void read(uint64_t offset, char* dst, size_t bytes) override {
+    if (offset > value_.size() || bytes > value_.size() - offset)
+      throw Error("read of " + std::to_string(bytes) + " bytes at " + std::to_string(offset) +
+                  " past the end of a " + std::to_string(value_.size()) + "-byte value");
+    std::memcpy(dst, value_.data() + offset, bytes);
+  }
+
+ private:
+  std::string value_;
+};
+
+}  // namespace
+
+std::unique_ptr<ValueWriter> CheckpointStore::put_stream(const std::string& key) {
+  return std::make_unique<BufferedWriter>(*this, key);
+}
+
+std::unique_ptr<ValueReader> CheckpointStore::open_value(const std::string& key) {
+  std::optional<std::string> value = get(key);
+  if (!value) return nullptr;
+  return std::make_unique<MemoryReader>(std::move(*value));
+}
 
 void CheckpointStore::move(const std::string& from, const std::string& to) {
   std::optional<std::string> value = get(from);

@@ -29,6 +29,38 @@ namespace kappa::detail {
 /// it is short), `size` is its whole size. Throws to refuse the value.
 using HeadCheck = std::function<void(std::string_view head, uint64_t size)>;
 
+/// Writes one value in pieces (CheckpointStore::put_stream), so that a large
+/// value never needs a buffer of its whole size. Nothing is visible under the
+/// key until commit() returns, and then all of it, atomically, as with put();
+/// a writer destroyed without commit() (or whose write or commit threw)
+/// leaves the key as it was and removes what it wrote, as far as it can (a
+/// killed process may leave debris that list() does not show, as put() may).
+/// Used by one thread at a time.
+class ValueWriter {
+ public:
+  virtual ~ValueWriter() = default;
+  /// Appends `bytes`. May keep a bounded part of them (a store's part size)
+  /// until the next write or commit. Throws kappa::Error.
+  virtual void write(std::string_view bytes) = 0;
+  /// Makes the value written so far the value under the key. Throws
+  /// kappa::Error; the key is then as it was.
+  virtual void commit() = 0;
+};
+
+/// Reads one value in pieces (CheckpointStore::open_value). The value is the
+/// one under the key when it was opened, or the reads throw: a store that
+/// cannot pin a version (a value replaced meanwhile) says so rather than
+/// mixing two values. Used by one thread at a time.
+class ValueReader {
+ public:
+  virtual ~ValueReader() = default;
+  /// The value's size in bytes.
+  virtual uint64_t size() const = 0;
+  /// Reads `bytes` bytes at `offset` into `dst`; throws kappa::Error if the
+  /// range is not inside the value or cannot be read whole.
+  virtual void read(uint64_t offset, char* dst, size_t bytes) = 0;
+};
+
 class CheckpointStore {
  public:
   virtual ~CheckpointStore() = default;
@@ -48,6 +80,15 @@ class CheckpointStore {
   /// rare refusal saves).
   virtual std::optional<std::string> get_checked(const std::string& key, size_t head_bytes,
                                                  const HeadCheck& check) = 0;
+  /// A writer for a value under `key` written in pieces (see ValueWriter).
+  /// The default collects the pieces and put()s them on commit; stores that
+  /// can append (a file, a multipart upload, Redis APPEND) do, holding at
+  /// most one part in memory.
+  virtual std::unique_ptr<ValueWriter> put_stream(const std::string& key);
+  /// A reader for the value under `key`, or nullptr if there is none. The
+  /// default get()s the whole value and reads from it; stores that can read a
+  /// range (pread, an HTTP Range GET, GETRANGE) do.
+  virtual std::unique_ptr<ValueReader> open_value(const std::string& key);
   /// Keys starting with `prefix`, sorted.
   virtual std::vector<std::string> list(const std::string& prefix) = 0;
   /// Removes `key`; no error if it is absent. Throws kappa::Error otherwise.

@@ -21,6 +21,12 @@ class ScopedStore final : public CheckpointStore {
                                          const HeadCheck& check) override {
     return base_->get_checked(prefix_ + key, head_bytes, check);
   }
+  std::unique_ptr<ValueWriter> put_stream(const std::string& key) override {
+    return base_->put_stream(prefix_ + key);
+  }
+  std::unique_ptr<ValueReader> open_value(const std::string& key) override {
+    return base_->open_value(prefix_ + key);
+  }
   std::vector<std::string> list(const std::string& prefix) override {
     std::vector<std::string> keys = base_->list(prefix_ + prefix);
     for (std::string& k : keys) k.erase(0, prefix_.size());
