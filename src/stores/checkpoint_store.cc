@@ -1,7 +1,5 @@
 #include "stores/checkpoint_store.h"
 
-#include <cstring>
-
 #include "kappa/error.h"
 
 namespace kappa::detail {
@@ -18,21 +16,6 @@ class BufferedWriter final : public ValueWriter {
   std::string key_, value_;
 };
 
-class MemoryReader final : public ValueReader {
- public:
-  explicit MemoryReader(std::string value) : value_(std::move(value)) {}
-  uint64_t size() const override { return value_.size(); }
-  void read(uint64_t offset, char* dst, size_t bytes) override {
-    if (offset > value_.size() || bytes > value_.size() - offset)
-      throw Error("read of " + std::to_string(bytes) + " bytes at " + std::to_string(offset) +
-                  " past the end of a " + std::to_string(value_.size()) + "-byte value");
-    std::memcpy(dst, value_.data() + offset, bytes);
-  }
-
- private:
-  std::string value_;
-};
-
 }  // namespace
 
 std::unique_ptr<ValueWriter> CheckpointStore::put_stream(const std::string& key) {
@@ -42,7 +25,20 @@ std::unique_ptr<ValueWriter> CheckpointStore::put_stream(const std::string& key)
 std::unique_ptr<ValueReader> CheckpointStore::open_value(const std::string& key) {
   std::optional<std::string> value = get(key);
   if (!value) return nullptr;
-  return std::make_unique<MemoryReader>(std::move(*value));
+  // The value, and a view of it, in one object.
+  struct Held final : ValueReader {
+    explicit Held(std::string v) : value(std::move(v)), source(value) {}
+    uint64_t size() const override { return source.size(); }
+    void read(uint64_t offset, char* dst, size_t bytes) override {
+      source.read(offset, dst, bytes);
+    }
+    std::string_view peek(uint64_t offset, size_t bytes) override {
+      return source.peek(offset, bytes);
+    }
+    std::string value;
+    MemorySource source;
+  };
+  return std::make_unique<Held>(std::move(*value));
 }
 
 void CheckpointStore::move(const std::string& from, const std::string& to) {

@@ -22,6 +22,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/byte_stream.h"
+
 namespace kappa::detail {
 
 /// Judges a value from its first bytes before the rest is read (see
@@ -36,12 +38,10 @@ using HeadCheck = std::function<void(std::string_view head, uint64_t size)>;
 /// leaves the key as it was and removes what it wrote, as far as it can (a
 /// killed process may leave debris that list() does not show, as put() may).
 /// Used by one thread at a time.
-class ValueWriter {
+/// write() appends; it may keep a bounded part of what it was given (a
+/// store's part size) until the next write or commit.
+class ValueWriter : public ByteSink {
  public:
-  virtual ~ValueWriter() = default;
-  /// Appends `bytes`. May keep a bounded part of them (a store's part size)
-  /// until the next write or commit. Throws kappa::Error.
-  virtual void write(std::string_view bytes) = 0;
   /// Makes the value written so far the value under the key. Throws
   /// kappa::Error; the key is then as it was.
   virtual void commit() = 0;
@@ -51,15 +51,7 @@ class ValueWriter {
 /// one under the key when it was opened, or the reads throw: a store that
 /// cannot pin a version (a value replaced meanwhile) says so rather than
 /// mixing two values. Used by one thread at a time.
-class ValueReader {
- public:
-  virtual ~ValueReader() = default;
-  /// The value's size in bytes.
-  virtual uint64_t size() const = 0;
-  /// Reads `bytes` bytes at `offset` into `dst`; throws kappa::Error if the
-  /// range is not inside the value or cannot be read whole.
-  virtual void read(uint64_t offset, char* dst, size_t bytes) = 0;
-};
+using ValueReader = ByteSource;
 
 class CheckpointStore {
  public:
