@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <thread>
 #include <utility>
@@ -57,18 +58,27 @@ struct ImageHeader {
   uint32_t pending_op;
   uint32_t extent_count;
   uint64_t raw_bytes;
-  uint64_t payload_bytes;
   uint64_t created_unix_ns;
   uint8_t nonce[16];
   uint32_t segment_shift;
-  uint32_t segment_count;
-  // Version 2: the image this one is a delta of (all zero for a full image),
-  // and the number of deltas between this image and its chain's full image.
-  uint8_t parent_nonce[16];
+  // The number of deltas between this image and its chain's full image, and
+  // the image this one is a delta of (all zero for a full image).
   uint32_t chain_depth;
-  uint32_t reserved;
+  uint8_t parent_nonce[16];
 };
-static_assert(std::is_trivially_copyable_v<ImageHeader>);
+static_assert(std::is_trivially_copyable_v<ImageHeader> && sizeof(ImageHeader) == 192);
+
+// Last in the image: what is known only once the payload has been written.
+struct ImageFooter {
+  uint64_t payload_bytes;
+  uint32_t segment_count;
+  uint32_t reserved;
+  uint64_t checksum;
+  uint8_t hmac[kHmacBytes];
+};
+static_assert(sizeof(ImageFooter) == 56);
+// The footer's fields covered by the checksum (those before it).
+constexpr size_t kFooterFields = offsetof(ImageFooter, checksum);
 
 struct SegmentDigest {
   uint64_t xxh3;
@@ -215,54 +225,10 @@ ZSTD_CCtx* zstd_context() {
   return cctx;
 }
 
-size_t compress_zstd(const Arena& arena, const std::vector<Extent>& extents, uint64_t raw,
-                     char* out, size_t cap) {
-  ZSTD_CCtx* cctx = zstd_context();
-  static const bool can_thread = ZSTD_cParam_getBounds(ZSTD_c_nbWorkers).upperBound > 0;
-  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, kZstdLevel);
-  if (can_thread && raw >= kZstdParallelBytes)
-    ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, int(std::thread::hardware_concurrency()));
-  ZSTD_CCtx_setPledgedSrcSize(cctx, raw);
-  ZSTD_outBuffer ob{out, cap, 0};
-  for (size_t i = 0; i < extents.size(); ++i) {
-    ZSTD_inBuffer ib{reinterpret_cast<const char*>(arena.base() + extents[i].offset),
-                     extents[i].bytes, 0};
-    ZSTD_EndDirective mode = i + 1 == extents.size() ? ZSTD_e_end : ZSTD_e_continue;
-    for (;;) {
-      size_t left = ZSTD_compressStream2(cctx, &ob, &ib, mode);
-      if (ZSTD_isError(left)) throw Error(std::string("zstd: ") + ZSTD_getErrorName(left));
-      if (mode == ZSTD_e_end ? left == 0 : ib.pos == ib.size) break;
-    }
-  }
-  return ob.pos;
-}
-
 LZ4F_preferences_t lz4_prefs() {
   LZ4F_preferences_t prefs{};
   prefs.frameInfo.blockSizeID = LZ4F_max256KB;
   return prefs;
-}
-
-size_t compress_lz4(const Arena& arena, const std::vector<Extent>& extents, char* out, size_t cap) {
-  static thread_local LZ4F_cctx* cctx = [] {
-    LZ4F_cctx* c = nullptr;
-    LZ4F_createCompressionContext(&c, LZ4F_VERSION);
-    return c;
-  }();
-  LZ4F_preferences_t prefs = lz4_prefs();
-  size_t pos = LZ4F_compressBegin(cctx, out, cap, &prefs);
-  if (LZ4F_isError(pos)) throw Error(std::string("lz4: ") + LZ4F_getErrorName(pos));
-  for (const Extent& e : extents) {
-    size_t n = LZ4F_compressUpdate(cctx, out + pos, cap - pos,
-                                   reinterpret_cast<const void*>(arena.base() + e.offset), e.bytes,
-                                   nullptr);
-    if (LZ4F_isError(n)) throw Error(std::string("lz4: ") + LZ4F_getErrorName(n));
-    pos += n;
-  }
-  size_t n = LZ4F_compressEnd(cctx, out + pos, cap - pos, nullptr);
-  if (LZ4F_isError(n)) throw Error(std::string("lz4: ") + LZ4F_getErrorName(n));
-  return pos + n;
 }
 
 // Whether the state is worth compressing. A small one is not: its image
@@ -296,61 +262,6 @@ bool worth_compressing(const Arena& arena, const std::vector<Extent>& extents, u
   return !ZSTD_isError(n) && n < sample.size() / 16 * 15;  // saves at least 1/16
 }
 
-size_t compress_bound(Codec codec, const std::vector<Extent>& extents, uint64_t raw) {
-  switch (codec) {
-    case Codec::kNone:
-      return raw;
-    case Codec::kZstd:
-      return ZSTD_compressBound(raw);
-    case Codec::kLz4: {
-      LZ4F_preferences_t prefs = lz4_prefs();
-      size_t bound = LZ4F_HEADER_SIZE_MAX + LZ4F_compressBound(0, &prefs);
-      for (const Extent& e : extents) bound += LZ4F_compressBound(e.bytes, &prefs);
-      return bound;
-    }
-  }
-  return raw;
-}
-
-// ---- decompression straight into the mapped arena ----
-
-void decompress_into(Codec codec, std::string_view payload, uintptr_t base,
-                     const std::vector<Extent>& extents) {
-  bool ok = true;
-  if (codec == Codec::kZstd) {
-    ZSTD_DCtx* dctx = ZSTD_createDCtx();
-    ZSTD_inBuffer ib{payload.data(), payload.size(), 0};
-    for (const Extent& e : extents) {
-      ZSTD_outBuffer ob{reinterpret_cast<void*>(base + e.offset), e.bytes, 0};
-      while (ok && ob.pos < ob.size) {
-        size_t before_in = ib.pos, before_out = ob.pos;
-        size_t r = ZSTD_decompressStream(dctx, &ob, &ib);
-        if (ZSTD_isError(r) || (ib.pos == before_in && ob.pos == before_out)) ok = false;
-      }
-    }
-    ZSTD_freeDCtx(dctx);
-  } else {
-    LZ4F_dctx* dctx = nullptr;
-    LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION);
-    size_t in = 0;
-    for (const Extent& e : extents) {
-      size_t out = 0;
-      while (ok && out < e.bytes) {
-        size_t dst = e.bytes - out, src = payload.size() - in;
-        size_t r = LZ4F_decompress(dctx, reinterpret_cast<char*>(base + e.offset) + out, &dst,
-                                   payload.data() + in, &src, nullptr);
-        if (LZ4F_isError(r) || (dst == 0 && src == 0)) ok = false;
-        in += src;
-        out += dst;
-      }
-    }
-    LZ4F_freeDecompressionContext(dctx);
-  }
-  if (!ok)
-    reject(std::string("the ") + codec_name(codec) +
-           " payload does not decode to the recorded extents");
-}
-
 // The image's identity as the parent of a delta.
 ImageLink link_of(const ImageHeader& h) {
   ImageLink l;
@@ -359,18 +270,249 @@ ImageLink link_of(const ImageHeader& h) {
   return l;
 }
 
-// ---- reading and checking the header ----
+// ---- writing an image: its head, its payload, its tail ----
+
+// What an image of `arena` will hold, decided before its first byte is
+// written: the extents, the codec, the header and the head (header and
+// extent table, the image's first bytes).
+struct Plan {
+  std::vector<Extent> extents;
+  uint64_t raw = 0;
+  Codec codec = Codec::kNone;
+  ImageHeader header{};
+  std::string head;
+};
+
+Plan plan_image(Arena& arena, Codec codec, const Delta* delta) {
+  Plan p;
+  p.extents = delta ? delta->extents : arena.snapshot_extents();
+  for (const Extent& e : p.extents) p.raw += e.bytes;
+  p.codec = codec != Codec::kNone && worth_compressing(arena, p.extents, p.raw) ? codec
+                                                                                 : Codec::kNone;
+  ImageHeader& h = p.header;
+  std::memcpy(h.magic, kMagic, sizeof kMagic);
+  h.version = kImageVersion;
+  h.header_bytes = sizeof h;
+  h.codec = uint32_t(p.codec);
+  const std::string& id = build_id();
+  h.build_id_len = uint32_t(std::min(id.size(), sizeof h.build_id));
+  std::memcpy(h.build_id, id.data(), h.build_id_len);
+  h.layout_fingerprint = layout_fingerprint();
+  h.arena_base = arena.base();
+  const TaskState& t = arena.task();
+  h.seqno = t.seqno;
+  h.suspended_frame = reinterpret_cast<uint64_t>(t.suspended_frame);
+  h.root_frame = reinterpret_cast<uint64_t>(t.root_frame);
+  h.pending_op = t.pending ? uint32_t(static_cast<const PendingCall*>(t.pending)->op) : 0;
+  h.extent_count = uint32_t(p.extents.size());
+  h.raw_bytes = p.raw;
+  h.created_unix_ns = unix_ns();
+  if (RAND_bytes(h.nonce, sizeof h.nonce) != 1) throw Error("RAND_bytes failed");
+  h.segment_shift = kSegmentShift;
+  if (delta) {
+    std::memcpy(h.parent_nonce, delta->parent.nonce.data(), sizeof h.parent_nonce);
+    h.chain_depth = delta->parent.depth + 1;
+  }
+  p.head.resize(sizeof h + p.extents.size() * sizeof(Extent));
+  std::memcpy(p.head.data(), &h, sizeof h);
+  std::memcpy(p.head.data() + sizeof h, p.extents.data(), p.extents.size() * sizeof(Extent));
+  return p;
+}
+
+// The image's last bytes: the segment table and the footer, whose checksum
+// and HMAC cover the head too.
+std::string image_tail(const std::string& key, std::string_view head,
+                       const std::vector<SegmentDigest>& table, uint64_t payload_bytes) {
+  size_t table_bytes = table.size() * sizeof(SegmentDigest);
+  std::string tail(table_bytes + sizeof(ImageFooter), '\0');
+  std::memcpy(tail.data(), table.data(), table_bytes);
+  ImageFooter f{};
+  f.payload_bytes = payload_bytes;
+  f.segment_count = uint32_t(table.size());
+  std::memcpy(tail.data() + table_bytes, &f, kFooterFields);
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  XXH3_64bits_update(st, head.data(), head.size());
+  XXH3_64bits_update(st, tail.data(), table_bytes + kFooterFields);
+  uint64_t sum = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  char* checksum = tail.data() + table_bytes + kFooterFields;
+  std::memcpy(checksum, &sum, sizeof sum);
+  hmac_sha256(key, head, std::string_view(tail.data(), table_bytes + kFooterFields + kChecksumBytes),
+              reinterpret_cast<unsigned char*>(checksum + kChecksumBytes));
+  return tail;
+}
+
+// Cuts a payload written in pieces into segments, seals each and passes it on.
+class SegmentWriter {
+ public:
+  SegmentWriter(const std::string& key, const uint8_t* nonce, ByteSink& out)
+      : key_(key), nonce_(nonce), out_(out) {
+    buffer_.reserve(kSegmentBytes);
+  }
+  void append(const char* p, size_t n) {
+    while (n > 0) {
+      size_t take = std::min(n, kSegmentBytes - fill_);
+      std::memcpy(buffer_.data() + fill_, p, take);
+      fill_ += take, p += take, n -= take;
+      if (fill_ == kSegmentBytes) emit();
+    }
+  }
+  /// The segment table, once the whole payload has been appended.
+  std::vector<SegmentDigest> finish() {
+    if (fill_ > 0 || table_.empty()) emit();
+    return std::move(table_);
+  }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  void emit() {
+    SegmentHasher hasher(key_, nonce_, table_.size());
+    hasher.update(buffer_.data(), fill_);
+    table_.push_back(hasher.finish());
+    out_.write(std::string_view(buffer_.data(), fill_));
+    bytes_ += fill_;
+    fill_ = 0;
+  }
+
+  const std::string& key_;
+  const uint8_t* nonce_;
+  ByteSink& out_;
+  // Reused: a fresh 4 MiB would fault in 1024 pages at every image.
+  static thread_local ByteBuffer buffer_;
+  size_t fill_ = 0;
+  uint64_t bytes_ = 0;
+  std::vector<SegmentDigest> table_;
+};
+thread_local ByteBuffer SegmentWriter::buffer_;
+
+// Compresses the extents, straight from the arena, into `out`.
+void compress_to(Codec codec, const Arena& arena, const std::vector<Extent>& extents, uint64_t raw,
+                 SegmentWriter& out) {
+  static thread_local ByteBuffer staging;
+  constexpr size_t kStagingBytes = size_t{1} << 20, kLz4InBytes = size_t{256} << 10;
+  staging.reserve(kStagingBytes);
+  if (codec == Codec::kZstd) {
+    ZSTD_CCtx* cctx = zstd_context();
+    static const bool can_thread = ZSTD_cParam_getBounds(ZSTD_c_nbWorkers).upperBound > 0;
+    ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, kZstdLevel);
+    if (can_thread && raw >= kZstdParallelBytes)
+      ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, int(std::thread::hardware_concurrency()));
+    ZSTD_CCtx_setPledgedSrcSize(cctx, raw);
+    for (size_t i = 0; i < extents.size(); ++i) {
+      ZSTD_inBuffer ib{reinterpret_cast<const char*>(arena.base() + extents[i].offset),
+                       extents[i].bytes, 0};
+      ZSTD_EndDirective mode = i + 1 == extents.size() ? ZSTD_e_end : ZSTD_e_continue;
+      for (;;) {
+        ZSTD_outBuffer ob{staging.data(), kStagingBytes, 0};
+        size_t left = ZSTD_compressStream2(cctx, &ob, &ib, mode);
+        if (ZSTD_isError(left)) throw Error(std::string("zstd: ") + ZSTD_getErrorName(left));
+        out.append(staging.data(), ob.pos);
+        if (mode == ZSTD_e_end ? left == 0 : ib.pos == ib.size) break;
+      }
+    }
+    return;
+  }
+  static thread_local LZ4F_cctx* cctx = [] {
+    LZ4F_cctx* c = nullptr;
+    LZ4F_createCompressionContext(&c, LZ4F_VERSION);
+    return c;
+  }();
+  auto check = [](size_t n) {
+    if (LZ4F_isError(n)) throw Error(std::string("lz4: ") + LZ4F_getErrorName(n));
+    return n;
+  };
+  LZ4F_preferences_t prefs = lz4_prefs();
+  out.append(staging.data(), check(LZ4F_compressBegin(cctx, staging.data(), kStagingBytes, &prefs)));
+  for (const Extent& e : extents) {
+    for (uint64_t done = 0; done < e.bytes; done += kLz4InBytes) {
+      size_t n = size_t(std::min<uint64_t>(kLz4InBytes, e.bytes - done));
+      out.append(staging.data(),
+                 check(LZ4F_compressUpdate(cctx, staging.data(), kStagingBytes,
+                                           reinterpret_cast<const void*>(arena.base() + e.offset +
+                                                                         done),
+                                           n, nullptr)));
+    }
+  }
+  out.append(staging.data(), check(LZ4F_compressEnd(cctx, staging.data(), kStagingBytes, nullptr)));
+}
+
+// A compressed image, written whole to `out`.
+ImageLink write_compressed(const Plan& p, Arena& arena, const std::string& key, ByteSink& out) {
+  out.write(p.head);
+  SegmentWriter segments(key, p.header.nonce, out);
+  compress_to(p.codec, arena, p.extents, p.raw, segments);
+  std::vector<SegmentDigest> table = segments.finish();
+  out.write(image_tail(key, p.head, table, segments.bytes()));
+  return link_of(p.header);
+}
+
+// Appends to a buffer.
+class AppendTo final : public ByteSink {
+ public:
+  explicit AppendTo(ImageBuffer& out) : out_(out) {}
+  void write(std::string_view bytes) override {
+    size_t n = out_.size();
+    out_.resize(n + bytes.size());
+    std::memcpy(out_.data() + n, bytes.data(), bytes.size());
+  }
+
+ private:
+  ImageBuffer& out_;
+};
+
+// Passes large pieces on as they are and gathers small ones (a delta's
+// single pages) into larger writes: a store's write may cost a system call or
+// a request.
+class Gather final : public ByteSink {
+ public:
+  explicit Gather(ByteSink& out) : out_(out) { buffer_.reserve(kBytes); }
+  ~Gather() override = default;
+  void write(std::string_view bytes) override {
+    if (bytes.size() >= kBytes / 4) {
+      flush();
+      out_.write(bytes);
+      return;
+    }
+    if (fill_ + bytes.size() > kBytes) flush();
+    std::memcpy(buffer_.data() + fill_, bytes.data(), bytes.size());
+    fill_ += bytes.size();
+  }
+  void flush() {
+    if (fill_ > 0) out_.write(std::string_view(buffer_.data(), fill_));
+    fill_ = 0;
+  }
+
+ private:
+  static constexpr size_t kBytes = size_t{1} << 20;
+  ByteSink& out_;
+  static thread_local ByteBuffer buffer_;
+  size_t fill_ = 0;
+};
+thread_local ByteBuffer Gather::buffer_;
+
+// ---- reading an image: its layout, its header, its payload ----
 
 struct ParsedImage {
   ImageHeader header;
   ImageLayout layout;
   ImageInfo info;
+  std::string head;                  // header and extent table
   std::vector<SegmentDigest> table;  // copied: in the image it is not 8-byte aligned
 };
 
-// Where the parts of an image lie, from its first bytes (`head`: at least the
-// header, or the whole image if it is shorter) and its whole size.
-ImageLayout layout_of(std::string_view head, uint64_t size, ImageHeader& h) {
+// The largest payload `raw` state bytes may take: themselves, or a
+// compression of them (zstd's and lz4's bounds are below raw + raw/255 plus
+// their frame headers).
+uint64_t payload_bound(Codec codec, uint64_t raw) {
+  return codec == Codec::kNone ? raw : raw + raw / 128 + (64 << 10);
+}
+
+// Checks what an image's first bytes (`head`: at least the header, or the
+// whole image if it is shorter) say of it against its whole size, and copies
+// the header into `h`. Nothing is authenticated yet.
+void check_head(std::string_view head, uint64_t size, ImageHeader& h) {
   if (head.size() < sizeof(kMagic) || std::memcmp(head.data(), kMagic, sizeof kMagic) != 0)
     reject("not a Kappa checkpoint (bad magic)");
   if (head.size() < 16) reject("truncated: only " + std::to_string(size) + " bytes");
@@ -385,49 +527,71 @@ ImageLayout layout_of(std::string_view head, uint64_t size, ImageHeader& h) {
   std::memcpy(&h, head.data(), sizeof h);
   if (h.header_bytes != sizeof h) reject("bad header size " + std::to_string(h.header_bytes));
   if (h.extent_count > kMaxPages || h.segment_shift != kSegmentShift ||
-      h.payload_bytes > (uint64_t{1} << 46) || h.segment_count != segment_count(h.payload_bytes))
-    reject("implausible header (extents, segments or payload size)");
+      h.raw_bytes > (uint64_t{1} << 46) || h.codec > uint32_t(Codec::kZstd))
+    reject("implausible header (extents, segments, codec or state size)");
+  uint64_t payload_offset = sizeof h + uint64_t(h.extent_count) * sizeof(Extent);
+  auto image_bytes = [&](uint64_t payload) {
+    return payload_offset + payload + segment_count(payload) * sizeof(SegmentDigest) +
+           sizeof(ImageFooter);
+  };
+  uint64_t least = image_bytes(Codec(h.codec) == Codec::kNone ? h.raw_bytes : 0);
+  uint64_t most = image_bytes(payload_bound(Codec(h.codec), h.raw_bytes));
+  std::string expected = least == most ? std::to_string(least)
+                                       : "between " + std::to_string(least) + " and " +
+                                             std::to_string(most);
+  if (size < least)
+    reject("truncated: " + std::to_string(size) + " bytes, expected " + expected);
+  if (size > most)
+    reject("trailing garbage: " + std::to_string(size) + " bytes, expected " + expected);
+}
+
+// Where the parts of the image in `src` lie, from its head and footer; fills
+// `h` and `head` (header and extent table). Nothing is authenticated yet.
+ImageLayout read_layout(ByteSource& src, ImageHeader& h, std::string& head) {
+  uint64_t size = src.size();
+  head.resize(size_t(std::min<uint64_t>(size, sizeof h)));
+  src.read(0, head.data(), head.size());
+  check_head(head, size, h);
   ImageLayout l;
   l.header_bytes = sizeof h;
   l.payload_offset = sizeof h + size_t(h.extent_count) * sizeof(Extent);
-  l.payload_bytes = size_t(h.payload_bytes);
+  head.resize(l.payload_offset);
+  src.read(sizeof h, head.data() + sizeof h, l.payload_offset - sizeof h);
+  ImageFooter f;
+  src.read(size - sizeof f, reinterpret_cast<char*>(&f), sizeof f);
+  if (f.payload_bytes > size || f.segment_count != segment_count(f.payload_bytes) ||
+      l.payload_offset + f.payload_bytes + f.segment_count * sizeof(SegmentDigest) + sizeof f !=
+          size)
+    reject("truncated or corrupted: the footer does not describe a " + std::to_string(size) +
+           "-byte image");
+  l.payload_bytes = size_t(f.payload_bytes);
   l.table_offset = l.payload_offset + l.payload_bytes;
-  l.segment_count = h.segment_count;
+  l.segment_count = f.segment_count;
   l.segment_bytes = kSegmentBytes;
-  l.checksum_offset = l.table_offset + l.segment_count * sizeof(SegmentDigest);
-  size_t expected = l.checksum_offset + kChecksumBytes + kHmacBytes;
-  if (size < expected)
-    reject("truncated: " + std::to_string(size) + " bytes, expected " + std::to_string(expected));
-  if (size > expected)
-    reject("trailing garbage: " + std::to_string(size) + " bytes, expected " +
-           std::to_string(expected));
+  l.checksum_offset = size_t(size) - kChecksumBytes - kHmacBytes;
   return l;
 }
 
-ImageLayout layout_of(std::string_view image, ImageHeader& h) {
-  return layout_of(image, image.size(), h);
-}
-
 // Everything but the payload segments: lengths, checksum, HMAC, identity.
-ParsedImage check_header(std::string_view image, const std::string& key) {
+ParsedImage check_header(ByteSource& src, const std::string& key) {
   ParsedImage p;
   ImageHeader& h = p.header;
-  ImageLayout& l = p.layout = layout_of(image, h);
-  std::string_view head = image.substr(0, l.payload_offset);
-  std::string_view tail = image.substr(l.table_offset, l.checksum_offset - l.table_offset);
+  ImageLayout& l = p.layout = read_layout(src, h, p.head);
+  uint64_t size = src.size();
+  std::string tail(size_t(size - l.table_offset), '\0');  // segment table and footer
+  src.read(l.table_offset, tail.data(), tail.size());
+  size_t signed_bytes = l.checksum_offset - l.table_offset;  // table and footer fields
   XXH3_state_t* st = XXH3_createState();
   XXH3_64bits_reset(st);
-  XXH3_64bits_update(st, head.data(), head.size());
-  XXH3_64bits_update(st, tail.data(), tail.size());
+  XXH3_64bits_update(st, p.head.data(), p.head.size());
+  XXH3_64bits_update(st, tail.data(), signed_bytes);
   uint64_t sum = XXH3_64bits_digest(st), stored;
   XXH3_freeState(st);
-  std::memcpy(&stored, image.data() + l.checksum_offset, sizeof stored);
+  std::memcpy(&stored, tail.data() + signed_bytes, sizeof stored);
   if (sum != stored) reject("corrupted (checksum mismatch in the header or segment table)");
   unsigned char mac[kHmacBytes];
-  hmac_sha256(key, head,
-              image.substr(l.table_offset, l.checksum_offset + kChecksumBytes - l.table_offset),
-              mac);
-  if (CRYPTO_memcmp(mac, image.data() + l.checksum_offset + kChecksumBytes, kHmacBytes) != 0)
+  hmac_sha256(key, p.head, std::string_view(tail.data(), signed_bytes + kChecksumBytes), mac);
+  if (CRYPTO_memcmp(mac, tail.data() + signed_bytes + kChecksumBytes, kHmacBytes) != 0)
     reject("HMAC mismatch: signed with another key, or forged");
 
   ImageInfo& info = p.info;
@@ -444,22 +608,20 @@ ParsedImage check_header(std::string_view image, const std::string& key) {
            (layout_is_fixed() ? ")"
                               : "; ASLR is on in this process: run it through its KAPPA_MAIN "
                                 "entry point, which disables it)"));
-  if (h.codec > uint32_t(Codec::kZstd)) reject("unknown codec " + std::to_string(h.codec));
   info.arena_base = h.arena_base;
   info.seqno = h.seqno;
   info.suspended_frame = h.suspended_frame;
   info.root_frame = h.root_frame;
   info.pending_op = h.pending_op;
   info.raw_bytes = h.raw_bytes;
-  info.payload_bytes = h.payload_bytes;
-  info.image_bytes = image.size();
+  info.payload_bytes = l.payload_bytes;
+  info.image_bytes = size;
   info.created_unix_ns = h.created_unix_ns;
   info.chain_depth = h.chain_depth;
   info.extents.resize(h.extent_count);
-  std::memcpy(info.extents.data(), image.data() + sizeof h, h.extent_count * sizeof(Extent));
+  std::memcpy(info.extents.data(), p.head.data() + sizeof h, h.extent_count * sizeof(Extent));
   p.table.resize(l.segment_count);
-  std::memcpy(p.table.data(), image.data() + l.table_offset,
-              l.segment_count * sizeof(SegmentDigest));
+  std::memcpy(p.table.data(), tail.data(), l.segment_count * sizeof(SegmentDigest));
   return p;
 }
 
@@ -473,23 +635,162 @@ std::string segment_problem(size_t i, const SegmentDigest& got, const SegmentDig
   return "";
 }
 
-// Verifies every payload segment in place (no copy).
-void verify_segments(std::string_view image, const std::string& key, const ParsedImage& p) {
-  std::vector<std::string> problems(p.layout.segment_count);
-  parallel_for(p.layout.segment_count, [&](size_t i) {
-    size_t from = i * kSegmentBytes, to = std::min(p.layout.payload_bytes, from + kSegmentBytes);
-    SegmentHasher h(key, p.header.nonce, i);
-    h.update(image.data() + p.layout.payload_offset + from, to - from);
-    problems[i] = segment_problem(i, h.finish(), p.table[i]);
-  });
+void reject_first(const std::vector<std::string>& problems) {
   for (const std::string& why : problems)
     if (!why.empty()) reject(why);
 }
 
-// Writes an image's extents into its (mapped) arena slot; an uncompressed
-// payload is verified as it is copied, a compressed one must be verified
-// already. `fresh`: the slot's pages were never touched.
-void load(std::string_view image, const std::string& key, const ParsedImage& p, bool fresh) {
+// Hands the payload's segments, each verified, to fn(index, bytes), in order:
+// in place when `src` holds the image in memory, else read into a reused
+// buffer one segment at a time.
+template <class Fn>
+void for_each_verified_segment(ByteSource& src, const std::string& key, const ParsedImage& p,
+                               Fn fn) {
+  static thread_local ByteBuffer buffer;
+  for (size_t i = 0; i < p.layout.segment_count; ++i) {
+    size_t from = i * kSegmentBytes, n = std::min(p.layout.payload_bytes - from, kSegmentBytes);
+    std::string_view bytes = src.peek(p.layout.payload_offset + from, n);
+    if (bytes.size() != n) {
+      buffer.reserve(kSegmentBytes);
+      src.read(p.layout.payload_offset + from, buffer.data(), n);
+      bytes = std::string_view(buffer.data(), n);
+    }
+    SegmentHasher hasher(key, p.header.nonce, i);
+    hasher.update(bytes.data(), bytes.size());
+    std::string why = segment_problem(i, hasher.finish(), p.table[i]);
+    if (!why.empty()) reject(why);
+    fn(i, bytes);
+  }
+}
+
+// Verifies every payload segment; in parallel when the image is in memory.
+void verify_segments(ByteSource& src, const std::string& key, const ParsedImage& p) {
+  std::string_view payload = src.peek(p.layout.payload_offset, p.layout.payload_bytes);
+  if (payload.size() != p.layout.payload_bytes) {
+    for_each_verified_segment(src, key, p, [](size_t, std::string_view) {});
+    return;
+  }
+  std::vector<std::string> problems(p.layout.segment_count);
+  parallel_for(p.layout.segment_count, [&](size_t i) {
+    size_t from = i * kSegmentBytes, to = std::min(p.layout.payload_bytes, from + kSegmentBytes);
+    SegmentHasher h(key, p.header.nonce, i);
+    h.update(payload.data() + from, to - from);
+    problems[i] = segment_problem(i, h.finish(), p.table[i]);
+  });
+  reject_first(problems);
+}
+
+// Decompresses a payload given in pieces straight into its extents.
+class Decoder {
+ public:
+  Decoder(Codec codec, uintptr_t base, const std::vector<Extent>& extents)
+      : codec_(codec), base_(base), extents_(extents) {
+    if (codec_ == Codec::kZstd) {
+      zstd_ = ZSTD_createDCtx();
+    } else {
+      LZ4F_createDecompressionContext(&lz4_, LZ4F_VERSION);
+    }
+    if (!zstd_ && !lz4_) throw Error("cannot create a decompression context");
+  }
+  ~Decoder() {
+    ZSTD_freeDCtx(zstd_);
+    LZ4F_freeDecompressionContext(lz4_);
+  }
+  Decoder(const Decoder&) = delete;
+  Decoder& operator=(const Decoder&) = delete;
+
+  void feed(std::string_view in) {
+    size_t used = 0;
+    // Until the input is used up and a call makes no progress (a decoder may
+    // hold output back until it is given room).
+    while (next_ < extents_.size()) {
+      const Extent& e = extents_[next_];
+      char* dst = reinterpret_cast<char*>(base_ + e.offset) + filled_;
+      size_t room = size_t(e.bytes - filled_), produced = 0, taken = 0;
+      if (zstd_) {
+        ZSTD_outBuffer ob{dst, room, 0};
+        ZSTD_inBuffer ib{in.data() + used, in.size() - used, 0};
+        size_t r = ZSTD_decompressStream(zstd_, &ob, &ib);
+        if (ZSTD_isError(r)) fail();
+        produced = ob.pos, taken = ib.pos;
+      } else {
+        produced = room, taken = in.size() - used;
+        size_t r = LZ4F_decompress(lz4_, dst, &produced, in.data() + used, &taken, nullptr);
+        if (LZ4F_isError(r)) fail();
+      }
+      used += taken;
+      filled_ += produced;
+      if (filled_ == e.bytes) ++next_, filled_ = 0;
+      if (produced == 0 && taken == 0) break;
+    }
+  }
+  /// Checks that the payload filled every extent.
+  void finish() {
+    feed({});
+    if (next_ < extents_.size()) fail();
+  }
+
+ private:
+  [[noreturn]] void fail() {
+    reject(std::string("the ") + codec_name(codec_) +
+           " payload does not decode to the recorded extents");
+  }
+  Codec codec_;
+  uintptr_t base_;
+  const std::vector<Extent>& extents_;
+  size_t next_ = 0;    // the extent being filled
+  uint64_t filled_ = 0;  // its bytes filled so far
+  ZSTD_DCtx* zstd_ = nullptr;
+  LZ4F_dctx* lz4_ = nullptr;
+};
+
+// Reads ranges of an image's payload into their places in the arena: large
+// ones straight there, runs of small ones (a delta's single pages) with one
+// read into a buffer, so that a store answering a read per request is asked
+// for a few large ranges.
+class Scatter {
+ public:
+  Scatter(ByteSource& src, uint64_t payload_offset) : src_(src), offset_(payload_offset) {}
+  void add(char* dst, uint64_t pos, uint64_t n) {
+    if (n >= kSmallBytes) {
+      src_.read(offset_ + pos, dst, size_t(n));
+      return;
+    }
+    if (!run_.empty() && (pos != run_end_ || run_end_ - run_.front().pos + n > kRunBytes)) flush();
+    run_.push_back(Piece{dst, pos, n});
+    run_end_ = pos + n;
+  }
+  void flush() {
+    if (run_.empty()) return;
+    uint64_t from = run_.front().pos;
+    buffer_.reserve(kRunBytes);
+    src_.read(offset_ + from, buffer_.data(), size_t(run_end_ - from));
+    for (const Piece& p : run_) std::memcpy(p.dst, buffer_.data() + (p.pos - from), p.n);
+    run_.clear();
+  }
+
+ private:
+  static constexpr uint64_t kSmallBytes = 256 << 10, kRunBytes = 4 << 20;
+  struct Piece {
+    char* dst;
+    uint64_t pos, n;
+  };
+  ByteSource& src_;
+  uint64_t offset_;
+  std::vector<Piece> run_;
+  uint64_t run_end_ = 0;
+  static thread_local ByteBuffer buffer_;
+};
+thread_local ByteBuffer Scatter::buffer_;
+
+// How many segments of an uncompressed payload a restore reads into place
+// before it verifies them (in parallel).
+constexpr size_t kSegmentsPerRead = 8;
+
+// Writes an image's extents into its (mapped) arena slot, each segment
+// verified before anything is used. `fresh`: the slot's pages were never
+// touched.
+void load(ByteSource& src, const std::string& key, const ParsedImage& p, bool fresh) {
   const ImageInfo& info = p.info;
   uint64_t base = info.arena_base;
   // Fault large extents in with one call: page faults, not copying,
@@ -505,28 +806,56 @@ void load(std::string_view image, const std::string& key, const ParsedImage& p, 
     uintptr_t to = (base + e.offset + e.bytes + kPageBytes - 1) & ~(kPageBytes - 1);
     madvise(reinterpret_cast<void*>(from), to - from, kMadvPopulateWrite);
   }
-  std::string_view payload = image.substr(p.layout.payload_offset, p.layout.payload_bytes);
   if (info.codec != Codec::kNone) {
-    decompress_into(info.codec, payload, base, info.extents);
+    // Each segment verified before the decoder sees it.
+    Decoder decoder(info.codec, base, info.extents);
+    for_each_verified_segment(src, key, p,
+                              [&](size_t, std::string_view bytes) { decoder.feed(bytes); });
+    decoder.finish();
     return;
   }
   uint64_t raw = info.raw_bytes;
   std::vector<uint64_t> starts = payload_starts(info.extents);
+  std::string_view payload = src.peek(p.layout.payload_offset, p.layout.payload_bytes);
   std::vector<std::string> problems(p.layout.segment_count);
-  parallel_for(p.layout.segment_count, [&](size_t i) {
-    uint64_t from = uint64_t(i) << kSegmentShift, to = std::min(raw, from + kSegmentBytes);
-    SegmentHasher hasher(key, p.header.nonce, i);
-    for (uint64_t c = from; c < to; c += kChunkBytes) {
-      uint64_t stop = std::min(to, c + kChunkBytes);
-      hasher.update(payload.data() + c, stop - c);
-      for_each_piece(base, info.extents, starts, c, stop, [&](char* dst, uint64_t pos, uint64_t n) {
-        std::memcpy(dst, payload.data() + pos, n);
-      });
-    }
-    problems[i] = segment_problem(i, hasher.finish(), p.table[i]);
-  });
-  for (const std::string& why : problems)
-    if (!why.empty()) reject(why);
+  if (payload.size() == raw) {
+    // In memory: copy and verify in one pass, segment by segment, on every core.
+    parallel_for(p.layout.segment_count, [&](size_t i) {
+      uint64_t from = uint64_t(i) << kSegmentShift, to = std::min(raw, from + kSegmentBytes);
+      SegmentHasher hasher(key, p.header.nonce, i);
+      for (uint64_t c = from; c < to; c += kChunkBytes) {
+        uint64_t stop = std::min(to, c + kChunkBytes);
+        hasher.update(payload.data() + c, stop - c);
+        for_each_piece(base, info.extents, starts, c, stop,
+                       [&](char* dst, uint64_t pos, uint64_t n) {
+                         std::memcpy(dst, payload.data() + pos, n);
+                       });
+      }
+      problems[i] = segment_problem(i, hasher.finish(), p.table[i]);
+    });
+    reject_first(problems);
+    return;
+  }
+  // From a store: read a few segments into place, then verify them there,
+  // and so on: no buffer of the image's size.
+  for (size_t first = 0; first < p.layout.segment_count; first += kSegmentsPerRead) {
+    size_t last = std::min(p.layout.segment_count, first + kSegmentsPerRead);
+    uint64_t from = uint64_t(first) << kSegmentShift;
+    uint64_t to = std::min(raw, uint64_t(last) << kSegmentShift);
+    Scatter scatter(src, p.layout.payload_offset);
+    for_each_piece(base, info.extents, starts, from, to,
+                   [&](char* dst, uint64_t pos, uint64_t n) { scatter.add(dst, pos, n); });
+    scatter.flush();
+    parallel_for(last - first, [&](size_t k) {
+      size_t i = first + k;
+      uint64_t s = uint64_t(i) << kSegmentShift, e = std::min(raw, s + kSegmentBytes);
+      SegmentHasher hasher(key, p.header.nonce, i);
+      for_each_piece(base, info.extents, starts, s, e,
+                     [&](const char* at, uint64_t, uint64_t n) { hasher.update(at, n); });
+      problems[i] = segment_problem(i, hasher.finish(), p.table[i]);
+    });
+    reject_first(problems);
+  }
 }
 
 }  // namespace
@@ -551,108 +880,83 @@ const char* codec_name(Codec codec) {
 }
 
 ImageLayout image_layout(std::string_view image) {
+  MemorySource src(image);
   ImageHeader h;
-  return layout_of(image, h);
+  std::string head;
+  return read_layout(src, h, head);
 }
 
 size_t image_header_bytes() { return sizeof(ImageHeader); }
 
 void check_image_head(std::string_view head, uint64_t image_bytes) {
   ImageHeader h;
-  layout_of(head.substr(0, sizeof h), image_bytes, h);
+  check_head(head.substr(0, sizeof h), image_bytes, h);
 }
 
 ImageLink write_image(Arena& arena, Codec codec, const std::string& key, ImageBuffer& out,
                       const Delta* delta) {
-  std::vector<Extent> extents = delta ? delta->extents : arena.snapshot_extents();
-  uint64_t raw = 0;
-  for (const Extent& e : extents) raw += e.bytes;
-  if (codec != Codec::kNone && !worth_compressing(arena, extents, raw)) codec = Codec::kNone;
-
-  ImageHeader h{};
-  std::memcpy(h.magic, kMagic, sizeof kMagic);
-  h.version = kImageVersion;
-  h.header_bytes = sizeof h;
-  h.codec = uint32_t(codec);
-  const std::string& id = build_id();
-  h.build_id_len = uint32_t(std::min(id.size(), sizeof h.build_id));
-  std::memcpy(h.build_id, id.data(), h.build_id_len);
-  h.layout_fingerprint = layout_fingerprint();
-  h.arena_base = arena.base();
-  const TaskState& t = arena.task();
-  h.seqno = t.seqno;
-  h.suspended_frame = reinterpret_cast<uint64_t>(t.suspended_frame);
-  h.root_frame = reinterpret_cast<uint64_t>(t.root_frame);
-  h.pending_op = t.pending ? uint32_t(static_cast<const PendingCall*>(t.pending)->op) : 0;
-  h.extent_count = uint32_t(extents.size());
-  h.raw_bytes = raw;
-  h.created_unix_ns = unix_ns();
-  if (RAND_bytes(h.nonce, sizeof h.nonce) != 1) throw Error("RAND_bytes failed");
-  h.segment_shift = kSegmentShift;
-  if (delta) {
-    std::memcpy(h.parent_nonce, delta->parent.nonce.data(), sizeof h.parent_nonce);
-    h.chain_depth = delta->parent.depth + 1;
-  }
-
-  size_t payload_offset = sizeof h + extents.size() * sizeof(Extent);
-  size_t bound = compress_bound(codec, extents, raw);
-  size_t max_table = segment_count(bound) * sizeof(SegmentDigest);
+  Plan p = plan_image(arena, codec, delta);
   out.resize(0);
-  out.reserve(payload_offset + bound + max_table + kChecksumBytes + kHmacBytes);
-  char* payload = out.data() + payload_offset;
-  std::vector<SegmentDigest> table;
-
-  if (codec == Codec::kNone) {
-    // Copy and seal in one pass, segment by segment, on every core.
-    h.payload_bytes = raw;
-    table.resize(segment_count(raw));
-    std::vector<uint64_t> starts = payload_starts(extents);
-    parallel_for(table.size(), [&](size_t i) {
-      uint64_t from = uint64_t(i) << kSegmentShift, to = std::min(raw, from + kSegmentBytes);
-      SegmentHasher hasher(key, h.nonce, i);
-      for (uint64_t c = from; c < to; c += kChunkBytes) {
-        uint64_t end = std::min(to, c + kChunkBytes);
-        for_each_piece(
-            arena.base(), extents, starts, c, end,
-            [&](const char* src, uint64_t pos, uint64_t n) { std::memcpy(payload + pos, src, n); });
-        hasher.update(payload + c, end - c);
-      }
-      table[i] = hasher.finish();
-    });
-  } else {
-    h.payload_bytes = codec == Codec::kZstd ? compress_zstd(arena, extents, raw, payload, bound)
-                                            : compress_lz4(arena, extents, payload, bound);
-    table.resize(segment_count(h.payload_bytes));
-    parallel_for(table.size(), [&](size_t i) {
-      uint64_t from = uint64_t(i) << kSegmentShift;
-      uint64_t to = std::min<uint64_t>(h.payload_bytes, from + kSegmentBytes);
-      SegmentHasher hasher(key, h.nonce, i);
-      hasher.update(payload + from, to - from);
-      table[i] = hasher.finish();
-    });
+  if (p.codec != Codec::kNone) {
+    AppendTo sink(out);
+    return write_compressed(p, arena, key, sink);
   }
-  h.segment_count = uint32_t(table.size());
-  std::memcpy(out.data(), &h, sizeof h);
-  std::memcpy(out.data() + sizeof h, extents.data(), extents.size() * sizeof(Extent));
-  size_t table_offset = payload_offset + h.payload_bytes;
-  size_t table_bytes = table.size() * sizeof(SegmentDigest);
-  std::memcpy(out.data() + table_offset, table.data(), table_bytes);
-  size_t checksum_offset = table_offset + table_bytes;
-  XXH3_state_t* st = XXH3_createState();
-  XXH3_64bits_reset(st);
-  XXH3_64bits_update(st, out.data(), payload_offset);
-  XXH3_64bits_update(st, out.data() + table_offset, table_bytes);
-  uint64_t sum = XXH3_64bits_digest(st);
-  XXH3_freeState(st);
-  std::memcpy(out.data() + checksum_offset, &sum, sizeof sum);
-  hmac_sha256(key, std::string_view(out.data(), payload_offset),
-              std::string_view(out.data() + table_offset, table_bytes + kChecksumBytes),
-              reinterpret_cast<unsigned char*>(out.data() + checksum_offset + kChecksumBytes));
-  out.resize(checksum_offset + kChecksumBytes + kHmacBytes);
-  return link_of(h);
+  // Copy and seal in one pass, segment by segment, on every core.
+  uint64_t raw = p.raw;
+  std::vector<SegmentDigest> table(segment_count(raw));
+  size_t payload_offset = p.head.size();
+  out.reserve(payload_offset + raw + table.size() * sizeof(SegmentDigest) + sizeof(ImageFooter));
+  std::memcpy(out.data(), p.head.data(), payload_offset);
+  char* payload = out.data() + payload_offset;
+  std::vector<uint64_t> starts = payload_starts(p.extents);
+  parallel_for(table.size(), [&](size_t i) {
+    uint64_t from = uint64_t(i) << kSegmentShift, to = std::min(raw, from + kSegmentBytes);
+    SegmentHasher hasher(key, p.header.nonce, i);
+    for (uint64_t c = from; c < to; c += kChunkBytes) {
+      uint64_t end = std::min(to, c + kChunkBytes);
+      for_each_piece(
+          arena.base(), p.extents, starts, c, end,
+          [&](const char* src, uint64_t pos, uint64_t n) { std::memcpy(payload + pos, src, n); });
+      hasher.update(payload + c, end - c);
+    }
+    table[i] = hasher.finish();
+  });
+  std::string tail = image_tail(key, p.head, table, raw);
+  std::memcpy(payload + raw, tail.data(), tail.size());
+  out.resize(payload_offset + raw + tail.size());
+  return link_of(p.header);
+}
+
+ImageLink write_image(Arena& arena, Codec codec, const std::string& key, ByteSink& out,
+                      const Delta* delta) {
+  Plan p = plan_image(arena, codec, delta);
+  if (p.codec != Codec::kNone) return write_compressed(p, arena, key, out);
+  // The payload is the arena's bytes: sealed in place (on every core), then
+  // written from where they lie.
+  std::vector<SegmentDigest> table(segment_count(p.raw));
+  std::vector<uint64_t> starts = payload_starts(p.extents);
+  parallel_for(table.size(), [&](size_t i) {
+    uint64_t from = uint64_t(i) << kSegmentShift, to = std::min(p.raw, from + kSegmentBytes);
+    SegmentHasher hasher(key, p.header.nonce, i);
+    for_each_piece(arena.base(), p.extents, starts, from, to,
+                   [&](const char* at, uint64_t, uint64_t n) { hasher.update(at, n); });
+    table[i] = hasher.finish();
+  });
+  out.write(p.head);
+  Gather gather(out);
+  for_each_piece(arena.base(), p.extents, starts, 0, p.raw,
+                 [&](const char* at, uint64_t, uint64_t n) { gather.write({at, n}); });
+  gather.flush();
+  out.write(image_tail(key, p.head, table, p.raw));
+  return link_of(p.header);
 }
 
 ImageInfo verify_image(std::string_view image, const std::string& key) {
+  MemorySource src(image);
+  return verify_image(src, key);
+}
+
+ImageInfo verify_image(ByteSource& image, const std::string& key) {
   ParsedImage p = check_header(image, key);
   verify_segments(image, key, p);
   return p.info;
@@ -664,13 +968,21 @@ Arena* restore_image(std::string_view image, const std::string& key) {
 
 Arena* restore_chain(std::span<const std::string_view> images, const std::string& key,
                      ChainInfo* chain) {
+  std::vector<MemorySource> sources(images.begin(), images.end());
+  std::vector<ByteSource*> links;
+  for (MemorySource& s : sources) links.push_back(&s);
+  return restore_chain(std::span<ByteSource* const>(links), key, chain);
+}
+
+Arena* restore_chain(std::span<ByteSource* const> images, const std::string& key,
+                     ChainInfo* chain) {
   if (images.empty()) reject("an empty chain");
   // Every link's header is authenticated, and the links checked against each
   // other, before anything is mapped.
   std::vector<ParsedImage> parsed;
   parsed.reserve(images.size());
   for (size_t i = 0; i < images.size(); ++i) {
-    parsed.push_back(check_header(images[i], key));
+    parsed.push_back(check_header(*images[i], key));
     const ImageHeader& h = parsed.back().header;
     if (i == 0) {
       if (h.chain_depth != 0)
@@ -706,15 +1018,13 @@ Arena* restore_chain(std::span<const std::string_view> images, const std::string
   const std::vector<Extent>& first = parsed[0].info.extents;
   if (first.empty() || first[0].offset != 0 || first[0].bytes < sizeof(Arena))
     reject("the arena header is missing");
-  // Compressed payloads are verified before anything is mapped; uncompressed
-  // ones are verified while they are copied into place (one pass).
-  for (size_t i = 0; i < parsed.size(); ++i)
-    if (parsed[i].info.codec != Codec::kNone) verify_segments(images[i], key, parsed[i]);
 
+  // Payloads are verified segment by segment as they are loaded; on any
+  // failure the slot is released without reading what landed in it.
   unsigned slot = unsigned((base - kRegionBase) >> kSlotShift);
   bool fresh = Arena::map_raw(slot);
   try {
-    for (size_t i = 0; i < parsed.size(); ++i) load(images[i], key, parsed[i], fresh && i == 0);
+    for (size_t i = 0; i < parsed.size(); ++i) load(*images[i], key, parsed[i], fresh && i == 0);
     if (chain) {
       chain->first = link_of(parsed.front().header);
       chain->last = link_of(parsed.back().header);

@@ -1,6 +1,6 @@
 // Checkpoint images: the bytes of a suspended task, as stored.
 //
-// Format (version 2, little-endian, x86-64):
+// Format (version 3, little-endian, x86-64):
 //
 //   ImageHeader          fixed size (see checkpoint_image.cc), with a random nonce
 //   Extent[n]            (offset in the arena slot, bytes) of every captured range
@@ -8,9 +8,16 @@
 //   Segment[m]           per 4 MiB segment of the payload: XXH3-64 of its bytes
 //                        and a Poly1305 tag under a one-time key derived from
 //                        the deployment key, the nonce and the segment number
-//   uint64 checksum      XXH3-64 of header, extents and segment table
-//   uint8  hmac[32]      HMAC-SHA256 (deployment key) of header, extents,
-//                        segment table and checksum
+//   footer               payload size and segment count (known only once the
+//                        payload is written), then:
+//     uint64 checksum    XXH3-64 of header, extents, segment table and footer
+//     uint8  hmac[32]    HMAC-SHA256 (deployment key) of all that and the checksum
+//
+// Streamed: every part is known before the next is written (version 3 moved
+// the payload size from the header to the footer), so an image goes to a
+// store in bounded pieces (write_image to a ByteSink), with no buffer of its
+// size; a reader takes the header and the footer, then the payload by ranges
+// (restore_chain from ByteSources), each segment verified before it is used.
 //
 // Incremental checkpoints: a delta image has the same format, carries only
 // the extents that changed since its parent image, and names that parent by
@@ -24,7 +31,8 @@
 // once (the construction of NaCl's secretbox and of ChaCha20-Poly1305).
 //
 // Verification order, each step with its own error: magic, format version,
-// length (truncated?), checksum (corrupted?), HMAC (wrong key or forged?),
+// length against the header (truncated?), the footer against the length,
+// checksum (corrupted?), HMAC (wrong key or forged?),
 // build id (another binary?), layout fingerprint (another address layout?),
 // then every segment's checksum (corrupted?) and tag (tampered?). No header
 // field is trusted before the HMAC has been checked, except the lengths
@@ -43,6 +51,7 @@
 #include "kappa/error.h"
 #include "runtime/arena.h"
 #include "util/byte_buffer.h"
+#include "util/byte_stream.h"
 
 namespace kappa::detail {
 
@@ -58,7 +67,7 @@ class CheckpointRejected : public Error {
   using Error::Error;
 };
 
-inline constexpr uint32_t kImageVersion = 2;
+inline constexpr uint32_t kImageVersion = 3;
 
 /// What a verified image says about itself (for `inspect` and the runtime).
 struct ImageInfo {
@@ -107,7 +116,10 @@ struct ImageLayout {
   size_t table_offset = 0;  // segment table: segment_count x {uint64 xxh3, uint8 tag[16]}
   size_t segment_count = 0;
   size_t segment_bytes = 0;
-  size_t checksum_offset = 0;  // uint64, then the 32-byte HMAC
+  // After the table: the footer's fields (uint64 payload bytes, uint32
+  // segment count, uint32 zero), then at checksum_offset the uint64
+  // checksum, then the 32-byte HMAC.
+  size_t checksum_offset = 0;
 };
 ImageLayout image_layout(std::string_view image);
 
@@ -116,7 +128,8 @@ size_t image_header_bytes();
 /// Checks an image before the bulk of it is read, from its first
 /// image_header_bytes() bytes (`head`; all of it if it is shorter) and its
 /// whole size: magic, format version, a plausible header, and the size the
-/// header implies. Nothing is authenticated yet (verify_image does that): this
+/// header implies (exactly for an uncompressed image, within the codec's
+/// bounds for a compressed one). Nothing is authenticated yet (verify_image does that): this
 /// spares reading in whole what cannot be an image, such as a huge file.
 /// Throws CheckpointRejected.
 void check_image_head(std::string_view head, uint64_t image_bytes);
@@ -127,10 +140,17 @@ void check_image_head(std::string_view head, uint64_t image_bytes);
 /// Call with no arena current.
 ImageLink write_image(Arena& arena, Codec codec, const std::string& key, ImageBuffer& out,
                       const Delta* delta = nullptr);
+/// The same image, written to `out` in pieces as it is made: an uncompressed
+/// payload straight from the arena (its segments sealed in place first), a
+/// compressed one a 4 MiB segment at a time. Memory: a few MiB whatever the
+/// state's size. The task must stay suspended until it returns.
+ImageLink write_image(Arena& arena, Codec codec, const std::string& key, ByteSink& out,
+                      const Delta* delta = nullptr);
 
 /// Verifies an image completely (see the order above) and returns its header.
 /// Throws CheckpointRejected.
 ImageInfo verify_image(std::string_view image, const std::string& key);
+ImageInfo verify_image(ByteSource& image, const std::string& key);
 
 /// Verifies `image`, maps its arena at the recorded address and loads it.
 /// Throws CheckpointRejected (nothing is mapped then) or kappa::Error when the
@@ -151,6 +171,12 @@ struct ChainInfo {
   std::vector<Extent> since_first;  // pages of the deltas' extents, merged
 };
 Arena* restore_chain(std::span<const std::string_view> images, const std::string& key,
+                     ChainInfo* chain = nullptr);
+/// The same, reading each image by ranges from its source: the header and
+/// footer first, then the payload into place a few segments at a time (an
+/// uncompressed one straight into the arena), each segment verified before
+/// anything uses it. Memory: a few MiB beyond the state.
+Arena* restore_chain(std::span<ByteSource* const> images, const std::string& key,
                      ChainInfo* chain = nullptr);
 
 }  // namespace kappa::detail
