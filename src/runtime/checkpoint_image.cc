@@ -287,8 +287,8 @@ Plan plan_image(Arena& arena, Codec codec, const Delta* delta) {
   Plan p;
   p.extents = delta ? delta->extents : arena.snapshot_extents();
   for (const Extent& e : p.extents) p.raw += e.bytes;
-  p.codec = codec != Codec::kNone && worth_compressing(arena, p.extents, p.raw) ? codec
-                                                                                 : Codec::kNone;
+  p.codec =
+      codec != Codec::kNone && worth_compressing(arena, p.extents, p.raw) ? codec : Codec::kNone;
   ImageHeader& h = p.header;
   std::memcpy(h.magic, kMagic, sizeof kMagic);
   h.version = kImageVersion;
@@ -338,7 +338,8 @@ std::string image_tail(const std::string& key, std::string_view head,
   XXH3_freeState(st);
   char* checksum = tail.data() + table_bytes + kFooterFields;
   std::memcpy(checksum, &sum, sizeof sum);
-  hmac_sha256(key, head, std::string_view(tail.data(), table_bytes + kFooterFields + kChecksumBytes),
+  hmac_sha256(key, head,
+              std::string_view(tail.data(), table_bytes + kFooterFields + kChecksumBytes),
               reinterpret_cast<unsigned char*>(checksum + kChecksumBytes));
   return tail;
 }
@@ -424,15 +425,15 @@ void compress_to(Codec codec, const Arena& arena, const std::vector<Extent>& ext
     return n;
   };
   LZ4F_preferences_t prefs = lz4_prefs();
-  out.append(staging.data(), check(LZ4F_compressBegin(cctx, staging.data(), kStagingBytes, &prefs)));
+  out.append(staging.data(),
+             check(LZ4F_compressBegin(cctx, staging.data(), kStagingBytes, &prefs)));
   for (const Extent& e : extents) {
     for (uint64_t done = 0; done < e.bytes; done += kLz4InBytes) {
       size_t n = size_t(std::min<uint64_t>(kLz4InBytes, e.bytes - done));
       out.append(staging.data(),
-                 check(LZ4F_compressUpdate(cctx, staging.data(), kStagingBytes,
-                                           reinterpret_cast<const void*>(arena.base() + e.offset +
-                                                                         done),
-                                           n, nullptr)));
+                 check(LZ4F_compressUpdate(
+                     cctx, staging.data(), kStagingBytes,
+                     reinterpret_cast<const void*>(arena.base() + e.offset + done), n, nullptr)));
     }
   }
   out.append(staging.data(), check(LZ4F_compressEnd(cctx, staging.data(), kStagingBytes, nullptr)));
@@ -536,11 +537,10 @@ void check_head(std::string_view head, uint64_t size, ImageHeader& h) {
   };
   uint64_t least = image_bytes(Codec(h.codec) == Codec::kNone ? h.raw_bytes : 0);
   uint64_t most = image_bytes(payload_bound(Codec(h.codec), h.raw_bytes));
-  std::string expected = least == most ? std::to_string(least)
-                                       : "between " + std::to_string(least) + " and " +
-                                             std::to_string(most);
-  if (size < least)
-    reject("truncated: " + std::to_string(size) + " bytes, expected " + expected);
+  std::string expected = least == most
+                             ? std::to_string(least)
+                             : "between " + std::to_string(least) + " and " + std::to_string(most);
+  if (size < least) reject("truncated: " + std::to_string(size) + " bytes, expected " + expected);
   if (size > most)
     reject("trailing garbage: " + std::to_string(size) + " bytes, expected " + expected);
 }
@@ -738,7 +738,7 @@ class Decoder {
   Codec codec_;
   uintptr_t base_;
   const std::vector<Extent>& extents_;
-  size_t next_ = 0;    // the extent being filled
+  size_t next_ = 0;      // the extent being filled
   uint64_t filled_ = 0;  // its bytes filled so far
   ZSTD_DCtx* zstd_ = nullptr;
   LZ4F_dctx* lz4_ = nullptr;
@@ -945,7 +945,9 @@ ImageLink write_image(Arena& arena, Codec codec, const std::string& key, ByteSin
   out.write(p.head);
   Gather gather(out);
   for_each_piece(arena.base(), p.extents, starts, 0, p.raw,
-                 [&](const char* at, uint64_t, uint64_t n) { gather.write({at, n}); });
+                 [&](const char* at, uint64_t, uint64_t n) {
+                   gather.write({at, n});
+                 });
   gather.flush();
   out.write(image_tail(key, p.head, table, p.raw));
   return link_of(p.header);

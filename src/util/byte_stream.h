@@ -22,6 +22,21 @@ class ByteSink {
   virtual void write(std::string_view bytes) = 0;
 };
 
+/// Passes bytes on to another sink and counts them.
+class CountingSink final : public ByteSink {
+ public:
+  explicit CountingSink(ByteSink& to) : to_(to) {}
+  void write(std::string_view bytes) override {
+    to_.write(bytes);
+    bytes_ += bytes.size();
+  }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  ByteSink& to_;
+  uint64_t bytes_ = 0;
+};
+
 /// Gives the bytes of a value of a known size by ranges. Used by one thread
 /// at a time.
 class ByteSource {

@@ -85,13 +85,31 @@ ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
     delta.parent = last_;
     delta.extents = std::move(changed);
   }
-  uint64_t raw_bytes = bytes_in(delta.extents);
-  last_ = write_image(arena, codec_, key_, out, &delta);
+  Captured c{false, link_key, {}, bytes_in(delta.extents)};
+  last_ = write(arena, c.raw_bytes, &delta, out, link_key, c);
   keys_.push_back(link_key);
+  c.chain = join_image_chain(keys_);
   reconsider(arena, extents, written);
-  spdlog::debug("delta image {}: {} bytes, link {} of its chain", link_key, out.size(),
-                keys_.size() - 1);
-  return Captured{false, link_key, join_image_chain(keys_), raw_bytes};
+  spdlog::debug("delta image {}: {} bytes, link {} of its chain{}", link_key, c.image_bytes,
+                keys_.size() - 1, c.stored ? ", streamed" : "");
+  return c;
+}
+
+ImageLink ImageChain::write(Arena& arena, uint64_t raw_bytes, const Delta* delta, ImageBuffer& out,
+                            const std::string& link_key, Captured& c) {
+  if (!stream_ || raw_bytes <= kStreamedImageBytes) {
+    ImageLink link = write_image(arena, codec_, key_, out, delta);
+    c.image_bytes = out.size();
+    return link;
+  }
+  std::unique_ptr<ValueWriter> writer = stream_(link_key);
+  CountingSink counted(*writer);
+  ImageLink link = write_image(arena, codec_, key_, counted, delta);
+  writer->commit();
+  out.resize(0);
+  c.image_bytes = counted.bytes();
+  c.stored = true;
+  return link;
 }
 
 // Per delta, what each way of tracking costs the task, in microseconds: under
@@ -123,10 +141,11 @@ void ImageChain::reconsider(Arena& arena, const std::vector<Extent>& extents,
 
 ImageChain::Captured ImageChain::full(Arena& arena, const std::vector<Extent>& extents, bool armed,
                                       ImageBuffer& out, const std::string& link_key) {
-  ImageLink link = write_image(arena, codec_, key_, out);
-  if (out.size() <= kInlineImageBytes) {
+  Captured c{true, link_key, link_key, bytes_in(extents)};
+  ImageLink link = write(arena, c.raw_bytes, nullptr, out, link_key, c);
+  if (!c.stored && c.image_bytes <= kInlineImageBytes) {
     end();  // a small state: no chain to keep, nor pages to track
-    return Captured{true, {}, {}, bytes_in(extents)};
+    return Captured{true, {}, {}, c.raw_bytes, c.image_bytes};
   }
   if (untracked_ > 0) --untracked_;
   if (incremental_ && untracked_ == 0) {
@@ -140,11 +159,11 @@ ImageChain::Captured ImageChain::full(Arena& arena, const std::vector<Extent>& e
     }
     if (dirty_ && !armed) dirty_->capture_all(extents);
   }
-  spdlog::debug("full image {}: {} bytes", link_key, out.size());
+  spdlog::debug("full image {}: {} bytes{}", link_key, c.image_bytes, c.stored ? ", streamed" : "");
   keys_.assign(1, link_key);
   first_ = last_ = link;
   since_first_.clear();
-  return Captured{true, link_key, link_key, bytes_in(extents)};
+  return c;
 }
 
 }  // namespace kappa::detail

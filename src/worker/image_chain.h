@@ -28,6 +28,12 @@
 //   switches (unless KAPPA_DIRTY_PAGES chose). On this VM a small state with
 //   a few pages written per call (a queue loop) is cheaper hashed.
 //
+// Where an image goes: images of more than kStreamedImageBytes of state are
+// streamed to the store as they are made, while the task waits (the
+// constructor's `stream`); smaller ones are captured into the caller's buffer,
+// and the worker stores them while the task runs on. Buffers of a large
+// state's images would otherwise add up to several times the state.
+//
 // The worker stores every link under a key of its own and reports the whole
 // chain with the call (protocol/image_chain.h); the coordinator deletes the
 // keys a newer recorded chain no longer uses. A worker killed at any point
@@ -36,6 +42,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +50,7 @@
 
 #include "runtime/checkpoint_image.h"
 #include "runtime/dirty_pages.h"
+#include "stores/checkpoint_store.h"
 
 namespace kappa::detail {
 
@@ -51,6 +59,15 @@ namespace kappa::detail {
 /// steps 3 and 4 in one message). Larger ones go to the store first.
 inline constexpr size_t kInlineImageBytes = 64 << 10;
 
+/// Images carrying more state than this are streamed to the store rather
+/// than buffered: up to three buffers of this size (one being captured, one
+/// queued, one being stored) stay within the ~100 MB that issue 10's memory
+/// goal (the state + 25% + ~100 MB) allows beyond the state.
+inline constexpr size_t kStreamedImageBytes = 32 << 20;
+
+/// Opens a writer for an image under a store key (CheckpointStore::put_stream).
+using OpenImageWriter = std::function<std::unique_ptr<ValueWriter>(const std::string& key)>;
+
 class ImageChain {
  public:
   static constexpr size_t kMaxLinks = 8;
@@ -58,9 +75,15 @@ class ImageChain {
 
   /// `incremental`: whether deltas may be written at all. `costs`: what
   /// tracking costs (default: as measured in this process, dirty_costs()).
+  /// `stream`: where images of more than kStreamedImageBytes go (none: into
+  /// the buffer too).
   ImageChain(Codec codec, std::string key, bool incremental,
-             std::optional<DirtyCosts> costs = std::nullopt)
-      : codec_(codec), key_(std::move(key)), incremental_(incremental), costs_(costs) {}
+             std::optional<DirtyCosts> costs = std::nullopt, OpenImageWriter stream = {})
+      : codec_(codec),
+        key_(std::move(key)),
+        incremental_(incremental),
+        costs_(costs),
+        stream_(std::move(stream)) {}
   ~ImageChain() { end(); }
   ImageChain(const ImageChain&) = delete;
   ImageChain& operator=(const ImageChain&) = delete;
@@ -81,9 +104,14 @@ class ImageChain {
     std::string chain;
     /// The state bytes the image carries (its extents, before compression).
     uint64_t raw_bytes = 0;
+    /// The image's size.
+    uint64_t image_bytes = 0;
+    /// The image was streamed: it is in the store under store_key already,
+    /// and `out` holds nothing.
+    bool stored = false;
   };
-  /// Captures the task (suspended, no arena current) into `out`. `link_key`
-  /// is the key it gets if it goes to the store.
+  /// Captures the task (suspended, no arena current) into `out`, or streams
+  /// it to the store. `link_key` is the key it gets if it goes to the store.
   Captured capture(Arena& arena, ImageBuffer& out, const std::string& link_key);
 
   size_t links() const { return keys_.size(); }
@@ -102,11 +130,16 @@ class ImageChain {
   Captured full(Arena& arena, const std::vector<Extent>& extents, bool armed, ImageBuffer& out,
                 const std::string& link_key);
   void reconsider(Arena& arena, const std::vector<Extent>& extents, uint64_t written_pages);
+  // Writes the image of `raw_bytes` of state (with `delta`, a delta) into
+  // `out`, or streams it under `link_key`; fills `c`'s image fields.
+  ImageLink write(Arena& arena, uint64_t raw_bytes, const Delta* delta, ImageBuffer& out,
+                  const std::string& link_key, Captured& c);
 
   Codec codec_;
   std::string key_;
   bool incremental_;
   std::optional<DirtyCosts> costs_;
+  OpenImageWriter stream_;
   std::unique_ptr<DirtyPages> dirty_;  // while a chain is kept
   std::vector<std::string> keys_;      // the chain's store keys, full image first
   ImageLink first_, last_;

@@ -54,12 +54,12 @@ SoloOutcome SoloDriver::resume() {
   last_key_ = keys.back();
   Arena* arena;
   try {
-    // The file is checked from its header before the rest is read: it may
-    // be anything, a huge file among them.
-    std::optional<std::string> image =
-        store_->get_checked(last_key_, image_header_bytes(), check_image_head);
+    // Read by ranges: the header and footer first (the file may be
+    // anything, a huge file among them), then the payload into place.
+    std::unique_ptr<ValueReader> image = store_->open_value(last_key_);
     if (!image) throw Error("checkpoint " + last_key_ + " vanished from " + store_->url());
-    arena = restore_image(*image, key_);
+    ByteSource* links[] = {image.get()};
+    arena = restore_chain(links, key_);
   } catch (const CheckpointRejected& e) {
     throw CheckpointRejected(store_->url() + "/" + last_key_ + ": " + e.what());
   }
@@ -71,16 +71,19 @@ SoloOutcome SoloDriver::resume() {
 void SoloDriver::persist(Arena* arena) {
   TaskState& t = arena->task();
   ++t.images;
-  write_image(*arena, options_.codec, key_, buffer_);
+  // Streamed to the store: no buffer of the image's size.
   std::string key = image_key(t.images);
-  store_->put(key, buffer_.view());
+  std::unique_ptr<ValueWriter> writer = store_->put_stream(key);
+  CountingSink counted(*writer);
+  write_image(*arena, options_.codec, key_, counted);
+  writer->commit();
   if (!last_key_.empty() && last_key_ != key) store_->remove(last_key_);
   last_key_ = key;
   auto now = std::chrono::steady_clock::now();
   if (progress_ && now - last_progress_ >= std::chrono::seconds(1)) {
     last_progress_ = now;
     std::fprintf(stderr, "\rkappa: %.1f s, %" PRIu64 " checkpoints, last %zu bytes ",
-                 std::chrono::duration<double>(now - started_).count(), t.images, buffer_.size());
+                 std::chrono::duration<double>(now - started_).count(), t.images, counted.bytes());
   }
 }
 

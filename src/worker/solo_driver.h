@@ -53,7 +53,6 @@ class SoloDriver {
   SoloOptions options_;
   std::unique_ptr<CheckpointStore> store_;  // opened by start() or resume()
   std::string key_;
-  ImageBuffer buffer_;
   std::string last_key_;
   // Progress line on a terminal: updated at most once a second.
   bool progress_ = false;

@@ -69,6 +69,47 @@ void attach_image(CallInfo& info, const ImageBuffer& image, const std::string& s
   cost.stored(image.size(), seconds_since(t0));
 }
 
+// A store's writer that adds the time spent in it to `seconds`.
+class TimedWriter final : public ValueWriter {
+ public:
+  TimedWriter(std::unique_ptr<ValueWriter> to, double& seconds)
+      : to_(std::move(to)), seconds_(seconds) {}
+  void write(std::string_view bytes) override {
+    auto t0 = Clock::now();
+    to_->write(bytes);
+    seconds_ += seconds_since(t0);
+  }
+  void commit() override {
+    auto t0 = Clock::now();
+    to_->commit();
+    seconds_ += seconds_since(t0);
+  }
+
+ private:
+  std::unique_ptr<ValueWriter> to_;
+  double& seconds_;
+};
+
+// A store's reader that adds the time spent in it to `seconds`.
+class TimedSource final : public ByteSource {
+ public:
+  TimedSource(std::unique_ptr<ValueReader> from, double& seconds)
+      : from_(std::move(from)), seconds_(seconds) {}
+  uint64_t size() const override { return from_->size(); }
+  void read(uint64_t offset, char* dst, size_t bytes) override {
+    auto t0 = Clock::now();
+    from_->read(offset, dst, bytes);
+    seconds_ += seconds_since(t0);
+  }
+  std::string_view peek(uint64_t offset, size_t bytes) override {
+    return from_->peek(offset, bytes);
+  }
+
+ private:
+  std::unique_ptr<ValueReader> from_;
+  double& seconds_;
+};
+
 bool in_chain(std::string_view chain, const std::string& key) {
   for (const std::string& k : split_image_chain(chain))
     if (k == key) return true;
@@ -265,7 +306,10 @@ class Worker {
         store_(scope_store(open_store(o.store_url), o.job)),
         data_(open_store(o.data_url, {.shared = true})),
         key_(load_key()),
-        chain_(o.codec, key_, o.incremental),
+        chain_(o.codec, key_, o.incremental, std::nullopt,
+               [this](const std::string& key) -> std::unique_ptr<ValueWriter> {
+                 return std::make_unique<TimedWriter>(store_->put_stream(key), streamed_s_);
+               }),
         uplink_(client_, *store_, cost_),
         chaos_(o.chaos_kill, o.chaos_seed, o.chaos_mean, o.chaos_marker, o.chaos_kill_after) {}
 
@@ -395,25 +439,28 @@ class Worker {
         arena = restore_image(a.image, key_);
         deliver(arena, a.reply, a.error);
       } else {
+        // Read by ranges, straight into the arena where the store allows:
+        // no copy of the images in memory.
         std::vector<std::string> keys = split_image_chain(a.image_key);
-        std::vector<std::string> images;
+        std::vector<std::unique_ptr<TimedSource>> images;
+        double read_s = 0;
         auto t0 = Clock::now();
         uint64_t stored_bytes = 0;
         for (const std::string& k : keys) {
-          std::optional<std::string> stored =
-              store_->get_checked(k, image_header_bytes(), check_image_head);
+          std::unique_ptr<ValueReader> stored = store_->open_value(k);
           if (!stored) throw Error("checkpoint image " + k + " is missing from " + store_->url());
           stored_bytes += stored->size();
-          images.push_back(std::move(*stored));
+          images.push_back(std::make_unique<TimedSource>(std::move(stored), read_s));
         }
-        double read_s = seconds_since(t0);
+        double open_s = seconds_since(t0);
         // The chain's last delta: what this task's next one may weigh.
-        uint64_t last_delta = images.size() > 1 ? images.back().size() : 0;
-        std::vector<std::string_view> views(images.begin(), images.end());
+        uint64_t last_delta = images.size() > 1 ? images.back()->size() : 0;
+        std::vector<ByteSource*> links;
+        for (auto& image : images) links.push_back(image.get());
         ChainInfo info;
-        auto t1 = Clock::now();
-        arena = restore_chain(views, key_, &info);
-        double restore_s = seconds_since(t1);
+        arena = restore_chain(std::span<ByteSource* const>(links), key_, &info);
+        double restore_s = seconds_since(t0) - open_s - read_s;
+        read_s += open_s;
         images.clear();
         chain_.begin(*arena, std::move(keys), info);
         cost_.restored(Arena::top_pages_of(arena->slot()) * kPageBytes, stored_bytes, read_s,
@@ -517,11 +564,24 @@ class Worker {
           (deadline && paused >= *deadline - std::chrono::duration_cast<Clock::duration>(
                                                  std::chrono::duration<double>(margin)));
       std::unique_ptr<ImageBuffer> image = uplink_.buffer();
-      ImageChain::Captured captured =
-          chain_.capture(*arena, *image, image_key(task_id, info.seqno, options_.worker_id));
-      cost_.captured(captured.full, captured.raw_bytes, image->size(), seconds_since(paused));
+      ImageChain::Captured captured;
+      streamed_s_ = 0;
+      try {
+        captured =
+            chain_.capture(*arena, *image, image_key(task_id, info.seqno, options_.worker_id));
+      } catch (const std::exception& e) {  // a streamed image's store failed
+        uplink_.post_back(std::move(image));
+        discard_task(arena);
+        return finish(task_id, passed, true, {}, std::string("checkpoint failed: ") + e.what());
+      }
+      // A streamed image's time is capture and store at once: apart.
+      cost_.captured(captured.full, captured.raw_bytes, captured.image_bytes,
+                     seconds_since(paused) - streamed_s_);
+      if (captured.stored) cost_.stored(captured.image_bytes, streamed_s_);
       note_chain();
       info.image_key = captured.chain;
+      // Streamed: in the store already; the call carries only the chain.
+      if (captured.stored) captured.store_key.clear();
       if ((info.op == Op::kCheckpoint && !near_deadline) || call.async) {
         // Asynchronous: the task goes on while the image is stored and the
         // call reported. If the coordinator parks or abandons the task
@@ -547,8 +607,7 @@ class Worker {
           discard_task(arena);
           return report_finish(FinishInfo{options_.worker_id, task_id, passed, true, {}, why});
       }
-      attach_image(info, *image, captured.store_key, *store_, cost_);
-      uint64_t image_bytes = image->size();
+      if (!captured.stored) attach_image(info, *image, captured.store_key, *store_, cost_);
       uplink_.post_back(std::move(image));
       Op op = info.op;
       auto called = Clock::now();
@@ -560,7 +619,7 @@ class Worker {
         spdlog::debug(
             "handed over in {:.1f} ms ({} image, {} bytes), {:.1f} ms before the deadline; "
             "margin {:.1f} ms ({})",
-            seconds_since(paused) * 1e3, captured.full ? "full" : "delta", image_bytes,
+            seconds_since(paused) * 1e3, captured.full ? "full" : "delta", captured.image_bytes,
             std::chrono::duration<double>(*deadline - Clock::now()).count() * 1e3, margin * 1e3,
             cost_.describe());
       if (o.kind != CallOutcome::Kind::kResult) {
@@ -619,6 +678,8 @@ class Worker {
   std::atomic<bool> chained_{false};
   std::atomic<uint64_t> since_full_{0};
   std::atomic<bool> cumulative_{false};
+  // Seconds the current capture spent writing a streamed image to the store.
+  double streamed_s_ = 0;
   Uplink uplink_;  // after client_, store_ and cost_, which it uses
   // After client_: a kill after a delay counts from when the worker reached
   // the coordinator (one before would look like a worker that never started).
