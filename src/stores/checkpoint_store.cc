@@ -18,6 +18,13 @@ class BufferedWriter final : public ValueWriter {
 
 }  // namespace
 
+void check_read_range(uint64_t offset, size_t bytes, uint64_t size, const std::string& what) {
+  if (offset <= size && bytes <= size - offset) return;
+  throw Error("cannot read " + std::to_string(bytes) + " bytes at offset " +
+              std::to_string(offset) + " of " + what + ": past the end of its " +
+              std::to_string(size) + " bytes");
+}
+
 std::unique_ptr<ValueWriter> CheckpointStore::put_stream(const std::string& key) {
   return std::make_unique<BufferedWriter>(*this, key);
 }
