@@ -11,7 +11,7 @@
 namespace changing_state {
 
 struct State {
-  std::vector<uint64_t> words;  // starts at 8 MiB of noise, grows
+  std::vector<uint64_t> words;  // starts at 8 MiB (or `mib`) of noise, grows
   std::vector<uint64_t> temp;   // 4 MiB for a round at times, then freed
 };
 
@@ -22,9 +22,9 @@ inline uint64_t mix(uint64_t x) {
   return x;
 }
 
-inline State start() {
+inline State start(uint64_t mib = 8) {
   State s;
-  s.words.resize(std::size_t{1} << 20);
+  s.words.resize(std::size_t(mib) << 17);
   uint64_t x = 42;
   for (uint64_t& w : s.words) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;  // xorshift64: incompressible
@@ -55,8 +55,8 @@ inline uint64_t digest(const State& s) {
   return h;
 }
 
-inline uint64_t run_plain(uint64_t rounds) {
-  State s = start();
+inline uint64_t run_plain(uint64_t rounds, uint64_t mib = 8) {
+  State s = start(mib);
   for (uint64_t r = 0; r < rounds; ++r) step(s, r);
   return digest(s);
 }

@@ -72,6 +72,11 @@ inline std::vector<Program> programs() {
       {"changing_state",
        {{"program", "changing_state"}, {"rounds", 60}},
        [] { return changing_state::run_plain(60); }},
+      // 40 MiB: its full images (more than 32 MiB of state) are streamed to
+      // the store and restored by ranges.
+      {"changing_state_streamed",
+       {{"program", "changing_state"}, {"rounds", 20}, {"mib", 40}},
+       [] { return changing_state::run_plain(20, 40); }},
   };
 }
 
