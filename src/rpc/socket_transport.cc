@@ -26,6 +26,7 @@
 #include "rpc/transport.h"
 #include "util/byte_buffer.h"
 #include "util/log.h"
+#include "util/string_for_overwrite.h"
 
 namespace kappa::detail {
 namespace {
@@ -191,7 +192,7 @@ class FrameReader {
       ok = field && field->empty();
       if (ok) {  // the payload, straight into its string (past what was read already)
         size_t early = std::min<size_t>(end_ - pos_, lens[1]);
-        field->resize(lens[1]);
+        *field = string_for_overwrite(lens[1]);  // every byte is written below
         std::memcpy(field->data(), in_.data() + pos_, early);
         pos_ += early;
         for (size_t got = early; ok && got < lens[1];) {
