@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -139,32 +140,36 @@ TEST(FileStore, GetOfADirectoryIsAnErrorNamingIt) {
   EXPECT_NE(why.find(std::strerror(EISDIR)), std::string::npos) << why;
 }
 
-// A FIFO under a key is refused at once: opening it must not wait for a
-// writer. (Should get() block anyway, a helper thread opens the FIFO for
-// writing after a while and closes it, so that the test fails rather than
-// hangs.)
+// A FIFO under a key is refused at once, by get and by open_value: opening
+// it must not wait for a writer. (Should either block anyway, a helper
+// thread opens the FIFO for writing after a while and closes it, so that the
+// test fails rather than hangs.)
 TEST(FileStore, GetOfAFifoIsRefusedWithoutBlocking) {
   TempDir dir;
   auto store = open_store(dir.path());
   std::string fifo = dir / "k";
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
-  std::atomic<bool> returned{false};
-  std::thread unblock([&] {
-    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!returned && std::chrono::steady_clock::now() < until)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    while (!returned) {
-      int fd = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);  // ENXIO until a reader waits
-      if (fd >= 0) close(fd);
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  });
-  auto started = std::chrono::steady_clock::now();
-  std::string why = error_of([&] { store->get("k"); });
-  returned = true;
-  unblock.join();
-  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
-  EXPECT_NE(why.find(fifo + ": not a regular file (a FIFO)"), std::string::npos) << why;
+  auto refused_at_once = [&](const std::function<void()>& read) {
+    std::atomic<bool> returned{false};
+    std::thread unblock([&] {
+      auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (!returned && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      while (!returned) {
+        int fd = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);  // ENXIO until a reader waits
+        if (fd >= 0) close(fd);
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    });
+    auto started = std::chrono::steady_clock::now();
+    std::string why = error_of(read);
+    returned = true;
+    unblock.join();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+    EXPECT_NE(why.find(fifo + ": not a regular file (a FIFO)"), std::string::npos) << why;
+  };
+  refused_at_once([&] { store->get("k"); });
+  refused_at_once([&] { store->open_value("k"); });
 }
 
 TEST(FileStore, RemoveFailuresOtherThanAbsenceAreErrors) {
@@ -220,6 +225,101 @@ TEST(FileStore, ListSkipsEntriesThatCannotBeStated) {
   std::vector<std::string> keys;
   EXPECT_EQ(error_of([&] { keys = store->list("ckpt-"); }), "");
   EXPECT_EQ(keys, std::vector<std::string>{"ckpt-1"});
+}
+
+// put_stream writes each piece straight to the temporary file, and
+// open_value reads ranges of the file with pread.
+TEST(FileStore, StreamedValuesAreWrittenAndReadInPieces) {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  kappa::testing::expect_stream_semantics(
+      *store, {1, (3 << 20) + 5, (7 << 20) + 3, 100, 5 << 20, (2 << 20) + 1},
+      [&] { EXPECT_EQ(files_in(dir / "stream"), std::vector<std::string>{"k"}); });
+}
+
+// A writer's temporary file is created as put's are: private for images.
+TEST(FileStore, StreamedValuesHaveTheModeOfPuts) {
+  TempDir dir;
+  mode_t umask_was = umask(022);
+  auto images = open_store("file://" + dir / "images");
+  auto data = open_store("file://" + dir / "data", {.shared = true});
+  images->put_stream("image")->commit();
+  data->put_stream("object")->commit();
+  umask(umask_was);
+  struct stat st {};
+  ASSERT_EQ(stat((dir / "images/image").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat((dir / "data/object").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
+}
+
+// A write that fails leaves the previous value and no temporary file, and
+// the writer refuses to go on.
+TEST(FileStore, AFailedStreamedWriteLeavesThePreviousValue) {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  store->put("k", "old value");
+  auto writer = store->put_stream("k");
+  writer->write(std::string(512 << 10, 'n'));
+  std::string why;
+  {
+    kappa::testing::ScopedFileSizeLimit limit(1 << 20);
+    why = error_of([&] { writer->write(std::string(1 << 20, 'n')); });
+  }
+  EXPECT_NE(why.find("cannot write " + dir.path() + "/k.tmp."), std::string::npos) << why;
+  EXPECT_NE(why.find(std::strerror(EFBIG)), std::string::npos) << why;
+  EXPECT_EQ(files_in(dir.path()), std::vector<std::string>{"k"});
+  why = error_of([&] { writer->commit(); });
+  EXPECT_EQ(why, "cannot commit " + dir / "k" + ": its writer has failed already");
+  writer.reset();
+  EXPECT_TRUE(store->get("k") == "old value");
+}
+
+// A reader keeps the file it opened: replacing or removing the key does not
+// change what it reads.
+TEST(FileStore, AReaderKeepsTheVersionItOpened) {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  const std::string old_value = kappa::testing::offset_pattern(1 << 20, 1);
+  store->put("k", old_value);
+  auto reader = store->open_value("k");
+  ASSERT_NE(reader, nullptr);
+  store->put("k", "new");
+  std::string got(old_value.size(), '\0');
+  reader->read(0, got.data(), got.size());
+  EXPECT_TRUE(kappa::testing::same_bytes(got, old_value));
+  store->remove("k");
+  reader->read(1000, got.data(), 8);
+  EXPECT_EQ(got.substr(0, 8), old_value.substr(1000, 8));
+  std::string why = error_of([&] { reader->read(1 << 20, got.data(), 1); });
+  EXPECT_EQ(why, "cannot read 1 bytes at offset 1048576 of " + dir / "k" +
+                     ": past the end of its 1048576 bytes");
+}
+
+// 256 MiB written in pieces of 4 MiB, then read back in ranges of 4 MiB,
+// never hold more than a few pieces in memory (the buffering default would
+// hold the whole value, and a second copy of it at the read).
+TEST(FileStore, StreamedValuesNeverHoldTheWholeValueInMemory) {
+  TempDir dir;
+  auto store = open_store(dir.path());
+  constexpr size_t kPiece = 4 << 20, kPieces = 64;
+  std::string piece, read_back(kPiece, '\0');
+  kappa::testing::PeakMemoryGrowth growth;
+  auto writer = store->put_stream("big");
+  for (size_t i = 0; i < kPieces; ++i) {
+    piece = kappa::testing::offset_pattern(kPiece, 5, i * kPiece);
+    writer->write(piece);
+  }
+  writer->commit();
+  auto reader = store->open_value("big");
+  ASSERT_NE(reader, nullptr);
+  ASSERT_EQ(reader->size(), kPiece * kPieces);
+  for (size_t i = 0; i < kPieces; ++i) {
+    reader->read(i * kPiece, read_back.data(), kPiece);
+    piece = kappa::testing::offset_pattern(kPiece, 5, i * kPiece);
+    ASSERT_TRUE(kappa::testing::same_bytes(read_back, piece)) << "piece " << i;
+  }
+  EXPECT_LT(growth.bytes(), uint64_t(32) << 20);
 }
 
 }  // namespace

@@ -23,9 +23,7 @@ class MemoryReader final : public ValueReader {
   explicit MemoryReader(std::string value) : value_(std::move(value)) {}
   uint64_t size() const override { return value_.size(); }
   void read(uint64_t offset, char* dst, size_t bytes) override {
-    if (offset > value_.size() || bytes > value_.size() - offset)
-      throw Error("read of " + std::to_string(bytes) + " bytes at " + std::to_string(offset) +
-                  " past the end of a " + std::to_string(value_.size()) + "-byte value");
+    check_read_range(offset, bytes, value_.size(), "a value read whole");
     std::memcpy(dst, value_.data() + offset, bytes);
   }
 
@@ -34,6 +32,13 @@ class MemoryReader final : public ValueReader {
 };
 
 }  // namespace
+
+void check_read_range(uint64_t offset, size_t bytes, uint64_t size, const std::string& what) {
+  if (offset <= size && bytes <= size - offset) return;
+  throw Error("cannot read " + std::to_string(bytes) + " bytes at offset " +
+              std::to_string(offset) + " of " + what + ": past the end of its " +
+              std::to_string(size) + " bytes");
+}
 
 std::unique_ptr<ValueWriter> CheckpointStore::put_stream(const std::string& key) {
   return std::make_unique<BufferedWriter>(*this, key);

@@ -35,7 +35,7 @@ using HeadCheck = std::function<void(std::string_view head, uint64_t size)>;
 /// a writer destroyed without commit() (or whose write or commit threw)
 /// leaves the key as it was and removes what it wrote, as far as it can (a
 /// killed process may leave debris that list() does not show, as put() may).
-/// Used by one thread at a time.
+/// Used by one thread at a time; must not outlive its store.
 class ValueWriter {
  public:
   virtual ~ValueWriter() = default;
@@ -50,7 +50,8 @@ class ValueWriter {
 /// Reads one value in pieces (CheckpointStore::open_value). The value is the
 /// one under the key when it was opened, or the reads throw: a store that
 /// cannot pin a version (a value replaced meanwhile) says so rather than
-/// mixing two values. Used by one thread at a time.
+/// mixing two values. Used by one thread at a time; must not outlive its
+/// store.
 class ValueReader {
  public:
   virtual ~ValueReader() = default;
@@ -139,5 +140,10 @@ std::unique_ptr<CheckpointStore> scope_store(std::unique_ptr<CheckpointStore> ba
 /// CheckpointStore::get_checked).
 std::optional<std::string> read_regular_file(const std::string& path, size_t head_bytes = 0,
                                              const HeadCheck& check = {});
+
+/// For ValueReader::read: throws kappa::Error, naming the value (`what`: a
+/// file, an object, a key), unless `bytes` bytes at `offset` lie inside its
+/// `size` bytes.
+void check_read_range(uint64_t offset, size_t bytes, uint64_t size, const std::string& what);
 
 }  // namespace kappa::detail

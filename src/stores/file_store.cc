@@ -1,19 +1,26 @@
 // FileStore: checkpoints as files under a directory (file://DIR).
-// Atomic put: write KEY.tmp.PID, then rename over KEY. No fsync: a checkpoint
-// must survive the death of the process that wrote it, not of the machine.
+// Atomic put: write KEY.tmp.PID.N (N counts the process's writers, so that
+// several may write at once), then rename over KEY; list() hides ".tmp."
+// names. No fsync: a checkpoint must survive the death of the process that
+// wrote it, not of the machine. put() is put_stream() with one write; a
+// stream's writes go straight to the file, nothing is kept in memory.
 // Reads take only regular files and read exactly the size fstat reports: what
 // lies in the directory may be anything (a FIFO, a link to a device, a huge
 // sparse file), and a short or failed read is an error, never a shorter value.
+// open_value() keeps the file open: its reads see the version it opened even
+// if the key is replaced (renamed over) or removed meanwhile.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 
 #include "kappa/error.h"
 #include "stores/checkpoint_store.h"
@@ -52,7 +59,120 @@ void read_exactly(int fd, const std::string& path, char* into, size_t n, size_t 
 
 struct FdCloser {
   int fd;
-  ~FdCloser() { close(fd); }
+  ~FdCloser() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+// A descriptor open for reading on a regular file, and the file's size.
+struct RegularFile {
+  int fd;
+  uint64_t size;
+};
+
+// Opens the regular file at `path` for reading: nullopt if there is none;
+// kappa::Error, naming the file and the reason, if it is something else (a
+// FIFO is refused without waiting for a writer) or cannot be opened.
+std::optional<RegularFile> open_regular_file(const std::string& path) {
+  // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::nullopt;
+    throw Error("cannot open " + path + ": " + errno_text());
+  }
+  FdCloser closer{fd};
+  struct stat st;
+  if (fstat(fd, &st) != 0) throw Error("cannot stat " + path + ": " + errno_text());
+  if (S_ISDIR(st.st_mode)) throw Error("cannot read " + path + ": " + std::strerror(EISDIR));
+  if (!S_ISREG(st.st_mode))
+    throw Error("cannot read " + path + ": not a regular file (" + file_type_name(st.st_mode) +
+                ")");
+  closer.fd = -1;  // the caller's now
+  return RegularFile{fd, uint64_t(st.st_size)};
+}
+
+// Writers of this process so far: what makes each one's temporary file its own.
+std::atomic<uint64_t> writers_started{0};
+
+// Writes a value straight into its temporary file (PATH.tmp.PID.N), renamed
+// over PATH at commit. Destroyed uncommitted, or once a write or the commit
+// has failed, it leaves no temporary file behind.
+class FileWriter final : public ValueWriter {
+ public:
+  FileWriter(std::string path, mode_t mode)
+      : path_(std::move(path)),
+        tmp_(path_ + ".tmp." + std::to_string(getpid()) + "." +
+             std::to_string(writers_started.fetch_add(1))) {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);
+    if (ec) throw Error("cannot create the folder of " + path_ + ": " + ec.message());
+    fd_ = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd_ < 0) throw Error("cannot create " + tmp_ + ": " + errno_text());
+  }
+  ~FileWriter() override { discard(); }
+
+  void write(std::string_view bytes) override {
+    check_open("write to");
+    size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail("cannot write " + tmp_ + ": " + errno_text());
+      done += size_t(n);
+    }
+  }
+
+  void commit() override {
+    check_open("commit");
+    // A file system that writes back late (NFS) reports failures at close.
+    if (close(std::exchange(fd_, -1)) != 0) fail("cannot write " + tmp_ + ": " + errno_text());
+    if (rename(tmp_.c_str(), path_.c_str()) != 0)
+      fail("cannot rename " + tmp_ + " to " + path_ + ": " + errno_text());
+    state_ = State::kCommitted;
+  }
+
+ private:
+  enum class State { kOpen, kCommitted, kFailed };
+
+  void check_open(const char* doing) const {
+    if (state_ != State::kOpen)
+      throw Error(std::string("cannot ") + doing + " " + path_ + ": its writer has " +
+                  (state_ == State::kCommitted ? "committed" : "failed") + " already");
+  }
+
+  // Removes the temporary file, then throws `why`.
+  [[noreturn]] void fail(const std::string& why) {
+    discard();
+    state_ = State::kFailed;
+    throw Error(why);
+  }
+
+  void discard() noexcept {
+    if (state_ != State::kOpen) return;
+    if (fd_ >= 0) close(std::exchange(fd_, -1));
+    unlink(tmp_.c_str());
+  }
+
+  std::string path_, tmp_;
+  int fd_ = -1;
+  State state_ = State::kOpen;
+};
+
+// Reads a value from the file it opened: a key replaced or removed meanwhile
+// does not change what it reads.
+class FileReader final : public ValueReader {
+ public:
+  FileReader(std::string path, RegularFile file) : path_(std::move(path)), file_(file) {}
+  ~FileReader() override { close(file_.fd); }
+  uint64_t size() const override { return file_.size; }
+  void read(uint64_t offset, char* dst, size_t bytes) override {
+    check_read_range(offset, bytes, file_.size, path_);
+    read_exactly(file_.fd, path_, dst, bytes, offset);
+  }
+
+ private:
+  std::string path_;
+  RegularFile file_;
 };
 
 class FileStore final : public CheckpointStore {
@@ -72,29 +192,20 @@ class FileStore final : public CheckpointStore {
   }
 
   void put(const std::string& key, std::string_view bytes) override {
+    std::unique_ptr<ValueWriter> writer = put_stream(key);
+    writer->write(bytes);
+    writer->commit();
+  }
+
+  std::unique_ptr<ValueWriter> put_stream(const std::string& key) override {
+    return std::make_unique<FileWriter>(path_of(key), mode_);
+  }
+
+  std::unique_ptr<ValueReader> open_value(const std::string& key) override {
     std::string path = path_of(key);
-    std::string tmp = path + ".tmp." + std::to_string(getpid());
-    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_);
-    if (fd < 0) throw Error("cannot create " + tmp + ": " + errno_text());
-    size_t done = 0;
-    while (done < bytes.size()) {
-      ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        std::string why = errno_text();
-        close(fd);
-        unlink(tmp.c_str());
-        throw Error("cannot write " + tmp + ": " + why);
-      }
-      done += size_t(n);
-    }
-    close(fd);
-    if (rename(tmp.c_str(), path.c_str()) != 0) {
-      std::string why = errno_text();
-      unlink(tmp.c_str());
-      throw Error("cannot rename " + tmp + " to " + path + ": " + why);
-    }
+    std::optional<RegularFile> file = open_regular_file(path);
+    if (!file) return nullptr;
+    return std::make_unique<FileReader>(std::move(path), *file);
   }
 
   std::optional<std::string> get(const std::string& key) override {
@@ -168,20 +279,11 @@ class FileStore final : public CheckpointStore {
 
 std::optional<std::string> read_regular_file(const std::string& path, size_t head_bytes,
                                              const HeadCheck& check) {
-  // O_NONBLOCK: opening a FIFO for reading would wait for a writer.
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    if (errno == ENOENT) return std::nullopt;
-    throw Error("cannot open " + path + ": " + errno_text());
-  }
+  std::optional<RegularFile> file = open_regular_file(path);
+  if (!file) return std::nullopt;
+  int fd = file->fd;
   FdCloser closer{fd};
-  struct stat st;
-  if (fstat(fd, &st) != 0) throw Error("cannot stat " + path + ": " + errno_text());
-  if (S_ISDIR(st.st_mode)) throw Error("cannot read " + path + ": " + std::strerror(EISDIR));
-  if (!S_ISREG(st.st_mode))
-    throw Error("cannot read " + path + ": not a regular file (" + file_type_name(st.st_mode) +
-                ")");
-  size_t size = size_t(st.st_size);
+  size_t size = size_t(file->size);
   // A large value's head is read and checked alone, so that a refused one (a
   // huge file where an image should be) is neither allocated for nor read. A
   // small one is read whole, then checked: the head's own read would cost a

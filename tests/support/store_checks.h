@@ -6,8 +6,16 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <numeric>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kappa/error.h"
@@ -111,6 +119,149 @@ inline void expect_move_semantics(detail::CheckpointStore& store) {
   }
   EXPECT_NE(error.find("neither exists"), std::string::npos) << error;
   store.remove_prefix("move/");
+}
+
+/// Bytes that show where a value was cut or shifted: each 8-byte word holds
+/// its offset (`offset` + its place here, `offset` a multiple of 8), mixed
+/// with `seed`.
+inline std::string offset_pattern(size_t size, uint64_t seed = 1, uint64_t offset = 0) {
+  std::string s(size, '\0');
+  for (size_t i = 0; i < size; i += 8) {
+    uint64_t word = ((offset + i) / 8) * 0x9E3779B97F4A7C15ull ^ seed;
+    std::memcpy(s.data() + i, &word, std::min<size_t>(8, size - i));
+  }
+  return s;
+}
+
+/// The growth of this process's peak resident memory from its construction
+/// (which resets the peak, VmHWM, to the current size) to a call of bytes().
+class PeakMemoryGrowth {
+ public:
+  PeakMemoryGrowth() {
+    std::ofstream("/proc/self/clear_refs") << "5";  // VmHWM := VmRSS
+    start_ = field("VmRSS:");
+    EXPECT_EQ(field("VmHWM:"), start_) << "the peak was not reset";
+  }
+  uint64_t bytes() const { return field("VmHWM:") - start_; }
+
+ private:
+  static uint64_t field(const std::string& name) {
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind(name, 0) == 0) return std::stoull(line.substr(name.size())) << 10;  // kB
+    ADD_FAILURE() << name << " not in /proc/self/status";
+    return 0;
+  }
+  uint64_t start_ = 0;
+};
+
+/// Whether `a` == `b`, without printing megabytes when they differ.
+inline ::testing::AssertionResult same_bytes(const std::string& a, const std::string& b) {
+  if (a == b) return ::testing::AssertionSuccess();
+  size_t at = 0;
+  while (at < a.size() && at < b.size() && a[at] == b[at]) ++at;
+  return ::testing::AssertionFailure()
+         << "sizes " << a.size() << " and " << b.size() << ", first difference at byte " << at;
+}
+
+/// put_stream and open_value, on a store with no key under "stream/": a
+/// value written in pieces of the sizes `pieces` reads back whole through
+/// get() and through ranges of open_value(); nothing of it is visible before
+/// commit(); a writer destroyed uncommitted changes nothing (after which
+/// `expect_no_debris` runs, if given: the store's own check that nothing it
+/// wrote stayed behind); of two writers of one key, the last to commit
+/// wins; reads outside a value throw. Leaves "stream/k" and "stream/empty".
+inline void expect_stream_semantics(detail::CheckpointStore& store,
+                                    const std::vector<size_t>& pieces,
+                                    const std::function<void()>& expect_no_debris = {}) {
+  using Keys = std::vector<std::string>;
+  const size_t total = std::accumulate(pieces.begin(), pieces.end(), size_t(0));
+  const std::string value = offset_pattern(total, 3);
+  std::string_view v = value;
+  store.put("stream/k", "old value");
+  {
+    std::unique_ptr<detail::ValueWriter> writer = store.put_stream("stream/k");
+    std::unique_ptr<detail::ValueWriter> abandoned = store.put_stream("stream/new");
+    size_t at = 0;
+    for (size_t n : pieces) {
+      writer->write(v.substr(at, n));
+      abandoned->write(v.substr(at, n));
+      at += n;
+      EXPECT_EQ(store.get("stream/k"), "old value") << "after " << at << " bytes";
+    }
+    EXPECT_EQ(store.get("stream/new"), std::nullopt);
+    EXPECT_EQ(store.open_value("stream/new"), nullptr);
+    EXPECT_EQ(store.list("stream/"), Keys{"stream/k"});
+    EXPECT_EQ(store.list(""), Keys{"stream/k"});
+    writer->commit();
+  }
+  std::optional<std::string> got = store.get("stream/k");
+  ASSERT_TRUE(got);
+  EXPECT_TRUE(same_bytes(*got, value));
+  got.reset();
+  EXPECT_EQ(store.get("stream/new"), std::nullopt);
+
+  {  // a replacement abandoned: the value stays
+    std::unique_ptr<detail::ValueWriter> writer = store.put_stream("stream/k");
+    writer->write(v.substr(0, total / 2));
+    writer->write("and never committed");
+  }
+  got = store.get("stream/k");
+  ASSERT_TRUE(got);
+  EXPECT_TRUE(same_bytes(*got, value));
+  got.reset();
+  EXPECT_EQ(store.list(""), Keys{"stream/k"});
+  if (expect_no_debris) expect_no_debris();
+
+  // Ranges of odd sizes, back to front, cover the value.
+  std::unique_ptr<detail::ValueReader> reader = store.open_value("stream/k");
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->size(), total);
+  std::vector<std::pair<uint64_t, size_t>> ranges;
+  const size_t sizes[] = {1, 1000003, (3 << 20) + 1, 77};
+  for (size_t at = 0, i = 0; at < total; ++i) {
+    size_t n = std::min(sizes[i % 4], total - at);
+    ranges.emplace_back(at, n);
+    at += n;
+  }
+  std::string copy(total, '\0');
+  for (auto it = ranges.rbegin(); it != ranges.rend(); ++it)
+    reader->read(it->first, copy.data() + it->first, it->second);
+  EXPECT_TRUE(same_bytes(copy, value));
+  char byte = 0;
+  reader->read(total, &byte, 0);  // an empty range at the end is inside
+  EXPECT_NE(error_of([&] { reader->read(total - 1, copy.data(), 2); }), "");
+  EXPECT_NE(error_of([&] { reader->read(total, copy.data(), 1); }), "");
+  EXPECT_NE(error_of([&] { reader->read(total + 1, copy.data(), 0); }), "");
+  EXPECT_NE(error_of([&] { reader->read(UINT64_MAX, copy.data(), 2); }), "");
+  reader->read(total - 1, &byte, 1);  // still usable
+  EXPECT_EQ(byte, value.back());
+  EXPECT_EQ(store.open_value("stream/absent"), nullptr);
+
+  // Two writers of one key at once: each value whole, the last commit wins.
+  {
+    std::unique_ptr<detail::ValueWriter> first = store.put_stream("stream/both");
+    std::unique_ptr<detail::ValueWriter> second = store.put_stream("stream/both");
+    first->write("first ");
+    second->write("second ");
+    first->write("value");
+    second->write("value");
+    second->commit();
+    EXPECT_EQ(store.get("stream/both"), "second value");
+    first->commit();
+    EXPECT_EQ(store.get("stream/both"), "first value");
+  }
+  store.remove("stream/both");
+
+  // An empty value is a value.
+  store.put_stream("stream/empty")->commit();
+  EXPECT_EQ(store.get("stream/empty"), "");
+  reader = store.open_value("stream/empty");
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->size(), 0u);
+  reader->read(0, &byte, 0);
+  EXPECT_NE(error_of([&] { reader->read(0, &byte, 1); }), "");
+  EXPECT_EQ(store.list("stream/"), (Keys{"stream/empty", "stream/k"}));
 }
 
 }  // namespace kappa::testing
