@@ -9,6 +9,18 @@
 //   once), whose parts are never visible as an object until
 //   CompleteMultipartUpload, and which is aborted when a step fails for
 //   good. A failed put leaves the key as it was.
+// - A stream (put_stream) is kept in memory until it reaches the multipart
+//   threshold (then the same multipart upload as a put's, each part
+//   uploaded as it fills, two at most in flight on threads of their own
+//   while the next fills: its memory is the threshold, then three parts),
+//   or, if it stays below, is one PutObject at the commit. A stream that
+//   fails or is abandoned aborts its upload. A value over 10,000 parts
+//   (80 GB at 8 MiB) is refused.
+// - A reader (open_value) learns the size and ETag with a HEAD, then reads
+//   each range with a GET (Range: bytes=FIRST-LAST, answered 206) straight
+//   into the caller's buffer. Its GETs carry If-Match: ETAG, and the ETag of
+//   each answer is compared too (s3rver ignores If-Match): a replaced or
+//   removed object fails the read, naming why; two versions are never mixed.
 // - A get returns the whole value or throws: a body cut short is retried,
 //   never returned. get_checked is one GET too: the check sees the head and
 //   the size (Content-Length) as soon as the head has arrived, before room
@@ -46,8 +58,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <pugixml.hpp>
 #include <random>
@@ -65,6 +79,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using Params = std::vector<std::pair<std::string, std::string>>;
+
+// S3 takes at most this many parts in a multipart upload.
+constexpr size_t kMaxParts = 10000;
+// Parts a stream (put_stream) uploads while it fills the next: its memory
+// is this many parts and the one it fills.
+constexpr size_t kStreamPartsInFlight = 2;
 
 // ---- encodings ----
 
@@ -120,6 +140,9 @@ struct Request {
   std::string_view body;             // what a PUT or POST sends (not copied)
   std::vector<std::string> headers;  // more headers, all signed ("Content-Type: ...")
   std::string* sink = nullptr;       // where a 2xx body goes (appended), else Response::body
+  // Or where a 2xx body goes that must fit in `into_size` bytes (a range).
+  char* into = nullptr;
+  size_t into_size = 0;
   // If set, sees the first head_bytes bytes of a 2xx body that goes to the
   // sink, and its Content-Length, before room is made for the rest; what it
   // throws ends the transfer and comes out of perform unchanged.
@@ -130,10 +153,13 @@ struct Request {
 struct Response {
   CURLcode curl = CURLE_OK;
   std::string curl_error;  // curl's reason when curl != CURLE_OK
+  std::string invalid;     // why a callback refused the answer (then curl != CURLE_OK): final
   long status = 0;
   std::string body;  // an error document or a small XML answer (never a value)
   std::string etag;
+  std::string content_range;  // of a 206 answer: "bytes FIRST-LAST/SIZE"
   curl_off_t content_length = -1;
+  size_t into_bytes = 0;      // how much of Request::into a 2xx body filled
   std::string code, message;  // S3's error code and message, parsed from body
   bool head_checked = false;  // Request::check has seen the sink's head (else it is shorter)
 };
@@ -150,6 +176,7 @@ void parse_error(Response& r) {
 }
 
 std::string describe(const Response& r) {
+  if (!r.invalid.empty()) return r.invalid;
   if (r.curl != CURLE_OK)
     return std::string(curl_easy_strerror(r.curl)) +
            (r.curl_error.empty() ? "" : " (" + r.curl_error + ")");
@@ -161,6 +188,7 @@ std::string describe(const Response& r) {
 }
 
 bool retryable(const Response& r) {
+  if (!r.invalid.empty()) return false;
   if (r.curl != CURLE_OK) return transport_retryable(r.curl);
   return status_retryable(r.status, r.code);
 }
@@ -172,6 +200,7 @@ struct Transfer {
   Response* response;
   size_t sent = 0;
   std::string* target = nullptr;  // chosen at the first byte of the body
+  bool into = false;              // the target is Request::into instead
   size_t start = 0;               // the target's size then
   curl_off_t length = -1;         // the body's Content-Length, -1 if none
   bool error_document = false;    // the body of an error answer
@@ -195,6 +224,7 @@ size_t on_write(char* data, size_t size, size_t n, void* user) {
       long status = 0;
       curl_easy_getinfo(t->handle, CURLINFO_RESPONSE_CODE, &status);
       t->error_document = status / 100 != 2;
+      t->into = !t->error_document && t->request->into;
       bool value = !t->error_document && t->request->sink;
       t->target = value ? t->request->sink : &t->response->body;
       t->start = t->target->size();
@@ -203,6 +233,18 @@ size_t on_write(char* data, size_t size, size_t n, void* user) {
       // the whole body, whose size it needs.
       t->head_pending = value && t->request->check && t->length >= 0;
       if (value && !t->head_pending) make_room(*t);
+    }
+    if (t->into) {
+      size_t& filled = t->response->into_bytes;
+      if (in.size() > t->request->into_size - filled) {
+        t->response->invalid =
+            "the answer holds more than the " + std::to_string(t->request->into_size) +
+            " bytes asked for (Content-Range '" + t->response->content_range + "')";
+        return 0;  // CURLE_WRITE_ERROR
+      }
+      std::memcpy(t->request->into + filled, in.data(), in.size());
+      filled += in.size();
+      return size * n;
     }
     // Error documents are short; a huge one is not kept whole.
     if (t->error_document && t->target->size() + in.size() > (1 << 16)) return in.size();
@@ -255,8 +297,11 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
   Response& r = *t->response;
   if (line.starts_with("HTTP/")) {  // a new response (after a 100 Continue, say)
     r.etag.clear();
+    r.content_range.clear();
   } else if (header_is(line, "etag")) {
     r.etag = header_value(line, 4);
+  } else if (header_is(line, "content-range")) {
+    r.content_range = header_value(line, 13);
   }
   return size * n;
 }
@@ -316,12 +361,12 @@ class S3Store final : public CheckpointStore {
   void put(const std::string& key, std::string_view bytes) override {
     std::string k = object_key(key);
     if (bytes.size() >= t_.multipart_threshold) return put_multipart(k, bytes);
-    Request r;
-    r.method = "PUT";
-    r.key = k;
-    r.body = bytes;
-    call("put", k, r);
+    put_object(k, bytes);
   }
+
+  std::unique_ptr<ValueWriter> put_stream(const std::string& key) override;
+
+  std::unique_ptr<ValueReader> open_value(const std::string& key) override;
 
   std::optional<std::string> get(const std::string& key) override {
     return get_checked(key, 0, {});
@@ -422,6 +467,9 @@ class S3Store final : public CheckpointStore {
   }
 
  private:
+  class Writer;
+  class Reader;
+
   std::string object_key(const std::string& key) const {
     if (key.empty()) throw Error("s3 store: empty key");
     std::string k = c_.prefix + key;
@@ -573,7 +621,31 @@ class S3Store final : public CheckpointStore {
     return keys;
   }
 
+  // One PutObject.
+  void put_object(const std::string& k, std::string_view bytes) {
+    Request r;
+    r.method = "PUT";
+    r.key = k;
+    r.body = bytes;
+    call("put", k, r);
+  }
+
   void put_multipart(const std::string& k, std::string_view bytes) {
+    std::string upload_id = start_multipart(k);
+    try {
+      // S3 takes at most 10,000 parts.
+      size_t part = std::max(t_.part_size, (bytes.size() + kMaxParts - 1) / kMaxParts);
+      std::vector<std::string> etags((bytes.size() + part - 1) / part);
+      upload_parts(k, upload_id, bytes, part, etags);
+      complete_multipart(k, upload_id, etags, bytes.size());
+    } catch (...) {
+      abort_multipart(k, upload_id);
+      throw;
+    }
+  }
+
+  // CreateMultipartUpload: the new upload's id.
+  std::string start_multipart(const std::string& k) {
     Request start;
     start.method = "POST";
     start.key = k;
@@ -588,23 +660,23 @@ class S3Store final : public CheckpointStore {
       throw Error("s3 store: put of " + object_url(k) +
                   " failed: no UploadId in the answer to CreateMultipartUpload: " +
                   started.body.substr(0, 200));
-    try {
-      // S3 takes at most 10,000 parts.
-      size_t part = std::max(t_.part_size, (bytes.size() + 9999) / 10000);
-      size_t parts = (bytes.size() + part - 1) / part;
-      std::vector<std::string> etags(parts);
-      upload_parts(k, upload_id, bytes, part, etags);
-      std::string complete =
-          "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">";
-      for (size_t i = 0; i < parts; ++i)
-        complete += "<Part><PartNumber>" + std::to_string(i + 1) + "</PartNumber><ETag>" +
-                    xml_escape(etags[i]) + "</ETag></Part>";
-      complete += "</CompleteMultipartUpload>";
-      complete_multipart(k, upload_id, complete, bytes.size());
-    } catch (...) {
-      abort_multipart(k, upload_id);
-      throw;
-    }
+    return upload_id;
+  }
+
+  // UploadPart: part `number` (from 1) of an upload; returns its ETag.
+  std::string upload_part(const std::string& k, const std::string& upload_id, size_t number,
+                          std::string_view body) {
+    Request p;
+    p.method = "PUT";
+    p.key = k;
+    p.params = {{"partNumber", std::to_string(number)}, {"uploadId", upload_id}};
+    p.body = body;
+    std::string op = "put (part " + std::to_string(number) + ")";
+    Response resp = call(op.c_str(), k, p);
+    if (resp.etag.empty())
+      throw Error("s3 store: put of " + object_url(k) + " failed: part " + std::to_string(number) +
+                  " was stored without an ETag");
+    return resp.etag;
   }
 
   // Uploads the parts, up to t_.parallel_parts at once (each on a handle,
@@ -618,17 +690,7 @@ class S3Store final : public CheckpointStore {
     auto uploader = [&] {
       for (size_t i; !failed && (i = next.fetch_add(1)) < etags.size();) {
         try {
-          Request p;
-          p.method = "PUT";
-          p.key = k;
-          p.params = {{"partNumber", std::to_string(i + 1)}, {"uploadId", upload_id}};
-          p.body = bytes.substr(i * part, part);
-          std::string op = "put (part " + std::to_string(i + 1) + ")";
-          Response resp = call(op.c_str(), k, p);
-          if (resp.etag.empty())
-            throw Error("s3 store: put of " + object_url(k) + " failed: part " +
-                        std::to_string(i + 1) + " was stored without an ETag");
-          etags[i] = resp.etag;
+          etags[i] = upload_part(k, upload_id, i + 1, bytes.substr(i * part, part));
         } catch (...) {
           std::lock_guard lock(error_mu);
           if (!error) error = std::current_exception();
@@ -644,8 +706,15 @@ class S3Store final : public CheckpointStore {
     if (error) std::rethrow_exception(error);
   }
 
+  // CompleteMultipartUpload of the parts with these ETags, `size` bytes in all.
   void complete_multipart(const std::string& k, const std::string& upload_id,
-                          const std::string& body, size_t size) {
+                          const std::vector<std::string>& etags, uint64_t size) {
+    std::string body =
+        "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">";
+    for (size_t i = 0; i < etags.size(); ++i)
+      body += "<Part><PartNumber>" + std::to_string(i + 1) + "</PartNumber><ETag>" +
+              xml_escape(etags[i]) + "</ETag></Part>";
+    body += "</CompleteMultipartUpload>";
     Request r;
     r.method = "POST";
     r.key = k;
@@ -695,10 +764,200 @@ class S3Store final : public CheckpointStore {
     }
   }
 
+  // Reads bytes [offset, offset + bytes) of the object `k`, whose version
+  // has this ETag and this size, into `dst`: one ranged GET, with If-Match
+  // so that S3 refuses a replaced object (412), and the answer's own ETag
+  // compared too, for servers that ignore If-Match (s3rver).
+  void read_range(const std::string& k, const std::string& etag, uint64_t size, uint64_t offset,
+                  char* dst, size_t bytes) {
+    std::string first = std::to_string(offset), last = std::to_string(offset + bytes - 1);
+    Request r;
+    r.key = k;
+    r.into = dst;
+    r.into_size = bytes;
+    r.headers = {"Range: bytes=" + first + "-" + last, "If-Match: " + etag};
+    std::string op = "read of bytes " + first + "-" + last;
+    Response resp = call(op.c_str(), k, r, {404, 412});
+    std::string why;
+    if (resp.status == 404)
+      why = "it was removed after it was opened";
+    else if (resp.status == 412 || resp.etag != etag)
+      why = "it was replaced after it was opened (ETag " + etag + " then, " +
+            (resp.etag.empty() ? "another" : resp.etag) + " now)";
+    else if (resp.status != 206 ||
+             resp.content_range != "bytes " + first + "-" + last + "/" + std::to_string(size))
+      why = "the answer is not the range asked for (HTTP " + std::to_string(resp.status) +
+            ", Content-Range '" + resp.content_range + "')";
+    else if (resp.into_bytes != bytes)
+      why = "the answer holds " + std::to_string(resp.into_bytes) + " of the " +
+            std::to_string(bytes) + " bytes asked for";
+    if (!why.empty()) throw Error("s3 store: " + op + " of " + object_url(k) + " failed: " + why);
+  }
+
   Config c_;
   S3Tuning t_;
   CurlHandlePool pool_;
 };
+
+// A value uploaded as it is written: kept until it reaches the multipart
+// threshold, then uploaded in parts as each fills, up to
+// kStreamPartsInFlight of them at once (on threads of their own) while the
+// next fills. Committed, it is one PutObject if it stayed under the
+// threshold (as put() would), else the upload's completion. Failed or
+// destroyed uncommitted, it aborts the upload.
+class S3Store::Writer final : public ValueWriter {
+ public:
+  Writer(S3Store& store, std::string k)
+      : store_(store),
+        k_(std::move(k)),
+        part_(store.t_.part_size),
+        first_(std::max(store.t_.multipart_threshold, part_)),
+        in_flight_max_(
+            std::min<size_t>(std::max(store.t_.parallel_parts, 1), kStreamPartsInFlight)) {}
+  ~Writer() override {
+    if (state_ == State::kOpen) discard();
+  }
+
+  void write(std::string_view bytes) override {
+    check_open("write to");
+    try {
+      while (!bytes.empty()) {
+        // Before the upload begins, up to the threshold; then a part at a time.
+        size_t limit = upload_id_.empty() ? first_ : part_;
+        size_t take = std::min(bytes.size(), limit - buffer_.size());
+        if (buffer_.capacity() < buffer_.size() + take)
+          buffer_.reserve(std::min(limit, std::max(2 * buffer_.capacity(), buffer_.size() + take)));
+        buffer_.append(bytes.substr(0, take));
+        bytes.remove_prefix(take);
+        size_ += take;
+        if (buffer_.size() == limit) send_full_parts();
+      }
+    } catch (...) {
+      fail();
+      throw;
+    }
+  }
+
+  void commit() override {
+    check_open("commit");
+    try {
+      if (upload_id_.empty()) {
+        store_.put_object(k_, buffer_);
+      } else {
+        if (!buffer_.empty()) send(std::move(buffer_));
+        while (!in_flight_.empty()) collect_oldest();
+        store_.complete_multipart(k_, upload_id_, etags_, size_);
+      }
+    } catch (...) {
+      fail();
+      throw;
+    }
+    state_ = State::kCommitted;
+    buffer_ = std::string();
+  }
+
+ private:
+  enum class State { kOpen, kCommitted, kFailed };
+
+  void check_open(const char* doing) const {
+    if (state_ != State::kOpen)
+      throw Error(std::string("s3 store: cannot ") + doing + " " + store_.object_url(k_) +
+                  ": its writer has " + (state_ == State::kCommitted ? "committed" : "failed") +
+                  " already");
+  }
+
+  // Uploads the buffer's whole parts, beginning the upload if need be.
+  void send_full_parts() {
+    if (upload_id_.empty()) upload_id_ = store_.start_multipart(k_);
+    while (buffer_.size() >= part_) {
+      std::string rest = buffer_.substr(part_);  // empty but at the first parts
+      buffer_.resize(part_);
+      send(std::move(buffer_));
+      buffer_ = std::move(rest);
+    }
+    buffer_.reserve(part_);
+  }
+
+  void send(std::string part) {
+    if (etags_.size() + in_flight_.size() == kMaxParts)
+      throw Error("s3 store: put of " + store_.object_url(k_) + " failed: it has outgrown " +
+                  std::to_string(kMaxParts) + " parts of " + std::to_string(part_) +
+                  " bytes, S3's limit (raise the part size)");
+    if (in_flight_.size() == in_flight_max_) collect_oldest();
+    size_t number = etags_.size() + in_flight_.size() + 1;
+    in_flight_.push_back(std::async(std::launch::async, [this, number, body = std::move(part)] {
+      return store_.upload_part(k_, upload_id_, number, body);
+    }));
+  }
+
+  // Waits for the oldest part in flight, and keeps its ETag (or throws its error).
+  void collect_oldest() {
+    std::future<std::string> oldest = std::move(in_flight_.front());
+    in_flight_.pop_front();
+    etags_.push_back(oldest.get());
+  }
+
+  void fail() noexcept {
+    state_ = State::kFailed;
+    discard();
+  }
+
+  // Waits for the parts in flight, then aborts the upload (if begun).
+  void discard() noexcept {
+    for (std::future<std::string>& f : in_flight_) f.wait();
+    in_flight_.clear();
+    if (!upload_id_.empty()) store_.abort_multipart(k_, upload_id_);
+    upload_id_.clear();
+    buffer_ = std::string();
+  }
+
+  S3Store& store_;
+  const std::string k_;
+  const size_t part_, first_, in_flight_max_;
+  std::string buffer_;                              // written, not yet sent
+  std::string upload_id_;                           // "" until the multipart upload begins
+  std::deque<std::future<std::string>> in_flight_;  // parts sent, in order
+  std::vector<std::string> etags_;                  // of the parts uploaded, in order
+  uint64_t size_ = 0;
+  State state_ = State::kOpen;
+};
+
+// Reads ranges of the version of an object it opened (see read_range).
+class S3Store::Reader final : public ValueReader {
+ public:
+  Reader(S3Store& store, std::string k, uint64_t size, std::string etag)
+      : store_(store), k_(std::move(k)), size_(size), etag_(std::move(etag)) {}
+  uint64_t size() const override { return size_; }
+  void read(uint64_t offset, char* dst, size_t bytes) override {
+    check_read_range(offset, bytes, size_, store_.object_url(k_));
+    if (bytes > 0) store_.read_range(k_, etag_, size_, offset, dst, bytes);
+  }
+
+ private:
+  S3Store& store_;
+  const std::string k_;
+  const uint64_t size_;
+  const std::string etag_;
+};
+
+std::unique_ptr<ValueWriter> S3Store::put_stream(const std::string& key) {
+  return std::make_unique<Writer>(*this, object_key(key));
+}
+
+// A HEAD gives the size and the ETag that pins the version. (A HEAD answer
+// has no body: a 404 for a missing bucket looks like one for a missing key.)
+std::unique_ptr<ValueReader> S3Store::open_value(const std::string& key) {
+  std::string k = object_key(key);
+  Request head;
+  head.method = "HEAD";
+  head.key = k;
+  Response resp = call("open", k, head, {404});
+  if (resp.status == 404) return nullptr;
+  if (resp.content_length < 0 || resp.etag.empty())
+    throw Error("s3 store: open of " + object_url(k) +
+                " failed: the answer to HEAD has no Content-Length or no ETag");
+  return std::make_unique<Reader>(*this, k, uint64_t(resp.content_length), resp.etag);
+}
 
 }  // namespace
 

@@ -140,7 +140,7 @@ class PeakMemoryGrowth {
   PeakMemoryGrowth() {
     std::ofstream("/proc/self/clear_refs") << "5";  // VmHWM := VmRSS
     start_ = field("VmRSS:");
-    EXPECT_EQ(field("VmHWM:"), start_) << "the peak was not reset";
+    EXPECT_LT(field("VmHWM:"), start_ + (1 << 20)) << "the peak was not reset";
   }
   uint64_t bytes() const { return field("VmHWM:") - start_; }
 
@@ -218,7 +218,7 @@ inline void expect_stream_semantics(detail::CheckpointStore& store,
   ASSERT_NE(reader, nullptr);
   EXPECT_EQ(reader->size(), total);
   std::vector<std::pair<uint64_t, size_t>> ranges;
-  const size_t sizes[] = {1, 1000003, (3 << 20) + 1, 77};
+  const size_t sizes[] = {77, 1, 1000003, (3 << 20) + 1};
   for (size_t at = 0, i = 0; at < total; ++i) {
     size_t n = std::min(sizes[i % 4], total - at);
     ranges.emplace_back(at, n);
