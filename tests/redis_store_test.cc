@@ -12,12 +12,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <future>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -50,6 +52,15 @@ long long info_field(int port, const std::string& section, const std::string& fi
   size_t at = info.find(field + ":");
   if (at == std::string::npos) return -1;
   return std::atoll(info.c_str() + at + field.size() + 1);
+}
+
+// Every key in the server's database 0, temporary ones too, sorted.
+std::vector<std::string> all_keys(int port) {
+  std::vector<std::string> keys;
+  std::istringstream lines(redis_cli(port, {"KEYS", "*"}));
+  for (std::string k; std::getline(lines, k);) keys.push_back(k);
+  std::sort(keys.begin(), keys.end());
+  return keys;
 }
 
 // Calls of a command so far (INFO commandstats), 0 if never called.
@@ -338,10 +349,9 @@ TEST(RedisStore, StreamedValuesAreWrittenAndReadInPieces) {
   ServerProcess redis(redis_server());
   auto store = open_store(url_of(redis));
   kappa::testing::expect_stream_semantics(
-      *store, {1, (3 << 20) + 5, (7 << 20) + 3, 100, 5 << 20, (2 << 20) + 1}, [&] {
-        EXPECT_EQ(redis_cli(redis.port(), {"KEYS", "*"}), "stream/k");
-      });
-  EXPECT_EQ(redis_cli(redis.port(), {"KEYS", "*"}), "stream/empty\nstream/k");
+      *store, {1, (3 << 20) + 5, (7 << 20) + 3, 100, 5 << 20, (2 << 20) + 1},
+      [&] { EXPECT_EQ(all_keys(redis.port()), std::vector<std::string>{"stream/k"}); });
+  EXPECT_EQ(all_keys(redis.port()), (std::vector<std::string>{"stream/empty", "stream/k"}));
 }
 
 // The temporary key expires a day after its last piece, so that a killed
@@ -385,7 +395,7 @@ TEST(RedisStore, AStreamWhoseTemporaryKeyIsRemovedFails) {
   EXPECT_NE(error_of([&] { writer->commit(); }).find("its writer has failed already"),
             std::string::npos);
   EXPECT_EQ(store->get("job/k"), std::nullopt);
-  EXPECT_EQ(redis_cli(redis.port(), {"KEYS", "*"}), "");  // the failed piece's key removed
+  EXPECT_TRUE(all_keys(redis.port()).empty());  // the failed piece's key removed
 
   // Removed just before the commit: the key keeps its value.
   store->put("k", "old value");
@@ -639,10 +649,24 @@ TEST(RedisStoreFaults, APieceRetriedAfterAStallIsWrittenOnce) {
   auto writer = store->put_stream("k");
   writer->write("first piece, ");
   std::thread sleeper([&] { redis_cli(redis.port(), {"DEBUG", "SLEEP", "1"}); });
-  std::this_thread::sleep_for(200ms);  // Redis asleep by now, most likely
+  // Asleep once a PING goes unanswered for 50 ms.
+  for (bool asleep = false; !asleep;) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(uint16_t(redis.port()));
+    timeval wait{0, 50000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    char reply[16];
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(send(fd, "PING\r\n", 6, MSG_NOSIGNAL), 6);
+    asleep = recv(fd, reply, sizeof reply, 0) < 0;
+    close(fd);
+  }
   auto started = Clock::now();
   writer->write("second piece");
-  EXPECT_GE(Clock::now() - started, 300ms);  // it did wait for Redis
+  EXPECT_GE(Clock::now() - started, 200ms);  // it did wait for Redis
   sleeper.join();
   writer->commit();
   EXPECT_EQ(store->get("k"), "first piece, second piece");
