@@ -98,11 +98,14 @@ std::string glob_for_prefix(std::string_view prefix) {
 constexpr const char* kTemporaryKeyLifetimeMs = "86400000";  // a day
 constexpr size_t kRandomDigits = 16;
 
-// A stream's temporary key, KEY.tmp.R, which list() does not show.
+// A stream's temporary key, KEY.tmp.R, which list() does not show. R comes
+// from the system's random source at each call (not from a generator's
+// state, which a forked process would share with its parent).
 std::string temporary_key(const std::string& key) {
-  thread_local std::mt19937_64 rng(std::random_device{}());
+  std::random_device random;
+  unsigned long long r = (static_cast<unsigned long long>(random()) << 32) ^ random();
   char hex[kRandomDigits + 1];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(rng()));
+  std::snprintf(hex, sizeof hex, "%016llx", r);
   return key + ".tmp." + hex;
 }
 
