@@ -3,8 +3,8 @@
 // JSON lines for bench/store_bench.py to summarize. Each size starts with a
 // write and a read that are not timed (connections, first faults).
 //
-//   kappa_store_bench --store URL [--with-raw] [--sizes 4096,1048576] [--reps 10]
-//                     [--writes-only] [--s3-multipart-threshold BYTES]
+//   kappa_store_bench --store URL [--with-raw] [--stream PIECE] [--sizes 4096,1048576]
+//                     [--reps 10] [--writes-only] [--s3-multipart-threshold BYTES]
 //   -> {"size": 4096, "target": "store", "op": "write", "seconds": [0.0011, ...]}
 //      {"size": 4096, "target": "store", "op": "read", "seconds": [...]}
 //
@@ -24,6 +24,10 @@
 // Raw reads land in one buffer reused from one read to the next (no
 // allocation, no page to fault in). The raw S3 baseline is curl
 // (bench/store_bench.py runs it).
+//
+// --stream PIECE: also the same store's streams ("target": "stream"), in
+// turn with its put and get: put_stream written in pieces of PIECE bytes,
+// and open_value read in ranges of PIECE bytes into one reused buffer.
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -98,6 +102,35 @@ class Store final : public Target {
  private:
   std::unique_ptr<kappa::detail::CheckpointStore> store_;
   std::optional<std::string> last_;
+};
+
+class Stream final : public Target {
+ public:
+  Stream(std::unique_ptr<kappa::detail::CheckpointStore> store, size_t piece)
+      : store_(std::move(store)), piece_(piece) {}
+  std::string name() const override { return "stream"; }
+  void write(const std::string& key, std::string_view value) override {
+    std::unique_ptr<kappa::detail::ValueWriter> writer = store_->put_stream(key);
+    for (size_t at = 0; at < value.size(); at += piece_) writer->write(value.substr(at, piece_));
+    writer->commit();
+  }
+  void read(const std::string& key, size_t size) override {
+    std::unique_ptr<kappa::detail::ValueReader> reader = store_->open_value(key);
+    if (!reader || reader->size() != size) throw Error("stream: " + key + " is not there whole");
+    if (buffer_.size() < size) buffer_.resize(size);
+    for (size_t at = 0; at < size; at += piece_)
+      reader->read(at, buffer_.data() + at, std::min(piece_, size - at));
+    size_ = size;
+  }
+  bool holds(std::string_view value) const override {
+    return std::string_view(buffer_).substr(0, size_) == value;
+  }
+
+ private:
+  std::unique_ptr<kappa::detail::CheckpointStore> store_;
+  size_t piece_;
+  std::string buffer_;
+  size_t size_ = 0;
 };
 
 class RawFile final : public Target {
@@ -214,13 +247,14 @@ class RawRedis final : public Target {
   std::string buffer_, header_;
 };
 
-std::unique_ptr<Target> open_store(const std::string& url, size_t multipart_threshold) {
+std::unique_ptr<kappa::detail::CheckpointStore> open_store(const std::string& url,
+                                                           size_t multipart_threshold) {
   if (multipart_threshold && url.starts_with("s3://")) {
     kappa::detail::S3Tuning tuning;
     tuning.multipart_threshold = multipart_threshold;
-    return std::make_unique<Store>(kappa::detail::open_s3_store(url.substr(5), {}, tuning));
+    return kappa::detail::open_s3_store(url.substr(5), {}, tuning);
   }
-  return std::make_unique<Store>(kappa::detail::open_store(url));
+  return kappa::detail::open_store(url);
 }
 
 std::unique_ptr<Target> open_raw(const std::string& url) {
@@ -265,7 +299,7 @@ int main(int argc, char** argv) {
   bool with_raw = false, with_reads = true;
   std::vector<size_t> sizes = {4096, 1 << 20};
   int reps = 10;
-  size_t multipart_threshold = 0;
+  size_t multipart_threshold = 0, stream_piece = 0;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
     if (flag == "--with-raw" || flag == "--writes-only") {
@@ -282,6 +316,8 @@ int main(int argc, char** argv) {
       url = value;
     } else if (flag == "--s3-multipart-threshold") {
       multipart_threshold = std::stoull(value);
+    } else if (flag == "--stream") {
+      stream_piece = std::stoull(value);
     } else if (flag == "--reps") {
       reps = std::atoi(value.c_str());
     } else if (flag == "--sizes") {
@@ -295,15 +331,18 @@ int main(int argc, char** argv) {
   }
   if (url.empty() || reps < 1) {
     std::fprintf(stderr,
-                 "usage: %s --store URL [--with-raw] [--sizes N,N...] [--reps N] [--writes-only] "
-                 "[--s3-multipart-threshold BYTES]\n",
+                 "usage: %s --store URL [--with-raw] [--stream PIECE] [--sizes N,N...] [--reps N] "
+                 "[--writes-only] [--s3-multipart-threshold BYTES]\n",
                  argv[0]);
     return 2;
   }
   try {
     std::vector<std::unique_ptr<Target>> targets;
-    targets.push_back(open_store(url, multipart_threshold));
+    targets.push_back(std::make_unique<Store>(open_store(url, multipart_threshold)));
     if (with_raw) targets.push_back(open_raw(url));
+    if (stream_piece)
+      targets.push_back(
+          std::make_unique<Stream>(open_store(url, multipart_threshold), stream_piece));
     for (size_t size : sizes) {
       const std::string value = random_bytes(size);
       const std::string key = "value-" + std::to_string(size);

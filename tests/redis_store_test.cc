@@ -12,12 +12,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <future>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,6 +32,7 @@
 namespace kappa::detail {
 namespace {
 
+using kappa::testing::offset_pattern;
 using kappa::testing::redis_cli;
 using kappa::testing::redis_server;
 using kappa::testing::RedisOptions;
@@ -43,23 +46,21 @@ std::string url_of(const ServerProcess& redis, const std::string& tail = "") {
   return "redis://127.0.0.1:" + std::to_string(redis.port()) + tail;
 }
 
-// Bytes that show where a value was cut or shifted: every 8-byte word holds
-// its own offset, mixed with a seed.
-std::string pattern(size_t size, uint64_t seed = 1) {
-  std::string s(size, '\0');
-  for (size_t i = 0; i < size; i += 8) {
-    uint64_t word = (i / 8) * 0x9E3779B97F4A7C15ull ^ seed;
-    std::memcpy(s.data() + i, &word, std::min<size_t>(8, size - i));
-  }
-  return s;
-}
-
 // A field of INFO (e.g. "total_connections_received"), as a number.
 long long info_field(int port, const std::string& section, const std::string& field) {
   std::string info = redis_cli(port, {"INFO", section});
   size_t at = info.find(field + ":");
   if (at == std::string::npos) return -1;
   return std::atoll(info.c_str() + at + field.size() + 1);
+}
+
+// Every key in the server's database 0, temporary ones too, sorted.
+std::vector<std::string> all_keys(int port) {
+  std::vector<std::string> keys;
+  std::istringstream lines(redis_cli(port, {"KEYS", "*"}));
+  for (std::string k; std::getline(lines, k);) keys.push_back(k);
+  std::sort(keys.begin(), keys.end());
+  return keys;
 }
 
 // Calls of a command so far (INFO commandstats), 0 if never called.
@@ -121,7 +122,7 @@ TEST(RedisStore, BinaryValuesAndKeys) {
 TEST(RedisStore, AHundredMebibyteValue) {
   ServerProcess redis(redis_server());
   auto store = open_store(url_of(redis));
-  std::string big = pattern(100 << 20, 7);
+  std::string big = offset_pattern(100 << 20, 7);
   store->put("big", big);
   std::optional<std::string> got = store->get("big");
   ASSERT_TRUE(got);
@@ -176,7 +177,7 @@ TEST(RedisStore, DatabasesAreIsolated) {
 TEST(RedisStore, GetCheckedJudgesTheHeadBeforeReadingTheValue) {
   ServerProcess redis(redis_server());
   auto store = open_store(url_of(redis));
-  std::string value = pattern(1 << 20, 3);
+  std::string value = offset_pattern(1 << 20, 3);
   store->put("image", value);
   // One round trip, whatever the size: one GET, nothing else.
   long long gets = calls_of(redis.port(), "get");
@@ -207,11 +208,11 @@ TEST(RedisStore, GetCheckedRefusesALargeValueWithoutReceivingIt) {
   ServerProcess redis(redis_server());
   auto store = open_store(url_of(redis));
   const size_t size = size_t(128) << 20;
-  store->put("huge", pattern(size, 5));
+  store->put("huge", offset_pattern(size, 5));
   long long sent = info_field(redis.port(), "stats", "total_net_output_bytes");
   std::string why = error_of([&] {
     store->get_checked("huge", 64, [](std::string_view head, uint64_t s) {
-      EXPECT_EQ(head, pattern(64, 5));
+      EXPECT_EQ(head, offset_pattern(64, 5));
       throw Error("refused: " + std::to_string(s) + " bytes");
     });
   });
@@ -231,6 +232,9 @@ TEST(RedisStore, AKeyThatIsNotAStringIsAnError) {
   EXPECT_NE(why.find("get 'job/list' failed: Redis answered: WRONGTYPE"), std::string::npos) << why;
   why = error_of([&] { store->get_checked("job/list", 10, [](std::string_view, uint64_t) {}); });
   EXPECT_NE(why.find("WRONGTYPE"), std::string::npos) << why;
+  why = error_of([&] { store->open_value("job/list"); });
+  EXPECT_NE(why.find("open 'job/list' failed: Redis answered: WRONGTYPE"), std::string::npos)
+      << why;
   store->put("job/ok", "still usable");
   EXPECT_EQ(store->get("job/ok"), "still usable");
 }
@@ -325,7 +329,7 @@ TEST(RedisStore, ThreadsShareOneStoreAndItsConnections) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kRounds; ++i) {
         std::string key = "t" + std::to_string(t) + "/" + std::to_string(i % 10);
-        std::string value = pattern(size_t(1000 + 37 * i), uint64_t(t * 1000 + i));
+        std::string value = offset_pattern(size_t(1000 + 37 * i), uint64_t(t * 1000 + i));
         store->put(key, value);
         if (store->get(key) != value) ++wrong;
         if (i % 10 == 9) store->remove_prefix("t" + std::to_string(t) + "/");
@@ -338,6 +342,119 @@ TEST(RedisStore, ThreadsShareOneStoreAndItsConnections) {
   EXPECT_LE(opened, kThreads + 1 + 3);  // redis-cli's own INFO connections: 3
 }
 
+// ---- streams: put_stream and open_value
+
+// Pieces written into a temporary key with SETRANGE, read with GETRANGE.
+TEST(RedisStore, StreamedValuesAreWrittenAndReadInPieces) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  kappa::testing::expect_stream_semantics(
+      *store, {1, (3 << 20) + 5, (7 << 20) + 3, 100, 5 << 20, (2 << 20) + 1},
+      [&] { EXPECT_EQ(all_keys(redis.port()), std::vector<std::string>{"stream/k"}); });
+  EXPECT_EQ(all_keys(redis.port()), (std::vector<std::string>{"stream/empty", "stream/k"}));
+}
+
+// The temporary key expires a day after its last piece, so that a killed
+// writer's debris goes away; the committed value does not (RENAME carries
+// an expiry over: the commit removes it). Only KEY.tmp.<16 hex digits> is
+// hidden from list().
+TEST(RedisStore, AStreamsTemporaryKeyExpiresButItsValueDoesNot) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  store->put("job/x.tmp.1", "an ordinary key");
+  auto writer = store->put_stream("job/k");
+  writer->write("abc");
+  std::string tmp = redis_cli(redis.port(), {"KEYS", "job/k.tmp.*"});
+  ASSERT_EQ(tmp.size(), std::string("job/k.tmp.").size() + 16) << tmp;
+  long long ttl = std::atoll(redis_cli(redis.port(), {"PTTL", tmp}).c_str());
+  EXPECT_GT(ttl, 86400000 - 60000);
+  EXPECT_LE(ttl, 86400000);
+  EXPECT_EQ(store->list("job/"), std::vector<std::string>{"job/x.tmp.1"});
+  writer->write("def");
+  writer->commit();
+  EXPECT_EQ(store->get("job/k"), "abcdef");
+  EXPECT_EQ(redis_cli(redis.port(), {"TTL", "job/k"}), "-1");  // no expiry
+  EXPECT_EQ(redis_cli(redis.port(), {"EXISTS", tmp}), "0");
+}
+
+// A temporary key removed under a stream (remove_prefix, a restart without
+// persistence) fails the stream, which never commits the rest of it (a
+// SETRANGE past the end of a missing key would fill the gap with zeros).
+TEST(RedisStore, AStreamWhoseTemporaryKeyIsRemovedFails) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  auto writer = store->put_stream("job/k");
+  writer->write(offset_pattern(1 << 20, 1));
+  store->remove_prefix("job/");
+  std::string why = error_of([&] { writer->write("more"); });
+  EXPECT_NE(why.find("put 'job/k' failed: its temporary key 'job/k.tmp."), std::string::npos)
+      << why;
+  EXPECT_NE(why.find("holds 0 bytes, not the 1048576 written (removed meanwhile?)"),
+            std::string::npos)
+      << why;
+  EXPECT_NE(error_of([&] { writer->commit(); }).find("its writer has failed already"),
+            std::string::npos);
+  EXPECT_EQ(store->get("job/k"), std::nullopt);
+  EXPECT_TRUE(all_keys(redis.port()).empty());  // the failed piece's key removed
+
+  // Removed just before the commit: the key keeps its value.
+  store->put("k", "old value");
+  writer = store->put_stream("k");
+  writer->write("new value");
+  redis_cli(redis.port(), {"DEL", redis_cli(redis.port(), {"KEYS", "k.tmp.*"})});
+  why = error_of([&] { writer->commit(); });
+  EXPECT_NE(why.find("is gone (removed, or expired, before the commit)"), std::string::npos) << why;
+  EXPECT_EQ(store->get("k"), "old value");
+}
+
+// Redis cannot pin a version: a value removed, or replaced by a shorter
+// one, fails the next read that reaches past its end.
+TEST(RedisStore, AReaderFailsWhenItsValueIsRemovedOrShortened) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  const std::string value = offset_pattern(1 << 20, 2);
+  store->put("k", value);
+  auto reader = store->open_value("k");
+  ASSERT_NE(reader, nullptr);
+  std::string got(100, '\0');
+  reader->read(1000, got.data(), got.size());
+  EXPECT_EQ(got, value.substr(1000, 100));
+  store->put("k", "short");
+  std::string why = error_of([&] { reader->read(1000, got.data(), got.size()); });
+  EXPECT_EQ(why, "redis store " + url_of(redis, "/0") +
+                     ": read 'k' failed: 0 of the 100 bytes at offset 1000 are there: the value "
+                     "was removed or replaced after it was opened (it had 1048576 bytes)");
+  store->remove("k");
+  EXPECT_NE(error_of([&] { reader->read(0, got.data(), 1); }), "");
+}
+
+// 128 MiB streamed in pieces of 4 MiB, then read back in ranges of 4 MiB,
+// never hold more than a piece or two in this process's memory (the
+// buffering default would hold the whole value, and a copy of it at the
+// read).
+TEST(RedisStore, StreamedValuesNeverHoldTheWholeValueInMemory) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  constexpr size_t kPiece = 4 << 20, kPieces = 32;
+  std::string piece, read_back(kPiece, '\0');
+  kappa::testing::PeakMemoryGrowth growth;
+  auto writer = store->put_stream("big");
+  for (size_t i = 0; i < kPieces; ++i) {
+    piece = offset_pattern(kPiece, 7, i * kPiece);
+    writer->write(piece);
+  }
+  writer->commit();
+  auto reader = store->open_value("big");
+  ASSERT_NE(reader, nullptr);
+  ASSERT_EQ(reader->size(), kPiece * kPieces);
+  for (size_t i = 0; i < kPieces; ++i) {
+    reader->read(i * kPiece, read_back.data(), kPiece);
+    piece = offset_pattern(kPiece, 7, i * kPiece);
+    ASSERT_TRUE(kappa::testing::same_bytes(read_back, piece)) << "piece " << i;
+  }
+  EXPECT_LT(growth.bytes(), uint64_t(32) << 20);
+}
+
 // ---- faults
 
 // Redis crashes (SIGKILL) and comes back on the same port 1.5 s later: the
@@ -346,7 +463,7 @@ TEST(RedisStore, ThreadsShareOneStoreAndItsConnections) {
 TEST(RedisStoreFaults, OperationsDuringARestartRetryAndSucceed) {
   ServerProcess redis(redis_server({.persistent = true}));
   auto store = open_store(url_of(redis));
-  std::string before = pattern(8 << 20, 11);
+  std::string before = offset_pattern(8 << 20, 11);
   store->put("job/before", before);
   redis.stop(SIGKILL);
   auto stopped = Clock::now();
@@ -361,7 +478,7 @@ TEST(RedisStoreFaults, OperationsDuringARestartRetryAndSucceed) {
         std::optional<std::string> got = store->get("job/before");
         if (got != before)
           return "get returned " + (got ? std::to_string(got->size()) + " bytes" : "nothing");
-        std::string mine = pattern(size_t(1 << 20) + size_t(i), uint64_t(i));
+        std::string mine = offset_pattern(size_t(1 << 20) + size_t(i), uint64_t(i));
         store->put("job/during-" + std::to_string(i), mine);
         if (store->get("job/during-" + std::to_string(i)) != mine) return "put not read back";
         return "";
@@ -383,7 +500,7 @@ TEST(RedisStoreFaults, OperationsDuringARestartRetryAndSucceed) {
 TEST(RedisStoreFaults, APutCutByACrashIsWholeAfterward) {
   ServerProcess redis(redis_server({.persistent = true}));
   auto store = open_store(url_of(redis));
-  std::string big = pattern(64 << 20, 5);
+  std::string big = offset_pattern(64 << 20, 5);
   std::string put_error = "not done";
   std::thread writer([&] { put_error = error_of([&] { store->put("job/big", big); }); });
   std::this_thread::sleep_for(20ms);  // into the transfer, most likely
@@ -482,7 +599,7 @@ class CuttingServer {
 };
 
 TEST(RedisStoreFaults, AReplyCutShortIsNeverAValue) {
-  std::string value = pattern(1 << 20, 9);
+  std::string value = offset_pattern(1 << 20, 9);
   CuttingServer always(value, 1000);
   auto store =
       open_store("redis://127.0.0.1:" + std::to_string(always.port()) + "?retry_timeout=0.5");
@@ -497,7 +614,7 @@ TEST(RedisStoreFaults, AReplyCutShortIsNeverAValue) {
 // its head is refused at once, even when the rest of the reply would never
 // come (no retry on a new connection).
 TEST(RedisStoreFaults, GetCheckedRefusesFromTheHeadWithoutWaitingForTheRest) {
-  std::string value = pattern(1 << 20, 9);
+  std::string value = offset_pattern(1 << 20, 9);
   CuttingServer always(value, 1000);
   auto store =
       open_store("redis://127.0.0.1:" + std::to_string(always.port()) + "?retry_timeout=0.5");
@@ -512,13 +629,48 @@ TEST(RedisStoreFaults, GetCheckedRefusesFromTheHeadWithoutWaitingForTheRest) {
 }
 
 TEST(RedisStoreFaults, AReplyCutShortIsRetried) {
-  std::string value = pattern(1 << 20, 9);
+  std::string value = offset_pattern(1 << 20, 9);
   CuttingServer thrice(value, 3);  // three GETs cut short, the fourth answered whole
   auto store = open_store("redis://127.0.0.1:" + std::to_string(thrice.port()));
   std::optional<std::string> got = store->get("job/k");
   ASSERT_TRUE(got);
   EXPECT_TRUE(*got == value);
   EXPECT_EQ(thrice.connections(), 4);
+}
+
+// Redis stalls (DEBUG SLEEP) while a piece is on its way: the client times
+// out and retries on new connections, and Redis, once awake, applies every
+// attempt, the abandoned ones too. The piece is in the value once: each
+// attempt writes the same bytes at the same place (an APPEND would add them
+// once per attempt).
+TEST(RedisStoreFaults, APieceRetriedAfterAStallIsWrittenOnce) {
+  ServerProcess redis(redis_server({.args = {"--enable-debug-command", "yes"}}));
+  auto store = open_store(url_of(redis, "?timeout=0.2"));
+  auto writer = store->put_stream("k");
+  writer->write("first piece, ");
+  std::thread sleeper([&] { redis_cli(redis.port(), {"DEBUG", "SLEEP", "1"}); });
+  // Asleep once a PING goes unanswered for 50 ms.
+  for (bool asleep = false; !asleep;) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(uint16_t(redis.port()));
+    timeval wait{0, 50000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    char reply[16];
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(send(fd, "PING\r\n", 6, MSG_NOSIGNAL), 6);
+    asleep = recv(fd, reply, sizeof reply, 0) < 0;
+    close(fd);
+  }
+  auto started = Clock::now();
+  writer->write("second piece");
+  EXPECT_GE(Clock::now() - started, 200ms);  // it did wait for Redis
+  sleeper.join();
+  writer->commit();
+  EXPECT_EQ(store->get("k"), "first piece, second piece");
+  EXPECT_GE(calls_of(redis.port(), "setrange"), 3);  // attempts that Redis applied
 }
 
 }  // namespace

@@ -10,6 +10,11 @@
 // redis_store.cc). open_store() (store_factory.cc) picks one by the URL's
 // scheme.
 //
+// A value written in pieces (put_stream) waits where list() does not look
+// until its commit: in KEY.tmp.PID.N (file://; list() hides every ".tmp."
+// name), in KEY.tmp.R, R 16 hex digits (redis://; list() hides these), in
+// a multipart upload (s3://). Each store's file says what it does in full.
+//
 // Thread safety: implementations may be used from several threads at once.
 #pragma once
 

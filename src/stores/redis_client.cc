@@ -272,6 +272,51 @@ void RedisConnection::set(std::string_view key, std::string_view value) {
   if (r->type != REDIS_REPLY_STATUS || std::string_view(r->str, r->len) != "OK") unexpected("SET");
 }
 
+RedisReply RedisConnection::transaction(
+    std::initializer_list<std::initializer_list<std::string_view>> before,
+    std::initializer_list<std::string_view> with_value, std::string_view value,
+    std::initializer_list<std::initializer_list<std::string_view>> after) {
+  const std::string_view multi[] = {"MULTI"}, exec[] = {"EXEC"};
+  std::string head, tail = "\r\n";
+  append_command(head, multi);
+  for (auto cmd : before) append_command(head, {cmd.begin(), cmd.size()});
+  append_command(head, {with_value.begin(), with_value.size()}, &value);
+  for (auto cmd : after) append_command(tail, {cmd.begin(), cmd.size()});
+  append_command(tail, exec);
+  iovec iov[3] = {{head.data(), head.size()},
+                  {const_cast<char*>(value.data()), value.size()},
+                  {tail.data(), tail.size()}};
+  send_all(iov, 3);
+  // Every reply is read before any is judged: the next command's must be next.
+  std::vector<RedisReply> replies;
+  for (size_t i = 0; i < before.size() + after.size() + 3; ++i) replies.push_back(read_reply());
+  pending_ = false;
+  for (RedisReply& r : replies)
+    if (r->type == REDIS_REPLY_ERROR) refuse({r->str, r->len});  // refused before EXEC
+  if (replies.back()->type != REDIS_REPLY_ARRAY ||
+      replies.back()->elements != before.size() + after.size() + 1)
+    unexpected("EXEC");
+  return std::move(replies.back());
+}
+
+size_t RedisConnection::getrange(std::string_view key, uint64_t first, uint64_t last, char* dst,
+                                 size_t capacity) {
+  std::string out;
+  std::string from = std::to_string(first), to = std::to_string(last);
+  const std::string_view args[] = {"GETRANGE", key, from, to};
+  append_command(out, args);
+  iovec iov{out.data(), out.size()};
+  send_all(&iov, 1);
+  char line[1024];
+  std::string_view early;
+  int64_t len = read_bulk_header(line, early);
+  if (len < 0 || uint64_t(len) > capacity)
+    fail("protocol error: a GETRANGE reply of " + std::to_string(len) + " bytes, for at most " +
+         std::to_string(capacity));
+  read_bulk_rest(dst, size_t(len), 0, early);
+  return size_t(len);
+}
+
 std::optional<std::string> RedisConnection::get(std::string_view key, size_t head_bytes,
                                                 const HeadCheck& check) {
   std::string out;
@@ -351,36 +396,10 @@ size_t RedisConnection::recv_some(char* p, size_t n, int flags, const std::strin
 // showing `check` (if any) its size and first `head_bytes` bytes before the
 // rest is received.
 std::optional<std::string> RedisConnection::read_bulk(size_t head_bytes, const HeadCheck& check) {
-  // hiredis has read nothing beyond the replies it returned, and there is
-  // no other reply in flight: the next bytes are this reply's.
-  if (ctx_->reader->pos != ctx_->reader->len) fail("protocol error: unread bytes");
   char line[1024];
-  size_t have = 0, eol = 0;
-  for (;;) {
-    auto* end = static_cast<const char*>(memmem(line, have, "\r\n", 2));
-    if (end) {
-      eol = size_t(end - line);
-      break;
-    }
-    if (have == sizeof line) fail("protocol error: a reply line over 1 KiB");
-    have += recv_some(line + have, sizeof line - have, 0, "before the reply");
-  }
-  std::string_view header(line, eol);
-  std::string_view early(line + eol + 2, have - eol - 2);  // what came after the header line
-  if (header.starts_with('-')) {
-    if (!early.empty()) fail("protocol error: bytes after an error reply");
-    pending_ = false;
-    refuse(header.substr(1));
-  }
-  int64_t len = 0;
-  if (!header.starts_with('$') || !parse_int(header.substr(1), len) || len < -1 ||
-      (len > 0 && uint64_t(len) > kRedisMaxValueBytes * 2))
-    fail("protocol error: unexpected reply '" + std::string(header.substr(0, 40)) + "'");
-  if (len == -1) {
-    if (!early.empty()) fail("protocol error: bytes after a nil reply");
-    pending_ = false;
-    return std::nullopt;
-  }
+  std::string_view early;  // what came after the header line
+  int64_t len = read_bulk_header(line, early);
+  if (len == -1) return std::nullopt;
   size_t size = size_t(len);
   // Bytes go to `value` in order: first `head`, then those of `early` that
   // are the value's, then what is received into the rest.
@@ -398,9 +417,45 @@ std::optional<std::string> RedisConnection::read_bulk(size_t head_bytes, const H
   }
   std::string value = string_for_overwrite(size);
   std::memcpy(value.data(), head.data(), head.size());
-  size_t got = head.size();
+  read_bulk_rest(value.data(), size, head.size(), early);
+  return value;
+}
+
+int64_t RedisConnection::read_bulk_header(char (&line)[1024], std::string_view& early) {
+  // hiredis has read nothing beyond the replies it returned, and there is
+  // no other reply in flight: the next bytes are this reply's.
+  if (ctx_->reader->pos != ctx_->reader->len) fail("protocol error: unread bytes");
+  size_t have = 0, eol = 0;
+  for (;;) {
+    auto* end = static_cast<const char*>(memmem(line, have, "\r\n", 2));
+    if (end) {
+      eol = size_t(end - line);
+      break;
+    }
+    if (have == sizeof line) fail("protocol error: a reply line over 1 KiB");
+    have += recv_some(line + have, sizeof line - have, 0, "before the reply");
+  }
+  std::string_view header(line, eol);
+  early = std::string_view(line + eol + 2, have - eol - 2);
+  if (header.starts_with('-')) {
+    if (!early.empty()) fail("protocol error: bytes after an error reply");
+    pending_ = false;
+    refuse(header.substr(1));
+  }
+  int64_t len = 0;
+  if (!header.starts_with('$') || !parse_int(header.substr(1), len) || len < -1 ||
+      (len > 0 && uint64_t(len) > kRedisMaxValueBytes * 2))
+    fail("protocol error: unexpected reply '" + std::string(header.substr(0, 40)) + "'");
+  if (len == -1) {
+    if (!early.empty()) fail("protocol error: bytes after a nil reply");
+    pending_ = false;
+  }
+  return len;
+}
+
+void RedisConnection::read_bulk_rest(char* dst, size_t size, size_t got, std::string_view early) {
   size_t from_early = std::min(early.size(), size - got);
-  std::memcpy(value.data() + got, early.data(), from_early);
+  std::memcpy(dst + got, early.data(), from_early);
   early.remove_prefix(from_early);
   got += from_early;
   if (early.size() > 2) fail("protocol error: bytes after a value");
@@ -408,8 +463,7 @@ std::optional<std::string> RedisConnection::read_bulk(size_t head_bytes, const H
   std::memcpy(tail, early.data(), early.size());
   // The rest of the value and its CRLF, with one system call (~4 us here)
   // if they are there, or as they come.
-  iovec rest[2] = {{value.data() + got, size - got},
-                   {tail + early.size(), sizeof tail - early.size()}};
+  iovec rest[2] = {{dst + got, size - got}, {tail + early.size(), sizeof tail - early.size()}};
   iovec* iov = rest;
   int count = 2;
   advance(iov, count, 0);  // past what `early` held already
@@ -422,7 +476,6 @@ std::optional<std::string> RedisConnection::read_bulk(size_t head_bytes, const H
   }
   if (tail[0] != '\r' || tail[1] != '\n') fail("protocol error: a value not ended by CRLF");
   pending_ = false;
-  return value;
 }
 
 const redisReply& reply_element(const redisReply& r, size_t i, int type, RedisConnection& c,
@@ -438,9 +491,10 @@ RedisClient::RedisClient(RedisConfig config, std::string kind)
     : config_(std::move(config)), url_(describe(config_)), kind_(std::move(kind)) {}
 
 void RedisClient::run(std::string_view op, std::string_view key,
-                      const std::function<void(RedisConnection&)>& f) {
+                      const std::function<void(RedisConnection&)>& f,
+                      std::optional<milliseconds> retry_for) {
   const Clock::time_point start = Clock::now();
-  const Clock::time_point deadline = start + config_.retry_timeout;
+  const Clock::time_point deadline = start + retry_for.value_or(config_.retry_timeout);
   Clock::duration delay = kFirstDelay;
   for (int attempt = 1;; ++attempt) {
     std::unique_ptr<RedisConnection> c;

@@ -106,6 +106,20 @@ class RedisConnection {
   /// SET key value, the value sent from where it is.
   void set(std::string_view key, std::string_view value);
 
+  /// MULTI, the commands `before`, `with_value` with `value` (sent from
+  /// where it is) as its last argument, the commands `after`, EXEC, all sent
+  /// at once: EXEC's reply, the array of the commands' replies (error
+  /// replies in it are returned, not thrown). A command refused before EXEC
+  /// throws.
+  RedisReply transaction(std::initializer_list<std::initializer_list<std::string_view>> before,
+                         std::initializer_list<std::string_view> with_value, std::string_view value,
+                         std::initializer_list<std::initializer_list<std::string_view>> after);
+
+  /// GETRANGE key first last, the reply received straight into `dst`, which
+  /// has room for `capacity` bytes: the reply's size (Redis cuts a range at
+  /// the value's end). A reply larger than `capacity` is a protocol error.
+  size_t getrange(std::string_view key, uint64_t first, uint64_t last, char* dst, size_t capacity);
+
   /// GET key: the whole value, or nullopt if there is none. The bulk reply
   /// is received into the returned string directly. With a `check`, the
   /// value's size and first `head_bytes` bytes go to it as soon as they have
@@ -139,6 +153,16 @@ class RedisConnection {
   // the rest is received.
   std::optional<std::string> read_bulk(size_t head_bytes, const HeadCheck& check);
 
+  // The first line of a bulk reply, read into `line`: its length, or -1 for
+  // none; an error reply throws. `early` gets what came after the line in
+  // the same reads (the value's first bytes).
+  int64_t read_bulk_header(char (&line)[1024], std::string_view& early);
+
+  // Receives the rest of a bulk reply of `size` bytes into `dst`, whose
+  // first `got` bytes are there: first those of `early`, then what comes,
+  // then the CRLF that ends it.
+  void read_bulk_rest(char* dst, size_t size, size_t got, std::string_view early);
+
   std::unique_ptr<redisContext, ContextDeleter> ctx_;
   bool unusable_ = false;
   bool pending_ = false;  // a command was sent and its reply not read whole
@@ -160,8 +184,10 @@ class RedisClient {
   /// connections until the retry timeout. Throws kappa::Error naming the
   /// server, `op` and `key`. `f` may run more than once: it must be
   /// idempotent, and reset what it fills in.
+  /// `retry_for`, if given, replaces the retry timeout (zero: one attempt).
   void run(std::string_view op, std::string_view key,
-           const std::function<void(RedisConnection&)>& f);
+           const std::function<void(RedisConnection&)>& f,
+           std::optional<std::chrono::milliseconds> retry_for = std::nullopt);
   /// "KIND redis://HOST:PORT/DB: OP 'KEY'", for messages.
   std::string what(std::string_view op, std::string_view key) const;
 

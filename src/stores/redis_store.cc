@@ -25,9 +25,10 @@
 //   from 50 ms doubling to 2 s, until retry_timeout has passed since the
 //   operation began; then kappa::Error names the store, the operation, the
 //   key and the last failure. Every operation is idempotent (SET of the same
-//   bytes, GET, UNLINK, SCAN), so retrying after an ambiguous failure is
-//   safe. What Redis refuses (a wrong password, WRONGTYPE, OOM) is reported
-//   at once.
+//   bytes, GET, UNLINK, SCAN, a stream's SETRANGE and GETRANGE; a stream's
+//   commit, a RENAME, checks on a retry whether the lost attempt did it), so
+//   retrying after an ambiguous failure is safe. What Redis refuses (a wrong
+//   password, WRONGTYPE, OOM) is reported at once.
 // - Threads. Any number of threads may share a store: each operation takes
 //   a connection from a mutex-protected pool and gives it back afterwards
 //   (connections are reused). A connection failure empties the pool: its
@@ -37,21 +38,45 @@
 //   always, also a crash of the machine).
 // - Keys are binary-safe. list and remove_prefix use SCAN MATCH with the
 //   prefix's glob characters escaped; removals use UNLINK.
+// - Streams (put_stream) write each piece, sent from where it is, into a
+//   temporary key of their own, KEY.tmp.R (R: 16 random hex digits, so that
+//   writers anywhere never meet; list() does not show such keys), which
+//   expires a day after the last piece: a killed writer's debris goes away.
+//   A piece is SETRANGE at the length written so far rather than APPEND,
+//   so that a retry after a lost answer, or a stalled attempt that Redis
+//   applies after its retry, writes the same bytes at the same place and
+//   never twice; with it, in one MULTI/EXEC, STRLEN shows that the key
+//   still holds what came before (a temporary key removed meanwhile, by
+//   remove_prefix or a restart without persistence, fails the stream
+//   instead of committing zeros) and PEXPIRE renews the expiry. The commit
+//   renames the key onto KEY and removes the expiry that came with it, in
+//   one MULTI/EXEC. An abandoned or failed stream UNLINKs its temporary key
+//   (one attempt: the expiry is the fallback).
+// - Readers (open_value) learn the size with STRLEN (and EXISTS), then read
+//   each range with one GETRANGE received straight into the caller's
+//   buffer. Redis cannot pin a version cheaply: a value removed or made
+//   shorter meanwhile fails the read, but one replaced by another at least
+//   as long would be read mixed. Checkpoint keys are never replaced.
 //
 // Connections, retries and the URL are redis_client.h's, shared with the
-// redis:// journal. Large values are not copied: a SET goes out as one sendmsg of a small
-// header, the caller's bytes and CRLF, and a GET's bulk reply is received
-// straight into the string returned. (hiredis's own command path copies a
+// redis:// journal. Large values are not copied: a SET (or a stream's
+// SETRANGE) goes out as one sendmsg of a small header, the caller's bytes
+// and CRLF, and a GET's bulk reply is received straight into the string
+// returned (a GETRANGE's into the reader's buffer). (hiredis's own command path copies a
 // value twice, into the formatted command and into its output buffer.)
 // hiredis connects and parses the replies of every other command; all writes
 // use MSG_NOSIGNAL, so a dead connection is an error, not a SIGPIPE.
 #include <algorithm>
+#include <cstdio>
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kappa/error.h"
 #include "stores/checkpoint_store.h"
 #include "stores/redis_client.h"
+#include "util/log.h"
 
 namespace kappa::detail {
 namespace {
@@ -68,6 +93,169 @@ std::string glob_for_prefix(std::string_view prefix) {
   }
   return out + "*";
 }
+
+// Temporary keys (KEY.tmp.R) live this long after their stream began.
+constexpr const char* kTemporaryKeyLifetimeMs = "86400000";  // a day
+constexpr size_t kRandomDigits = 16;
+
+// A stream's temporary key, KEY.tmp.R, which list() does not show. R comes
+// from the system's random source at each call (not from a generator's
+// state, which a forked process would share with its parent).
+std::string temporary_key(const std::string& key) {
+  std::random_device random;
+  unsigned long long r = (static_cast<unsigned long long>(random()) << 32) ^ random();
+  char hex[kRandomDigits + 1];
+  std::snprintf(hex, sizeof hex, "%016llx", r);
+  return key + ".tmp." + hex;
+}
+
+bool is_temporary_key(std::string_view key) {
+  constexpr size_t kSuffix = 5 + kRandomDigits;  // ".tmp." and the digits
+  if (key.size() <= kSuffix || key.substr(key.size() - kSuffix, 5) != ".tmp.") return false;
+  return std::all_of(key.end() - kRandomDigits, key.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// An integer reply, or the connection is unusable.
+long long integer_of(const RedisReply& r, RedisConnection& c, std::string_view what) {
+  if (r->type != REDIS_REPLY_INTEGER) c.unexpected(what);
+  return r->integer;
+}
+
+// Appends a value to its temporary key; renames that onto the key at
+// commit (see the top of the file).
+class RedisWriter final : public ValueWriter {
+ public:
+  RedisWriter(RedisClient& client, std::string key)
+      : client_(client), key_(std::move(key)), tmp_(temporary_key(key_)) {}
+  ~RedisWriter() override {
+    if (state_ == State::kOpen) discard();
+  }
+
+  void write(std::string_view bytes) override {
+    check_open("write to");
+    if (bytes.empty()) return;
+    try {
+      if (bytes.size() > kRedisMaxValueBytes - size_)
+        throw Error(client_.what("put", key_) + " failed: the " +
+                    std::to_string(size_ + bytes.size()) +
+                    " bytes written exceed Redis's string limit of 512 MiB (536870912 bytes)");
+      const long long before = (long long)size_, after = before + (long long)bytes.size();
+      const std::string offset = std::to_string(size_);
+      client_.run("put", key_, [&](RedisConnection& c) {
+        RedisReply r = c.transaction({{"STRLEN", tmp_}}, {"SETRANGE", tmp_, offset}, bytes,
+                                     {{"PEXPIRE", tmp_, kTemporaryKeyLifetimeMs}});
+        long long had = reply_element(*r, 0, REDIS_REPLY_INTEGER, c, "STRLEN").integer;
+        long long length = reply_element(*r, 1, REDIS_REPLY_INTEGER, c, "SETRANGE").integer;
+        // `after`: a retry of a piece whose first attempt was applied.
+        if (had != before && had != after) changed(had, before);
+        if (length != after) changed(length, after);
+      });
+      size_ += bytes.size();
+    } catch (...) {
+      fail();
+      throw;
+    }
+  }
+
+  void commit() override {
+    check_open("commit");
+    try {
+      bool attempted = false;
+      client_.run("put", key_, [&](RedisConnection& c) {
+        if (size_ == 0) return c.set(key_, "");  // nothing was written: no temporary key
+        bool retry = std::exchange(attempted, true);
+        std::vector<RedisReply> r =
+            c.pipeline({{"MULTI"}, {"RENAME", tmp_, key_}, {"PERSIST", key_}, {"EXEC"}});
+        for (RedisReply& reply : r)
+          if (reply->type == REDIS_REPLY_ERROR) c.refuse({reply->str, reply->len});
+        const redisReply& exec = *r[3];
+        if (exec.type != REDIS_REPLY_ARRAY || exec.elements != 2) c.unexpected("EXEC");
+        const redisReply& renamed = *exec.element[0];
+        if (renamed.type == REDIS_REPLY_ERROR) {
+          // A retry: the attempt whose answer was lost may have renamed it.
+          if (retry && integer_of(c.command({"STRLEN", key_}), c, "STRLEN") == (long long)size_)
+            return;
+          throw Error(client_.what("put", key_) + " failed: its temporary key " + quote_key(tmp_) +
+                      " is gone (removed, or expired, before the commit): Redis answered " +
+                      std::string(renamed.str, renamed.len));
+        }
+        reply_element(exec, 1, REDIS_REPLY_INTEGER, c, "PERSIST");
+      });
+    } catch (...) {
+      fail();
+      throw;
+    }
+    state_ = State::kCommitted;
+  }
+
+ private:
+  enum class State { kOpen, kCommitted, kFailed };
+
+  void check_open(const char* doing) const {
+    if (state_ != State::kOpen)
+      throw Error(client_.what(std::string("cannot ") + doing, key_) + ": its writer has " +
+                  (state_ == State::kCommitted ? "committed" : "failed") + " already");
+  }
+
+  [[noreturn]] void changed(long long length, long long expected) const {
+    throw Error(client_.what("put", key_) + " failed: its temporary key " + quote_key(tmp_) +
+                " holds " + std::to_string(length) + " bytes, not the " + std::to_string(expected) +
+                " written (removed meanwhile?)");
+  }
+
+  void fail() noexcept {
+    state_ = State::kFailed;
+    discard();
+  }
+
+  // One attempt at removing the temporary key: should it fail, the key
+  // expires.
+  void discard() noexcept {
+    if (size_ == 0) return;
+    try {
+      client_.run(
+          "remove the temporary key of", key_,
+          [&](RedisConnection& c) {
+            c.command({"UNLINK", tmp_});
+          },
+          std::chrono::milliseconds(0));
+    } catch (const std::exception& e) {
+      spdlog::warn("{}; it expires within a day", e.what());
+    }
+  }
+
+  RedisClient& client_;
+  const std::string key_, tmp_;
+  uint64_t size_ = 0;  // appended so far
+  State state_ = State::kOpen;
+};
+
+// Reads ranges of a value with GETRANGE (see the top of the file).
+class RedisReader final : public ValueReader {
+ public:
+  RedisReader(RedisClient& client, std::string key, uint64_t size)
+      : client_(client), key_(std::move(key)), size_(size) {}
+  uint64_t size() const override { return size_; }
+  void read(uint64_t offset, char* dst, size_t bytes) override {
+    check_read_range(offset, bytes, size_, client_.url() + " key " + quote_key(key_));
+    if (bytes == 0) return;
+    size_t got = 0;
+    client_.run("read", key_, [&](RedisConnection& c) {
+      got = c.getrange(key_, offset, offset + bytes - 1, dst, bytes);
+    });
+    if (got != bytes)
+      throw Error(client_.what("read", key_) + " failed: " + std::to_string(got) + " of the " +
+                  std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
+                  " are there: the value was removed or replaced after it was opened (it had " +
+                  std::to_string(size_) + " bytes)");
+  }
+
+ private:
+  RedisClient& client_;
+  const std::string key_;
+  const uint64_t size_;
+};
 
 class RedisStore final : public CheckpointStore {
  public:
@@ -97,12 +285,31 @@ class RedisStore final : public CheckpointStore {
     return value;
   }
 
+  std::unique_ptr<ValueWriter> put_stream(const std::string& key) override {
+    return std::make_unique<RedisWriter>(client_, key);
+  }
+
+  std::unique_ptr<ValueReader> open_value(const std::string& key) override {
+    bool exists = false;
+    uint64_t size = 0;
+    client_.run("open", key, [&](RedisConnection& c) {
+      std::vector<RedisReply> r = c.pipeline({{"EXISTS", key}, {"STRLEN", key}});
+      for (RedisReply& reply : r)
+        if (reply->type == REDIS_REPLY_ERROR) c.refuse({reply->str, reply->len});  // WRONGTYPE
+      exists = integer_of(r[0], c, "EXISTS") != 0;
+      size = uint64_t(integer_of(r[1], c, "STRLEN"));
+    });
+    if (!exists) return nullptr;
+    return std::make_unique<RedisReader>(client_, key, size);
+  }
+
   std::vector<std::string> list(const std::string& prefix) override {
     std::vector<std::string> keys;
     client_.run("list keys under", prefix, [&](RedisConnection& c) {
       keys.clear();
       scan(c, prefix, [&](std::vector<std::string_view>& page) {
-        for (std::string_view k : page) keys.emplace_back(k);
+        for (std::string_view k : page)
+          if (!is_temporary_key(k)) keys.emplace_back(k);
       });
     });
     std::sort(keys.begin(), keys.end());
