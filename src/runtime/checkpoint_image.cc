@@ -943,11 +943,16 @@ ImageLink write_image(Arena& arena, Codec codec, const std::string& key, ByteSin
     table[i] = hasher.finish();
   });
   out.write(p.head);
+  // A segment at a time at most: a store's writer may copy what one write
+  // gives it (a Redis command is built whole).
   Gather gather(out);
-  for_each_piece(arena.base(), p.extents, starts, 0, p.raw,
-                 [&](const char* at, uint64_t, uint64_t n) {
-                   gather.write({at, n});
-                 });
+  for (size_t i = 0; i < table.size(); ++i) {
+    uint64_t from = uint64_t(i) << kSegmentShift, to = std::min(p.raw, from + kSegmentBytes);
+    for_each_piece(arena.base(), p.extents, starts, from, to,
+                   [&](const char* at, uint64_t, uint64_t n) {
+                     gather.write({at, n});
+                   });
+  }
   gather.flush();
   out.write(image_tail(key, p.head, table, p.raw));
   return link_of(p.header);

@@ -140,9 +140,9 @@ void check_image_head(std::string_view head, uint64_t image_bytes);
 /// Call with no arena current.
 ImageLink write_image(Arena& arena, Codec codec, const std::string& key, ImageBuffer& out,
                       const Delta* delta = nullptr);
-/// The same image, written to `out` in pieces as it is made: an uncompressed
-/// payload straight from the arena (its segments sealed in place first), a
-/// compressed one a 4 MiB segment at a time. Memory: a few MiB whatever the
+/// The same image, written to `out` in pieces of at most 4 MiB as it is
+/// made: an uncompressed payload straight from the arena (its segments sealed
+/// in place first), a compressed one a segment at a time. Memory: a few MiB whatever the
 /// state's size. The task must stay suspended until it returns.
 ImageLink write_image(Arena& arena, Codec codec, const std::string& key, ByteSink& out,
                       const Delta* delta = nullptr);
