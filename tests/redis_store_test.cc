@@ -435,24 +435,7 @@ TEST(RedisStore, AReaderFailsWhenItsValueIsRemovedOrShortened) {
 TEST(RedisStore, StreamedValuesNeverHoldTheWholeValueInMemory) {
   ServerProcess redis(redis_server());
   auto store = open_store(url_of(redis));
-  constexpr size_t kPiece = 4 << 20, kPieces = 32;
-  std::string piece, read_back(kPiece, '\0');
-  kappa::testing::PeakMemoryGrowth growth;
-  auto writer = store->put_stream("big");
-  for (size_t i = 0; i < kPieces; ++i) {
-    piece = offset_pattern(kPiece, 7, i * kPiece);
-    writer->write(piece);
-  }
-  writer->commit();
-  auto reader = store->open_value("big");
-  ASSERT_NE(reader, nullptr);
-  ASSERT_EQ(reader->size(), kPiece * kPieces);
-  for (size_t i = 0; i < kPieces; ++i) {
-    reader->read(i * kPiece, read_back.data(), kPiece);
-    piece = offset_pattern(kPiece, 7, i * kPiece);
-    ASSERT_TRUE(kappa::testing::same_bytes(read_back, piece)) << "piece " << i;
-  }
-  EXPECT_LT(growth.bytes(), uint64_t(32) << 20);
+  kappa::testing::expect_streams_in_bounded_memory(*store, 32, uint64_t(32) << 20, 7);
 }
 
 // ---- faults

@@ -678,25 +678,7 @@ TEST_F(S3StoreTest, AnAnswerBeyondTheRangeIsRefused) {
 // whole value, and a copy of it at the read).
 TEST_F(S3StoreTest, StreamedValuesHoldAFewPartsInMemory) {
   auto store = open(small_parts());
-  constexpr size_t kPiece = 4 << 20, kPieces = 16;
-  std::string piece, read_back(kPiece, '\0');
-  kappa::testing::PeakMemoryGrowth growth;
-  auto writer = store->put_stream("big");
-  for (size_t i = 0; i < kPieces; ++i) {
-    piece = kappa::testing::offset_pattern(kPiece, 6, i * kPiece);
-    writer->write(piece);
-  }
-  writer->commit();
-  writer.reset();
-  auto reader = store->open_value("big");
-  ASSERT_NE(reader, nullptr);
-  ASSERT_EQ(reader->size(), kPiece * kPieces);
-  for (size_t i = 0; i < kPieces; ++i) {
-    reader->read(i * kPiece, read_back.data(), kPiece);
-    piece = kappa::testing::offset_pattern(kPiece, 6, i * kPiece);
-    ASSERT_TRUE(kappa::testing::same_bytes(read_back, piece)) << "piece " << i;
-  }
-  EXPECT_LT(growth.bytes(), uint64_t(40) << 20);
+  kappa::testing::expect_streams_in_bounded_memory(*store, 16, uint64_t(40) << 20, 6);
 }
 
 // ---- configuration ----

@@ -264,4 +264,31 @@ inline void expect_stream_semantics(detail::CheckpointStore& store,
   EXPECT_EQ(store.list("stream/"), (Keys{"stream/empty", "stream/k"}));
 }
 
+/// Writes `pieces` pieces of 4 MiB under `key` with put_stream, reads them
+/// back by ranges of 4 MiB, and expects the process's peak memory to have
+/// grown by less than `limit` meanwhile (the buffering defaults hold the whole
+/// value, and a copy of it at the read).
+inline void expect_streams_in_bounded_memory(detail::CheckpointStore& store, size_t pieces,
+                                             uint64_t limit, uint64_t seed) {
+  constexpr size_t kPiece = 4 << 20;
+  std::string piece, read_back(kPiece, '\0');
+  PeakMemoryGrowth growth;
+  auto writer = store.put_stream("big");
+  for (size_t i = 0; i < pieces; ++i) {
+    piece = offset_pattern(kPiece, seed, i * kPiece);
+    writer->write(piece);
+  }
+  writer->commit();
+  writer.reset();
+  auto reader = store.open_value("big");
+  ASSERT_NE(reader, nullptr);
+  ASSERT_EQ(reader->size(), kPiece * pieces);
+  for (size_t i = 0; i < pieces; ++i) {
+    reader->read(i * kPiece, read_back.data(), kPiece);
+    piece = offset_pattern(kPiece, seed, i * kPiece);
+    ASSERT_TRUE(same_bytes(read_back, piece)) << "piece " << i;
+  }
+  EXPECT_LT(growth.bytes(), limit);
+}
+
 }  // namespace kappa::testing
