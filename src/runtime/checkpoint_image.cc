@@ -216,6 +216,19 @@ size_t segment_count(uint64_t payload_bytes) {
   return std::max<size_t>(1, size_t((payload_bytes + kSegmentBytes - 1) >> kSegmentShift));
 }
 
+// The digest of payload segment `i` of `raw` bytes of `extents`, read where
+// they lie in the arena at `base` (`starts`: payload_starts(extents)): how a
+// streamed image is sealed, and how a restore verifies what it read into place.
+SegmentDigest digest_in_place(const std::string& key, const uint8_t* nonce, size_t i,
+                              uintptr_t base, const std::vector<Extent>& extents,
+                              const std::vector<uint64_t>& starts, uint64_t raw) {
+  uint64_t from = uint64_t(i) << kSegmentShift, to = std::min(raw, from + kSegmentBytes);
+  SegmentHasher hasher(key, nonce, i);
+  for_each_piece(base, extents, starts, from, to,
+                 [&](const char* at, uint64_t, uint64_t n) { hasher.update(at, n); });
+  return hasher.finish();
+}
+
 // ---- compression straight from the arena ----
 
 // The calling thread's zstd compression context, kept for reuse. Each use
@@ -848,11 +861,8 @@ void load(ByteSource& src, const std::string& key, const ParsedImage& p, bool fr
     scatter.flush();
     parallel_for(last - first, [&](size_t k) {
       size_t i = first + k;
-      uint64_t s = uint64_t(i) << kSegmentShift, e = std::min(raw, s + kSegmentBytes);
-      SegmentHasher hasher(key, p.header.nonce, i);
-      for_each_piece(base, info.extents, starts, s, e,
-                     [&](const char* at, uint64_t, uint64_t n) { hasher.update(at, n); });
-      problems[i] = segment_problem(i, hasher.finish(), p.table[i]);
+      SegmentDigest got = digest_in_place(key, p.header.nonce, i, base, info.extents, starts, raw);
+      problems[i] = segment_problem(i, got, p.table[i]);
     });
     reject_first(problems);
   }
@@ -936,11 +946,7 @@ ImageLink write_image(Arena& arena, Codec codec, const std::string& key, ByteSin
   std::vector<SegmentDigest> table(segment_count(p.raw));
   std::vector<uint64_t> starts = payload_starts(p.extents);
   parallel_for(table.size(), [&](size_t i) {
-    uint64_t from = uint64_t(i) << kSegmentShift, to = std::min(p.raw, from + kSegmentBytes);
-    SegmentHasher hasher(key, p.header.nonce, i);
-    for_each_piece(arena.base(), p.extents, starts, from, to,
-                   [&](const char* at, uint64_t, uint64_t n) { hasher.update(at, n); });
-    table[i] = hasher.finish();
+    table[i] = digest_in_place(key, p.header.nonce, i, arena.base(), p.extents, starts, p.raw);
   });
   out.write(p.head);
   // A segment at a time at most: a store's writer may copy what one write
