@@ -1,7 +1,20 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency of Kappa from Debian's packages.
 # Idempotent: when everything is present it only checks and returns (about a second).
+#
+#   scripts/setup.sh           build and test dependencies
+#   scripts/setup.sh --bench   also what bench/run_all.py compares against:
+#                              Dask (python3-distributed) and gnuplot (plots)
 set -euo pipefail
+
+bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) bench=1 ;;
+    -h | --help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown option '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   build-essential clang-16 cmake ninja-build pkg-config git
@@ -13,7 +26,9 @@ packages=(
   clang-format libclang-rt-16-dev
   libpugixml-dev python3-botocore libzip-dev
   slurm-wlm munge
+  libre2-dev
 )
+((bench)) && packages+=(python3-distributed python3-pandas gnuplot-nox)
 
 missing=()
 for p in "${packages[@]}"; do
