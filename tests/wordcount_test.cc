@@ -1,10 +1,12 @@
-// The main example end to end: word count over generated input, normally and
-// with workers killed at random, against a count made here: its summary, and
-// the full counts it writes with kappa::put as one TSV object in the data
-// store (--data file://DIR: the file DIR/wordcount/counts.tsv).
+// The main example end to end: word count over generated input and over a
+// user's files, normally and with workers killed at random, against a count
+// made here: its summary, and the full counts it writes with kappa::put as one
+// TSV object in the data store (--data file://DIR: the file
+// DIR/wordcount/counts.tsv). Its hand-written baseline gives the same answer.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,18 +21,29 @@
 namespace kappa::testing {
 namespace {
 
+// The words of `text` as the example defines them, by a method of its own:
+// each byte classified by the "C" locale (whose letters are A-Z and a-z
+// only), a word ended at the first byte that is not one.
+void count_text(const std::string& text, std::map<std::string, uint64_t>& counts, uint64_t* total) {
+  std::string word;
+  for (size_t i = 0; i <= text.size(); ++i) {
+    int c = i < text.size() ? static_cast<unsigned char>(text[i]) : 0;
+    if (c != 0 && std::isalpha(c)) {
+      word += static_cast<char>(std::tolower(c));
+    } else if (!word.empty()) {
+      ++counts[word];
+      ++*total;
+      word.clear();
+    }
+  }
+}
+
+// Every regular file under `dir`, recursively.
 std::map<std::string, uint64_t> count_words(const std::string& dir, uint64_t* total) {
   std::map<std::string, uint64_t> counts;
   *total = 0;
-  for (const auto& f : std::filesystem::directory_iterator(dir)) {
-    if (f.path().extension() != ".txt") continue;
-    std::istringstream in(read_file(f.path()));
-    std::string w;
-    while (in >> w) {
-      ++counts[w];
-      ++*total;
-    }
-  }
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir))
+    if (f.is_regular_file()) count_text(read_file(f.path()), counts, total);
   return counts;
 }
 
@@ -76,8 +89,8 @@ std::set<std::string> entries_under(const std::string& dir) {
 // object and nothing else (no staged put, no temporary file).
 void run_and_check(const std::string& input, const std::string& data,
                    const std::vector<std::string>& options) {
-  nlohmann::json event = {{"input", input},       {"files", 3},    {"mb_per_file", 1},
-                          {"chunks_per_file", 3}, {"reducers", 2}, {"top", 5}};
+  nlohmann::json event = {{"input", input},   {"files", 3},    {"mb_per_file", 1},
+                          {"chunk_mb", 0.34}, {"reducers", 2}, {"top", 5}};
   std::vector<std::string> argv = {WORDCOUNT_APP, "run",    "--event",
                                    event.dump(),  "--data", "file://" + data};
   argv.insert(argv.end(), options.begin(), options.end());
@@ -136,22 +149,87 @@ TEST(WordCountChaos, PutsTheCountsOnceWhenTheHandlersWorkerIsKilled) {
   EXPECT_TRUE(killed_near_put) << "no run killed the handler's worker near its put";
 }
 
-// Words are separated by any whitespace (tabs, CR LF), as `>>` separates
-// them: an input of one's own, as part-0.txt in the input folder (a file of
-// at least mb_per_file MiB is not generated again).
-TEST(WordCountInput, IsSplitAtAnyWhitespace) {
+// A word is a maximal run of ASCII letters, lowercased: digits, punctuation,
+// whitespace and non-ASCII bytes all separate words (an input of one's own,
+// as part-0.txt in the input folder: a file of at least mb_per_file MiB is
+// not generated again).
+TEST(WordCountInput, IsSplitAtEveryByteThatIsNotAnAsciiLetter) {
   TempDir dir;
   std::filesystem::create_directories(dir / "input");
-  write_file(dir / "input/part-0.txt", "to\tbe or\r\nnot  to\vbe\fto\n\n");
+  write_file(dir / "input/part-0.txt", "To\tbe or\r\nNOT  to\vbe\fto\n\nCaf\xc3\xa9 x86-64 it's\n");
   nlohmann::json event = {{"input", dir / "input"}, {"files", 1},    {"mb_per_file", 0},
-                          {"chunks_per_file", 7},   {"reducers", 2}, {"top", 3}};
+                          {"chunk_mb", 0.00001},    {"reducers", 2}, {"top", 4}};
   ProcessResult r = run_process(
       {WORDCOUNT_APP, "run", "--event", event.dump(), "--data", "file://" + dir / "data"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto out = nlohmann::json::parse(r.out);
-  EXPECT_EQ(out["words"], 7);
-  EXPECT_EQ(out["distinct"], 4);
-  EXPECT_EQ(out["top"], nlohmann::json::parse(R"([["to", 3], ["be", 2], ["not", 1]])"));
+  EXPECT_EQ(out["words"], 11);
+  EXPECT_EQ(out["distinct"], 8);
+  EXPECT_EQ(out["top"], nlohmann::json::parse(R"([["to", 3], ["be", 2], ["caf", 1], ["it", 1]])"));
+}
+
+// The user's files ("paths": files and directories, a directory meaning every
+// regular file beneath it), cut into ranges of a few bytes so that range
+// boundaries fall inside words, before them and after them: every word is
+// counted once, by the range where it starts, at every range size. The
+// baseline, in one process and in two, gives the same answer and TSV.
+TEST(WordCountPaths, CountsEachWordOnceWhereverTheRangesAreCut) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "books/more");
+  write_file(dir / "books/a.txt", "Hello, WORLD! caf\xc3\xa9 x86-64 hello\nhel");
+  write_file(dir / "books/more/b.md", "lo world\n\xff\xfeQuite-long-wordsssssssssss end");
+  write_file(dir / "books/more/empty", "");
+  write_file(dir / "notes.txt", "The  end.\nthe END");
+  uint64_t total = 0;
+  auto counts = count_words(dir / "books", &total);
+  count_text(read_file(dir / "notes.txt"), counts, &total);
+  std::vector<std::string> paths = {dir / "books", dir / "notes.txt", dir / "books/a.txt"};
+  for (double bytes : {1, 2, 3, 5, 8, 13, 1000}) {
+    SCOPED_TRACE("ranges of " + std::to_string(bytes) + " bytes");
+    nlohmann::json event = {{"paths", paths}, {"chunk_mb", bytes / (1 << 20)}, {"top", 3}};
+    std::string data = dir / ("data-" + std::to_string(int(bytes)));
+    ProcessResult r =
+        run_process({WORDCOUNT_APP, "run", "--event", event.dump(), "--data", "file://" + data});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto out = nlohmann::json::parse(r.out);
+    EXPECT_EQ(out["files"], 4);  // a.txt once, though named twice
+    EXPECT_EQ(out["words"], total);
+    EXPECT_EQ(out["distinct"], counts.size());
+    EXPECT_EQ(out["top"], nlohmann::json::parse(R"([["end", 3], ["hello", 2], ["the", 2]])"));
+    std::string tsv = read_file(data + "/wordcount/counts.tsv");
+    EXPECT_EQ(tsv, expected_tsv(counts));
+
+    for (const char* procs : {"1", "2"}) {
+      event["output_file"] = dir / "baseline.tsv";
+      ProcessResult b =
+          run_process({WORDCOUNT_BASELINE, "--procs", procs, "--event", event.dump()});
+      ASSERT_EQ(b.exit_code, 0) << b.err;
+      auto bout = nlohmann::json::parse(b.out);
+      for (const char* key : {"words", "distinct", "top", "files", "bytes"})
+        EXPECT_EQ(bout[key], out[key]) << key << " of the baseline with --procs " << procs;
+      EXPECT_EQ(read_file(dir / "baseline.tsv"), tsv);
+    }
+  }
+}
+
+// A path that does not exist fails the job with a message naming it, and the
+// data store is left as it was.
+TEST(WordCountPaths, AMissingPathIsAClearError) {
+  TempDir dir;
+  write_file(dir / "a.txt", "words");
+  nlohmann::json event = {{"paths", {dir / "a.txt", dir / "nowhere"}}};
+  ProcessResult r = run_process(
+      {WORDCOUNT_APP, "run", "--event", event.dump(), "--data", "file://" + dir / "data"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("no such file or directory: " + dir / "nowhere"), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "data/wordcount/counts.tsv"));
+
+  event = {{"paths", "a.txt"}};
+  r = run_process(
+      {WORDCOUNT_APP, "run", "--event", event.dump(), "--data", "file://" + dir / "data"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("\"paths\" must be a non-empty list"), std::string::npos) << r.err;
 }
 
 // The event's "output" names the key; the object is the header, then one
@@ -161,7 +239,7 @@ TEST(WordCountOutput, IsOneTsvObjectUnderTheKeyTheEventNames) {
   std::filesystem::create_directories(dir / "input");
   write_file(dir / "input/part-0.txt", "d b a\nc b a\na\n");
   nlohmann::json event = {{"input", dir / "input"},       {"files", 1},    {"mb_per_file", 0},
-                          {"chunks_per_file", 2},         {"reducers", 2}, {"top", 2},
+                          {"chunk_mb", 0.000003},         {"reducers", 2}, {"top", 2},
                           {"output", "runs/7/counts.tsv"}};
   ProcessResult r = run_process(
       {WORDCOUNT_APP, "run", "--event", event.dump(), "--data", "file://" + dir / "data"});

@@ -1,31 +1,49 @@
 // Word count as MapReduce on Kappa: the project's main example.
 //
-//   wordcount run --event '{"files": 8, "mb_per_file": 8}' --workers 2
-//   column -t kappa-data/wordcount/counts.tsv | head    # the full counts
+//   wordcount run --event '{"paths": ["books/", "notes.txt"], "top": 10}'
+//   wordcount run --event '{"files": 8, "mb_per_file": 8}'   # generated text
+//   column -t kappa-data/wordcount/counts.tsv | head          # the full counts
 //
-// 1. An on_coordinator task generates the input (deterministic Zipf-like
-//    text) unless it exists already: a side effect that must happen once.
-// 2. map_spawn starts one mapper per chunk. A mapper counts the words of its
-//    byte range into one partial table per reducer, checkpointing as it goes
-//    (its tables live in its arena; the file is reopened for every block, so
-//    no descriptor crosses a pause point).
+// A word is a maximal run of ASCII letters [A-Za-z], lowercased; every other
+// byte separates words (digits, punctuation, every non-ASCII byte: "café"
+// counts "caf"). See wordcount_kernel.h, which the hand-written baseline
+// (bench/baselines/wordcount_baseline.cc) shares.
+//
+// 1. The input: the files the event's "paths" name (a directory means every
+//    regular file beneath it), or, without "paths", generated text (a
+//    deterministic Zipf-like vocabulary) that an on_coordinator task writes
+//    once unless it exists already: a side effect that must happen once.
+// 2. Files are cut into byte ranges of at most "chunk_mb" MiB, and
+//    consecutive ranges packed into map tasks of about that size. map_spawn
+//    starts one mapper per group; it counts the words that start in its
+//    ranges (a word crossing a range boundary is counted once, by the range
+//    where it starts) into one partial table per reducer, checkpointing as it
+//    goes (its tables live in its arena; files are reopened for every block,
+//    so no descriptor crosses a pause point).
 // 3. map_spawn starts the reducers; each receives every mapper's future and
 //    merges its own partition.
-// 4. The handler merges the reducers' tables, writes the full counts with
-//    kappa::put (exactly once, even if its worker dies around the put) and
-//    prints a summary: the number of words, of distinct words, the top words.
+// 4. The handler ranks the words, writes the full counts with kappa::put
+//    (exactly once, even if its worker dies around the put) and returns a
+//    summary.
 //
 // The full counts are one TSV object in the job's data store, under the key
 // "wordcount/counts.tsv" (the event's "output" names another). `--data URL`
 // names the store, file://./kappa-data by default, where a key is a file:
 // ./kappa-data/wordcount/counts.tsv. Its first line is the header
 // "word<TAB>count", then one "word<TAB>count" line per distinct word, by
-// descending count, then by word (bytewise). Words are separated by
-// whitespace, so none holds a tab or a line break.
+// descending count, then by word (bytewise).
 //
-// Event fields (all optional): "input" (the input's folder, default
-// $TMPDIR/kappa-wordcount-input), "files", "mb_per_file", "chunks_per_file",
-// "reducers", "top" (how many words the summary lists), "output" (the key).
+// Event fields (all optional):
+//   "paths"        files and directories to count (default: generated text)
+//   "top"          how many words the result lists (10)
+//   "chunk_mb"     the largest byte range, and a map task's size, in MiB (64)
+//   "reducers"     reduce tasks (4)
+//   "output"       the key of the full counts ("wordcount/counts.tsv")
+//   generated text only: "input" (its folder, default
+//   $TMPDIR/kappa-wordcount-input), "files" (8), "mb_per_file" (8).
+// Result: "words" (total), "distinct", "top" ([word, count] pairs, most
+// frequent first, ties by word), "output", "files", "bytes", "mappers",
+// "reducers", "seconds".
 #include <kappa/kappa.h>
 
 #include <algorithm>
@@ -37,14 +55,14 @@
 #include <fstream>
 #include <map>
 #include <string>
-#include <unordered_map>
 #include <vector>
+
+#include "wordcount_kernel.h"
 
 namespace {
 
 using kappa::Future;
 using kappa::Task;
-using Counts = std::map<std::string, uint64_t>;
 
 // ---------------------------------------------------------------- input
 
@@ -110,155 +128,108 @@ Task<std::vector<std::string>> generate_task(std::string dir, int files, int mb)
 
 // ---------------------------------------------------------------- map
 
-struct Chunk {
-  std::string path;
-  uint64_t begin = 0, end = 0;
-  template <class A>
-  void serialize(A& a) {
-    a(path, begin, end);
-  }
-};
+using kappa_examples::FileRange;
+using wordcount::WordCounter;
+using Row = std::pair<std::string, uint64_t>;
+using Partitions = std::vector<std::vector<Row>>;  // one table per reducer
 
-// One table per reducer.
-using Partitions = std::vector<Counts>;
-
-// Words are separated by ASCII whitespace, as `wc -w` and `std::cin >> word`
-// separate them: so no word holds a tab or a line break.
-bool is_space(char c) {
-  return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+size_t partition_of(std::string_view word, size_t reducers) {
+  return std::hash<std::string_view>{}(word) % reducers;
 }
 
-size_t partition_of(const std::string& word, size_t reducers) {
-  return std::hash<std::string>{}(word) % reducers;
-}
-
-// Counts the words that start in [begin, end) of the file.
-Task<Partitions> mapper(Chunk chunk, int reducers) {
-  std::unordered_map<std::string, uint64_t> counts;
-  constexpr uint64_t kBlock = 1 << 20;
-  std::string carry;  // a word cut by the block boundary
-  std::string buf;
-  uint64_t pos = chunk.begin;
-  // A word that starts before `begin` belongs to the previous chunk.
-  bool skip_first = chunk.begin > 0;
-  if (skip_first) {
-    std::ifstream in(chunk.path, std::ios::binary);
-    in.seekg(int64_t(chunk.begin - 1));
-    char c = 0;
-    in.get(c);
-    skip_first = !is_space(c);
+// Counts the words that start in the ranges.
+Task<Partitions> mapper(std::vector<FileRange> ranges, int reducers) {
+  WordCounter counter;
+  for (const FileRange& range : ranges) {
+    wordcount::RangeScan scan(range, &counter);
+    while (scan.step()) co_await kappa::maybe_checkpoint();
   }
-  for (;;) {
-    if (pos >= chunk.end && carry.empty()) break;
-    {
-      std::ifstream in(chunk.path, std::ios::binary);  // reopened: no fd across a pause
-      in.seekg(int64_t(pos));
-      buf.resize(kBlock);
-      in.read(buf.data(), int64_t(kBlock));
-      buf.resize(size_t(in.gcount()));
-    }
-    if (buf.empty()) break;
-    size_t i = 0;
-    if (skip_first) {
-      while (i < buf.size() && !is_space(buf[i])) ++i;
-      skip_first = false;
-    }
-    // Words starting before this offset of the block are ours.
-    const int64_t limit = int64_t(chunk.end) - int64_t(pos);
-    for (; i < buf.size(); ++i) {
-      char c = buf[i];
-      if (is_space(c)) {
-        if (!carry.empty()) {
-          ++counts[carry];
-          carry.clear();
-        }
-        if (int64_t(i) >= limit) break;
-        continue;
-      }
-      if (carry.empty() && int64_t(i) >= limit) break;
-      carry += c;
-    }
-    pos += buf.size();
-    if (i < buf.size()) break;
-    co_await kappa::maybe_checkpoint();
-  }
-  if (!carry.empty()) ++counts[carry];
   Partitions parts(static_cast<size_t>(reducers));
-  for (auto& [word, n] : counts) parts[partition_of(word, size_t(reducers))][word] = n;
+  for (auto& [word, n] : counter.counts())
+    parts[partition_of(word, size_t(reducers))].emplace_back(word, n);
   co_return parts;
 }
 
 // ---------------------------------------------------------------- reduce
 
-Task<Counts> reducer(int r, std::vector<Future<Partitions>> maps) {
+Task<std::vector<Row>> reducer(int r, std::vector<Future<Partitions>> maps) {
   std::vector<Partitions> outputs = co_await kappa::wait_all(maps);
-  Counts merged;
+  wordcount::Counts merged;
   for (const Partitions& p : outputs)
     for (const auto& [word, n] : p[size_t(r)]) merged[word] += n;
-  co_return merged;
+  co_return std::vector<Row>(merged.begin(), merged.end());
 }
 
 // ---------------------------------------------------------------- handler
 
+std::vector<std::string> input_paths(const nlohmann::json& event) {
+  const nlohmann::json& paths = event["paths"];
+  std::vector<std::string> out;
+  if (paths.is_array())
+    for (const auto& p : paths)
+      if (p.is_string()) out.push_back(p.get<std::string>());
+  if (!paths.is_array() || out.size() != paths.size() || out.empty())
+    throw kappa::Error("event: \"paths\" must be a non-empty list of files and directories, not " +
+                       paths.dump());
+  return out;
+}
+
 Task<nlohmann::json> handler(nlohmann::json event) {
   auto t0 = std::chrono::system_clock::now();  // the handler may resume elsewhere
-  const char* tmp = std::getenv("TMPDIR");
-  std::string dir =
-      event.value("input", std::string(tmp && *tmp ? tmp : "/tmp") + "/kappa-wordcount-input");
-  int files = event.value("files", 8), mb = event.value("mb_per_file", 8);
-  int chunks_per_file = event.value("chunks_per_file", 2), reducers = event.value("reducers", 4);
   size_t top = event.value("top", 10);
+  int reducers = std::max(1, event.value("reducers", 4));
+  double chunk_mb = event.value("chunk_mb", 64.0);
+  uint64_t chunk = std::max<uint64_t>(1, uint64_t(chunk_mb * double(1 << 20)));
   std::string output = event.value("output", std::string("wordcount/counts.tsv"));
 
-  auto gen =
-      co_await kappa::spawn(kappa::SpawnOptions{.name = "generate input", .on_coordinator = true},
-                            generate_task, dir, files, mb);
-  std::vector<std::string> paths = co_await gen;
-
-  std::vector<Chunk> chunks;
-  for (const std::string& p : paths) {
-    uint64_t size = std::filesystem::file_size(p);
-    for (int c = 0; c < chunks_per_file; ++c)
-      chunks.push_back({p, size * uint64_t(c) / uint64_t(chunks_per_file),
-                        size * uint64_t(c + 1) / uint64_t(chunks_per_file)});
+  std::vector<std::string> files;
+  if (event.contains("paths")) {
+    files = kappa_examples::list_files(input_paths(event));
+  } else {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string dir =
+        event.value("input", std::string(tmp && *tmp ? tmp : "/tmp") + "/kappa-wordcount-input");
+    auto gen = co_await kappa::spawn(
+        kappa::SpawnOptions{.name = "generate input", .on_coordinator = true}, generate_task, dir,
+        event.value("files", 8), event.value("mb_per_file", 8));
+    files = co_await gen;
   }
-  std::vector<Future<Partitions>> maps = co_await kappa::map_spawn(mapper, chunks, reducers);
+
+  std::vector<FileRange> ranges = kappa_examples::split_ranges(files, chunk);
+  uint64_t bytes = 0;
+  for (const FileRange& r : ranges) bytes += r.size();
+  auto groups = wordcount::group_ranges(ranges, chunk);
+  std::vector<Future<Partitions>> maps = co_await kappa::map_spawn(mapper, groups, reducers);
   std::vector<int> ids;
   for (int r = 0; r < reducers; ++r) ids.push_back(r);
-  std::vector<Future<Counts>> reduces = co_await kappa::map_spawn(reducer, ids, maps);
-  std::vector<Counts> tables = co_await kappa::wait_all(reduces);
+  std::vector<Future<std::vector<Row>>> reduces = co_await kappa::map_spawn(reducer, ids, maps);
+  std::vector<std::vector<Row>> tables = co_await kappa::wait_all(reduces);
 
-  std::vector<std::pair<std::string, uint64_t>> all;
+  std::vector<Row> all;
   uint64_t total = 0;
-  for (const Counts& t : tables) {
-    for (const auto& entry : t) {
-      all.emplace_back(entry.first, entry.second);
-      total += entry.second;
+  for (std::vector<Row>& t : tables) {
+    for (Row& row : t) {
+      total += row.second;
+      all.push_back(std::move(row));
     }
   }
-  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
-    return a.second != b.second ? a.second > b.second : a.first < b.first;
-  });
+  all = wordcount::ranked(std::move(all));
 
   // The full counts, exactly once: a worker that dies before the put is
   // recorded leaves nothing visible, and one restarted after it does not
   // write again.
-  std::string tsv = "word\tcount\n";
-  for (const auto& [word, n] : all) {
-    tsv += word;
-    tsv += '\t';
-    tsv += std::to_string(n);
-    tsv += '\n';
-  }
-  co_await kappa::put(output, tsv);
+  co_await kappa::put(output, wordcount::to_tsv(all));
 
   nlohmann::json out;
   out["output"] = output;  // the key of the full counts in the data store
   out["words"] = total;
   out["distinct"] = all.size();
+  out["top"] = nlohmann::json::array();
   for (size_t i = 0; i < std::min(top, all.size()); ++i)
     out["top"].push_back({all[i].first, all[i].second});
-  out["mappers"] = chunks.size();
+  out["files"] = files.size();
+  out["bytes"] = bytes;
+  out["mappers"] = groups.size();
   out["reducers"] = reducers;
   out["seconds"] = std::chrono::duration<double>(std::chrono::system_clock::now() - t0).count();
   co_return out;
