@@ -79,14 +79,16 @@ inline std::vector<FileRange> split_ranges(const std::vector<std::string>& files
   return ranges;
 }
 
-/// Reads up to `length` bytes of `path` from `offset` (fewer at the end of the
-/// file). The file is opened and closed here: no descriptor outlives the
-/// call, so the caller may pause between two reads. Throws
-/// std::runtime_error naming the file on an error.
-inline std::string read_at(const std::string& path, uint64_t offset, uint64_t length) {
+/// Reads up to `length` bytes of `path` from `offset` into `out`, resized to
+/// the bytes read (fewer at the end of the file), reusing its storage: a
+/// scan that reads block after block into one buffer allocates once. The
+/// file is opened and closed here: no descriptor outlives the call, so the
+/// caller may pause between two reads. Throws std::runtime_error naming the
+/// file on an error.
+inline void read_at_into(const std::string& path, uint64_t offset, uint64_t length,
+                         std::string& out) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
-  std::string out;
   out.resize(length);
   size_t got = 0;
   while (got < length) {
@@ -102,6 +104,13 @@ inline std::string read_at(const std::string& path, uint64_t offset, uint64_t le
   }
   ::close(fd);
   out.resize(got);
+}
+
+/// Reads up to `length` bytes of `path` from `offset` (fewer at the end of the
+/// file), as read_at_into does.
+inline std::string read_at(const std::string& path, uint64_t offset, uint64_t length) {
+  std::string out;
+  read_at_into(path, offset, length, out);
   return out;
 }
 
