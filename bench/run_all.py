@@ -351,6 +351,21 @@ def wordcount_input(suite, event):
     return dict(event, paths=[folder])
 
 
+def tpch_q1_input(suite, event):
+    """Generates the lineitem table once (deterministic; kept between runs in
+    $TMPDIR)."""
+    path = os.path.join(tempfile.gettempdir(), "kappa-bench-tpch-q1",
+                        f"lineitem-sf{event['scale']:g}.tbl")
+    suite.run_json([suite.path("examples", "tpch_q1", "tpch_q1"), "run", "--event",
+                    json.dumps({"paths": [path], "scale": event["scale"]}),
+                    "--data", f"file://{suite.tmp}/gen"])
+    return dict(event, paths=[path])
+
+
+def lineitem_bytes(event):
+    return f"TPC-H lineitem SF {event['scale']:g}, {human_bytes(os.path.getsize(event['paths'][0]))}"
+
+
 def input_bytes(event):
     total = 0
     for p in event["paths"]:
@@ -363,6 +378,9 @@ APPS = [
     App("wordcount", "word count", ("examples", "wordcount", "wordcount"),
         event={"generate": (16, 64), "top": 10}, quick_event={"generate": (4, 8), "top": 10},
         answer=["words", "distinct", "top"], describe=input_bytes, prepare=wordcount_input),
+    App("tpch_q1", "TPC-H Q1", ("examples", "tpch_q1", "tpch_q1"),
+        event={"scale": 10}, quick_event={"scale": 1},
+        answer=["rows", "lineitems"], describe=lineitem_bytes, prepare=tpch_q1_input),
 ]
 
 

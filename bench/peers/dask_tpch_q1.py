@@ -7,7 +7,7 @@ answer fields: "rows" and "lineitems").
 Written as a Dask user would: dask.dataframe.read_csv over dbgen's
 '|'-separated lineitem files (no header), a filter on l_shipdate and a
 groupby-agg, on LocalCluster(n_workers=2, threads_per_worker=1,
-processes=True). The input must exist: generate it with the app or its
+processes=True), as every Dask version does (dask_common.py). The input must exist: generate it with the app or its
 baseline (same event). Event fields: "paths" (files or directories; default
 $TMPDIR/kappa-tpch-q1/lineitem-sf<scale>-seed<seed>.tbl), "scale", "seed",
 "chunk_mb" (read_csv's blocksize, default 64), "delta" (default 90).
@@ -19,16 +19,14 @@ the quotient and the remainder by 10^9, so that no int64 sum overflows at any
 practical scale. Averages are sum / count rounded half up to 6 decimals,
 computed on Python integers.
 
-Prints one JSON line: the answer, "seconds" (the query, cluster start
-excluded) and "cluster_seconds" (starting the cluster).
+Prints one JSON line (dask_common.main): the answer, "seconds" (the query,
+cluster start excluded) and "cluster_seconds" (starting the cluster).
 """
 
-import argparse
-import json
-import logging
 import os
 import sys
-import time
+
+import dask_common
 
 COLUMNS = [
     "l_orderkey", "l_partkey", "l_suppkey", "l_linenumber", "l_quantity",
@@ -70,10 +68,14 @@ def average(hundredths_sum, count):
     return fixed((2 * hundredths_sum * 10 ** 4 + count) // (2 * count), 6)
 
 
-def q1(files, blocksize, delta):
+def q1(client, event):
     import dask
     import dask.dataframe as dd
     import pandas as pd
+
+    files = input_files(event)
+    blocksize = int(float(event.get("chunk_mb", 64)) * 2 ** 20)
+    delta = int(event.get("delta", 90))
 
     df = dd.read_csv(
         files, sep="|", header=None, names=COLUMNS, blocksize=blocksize,
@@ -118,31 +120,5 @@ def q1(files, blocksize, delta):
     return {"rows": out, "lineitems": int(lineitems), "files": len(files)}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--event", default="{}")
-    args = parser.parse_args()
-    event = json.loads(args.event)
-    files = input_files(event)
-    blocksize = int(float(event.get("chunk_mb", 64)) * 2 ** 20)
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    from distributed import Client, LocalCluster
-
-    t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
-    client = Client(cluster)
-    t1 = time.perf_counter()
-    try:
-        out = q1(files, blocksize, int(event.get("delta", 90)))
-        out["seconds"] = time.perf_counter() - t1
-        out["cluster_seconds"] = t1 - t0
-    finally:
-        client.close()
-        cluster.close()
-    print(json.dumps(out, sort_keys=True), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    dask_common.main(q1, "TPC-H Query 1 with Dask")
