@@ -179,24 +179,28 @@ inline std::string read_lines(const std::string& path, uint64_t offset, uint64_t
   return out;
 }
 
+/// The offset just after the first line break at or after `at` - 1 in a
+/// file of `size` bytes (`at` itself when it is 0 or at a line start; `size`
+/// when no line break follows): where a range of whole lines cut near `at`
+/// ends.
+inline uint64_t line_end_after(const std::string& path, uint64_t size, uint64_t at) {
+  while (at > 0 && at < size) {
+    std::string b = kappa_examples::read_at(path, at - 1, 1 << 16);
+    size_t nl = b.find('\n');
+    if (nl != std::string::npos) return at - 1 + nl + 1;
+    if (b.empty()) return size;
+    at += b.size();
+  }
+  return std::min(at, size);
+}
+
 /// Cuts a file into `parts` ranges of whole lines, of about equal size.
 inline std::vector<kappa_examples::FileRange> line_ranges(const std::string& path, int parts) {
   uint64_t size = std::filesystem::file_size(path);
   std::vector<uint64_t> cuts = {0};
-  for (int p = 1; p < parts; ++p) {
-    uint64_t at = std::max(cuts.back(), size * uint64_t(p) / uint64_t(parts));
-    // The cut goes after the first line break at or after `at - 1`.
-    while (at > 0 && at < size) {
-      std::string b = kappa_examples::read_at(path, at - 1, 1 << 16);
-      size_t nl = b.find('\n');
-      if (nl != std::string::npos) {
-        at = at - 1 + nl + 1;
-        break;
-      }
-      at += b.size();
-    }
-    cuts.push_back(std::min(at, size));
-  }
+  for (int p = 1; p < parts; ++p)
+    cuts.push_back(
+        line_end_after(path, size, std::max(cuts.back(), size * uint64_t(p) / uint64_t(parts))));
   cuts.push_back(size);
   std::vector<kappa_examples::FileRange> ranges;
   for (int p = 0; p < parts; ++p) ranges.push_back({path, cuts[size_t(p)], cuts[size_t(p) + 1]});
