@@ -13,7 +13,8 @@ them all alike):
   - Dask (bench/peers/dask_primes.py) in the first --dask-reps rounds, unless
     --no-dask
 and prints the median wall time of each (whole command), the CPU time of the
-app runs (user + system, every process of the job), the checkpoints the
+C++ runs (user + system, every process of the job: steadier than wall time
+when the machine is shared), the checkpoints the
 workers persisted (their debug logs), the hand-overs (the trace's "yield"
 invocations), and the app's overhead against "no checkpoints". Every run
 must give the same count. Goal (issue 11): checkpointing costs at most 1%.
@@ -81,7 +82,7 @@ def main():
             "interval 1 s": [],
             "--time-limit 2": ["--time-limit", "2"]}
     walls = {k: [] for k in list(apps) + ["baseline --procs 2", "baseline --procs 1", "Dask"]}
-    cpus = {k: [] for k in apps}
+    cpus = {k: [] for k in list(apps) + ["baseline --procs 2", "baseline --procs 1"]}
     counts = {k: [] for k in apps}
     answers = set()
     for rep in range(a.reps):
@@ -95,10 +96,12 @@ def main():
                   f"{c['images']} images, {c['yields']} hand-overs; {c['summary']}", flush=True)
         procs = [2] if a.no_procs1 else [2, 1]
         for p in procs:
-            wall, _, out, _ = timed([BASELINE, "--procs", str(p), "--event", json.dumps(event)])
+            wall, cpu, out, _ = timed([BASELINE, "--procs", str(p), "--event", json.dumps(event)])
             walls[f"baseline --procs {p}"].append(wall)
+            cpus[f"baseline --procs {p}"].append(cpu)
             answers.add(out["primes"])
-            print(f"round {rep + 1} baseline --procs {p}: {wall:.2f} s", flush=True)
+            print(f"round {rep + 1} baseline --procs {p}: {wall:.2f} s wall, {cpu:.2f} s CPU",
+                  flush=True)
         if not a.no_dask and rep < a.dask_reps:
             try:
                 _, _, out, _ = timed(["/usr/bin/python3", DASK, "--event", json.dumps(event)])
@@ -129,7 +132,8 @@ def main():
             print(f"| Kappa, {name} | {w:.2f} s | {100 * (w / base - 1):+.1f}% | {c:.2f} s "
                   f"| {100 * (c / base_cpu - 1):+.1f}% | {imgs:g} | {ys:g} | {w / b2:.2f}x |")
         else:
-            print(f"| {name} | {w:.2f} s | | | | | | {w / b2:.2f}x |")
+            c = f"{statistics.median(cpus[name]):.2f} s" if cpus.get(name) else ""
+            print(f"| {name} | {w:.2f} s | | {c} | | | | {w / b2:.2f}x |")
 
 
 if __name__ == "__main__":
