@@ -23,7 +23,7 @@ packages=(
   libzstd-dev liblz4-dev libxxhash-dev libssl-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsqlite3-dev sqlite3 libhiredis-dev libcurl4-openssl-dev redis-server
-  clang-format libclang-rt-16-dev
+  clang-format libclang-rt-16-dev python3-clang-16
   libpugixml-dev python3-botocore libzip-dev
   slurm-wlm munge
   libre2-dev

@@ -120,10 +120,25 @@ struct MaybeCheckpointAwaiter {
 
 }  // namespace detail
 
-/// A pause point that always persists a checkpoint.
+/// A pause point that always persists a checkpoint: `co_await
+/// kappa::checkpoint();`. Under `run` the task waits only while its arena is
+/// captured (a large image is also written out then); the image is stored and
+/// reported in the background as the task goes on. Near the worker's deadline
+/// the task hands over instead, and resumes in a fresh worker. Under `solo`
+/// the image is written before the task resumes.
+/// Call it inside a task, on the task's own thread, once the threads the task
+/// started have finished. Throws kappa::Error at the co_await, with no
+/// checkpoint taken, outside a task or while such a thread still runs. An
+/// image that cannot be stored fails the task itself (at a later pause point),
+/// rather than throwing here.
 inline detail::PauseAwaiter checkpoint() { return {}; }
 
-/// A pause point that persists a checkpoint only when one is due.
+/// A pause point that persists a checkpoint only when one is due: when
+/// --checkpoint-interval seconds (default 1; 0: at every call) have passed
+/// since the last one, or the worker's deadline (--time-limit) is near, where
+/// the task hands over to a fresh worker. Not due, it costs one relaxed atomic
+/// load, does not suspend and cannot throw, not even outside a task. Due, it
+/// is checkpoint(), with the same preconditions and exceptions.
 inline detail::MaybeCheckpointAwaiter maybe_checkpoint() { return {}; }
 
 }  // namespace kappa

@@ -6,6 +6,10 @@
 // containers, std::optional/variant/pair/tuple/array, std::chrono durations,
 // nlohmann::json, and any user type with a `serialize(Archive&)` member or a
 // free `serialize(Archive&, T&)` found by ADL (see cereal's documentation).
+// Raw pointers and references do not serialize: state travels as values.
+//
+// encode and decode are pure functions of their arguments: thread-safe on
+// distinct objects. Inside a task they allocate in the task's arena.
 #pragma once
 
 #include <algorithm>
@@ -39,11 +43,14 @@
 #include "kappa/error.h"
 
 namespace nlohmann {
-// nlohmann::json travels as its CBOR encoding.
+/// cereal's hook for nlohmann::json: a json value travels as its CBOR
+/// encoding. Throws what cereal's archive throws.
 template <class Archive>
 void save(Archive& ar, const json& j) {
   ar(json::to_cbor(j));
 }
+/// Reads what save wrote. Throws nlohmann::json::parse_error for bytes that
+/// are not CBOR (kappa::decode turns it into kappa::Error).
 template <class Archive>
 void load(Archive& ar, json& j) {
   std::vector<std::uint8_t> bytes;
@@ -92,7 +99,9 @@ void encode_append(std::string& out, const T& value) {
 }
 }  // namespace detail
 
-/// Serializes `value` to bytes.
+/// Serializes `value` to bytes with cereal's binary archive (host byte
+/// order: read back only by the same binary's decode<T>). Throws only what
+/// T's serialize functions throw, and std::bad_alloc.
 template <class T>
 std::string encode(const T& value) {
   std::string out;
@@ -111,8 +120,11 @@ class ViewStreamBuf : public std::streambuf {
 };
 }  // namespace detail
 
-/// Deserializes bytes produced by encode<T>. Throws kappa::Error naming the
-/// type when the bytes are truncated or malformed.
+/// Deserializes bytes produced by encode<T>; T must be default-constructible.
+/// Throws kappa::Error naming the (mangled) type and the size when the bytes
+/// are truncated or malformed: any std::exception from cereal or from T's
+/// serialize functions becomes one. Bytes left over after the value are
+/// ignored, so decoding as another type than was encoded may succeed.
 template <class T>
 T decode(std::string_view bytes) {
   if constexpr (std::is_same_v<T, std::string>) {

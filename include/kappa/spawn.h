@@ -18,6 +18,20 @@
 // kappa::encode (cereal). An argument of type Future<T> where the function
 // takes a T is a dataflow edge: the child starts once the future resolves and
 // receives its value.
+//
+// Common contract. Each function returns an awaitable and the call is made
+// when it is awaited: await it once, in the task that created it (it may be
+// kept and awaited after other pause points). Arguments are converted and
+// serialized when the function is called, not when it is awaited. At the
+// co_await, besides the errors each call lists, kappa::Error is thrown (and
+// the call is not made) outside a task, while threads the task started still
+// run, and under `solo`, which has no coordinator. The job ends when its root
+// task (the handler) returns: tasks still running then are stopped; and a job
+// whose live tasks all wait on futures or queues that nothing will fill fails.
+//
+// Threads: make these calls from the task's own thread only. A Future or a
+// Queue is a plain value (an id), like FutureRef and SpawnOptions: copy it,
+// keep it in task state, and send it to other tasks freely.
 #pragma once
 
 #include <cstdint>
@@ -39,12 +53,14 @@ class Future;
 
 namespace detail {
 
+/// One awaited future's value; throws kappa::TaskFailed if its task failed.
 template <class T>
 T decode_wait_result(const WaitResult& r) {
   if (r.failed) throw TaskFailed(r.bytes);
   if constexpr (!std::is_void_v<T>) return decode<T>(r.bytes);
 }
 
+/// The kWait call for `ids`, yielding their values (wait_all).
 template <class T>
 auto wait_call(std::vector<uint64_t> ids) {
   return make_call<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>>(
@@ -64,17 +80,28 @@ auto wait_call(std::vector<uint64_t> ids) {
 }  // namespace detail
 
 /// The result of a spawned task. A copyable handle (an id): it can be awaited
-/// by any task, passed to spawn as an argument, and stored in state.
+/// by any task, any number of times, passed to spawn as an argument, and
+/// stored in state.
 template <class T>
 class Future {
  public:
+  /// What awaiting the future yields.
   using value_type = T;
+  /// An empty future (id 0), of no task: awaiting it throws kappa::Error, and
+  /// a task spawned with it as an argument fails.
   Future() = default;
+  /// The future of task `id` (as id() returns it). For the runtime and tests:
+  /// nothing checks that the task yields a T; a mismatch surfaces as a
+  /// kappa::Error when the value is decoded.
   explicit Future(uint64_t id) : id_(id) {}
+  /// The task's id in its job (0: empty): the ID in its logs and in
+  /// TaskFailed messages ("task ID").
   uint64_t id() const { return id_; }
 
-  /// Waits for the task and returns its value; throws kappa::TaskFailed
-  /// (whose message names the task and its error) if it failed.
+  /// A pause point: waits for the task and yields a copy of its value.
+  /// Throws kappa::TaskFailed (whose message names the task and its error) if
+  /// it failed; kappa::Error for an empty or unknown future or a value that
+  /// does not decode as T, and as in the file comment.
   auto operator co_await() const {
     return detail::make_call<T>(detail::Op::kWait, encode(std::vector<uint64_t>{id_}),
                                 [](std::string_view reply) {
@@ -83,6 +110,8 @@ class Future {
                                 });
   }
 
+  /// cereal's hook: a Future travels as its id, so it can be a spawn
+  /// argument, part of a result or a queue item.
   template <class A>
   void serialize(A& a) {
     a(id_);
@@ -94,33 +123,48 @@ class Future {
 
 /// Any future, whatever its type (for SpawnOptions::awaits).
 struct FutureRef {
+  /// Refers to `f`'s task; implicit, so that `.awaits = {fa, fb}` works.
   template <class T>
   FutureRef(const Future<T>& f) : id(f.id()) {}  // NOLINT: implicit by design
+  /// The future's id (Future::id).
   uint64_t id;
 };
 
+/// How spawn starts a task. An aggregate: `SpawnOptions{.name = "merge"}`
+/// (with g++ 12, name it before the co_await: README, "Compilers").
 struct SpawnOptions {
-  /// Shown in logs, errors and traces.
+  /// Shown in logs, errors (TaskFailed's "task ID (NAME)") and traces.
   std::string name = {};
   /// Run beside the coordinator, with no time limit and never killed by
   /// --chaos-kill: the place for side effects that must happen once.
   bool on_coordinator = false;
   /// Futures that must resolve before the task starts (their values are not
-  /// passed).
+  /// passed). One that fails does not stop the task, unlike a failed Future
+  /// argument; an empty one (id 0) fails it.
   std::vector<FutureRef> awaits = {};
 };
 
 /// A bounded FIFO queue of T shared between tasks; a copyable handle that can
-/// be passed to spawned tasks.
+/// be passed to spawned tasks. Items are handed out in the order they were
+/// accepted, each to one dequeuer; waiting enqueuers and dequeuers are served
+/// first come, first served. A queue lives as long as its job.
 template <class T>
 class Queue {
  public:
+  /// An empty handle (id 0), to be assigned later: enqueue and dequeue on it
+  /// throw kappa::Error.
   Queue() = default;
+  /// The queue with id `id` (as id() returns it). For the runtime and tests:
+  /// nothing checks that its items are Ts.
   explicit Queue(uint64_t id) : id_(id) {}
+  /// The queue's id in its job (0: empty).
   uint64_t id() const { return id_; }
 
-  /// Appends `value`, waiting while the queue is full (max_size 0: until a
-  /// dequeue takes it).
+  /// A pause point: appends `value`, waiting while the queue is full
+  /// (max_size 0: until a dequeue takes it); the item is enqueued once even
+  /// if the task restarts. `value` is serialized by this call: kappa::Error if
+  /// that throws. At the co_await, kappa::Error for an empty or unknown queue
+  /// and as in the file comment.
   auto enqueue(const T& value) const {
     return detail::make_call<void>(detail::Op::kEnqueue, detail::enqueue_request(id_, value),
                                    [](std::string_view) {});
@@ -130,18 +174,25 @@ class Queue {
   /// checkpoint). If the queue turns out to be full, the task is parked at
   /// this point and resumes from it once the item is accepted; what it
   /// computed in the meantime is computed again. Either way the item is
-  /// enqueued exactly once.
+  /// enqueued exactly once. Throws as enqueue, except that a call that fails
+  /// at the coordinator (an empty or unknown queue) fails the task at its
+  /// next pause point or at its end, without an exception the task can catch.
   auto enqueue_async(const T& value) const {
     return detail::make_call<void>(
         detail::Op::kEnqueue, detail::enqueue_request(id_, value), [](std::string_view) {},
         /*async=*/true);
   }
-  /// Removes and returns the oldest item, waiting while the queue is empty.
+  /// A pause point: removes and yields the oldest item, waiting while the
+  /// queue is empty. Throws kappa::Error for an empty or unknown queue or an
+  /// item that does not decode as T (the item is gone), and as in the file
+  /// comment.
   auto dequeue() const {
     return detail::make_call<T>(detail::Op::kDequeue, encode(id_),
                                 [](std::string_view reply) { return decode<T>(reply); });
   }
 
+  /// cereal's hook: a Queue travels as its id, so it can be a spawn argument,
+  /// part of a result or a queue item.
   template <class A>
   void serialize(A& a) {
     a(id_);
@@ -153,6 +204,7 @@ class Queue {
 
 namespace detail {
 
+/// T, or the U of a Future<U> (an argument that is a dataflow edge).
 template <class T>
 struct unwrap_future {
   using type = T;
@@ -164,6 +216,7 @@ struct unwrap_future<Future<T>> {
   static constexpr bool is_future = true;
 };
 
+/// R, or the U of a Task<U> (what a spawned function yields).
 template <class R>
 struct task_value {
   using type = R;
@@ -175,6 +228,7 @@ struct task_value<Task<R>> {
   static constexpr bool is_task = true;
 };
 
+/// The return and parameter types of a spawnable function pointer.
 template <class Fn>
 struct fn_traits {
   static_assert(sizeof(Fn) == 0,
@@ -189,6 +243,7 @@ struct fn_traits<R (*)(P...)> {
   using params = std::tuple<std::decay_t<P>...>;
 };
 
+/// Decodes a spawned function's arguments (kappa::Error if one is malformed).
 template <class Fn, class... P, size_t... I>
 auto decode_args(const std::vector<std::string>& args, std::index_sequence<I...>) {
   return std::tuple<P...>(decode<P>(args[I])...);
@@ -225,6 +280,7 @@ Task<std::string> trampoline(uintptr_t fn, std::vector<std::string> args) {
   }
 }
 
+/// The trampoline of a function type, from its parameter tuple.
 template <class Fn, class Tuple>
 struct trampoline_for;
 template <class Fn, class... P>
@@ -235,6 +291,8 @@ struct trampoline_for<Fn, std::tuple<P...>> {
   }
 };
 
+/// One argument of a spawn: a future's id, or the value converted to Param
+/// and encoded.
 template <class Param, class Arg>
 ArgSlot make_slot(Arg&& arg) {
   using A = std::decay_t<Arg>;
@@ -247,6 +305,7 @@ ArgSlot make_slot(Arg&& arg) {
   }
 }
 
+/// The SpawnSpec of fn(args...) with `opts`.
 template <class Fn, class... Args, size_t... I>
 SpawnSpec make_spec(const SpawnOptions& opts, Fn fn, std::index_sequence<I...>, Args&&... args) {
   using params = typename fn_traits<Fn>::params;
@@ -262,6 +321,7 @@ SpawnSpec make_spec(const SpawnOptions& opts, Fn fn, std::index_sequence<I...>, 
   return spec;
 }
 
+/// `f` as a function pointer (a captureless lambda converts).
 template <class F>
 auto to_function_pointer(F f) {
   if constexpr (std::is_pointer_v<F>)
@@ -272,8 +332,16 @@ auto to_function_pointer(F f) {
 
 }  // namespace detail
 
-/// Starts fn(args...) as a new task; returns its future once the coordinator
-/// has recorded the spawn.
+/// A pause point: starts f(args...) as a new task and yields its Future<R>
+/// once the coordinator has recorded the spawn (the child starts later, in
+/// another worker process). `f` is a function pointer or a captureless lambda
+/// of type Task<R>(P...) or R(P...) (checked at compile time), in this binary.
+/// Each argument is converted to its P and serialized by this call: what that
+/// throws propagates from it. An argument of type Future<P> (P exactly) is a
+/// dataflow edge: the child starts once it resolves, with its value, and
+/// fails without running if it failed. An exception escaping the child fails
+/// it: awaiting its future then throws kappa::TaskFailed. The co_await throws
+/// as in the file comment.
 template <class F, class... Args>
 auto spawn(const SpawnOptions& options, F f, Args&&... args) {
   auto fn = detail::to_function_pointer(f);
@@ -286,12 +354,16 @@ auto spawn(const SpawnOptions& options, F f, Args&&... args) {
       [](std::string_view reply) { return Future<R>(decode<std::vector<uint64_t>>(reply).at(0)); });
 }
 
+/// spawn(SpawnOptions{}, f, args...): an unnamed task on an ordinary worker.
 template <class F, class... Args>
 requires(!std::is_same_v<std::decay_t<F>, SpawnOptions>) auto spawn(F f, Args&&... args) {
   return spawn(SpawnOptions{}, f, std::forward<Args>(args)...);
 }
 
-/// Starts fn(elem, extra...) for every element; one call to the coordinator.
+/// A pause point: starts f(elem, extra...) for every element of `elems` (any
+/// range), in one call to the coordinator, and yields their futures in the
+/// range's order. Each task gets its own copy of the extra arguments. The
+/// same contract as spawn, with default SpawnOptions.
 template <class F, class Range, class... Extra>
 auto map_spawn(F f, const Range& elems, const Extra&... extra) {
   auto fn = detail::to_function_pointer(f);
@@ -309,8 +381,11 @@ auto map_spawn(F f, const Range& elems, const Extra&... extra) {
       });
 }
 
-/// Waits for every future; returns their values in order (void for
-/// Future<void>). Throws kappa::TaskFailed for the first failed one.
+/// A pause point: waits until every future has resolved, then yields their
+/// values in order (nothing for Future<void>; an empty vector for none).
+/// Throws kappa::TaskFailed for the first failed future in the vector's order
+/// (the other values are dropped); kappa::Error for an empty or unknown
+/// future, and as in the file comment.
 template <class T>
 auto wait_all(const std::vector<Future<T>>& futures) {
   std::vector<uint64_t> ids;
@@ -319,8 +394,9 @@ auto wait_all(const std::vector<Future<T>>& futures) {
   return detail::wait_call<T>(std::move(ids));
 }
 
-/// Creates a queue holding at most max_size items (0: every enqueue waits for
-/// a dequeue, a rendezvous).
+/// A pause point: creates a queue holding at most max_size items (0: every
+/// enqueue waits for a dequeue, a rendezvous) and yields its handle. Throws
+/// as in the file comment.
 template <class T>
 auto make_queue(uint64_t max_size) {
   return detail::make_call<Queue<T>>(

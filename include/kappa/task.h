@@ -13,6 +13,16 @@
 // transfers ownership. A Task is awaited at most once: its value is moved out
 // to the awaiter. Awaiting an empty Task (default-constructed or moved from) or
 // awaiting a Task a second time throws kappa::Error at that co_await.
+//
+// Inside a Kappa task, a coroutine may only suspend at Kappa pause points
+// and at `co_await` on a Task: awaiting another library's awaitable that
+// suspends fails the task ("the task suspended outside a kappa pause
+// point"). Memory: a task's frames and heap come from its arena (about 64 GiB
+// of address space); when it is exhausted operator new throws std::bad_alloc
+// and malloc returns null, though the machine's memory usually runs out first.
+//
+// Threads: a Task is not thread-safe. Create, await and destroy it on the
+// thread that runs the task; threads the task starts must not touch it.
 #pragma once
 
 #include <coroutine>
@@ -100,16 +110,26 @@ class TaskPromise<void> : public TaskPromiseBase {
 
 }  // namespace detail
 
+/// The return type of a pausable function: a lazily started coroutine that
+/// yields a T (or nothing, for Task<void>) to the one coroutine awaiting it.
+/// Owns its frame (see the file comment for ownership, misuse and threads).
 template <class T>
 class [[nodiscard]] Task {
  public:
+  /// The coroutine's promise (C++ coroutine machinery; not for direct use).
   using promise_type = detail::TaskPromise<T>;
+  /// What `co_await task` yields.
   using value_type = T;
+  /// The type of handle() and release().
   using handle_type = std::coroutine_handle<promise_type>;
 
+  /// An empty Task: owns no coroutine; awaiting it throws kappa::Error.
   Task() noexcept = default;
+  /// Takes ownership of the coroutine `h` (called by the promise).
   explicit Task(handle_type h) noexcept : h_(h) {}
+  /// Takes `other`'s coroutine; `other` becomes empty.
   Task(Task&& other) noexcept : h_(std::exchange(other.h_, {})) {}
+  /// Destroys the coroutine this Task owns, if any, then takes `other`'s.
   Task& operator=(Task&& other) noexcept {
     if (this != &other) {
       if (h_) h_.destroy();
@@ -119,19 +139,27 @@ class [[nodiscard]] Task {
   }
   Task(const Task&) = delete;
   Task& operator=(const Task&) = delete;
+  /// Destroys the owned coroutine frame (and the locals in it), if any. Not
+  /// while the coroutine runs or is being awaited: a Task outlives its await.
   ~Task() {
     if (h_) h_.destroy();
   }
 
-  /// True once the coroutine has run to completion (returned or threw).
+  /// True once the coroutine has run to completion (returned or threw), and
+  /// for an empty Task.
   bool done() const noexcept { return !h_ || h_.done(); }
 
+  /// What operator co_await returns: starts the coroutine by symmetric
+  /// transfer and resumes the awaiter when it ends.
   struct Awaiter {
+    /// The awaited coroutine (null for an empty Task).
     handle_type h;
-    // Set by await_ready when the Task cannot be awaited; await_resume throws
-    // it, so that the error surfaces at the awaiter's co_await.
+    /// Set by await_ready when the Task cannot be awaited; await_resume throws
+    /// it, so that the error surfaces at the awaiter's co_await.
     const char* misuse = nullptr;
 
+    /// Claims the Task for this await; true (no suspension) if it has already
+    /// finished or is misused.
     bool await_ready() noexcept {
       if (!h) {
         misuse = "co_await on an empty kappa::Task (default-constructed or moved from)";
@@ -140,22 +168,32 @@ class [[nodiscard]] Task {
       }
       return misuse || h.done();
     }
+    /// Records `caller` as the continuation and runs the Task's coroutine.
     std::coroutine_handle<> await_suspend(std::coroutine_handle<> caller) noexcept {
       h.promise().set_continuation(caller);
       return h;
     }
+    /// The Task's value, moved out. Rethrows the exception that escaped the
+    /// coroutine, as is; throws kappa::Error on misuse.
     T await_resume() {
       if (misuse) throw Error(misuse);
       return h.promise().result();
     }
   };
-  /// Runs the task to completion inside the awaiting coroutine.
+  /// `co_await task`: runs the coroutine to completion inside the awaiting
+  /// one (in the same task, on the same thread: not a pause point, though the
+  /// coroutine may contain some) and yields its value. Rethrows what escaped
+  /// it, with its own type. Throws kappa::Error if the Task is empty or was
+  /// awaited before.
   Awaiter operator co_await() & noexcept { return Awaiter{h_}; }
+  /// The same for a temporary: `co_await f(x)`. With g++ 12, an aggregate
+  /// temporary with a std::string or std::vector member built inside a
+  /// co_await expression is freed twice: name it first (README, "Compilers").
   Awaiter operator co_await() && noexcept { return Awaiter{h_}; }
 
   /// For runtime drivers: the coroutine handle (ownership stays with the Task).
   handle_type handle() const noexcept { return h_; }
-  /// For runtime drivers: gives up ownership of the frame.
+  /// For runtime drivers: gives up ownership of the frame; the Task is empty.
   handle_type release() noexcept { return std::exchange(h_, {}); }
 
  private:

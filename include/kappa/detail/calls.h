@@ -37,6 +37,7 @@ using Trampoline = Task<std::string> (*)(uintptr_t fn, std::vector<std::string> 
 uint64_t code_offset(uint64_t address);
 uint64_t code_address(uint64_t offset);
 
+/// One task to spawn: kSpawn's request is a vector of them.
 struct SpawnSpec {
   uint64_t fn = 0;          // the function, as a code_offset (same binary)
   uint64_t trampoline = 0;  // a Trampoline for its signature, as a code_offset
@@ -144,6 +145,7 @@ struct CallAwaiter : PauseAwaiter {
   bool on_heap = false;  // listed by track_heap_request
 };
 
+/// The awaitable for a call `op` whose reply `d` turns into an R.
 template <class R, class Decode>
 CallAwaiter<R, Decode> make_call(Op op, std::string request, Decode d, bool async = false) {
   return CallAwaiter<R, Decode>(op, std::move(request), std::move(d), async);
