@@ -66,7 +66,7 @@ class LocalBackend final : public Backend {
       spawn_requests_.push_back({worker_id, on_coordinator, {}});
       done = spawn_requests_.back().done.get_future();
     }
-    cv_.notify_all();
+    spawn_cv_.notify_one();
     // The spawner's error travels as its message, thrown anew here: an
     // exception object shared between threads is reference-counted inside
     // libstdc++, where ThreadSanitizer cannot see it (it reported a race on
@@ -97,7 +97,10 @@ class LocalBackend final : public Backend {
         p->kill_for = WorkerExit::Cause::kChaosKill;
       }
     }
-    cv_.notify_all();
+    // Every invocation starts one: the kill timer is woken only when it
+    // must fire sooner than it would (waking it costs this call's thread,
+    // and the worker it answers, a thread switch on a small machine).
+    if (p->kill_at && (!timer_wake_ || *p->kill_at < *timer_wake_)) timer_cv_.notify_one();
   }
 
   void invocation_ended(uint64_t worker_id) override {
@@ -134,7 +137,8 @@ class LocalBackend final : public Backend {
       stopping_ = true;
       for (auto& [pid, p] : procs_) ::kill(pid, SIGKILL);
     }
-    cv_.notify_all();
+    spawn_cv_.notify_all();
+    timer_cv_.notify_all();
     spawner_.join();
     timer_.join();
     reaper_.join();  // returns once every worker is reaped
@@ -168,7 +172,7 @@ class LocalBackend final : public Backend {
   void spawn_loop() {
     std::unique_lock lock(mu_);
     for (;;) {
-      cv_.wait(lock, [&] { return stopping_ || !spawn_requests_.empty(); });
+      spawn_cv_.wait(lock, [&] { return stopping_ || !spawn_requests_.empty(); });
       if (spawn_requests_.empty()) return;  // stopping
       SpawnRequest r = std::move(spawn_requests_.front());
       spawn_requests_.pop_front();
@@ -233,10 +237,11 @@ class LocalBackend final : public Backend {
           earliest = p.kill_at;
         }
       }
+      timer_wake_ = earliest;
       if (earliest)
-        cv_.wait_until(lock, *earliest);
+        timer_cv_.wait_until(lock, *earliest);
       else
-        cv_.wait(lock);
+        timer_cv_.wait(lock);
     }
   }
 
@@ -281,7 +286,8 @@ class LocalBackend final : public Backend {
   BackendConfig config_;
   WorkerEvents* events_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;         // spawn requests, the kill timer, stopping
+  std::condition_variable spawn_cv_;   // spawn requests, stopping
+  std::condition_variable timer_cv_;   // a kill sooner than timer_wake_, stopping
   std::condition_variable reaper_cv_;  // paces the reaper's polling
   std::deque<SpawnRequest> spawn_requests_;
   std::map<pid_t, Proc> procs_;
@@ -290,6 +296,8 @@ class LocalBackend final : public Backend {
   bool stopping_ = false;
   uint64_t chaos_kills_ = 0;
   double mean_invocation_ = 0;  // seconds, moving average of finished invocations
+  // When the kill timer wakes next (none: only when notified).
+  std::optional<Clock::time_point> timer_wake_;
   std::thread spawner_, reaper_, timer_;
 };
 

@@ -140,6 +140,13 @@ void JobState::add_timer(TimePoint at, TimerKind kind, uint64_t id) {
   timers_.emplace(at, kind, id);
 }
 
+// A timer whose event no longer applies is dropped at once rather than left
+// to fire: the shell's timer thread would wake for each (one per blocked
+// call, 50 ms later), a thread switch per call on a small machine.
+void JobState::unblock(Task& t) {
+  if (blocked_.erase(t.d.id)) timers_.erase({t.park_at, TimerKind::kGrace, t.d.id});
+}
+
 std::optional<TimePoint> JobState::next_timer() const {
   if (timers_.empty()) return std::nullopt;
   return std::get<0>(*timers_.begin());
@@ -288,7 +295,7 @@ void JobState::fail_task(Task& t, const std::string& why, TimePoint now, Effects
 void JobState::resolve(Task& t, FutureSlot::State state, std::string bytes, TimePoint now,
                        Effects& fx) {
   uint64_t id = t.d.id;
-  blocked_.erase(id);
+  unblock(t);
   if (t.d.call)
     for (std::string& key : split_image_chain(t.d.call->image_key))
       fx.discarded.push_back(std::move(key));
@@ -336,7 +343,7 @@ void JobState::complete_call(Task& t, std::string reply, std::string error, Time
     push_ready(t, now, fx);
   } else if (t.state == kBlocked) {
     set_state(t, kRunning);
-    blocked_.erase(t.d.id);
+    unblock(t);
     answer(t.worker, CallOutcome{CallOutcome::Kind::kResult, c.reply, c.error}, fx);
   }
 }
@@ -665,6 +672,7 @@ void JobState::next(uint64_t worker_id, TimePoint now, Effects& fx) {
 
 void JobState::remove_idle(uint64_t worker_id, Worker& w) {
   w.idle = false;
+  timers_.erase({w.idle_until, TimerKind::kIdle, worker_id});
   std::erase(idle_[w.on_coordinator], worker_id);
 }
 
@@ -716,7 +724,7 @@ void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
   }
   if (c.done && c.op != Op::kYield) {
     set_state(t, kRunning);
-    blocked_.erase(t.d.id);
+    unblock(t);
     answer(info.worker_id, CallOutcome{CallOutcome::Kind::kResult, c.reply, c.error}, fx);
     return;
   }
@@ -728,7 +736,7 @@ void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
 // The task's worker drops it (the caller tells it kPark); it is relaunched
 // from the call's image once the call completes (a yield: at once, elsewhere).
 void JobState::park_call(Task& t, TimePoint now, Effects& fx) {
-  blocked_.erase(t.d.id);
+  unblock(t);
   uint64_t worker = std::exchange(t.worker, 0);
   ++stats_.parks;
   bool done = t.d.call->done;
@@ -803,7 +811,7 @@ void JobState::lose_task(uint64_t worker_id, const WorkerExit& exit, const std::
   if (!found || found->worker != worker_id) return;
   Task& t = *found;
   t.worker = 0;
-  blocked_.erase(t.d.id);
+  unblock(t);
   mark_progress(t, fx);
   bool crash = exit.deterministic_crash() || (w.crash && w.crash->signal != 0);
   if (crash && ++t.d.crashes > options_.max_crash_retries) {

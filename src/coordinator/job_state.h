@@ -291,6 +291,7 @@ class JobState {
   void lose_task(uint64_t worker_id, const WorkerExit& exit, const std::string& why, TimePoint now,
                  Effects& fx);
   void remove_idle(uint64_t worker_id, Worker& w);
+  void unblock(Task& t);  // no longer blocked on its worker (if it was)
   void seen(Worker& w, TimePoint now);
   void fail_job(const std::string& why, Effects& fx);
   void check_stalled(Effects& fx);

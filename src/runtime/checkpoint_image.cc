@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <xxhash.h>
 #include <zstd.h>
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <mutex>
 #include <thread>
 #include <utility>
 
@@ -144,12 +146,91 @@ void hmac_sha256(const std::string& key, std::string_view a, std::string_view b,
   if (!ok) throw Error("HMAC-SHA256 failed");
 }
 
+// A new image's nonce. All a nonce must be is unique under the job's key
+// (it names the one-time keys of the image's segments): 8 random bytes drawn
+// once per process (again in a forked child), then a counter. RAND_bytes for
+// each image cost two getpid() system calls (OpenSSL's fork check) and its
+// generator's lock, at every call a task makes.
+struct NonceSource {
+  std::mutex mu;
+  std::atomic<bool> seeded{false};
+  uint8_t prefix[8]{};
+  std::atomic<uint64_t> counter{0};
+};
+NonceSource& nonce_source() {
+  static NonceSource* s = [] {
+    auto* n = new NonceSource;  // never destroyed: images may be made during exit
+    pthread_atfork(nullptr, nullptr, [] {
+      nonce_source().seeded.store(false, std::memory_order_relaxed);  // the child draws anew
+    });
+    return n;
+  }();
+  return *s;
+}
+void new_nonce(uint8_t* out) {
+  NonceSource& s = nonce_source();
+  if (!s.seeded.load(std::memory_order_acquire)) {
+    std::lock_guard lock(s.mu);
+    if (!s.seeded.load(std::memory_order_relaxed)) {
+      if (RAND_bytes(s.prefix, sizeof s.prefix) != 1) throw Error("RAND_bytes failed");
+      s.seeded.store(true, std::memory_order_release);
+    }
+  }
+  std::memcpy(out, s.prefix, sizeof s.prefix);
+  uint64_t n = s.counter.fetch_add(1, std::memory_order_relaxed);
+  std::memcpy(out + sizeof s.prefix, &n, sizeof n);
+}
+
+// Contexts kept for reuse by the calling thread (a few: hashers may nest):
+// creating and freeing a Poly1305 context and an XXH3 state for each image
+// cost about a fifth of a small image's capture. Never while a task's arena
+// is the thread's heap (what is kept must outlive the arena).
+template <class T, T* (*make)(), void (*destroy)(T*)>
+class ThreadPool {
+ public:
+  static T* take() {
+    if (Arena::current()) return make();
+    Kept& k = kept();
+    if (k.items.empty()) return make();
+    T* t = k.items.back();
+    k.items.pop_back();
+    return t;
+  }
+  static void give(T* t) {
+    if (!t) return;
+    if (Arena::current()) return destroy(t);
+    Kept& k = kept();
+    if (k.items.size() < 4) {
+      k.items.push_back(t);
+      return;
+    }
+    destroy(t);
+  }
+
+ private:
+  struct Kept {
+    std::vector<T*> items;
+    ~Kept() {
+      for (T* t : items) destroy(t);
+    }
+  };
+  static Kept& kept() {
+    thread_local Kept k;
+    return k;
+  }
+};
+EVP_MAC_CTX* new_poly_ctx() { return EVP_MAC_CTX_new(fetch_mac("POLY1305")); }
+using PolyContexts = ThreadPool<EVP_MAC_CTX, new_poly_ctx, EVP_MAC_CTX_free>;
+XXH3_state_t* new_xxh3_state() { return XXH3_createState(); }
+void free_xxh3_state(XXH3_state_t* s) { XXH3_freeState(s); }
+using Xxh3States = ThreadPool<XXH3_state_t, new_xxh3_state, free_xxh3_state>;
+
 // Digest of one payload segment: XXH3-64 and Poly1305 under the segment's
 // one-time key HMAC-SHA256(key, "kappa-segment" || nonce || index).
 class SegmentHasher {
  public:
   SegmentHasher(const std::string& key, const uint8_t* nonce, uint64_t index)
-      : xxh_(XXH3_createState()), poly_(EVP_MAC_CTX_new(fetch_mac("POLY1305"))) {
+      : xxh_(Xxh3States::take()), poly_(PolyContexts::take()) {
     char info[13 + 16 + 8];
     std::memcpy(info, "kappa-segment", 13);
     std::memcpy(info + 13, nonce, 16);
@@ -162,8 +243,8 @@ class SegmentHasher {
     OPENSSL_cleanse(one_time_key, sizeof one_time_key);
   }
   ~SegmentHasher() {
-    XXH3_freeState(xxh_);
-    EVP_MAC_CTX_free(poly_);
+    Xxh3States::give(xxh_);
+    PolyContexts::give(poly_);
   }
   SegmentHasher(const SegmentHasher&) = delete;
   SegmentHasher& operator=(const SegmentHasher&) = delete;
@@ -320,7 +401,7 @@ Plan plan_image(Arena& arena, Codec codec, const Delta* delta) {
   h.extent_count = uint32_t(p.extents.size());
   h.raw_bytes = p.raw;
   h.created_unix_ns = unix_ns();
-  if (RAND_bytes(h.nonce, sizeof h.nonce) != 1) throw Error("RAND_bytes failed");
+  new_nonce(h.nonce);
   h.segment_shift = kSegmentShift;
   if (delta) {
     std::memcpy(h.parent_nonce, delta->parent.nonce.data(), sizeof h.parent_nonce);

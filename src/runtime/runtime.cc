@@ -117,6 +117,9 @@ struct ClockState {
   CheckpointClock::MarginSource margin_source;
   CheckpointClock::Clock::time_point last = CheckpointClock::Clock::now();
   uint64_t generation = 0;  // bumped on every change, to restart the wait
+  // How the thread waits: not at all (it runs), until `wake`, or until told.
+  enum class Waiting { kNo, kUntil, kUntold } waiting = Waiting::kNo;
+  CheckpointClock::Clock::time_point wake{};
 
   CheckpointClock::Clock::time_point next_due() const {
     auto due = last + interval;
@@ -132,7 +135,9 @@ struct ClockState {
     while (!stop) {
       if (always) {
         g_checkpoint_due.store(true, std::memory_order_relaxed);
+        waiting = Waiting::kUntold;
         cv.wait(lock);
+        waiting = Waiting::kNo;
         continue;
       }
       uint64_t gen = generation;
@@ -142,11 +147,27 @@ struct ClockState {
       auto wake = polling
                       ? std::min(due, CheckpointClock::Clock::now() + CheckpointClock::kMarginPoll)
                       : due;
-      if (cv.wait_until(lock, wake, [&] { return stop || generation != gen; })) continue;
+      waiting = Waiting::kUntil;
+      this->wake = wake;
+      bool changed = cv.wait_until(lock, wake, [&] { return stop || generation != gen; });
+      waiting = Waiting::kNo;
+      if (changed) continue;
       if (polling && CheckpointClock::Clock::now() < next_due()) continue;
       g_checkpoint_due.store(true, std::memory_order_relaxed);
+      waiting = Waiting::kUntold;
       cv.wait(lock, [&] { return stop || generation != gen; });
+      waiting = Waiting::kNo;
     }
+  }
+
+  // After a change (mu held): whether the thread must be woken to see it.
+  // Not if it already waits until no later than the new due moment: it
+  // then reads the change as it wakes (the generation moved). Every task a
+  // worker runs, and every checkpoint, changes the clock; waking the thread
+  // each time cost a thread switch per call on a small machine.
+  bool must_wake() const {
+    if (stop || always || waiting != Waiting::kUntil) return true;
+    return next_due() < wake;
   }
 };
 
@@ -173,7 +194,11 @@ void CheckpointClock::configure(std::chrono::duration<double> interval,
     ++s.generation;
     g_checkpoint_due.store(s.always || g_handover.load(std::memory_order_relaxed),
                            std::memory_order_relaxed);
-    if (!s.thread.joinable()) s.thread = std::thread([&s] { s.run(); });
+    if (!s.thread.joinable()) {
+      s.thread = std::thread([&s] { s.run(); });
+      return;
+    }
+    if (!s.must_wake()) return;
   }
   s.cv.notify_all();
 }
@@ -187,6 +212,7 @@ void CheckpointClock::checkpoint_taken() {
     g_checkpoint_due.store(g_handover.load(std::memory_order_relaxed), std::memory_order_relaxed);
     s.last = Clock::now();
     ++s.generation;
+    if (!s.must_wake()) return;
   }
   s.cv.notify_all();
 }

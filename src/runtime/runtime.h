@@ -24,7 +24,8 @@ class CheckpointClock {
   using Clock = std::chrono::steady_clock;
   /// The margin before the deadline, asked again while the task runs (every
   /// kMarginPoll) since it grows with the task's state: called on the clock's
-  /// thread, it must not call the clock.
+  /// thread, and by configure() and checkpoint_taken() on theirs, with the
+  /// clock's lock held: it must not call the clock.
   using MarginSource = std::function<std::chrono::duration<double>()>;
   static constexpr std::chrono::milliseconds kMarginPoll{10};
   /// Starts (or reconfigures) the clock. interval <= 0: always due. With a
