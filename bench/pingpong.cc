@@ -84,8 +84,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (i >= warmup)
-      us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
-                       .count());
+      us.push_back(
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
   }
   ::close(sv[0]);
   ::waitpid(child, nullptr, 0);
