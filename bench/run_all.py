@@ -382,6 +382,10 @@ APPS = [
     App("tpch_q1", "TPC-H Q1", ("examples", "tpch_q1", "tpch_q1"),
         event={"scale": 10}, quick_event={"scale": 1},
         answer=["rows", "lineitems"], describe=lineitem_bytes, prepare=tpch_q1_input),
+    App("primes", "primes below n", ("examples", "primes", "primes"),
+        event={"n": 10**10, "tasks": 2}, quick_event={"n": 10**9, "tasks": 2},
+        answer=["primes"], describe=lambda e: f"n = {e['n']:.0e}, segmented sieve",
+        variants=[("--time-limit 2", ["--time-limit", "2"])]),
 ]
 
 
