@@ -19,14 +19,11 @@ Prints one JSON line with the answer fields of the app ("matching_lines",
 start excluded) and "cluster_seconds".
 """
 
-import argparse
-import json
-import logging
 import os
 import re
-import sys
-import time
 import zlib
+
+import dask_common
 
 
 def list_files(paths):
@@ -104,30 +101,5 @@ def run(event):
             "files": len(files), "chunks": len(tasks)}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--event", required=True, help="the app's event, JSON")
-    args = ap.parse_args()
-    event = json.loads(args.event)
-
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    from distributed import Client, LocalCluster
-
-    t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
-    client = Client(cluster)
-    cluster_seconds = time.perf_counter() - t0
-    try:
-        t1 = time.perf_counter()
-        out = run(event)
-        out["seconds"] = time.perf_counter() - t1
-        out["cluster_seconds"] = cluster_seconds
-    finally:
-        client.close()
-        cluster.close()
-    print(json.dumps(out, ensure_ascii=False), flush=True)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    dask_common.main(lambda client, event: run(event), __doc__)
