@@ -18,6 +18,25 @@ import sys
 import time
 
 
+def list_files(paths):
+    """Every regular file the paths name, as examples/common/inputs.h lists
+    them: a file itself, a directory every file beneath it, sorted, each once.
+    Raises FileNotFoundError naming a path that does not exist."""
+    import os
+
+    files = []
+    for p in paths:
+        if os.path.isdir(p):
+            found = [os.path.join(root, n) for root, _, names in os.walk(p) for n in names]
+            found = sorted(f for f in found if os.path.isfile(f))
+        elif os.path.isfile(p):
+            found = [p]
+        else:
+            raise FileNotFoundError(f"no such file or directory: {p}")
+        files += [f for f in found if f not in files]
+    return files
+
+
 def main(compute, description):
     """Parses --event, starts the cluster, times compute(client, event) -> dict
     and prints its answer with the timings."""

@@ -42,19 +42,10 @@ def input_files(event):
         tmp = os.environ.get("TMPDIR") or "/tmp"
         name = "lineitem-sf%g-seed%d.tbl" % (event.get("scale", 1.0), event.get("seed", 1))
         paths = [os.path.join(tmp, "kappa-tpch-q1", name)]
-    files = []
-    for p in paths:
-        if os.path.isdir(p):
-            found = []
-            for root, _, names in os.walk(p):
-                found += [os.path.join(root, n) for n in names]
-            files += sorted(found)
-        elif os.path.isfile(p):
-            files.append(p)
-        else:
-            sys.exit("no such file or directory: %s (generate it with "
-                     "build/examples/tpch_q1/tpch_q1 run --event ... first)" % p)
-    return files
+    try:
+        return dask_common.list_files(paths)
+    except FileNotFoundError as e:
+        sys.exit(f"{e} (generate it with build/examples/tpch_q1/tpch_q1 run --event ... first)")
 
 
 def fixed(value, decimals):

@@ -19,19 +19,6 @@ import dask_common
 WORD = re.compile(r"[A-Za-z]+")
 
 
-def files_of(paths):
-    out = []
-    for p in paths:
-        if os.path.isdir(p):
-            found = []
-            for root, _, names in os.walk(p):
-                found += [os.path.join(root, n) for n in names]
-            out += sorted(f for f in found if os.path.isfile(f))
-        else:
-            out.append(p)
-    return out
-
-
 def count_partition(lines):
     counts = collections.Counter()
     for line in lines:
@@ -49,7 +36,7 @@ def merge(counters):
 def compute(client, event):
     import dask.bag as db
 
-    files = [f for f in files_of(event["paths"]) if os.path.getsize(f) > 0]
+    files = [f for f in dask_common.list_files(event["paths"]) if os.path.getsize(f) > 0]
     chunk = int(event.get("chunk_mb", 64) * (1 << 20))
     lines = db.read_text(files, blocksize=chunk, encoding="latin-1", linedelimiter="\n")
     counts = lines.reduction(count_partition, merge).compute()
