@@ -13,6 +13,7 @@
 #include "backends/backend.h"
 #include "kappa/error.h"
 #include "support/subprocess.h"
+#include "util/chaos.h"
 
 namespace kappa::detail {
 namespace {
@@ -125,11 +126,22 @@ TEST_F(LocalBackendTest, OnCoordinatorWorkersHaveNoTimeLimitAndNoChaos) {
 TEST_F(LocalBackendTest, ChaosKillsAreReportedAsSuch) {
   auto b = backend(script("exec sleep 60"), /*time_limit=*/0, /*chaos=*/1);
   b->launch_worker(1, false);
-  b->invocation_started(1);  // no invocation seen yet: killed within a millisecond
+  b->invocation_started(1);  // no invocation seen yet: killed within a second
   auto e = exits.wait(1);
   ASSERT_TRUE(e);
   EXPECT_EQ(e->cause, Cause::kChaosKill);
   EXPECT_EQ(b->chaos_kills(), 1u);
+}
+
+// The window a chaos kill is drawn in: twice the mean invocation once one has
+// ended, a second before (a job's first, long invocation can be killed after
+// its first checkpoint), never past the time left or under the floor.
+TEST(ChaosKillSpan, TwiceTheMeanOrASecondBeforeAnyEndedWithinTheTimeLeft) {
+  EXPECT_DOUBLE_EQ(chaos_kill_span(0, 0, 0.001), 1.0);
+  EXPECT_DOUBLE_EQ(chaos_kill_span(0, 0.25, 0.001), 0.25);
+  EXPECT_DOUBLE_EQ(chaos_kill_span(0.2, 0, 0.001), 0.4);
+  EXPECT_DOUBLE_EQ(chaos_kill_span(0.2, 0.3, 0.001), 0.3);
+  EXPECT_DOUBLE_EQ(chaos_kill_span(0.0001, 0, 0.05), 0.05);
 }
 
 TEST_F(LocalBackendTest, AHungWorkerIsKilledWhenAskedWithThatCause) {

@@ -46,6 +46,7 @@
 #include "backends/backend.h"
 #include "backends/lambda_client.h"
 #include "kappa/error.h"
+#include "util/chaos.h"
 #include "util/log.h"
 
 namespace kappa::detail {
@@ -119,11 +120,8 @@ class AwsBackend final : public Backend {
       if (stopping_) throw Error("the aws backend is shutting down");
       if (config_.chaos_kill > 0 &&
           std::uniform_real_distribution<>(0, 1)(rng_) < config_.chaos_kill) {
-        // A random moment of the invocation, drawn within twice the mean
-        // invocation seen so far (and the time limit), as the local backend
-        // does: most drawn kills land while it runs.
-        double span = std::max(0.05, 2 * mean_invocation_);
-        if (time_limit_ > 0) span = std::min(span, time_limit_);
+        // A random moment of the invocation (util/chaos.h).
+        double span = chaos_kill_span(mean_invocation_, time_limit_, 0.05);
         inv.chaos_after = std::uniform_real_distribution<>(0, span)(rng_);
         payload["chaos_kill_after"] = *inv.chaos_after;
       }

@@ -34,6 +34,7 @@
 
 #include "backends/backend.h"
 #include "kappa/error.h"
+#include "util/chaos.h"
 
 extern char** environ;
 
@@ -85,12 +86,8 @@ class LocalBackend final : public Backend {
     p->started = now;
     if (config_.chaos_kill > 0 &&
         std::uniform_real_distribution<>(0, 1)(rng_) < config_.chaos_kill) {
-      // A random moment of the invocation. Its length is unknown in advance,
-      // so the moment is drawn within twice the mean invocation length seen
-      // so far (and within the time limit): most drawn kills land while it
-      // runs, and one that would land after it ended is dropped.
-      double span = std::max(0.001, 2 * mean_invocation_);
-      if (config_.time_limit > 0) span = std::min(span, config_.time_limit);
+      // A random moment of the invocation (util/chaos.h).
+      double span = chaos_kill_span(mean_invocation_, config_.time_limit, 0.001);
       auto at = now + seconds(std::uniform_real_distribution<>(0, span)(rng_));
       if (!p->kill_at || at < *p->kill_at) {
         p->kill_at = at;

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "util/chaos.h"
+
 namespace kappa::detail {
 
 SelfChaos::SelfChaos(double p, uint64_t seed, double mean_hint_seconds, std::string marker_path,
@@ -36,10 +38,7 @@ void SelfChaos::invocation_started(double time_left) {
   started_ = now;
   kill_at_.reset();
   if (std::uniform_real_distribution<>(0, 1)(rng_) >= p_) return;
-  // Its length is unknown in advance: a moment within twice the mean seen so
-  // far lands while most invocations still run.
-  double span = std::max(0.001, 2 * mean_);
-  if (time_left > 0) span = std::min(span, time_left);
+  double span = chaos_kill_span(mean_, time_left, 0.001);  // util/chaos.h
   kill_at_ = now + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
                        std::uniform_real_distribution<>(0, span)(rng_)));
   cv_.notify_all();
