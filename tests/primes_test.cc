@@ -118,7 +118,6 @@ TEST(Primes, GivesTheSameCountWhenWorkersAreCutByTheTimeLimit) {
   EXPECT_NE(err.find("parks"), std::string::npos) << err;  // the summary line
 }
 
-#ifdef PRIMES_BASELINE
 TEST(Primes, TheBaselineCountsAsTheAppDoes) {
   nlohmann::json event = {{"n", 30000000}, {"tasks", 5}, {"segment_kb", 32}};
   nlohmann::json app = run_primes(event, {});
@@ -132,7 +131,6 @@ TEST(Primes, TheBaselineCountsAsTheAppDoes) {
   }
   EXPECT_EQ(app["primes"], primes_up_to_by_lucy(30000000 - 1));
 }
-#endif
 
 }  // namespace
 }  // namespace kappa::testing
