@@ -363,16 +363,35 @@ def tpch_q1_input(suite, event):
     return dict(event, paths=[path])
 
 
+def grep_input(suite, event):
+    """The word count's generated text (kept between runs in $TMPDIR), which
+    grep scans for a regex."""
+    return wordcount_input(suite, dict(event))
+
+
+def hashtags_input(suite, event):
+    """A JSON-lines file of posts, written once by the baseline (deterministic;
+    kept between runs in $TMPDIR). The app reads it as the other versions do."""
+    posts = event.pop("generate")
+    path = os.path.join(tempfile.gettempdir(), f"kappa-bench-hashtags-{posts}.jsonl")
+    if not os.path.exists(path):
+        suite.run_json([suite.path("bench", "baselines", "hashtags_baseline"), "--event",
+                        json.dumps({"posts": posts, "write": path + ".tmp"})])
+        os.rename(path + ".tmp", path)
+    return dict(event, input=path)
+
+
 def lineitem_bytes(event):
     return f"TPC-H lineitem SF {event['scale']:g}, {human_bytes(os.path.getsize(event['paths'][0]))}"
 
 
 def input_bytes(event):
     total = 0
-    for p in event["paths"]:
+    for p in event["paths"] if "paths" in event else [event["input"]]:
         for root, _, names in os.walk(p) if os.path.isdir(p) else [("", [], [p])]:
             total += sum(os.path.getsize(os.path.join(root, n)) for n in names)
-    return f"{human_bytes(total)} of text"
+    return f"{human_bytes(total)} of text" if "paths" in event else \
+        f"{human_bytes(total)} of JSON posts"
 
 
 APPS = [
@@ -382,6 +401,15 @@ APPS = [
     App("tpch_q1", "TPC-H Q1", ("examples", "tpch_q1", "tpch_q1"),
         event={"scale": 10}, quick_event={"scale": 1},
         answer=["rows", "lineitems"], describe=lineitem_bytes, prepare=tpch_q1_input),
+    App("grep", "grep (regex)", ("examples", "grep", "grep"),
+        event={"generate": (16, 64), "pattern": r"(?i)\bmi[a-z]*pa\b"},
+        quick_event={"generate": (4, 8), "pattern": r"(?i)\bmi[a-z]*pa\b"},
+        answer=["matching_lines", "lines", "crc32"], describe=input_bytes, prepare=grep_input),
+    App("hashtags", "streaming hashtags", ("examples", "hashtags", "hashtags"),
+        event={"generate": 1000000, "report": False},
+        quick_event={"generate": 300000, "report": False},
+        answer=["posts", "hashtags", "distinct", "windows"], describe=input_bytes,
+        prepare=hashtags_input),
     App("primes", "primes below n", ("examples", "primes", "primes"),
         event={"n": 10**10, "tasks": 2}, quick_event={"n": 10**9, "tasks": 2},
         answer=["primes"], describe=lambda e: f"n = {e['n']:.0e}, segmented sieve",

@@ -20,20 +20,24 @@ import time
 
 def list_files(paths):
     """Every regular file the paths name, as examples/common/inputs.h lists
-    them: a file itself, a directory every file beneath it, sorted, each once.
-    Raises FileNotFoundError naming a path that does not exist."""
+    them: a file itself, a directory every file beneath it in path order
+    (component by component, as std::filesystem::path compares: "a/x" before
+    "a-b/x"), each once, lexically normalised. Raises FileNotFoundError naming
+    a path that does not exist."""
     import os
 
     files = []
     for p in paths:
         if os.path.isdir(p):
             found = [os.path.join(root, n) for root, _, names in os.walk(p) for n in names]
-            found = sorted(f for f in found if os.path.isfile(f))
+            found = sorted((f for f in found if os.path.isfile(f)), key=lambda f: f.split(os.sep))
         elif os.path.isfile(p):
             found = [p]
         else:
             raise FileNotFoundError(f"no such file or directory: {p}")
-        files += [f for f in found if f not in files]
+        for f in map(os.path.normpath, found):
+            if f not in files:
+                files.append(f)
     return files
 
 

@@ -19,13 +19,12 @@ dashboard_address=None). Prints one JSON line with the app's answer fields
 once the cluster is up) and "cluster_seconds" (starting the cluster).
 """
 
-import argparse
 import json
-import logging
 import math
 import re
 import sys
-import time
+
+import dask_common
 
 TAG = re.compile(r"#([A-Za-z0-9_]+)")
 ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -54,12 +53,10 @@ def parse(line, window_s):
     return window, tags
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--event", default="{}", help="the app's event (JSON); needs \"input\"")
-    ap.add_argument("--blocksize", default="64MiB", help="dask.bag.read_text block size")
-    args = ap.parse_args()
-    event = json.loads(args.event)
+BLOCKSIZE = "64MiB"  # dask.bag.read_text's block: one task per block
+
+
+def run(client, event):
     if "input" not in event:
         sys.exit("dask_hashtags.py: the event needs \"input\" (write one with "
                  "hashtags_baseline --event '{\"posts\": N, \"write\": FILE}')")
@@ -68,17 +65,8 @@ def main():
 
     import dask
     import dask.bag as db
-    from distributed import Client, LocalCluster
 
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
-    client = Client(cluster)
-    cluster_seconds = time.perf_counter() - t0
-
-    t1 = time.perf_counter()
-    lines = db.read_text(event["input"], blocksize=args.blocksize)
+    lines = db.read_text(event["input"], blocksize=BLOCKSIZE)
     posts = lines.filter(lambda l: l.strip(" \t\r\n")).map(parse, window_s)
     window_posts = posts.pluck(0).frequencies()
     window_tags = posts.map(lambda p: [(p[0], t) for t in p[1]]).flatten().frequencies()
@@ -94,18 +82,13 @@ def main():
         windows.append({"window": w, "start": w * window_s, "posts": n_posts,
                         "hashtags": sum(n for _, n in rows), "distinct": len(rows),
                         "top": [[t, n] for t, n in rows[:top]]})
-    result = {
+    return {
         "posts": sum(n for _, n in posts_per_window),
         "hashtags": sum(n for _, n in tag_counts),
         "distinct": len({tag for (_, tag), _ in tag_counts}),
         "windows": windows,
-        "seconds": time.perf_counter() - t1,
-        "cluster_seconds": cluster_seconds,
     }
-    client.close()
-    cluster.close()
-    print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    main()
+    dask_common.main(run, __doc__)
