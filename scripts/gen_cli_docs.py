@@ -61,7 +61,7 @@ Commands: {commands}.
 | `KAPPA_LOG_LEVEL` | every command | `trace`, `debug`, `info` (default), `warn`, `error` or `off`: how much goes to stderr |
 | `KAPPA_ALLOW_ASLR` | every command | set (and not `0`): do not re-execute with ASLR off; images then restore only where the layout happens to match |
 | `KAPPA_DIRTY_PAGES` | workers | `wp` or `hash`: how incremental checkpoints find written pages (default: measured per task) |
-| `KAPPA_JOB_TOKEN` | `worker`, `coordinator` | the job's token that authenticates workers (`run` makes one and hands it to its workers) |
+| `KAPPA_JOB_TOKEN` | `run`, `coordinator`, `worker` | the job's token that authenticates workers (without it, `run` and `coordinator` make one, and `run` hands it to the workers it starts) |
 | `KAPPA_TLS_PIN`, `KAPPA_TLS_CA` | `worker` | the coordinator's certificate SHA-256, or the authority to check it against (gRPC) |
 | `TMPDIR` | `run` | where the default per-job store goes when `/dev/shm` is unavailable |
 | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` | `s3://` stores, `deploy`, `--backend aws` | AWS credentials and region |
