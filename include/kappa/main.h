@@ -3,10 +3,11 @@
 //   kappa::Task<nlohmann::json> handler(nlohmann::json event);
 //   KAPPA_MAIN(handler)
 //
-// The macro defines main(). The binary's command line (APP --help; README.md)
-// runs the handler as a checkpointed task. The same binary restores
-// checkpoints, so it must be built with kappa_add_app() (CMake), which links
-// the allocator and sets up a deterministic address layout.
+// The macro defines main(). The binary's command line (APP --help; every
+// command and option is in docs/cli.md) runs the handler as a checkpointed
+// task. The same binary restores checkpoints, so it must be built with
+// kappa_add_app() (CMake), which links the allocator and sets up a
+// deterministic address layout.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -312,15 +312,18 @@ int app_main(int argc, char** argv, Handler handler) {
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
     cmd->add_option("--store", job.store,
-                    "Checkpoint store: file://DIR (default: a per-job directory in /dev/shm, "
+                    "Checkpoint store: file://DIR, s3://BUCKET/PREFIX or redis://HOST:PORT "
+                    "(default: a per-job directory in /dev/shm, "
                     "or $TMPDIR without it, removed when the job succeeds; images take memory "
                     "there: give a disk directory for jobs with very large states)");
     cmd->add_option("--state", job.state,
-                    "Coordinator journal: sqlite://PATH (default: none, the job lives in memory). "
+                    "Coordinator journal: sqlite://PATH or redis://HOST:PORT (default: none, "
+                    "the job lives in memory). "
                     "Running the same command again continues the job where a killed "
                     "coordinator left it");
     cmd->add_option("--data", job.data,
-                    "Where kappa::put and kappa::get keep their objects (a key is a file there)")
+                    "Where kappa::put and kappa::get keep their objects: a store URL (with "
+                    "file://DIR, a key is a file there)")
         ->capture_default_str();
     cmd->add_option("--chaos-kill", job.chaos_kill,
                     "Probability of killing each worker invocation at a random moment")
@@ -371,8 +374,8 @@ int app_main(int argc, char** argv, Handler handler) {
   };
   CLI::App* run = app.add_subcommand(
       "run",
-      "Run the job: an embedded coordinator and a backend (--backend: local processes, or "
-      "AWS Lambda); prints the handler's result as one JSON line");
+      "Run the job: an embedded coordinator and a backend (--backend: local processes, Slurm "
+      "jobs or AWS Lambda); prints the handler's result as one JSON line");
   add_job_options(run);
   run->add_option("--listen", job.listen,
                   "Serve workers on host:port over gRPC (default: a Unix socket of the job's "
