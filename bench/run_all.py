@@ -411,7 +411,7 @@ APPS = [
         answer=["posts", "hashtags", "distinct", "windows"], describe=input_bytes,
         prepare=hashtags_input),
     App("primes", "primes below n", ("examples", "primes", "primes"),
-        event={"n": 10**10, "tasks": 2}, quick_event={"n": 10**9, "tasks": 2},
+        event={"n": 3 * 10**10, "tasks": 2}, quick_event={"n": 10**10, "tasks": 2},
         answer=["primes"], describe=lambda e: f"n = {e['n']:.0e}, segmented sieve",
         variants=[("--time-limit 2", ["--time-limit", "2"])]),
 ]
