@@ -145,6 +145,132 @@ TEST(Summary, CarriesTheCostEstimateWithThePricesGiven) {
   EXPECT_GT(blocked, usd);  // one worker, no grace: the producer and consumer park
 }
 
+// ---- --trace
+
+struct Span {
+  double ts, end;
+};
+
+TEST(Trace, HasCheckpointsParksQueueWaitsAndFlowsWithBothEnds) {
+  TempDir dir;
+  std::string path = dir / "trace.json";
+  // One worker and no grace period: every blocked call parks.
+  ProcessResult r = run_process(zoo(dir, {"--workers", "1", "--grace-ms", "0", "--trace", path}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.err, m, std::regex(R"((\d+) tasks, (\d+) parks)"))) << r.err;
+  const uint64_t tasks = std::stoull(m[1]), parks = std::stoull(m[2]);
+  ASSERT_GT(parks, 0u);
+
+  nlohmann::json doc = nlohmann::json::parse(read_file(path));
+  const nlohmann::json& events = doc.at("traceEvents");
+  using Track = std::pair<int, uint64_t>;  // pid, tid
+  std::map<Track, std::vector<Span>> spans;
+  std::map<std::string, size_t> count;
+  struct FlowEnd {
+    Track track;
+    double ts;
+  };
+  std::map<uint64_t, std::vector<FlowEnd>> flow_starts, flow_ends;
+  std::map<std::string, std::pair<int, int>> queue_waits;  // id: begins, ends
+  std::set<uint64_t> spawned;                              // tasks a spawn arrow reaches
+  for (const nlohmann::json& e : events) {
+    std::string ph = e.at("ph");
+    if (ph == "M") continue;
+    Track track{e.at("pid").get<int>(), e.value("tid", uint64_t{0})};
+    std::string name = e.at("name");
+    ++count[ph + ":" + name];
+    if (ph == "X") {
+      double ts = e.at("ts"), dur = e.at("dur");
+      ASSERT_GE(dur, 0) << e.dump();
+      spans[track].push_back({ts, ts + dur});
+      if (name.rfind("checkpoint", 0) == 0) {
+        ASSERT_TRUE(e.at("args").contains("bytes")) << e.dump();
+        EXPECT_GT(e["args"]["bytes"].get<uint64_t>(), 0u) << e.dump();
+      }
+    } else if (ph == "s" || ph == "f") {
+      uint64_t id = e.at("id");
+      (ph == "s" ? flow_starts : flow_ends)[id].push_back({track, e.at("ts")});
+      if (ph == "f" && name == "spawn") spawned.insert(e.at("args").at("task").get<uint64_t>());
+    } else if (ph == "b" || ph == "e") {
+      std::string id = e.at("id").dump();
+      (ph == "b" ? queue_waits[id].first : queue_waits[id].second)++;
+      if (ph == "b") EXPECT_TRUE(e.at("args").contains("queue")) << e.dump();
+    }
+  }
+  // Spans on a worker's track nest or follow one another: never overlap.
+  for (auto& [track, list] : spans) {
+    std::sort(list.begin(), list.end(), [](const Span& a, const Span& b) {
+      return a.ts != b.ts ? a.ts < b.ts : a.end > b.end;  // the enclosing one first
+    });
+    std::vector<Span> open;
+    for (const Span& s : list) {
+      while (!open.empty() && open.back().end <= s.ts) open.pop_back();
+      if (!open.empty())
+        EXPECT_LE(s.end, open.back().end)
+            << "overlapping spans on worker " << track.second << " at " << s.ts;
+      open.push_back(s);
+    }
+  }
+  auto inside_a_span = [&](const FlowEnd& f) {
+    for (const Span& s : spans[f.track])
+      if (s.ts <= f.ts && f.ts <= s.end) return true;
+    return false;
+  };
+  // Every arrow has one start and one end, each within a span of its track.
+  std::set<uint64_t> ids;
+  for (auto& [id, v] : flow_starts) ids.insert(id);
+  for (auto& [id, v] : flow_ends) ids.insert(id);
+  for (uint64_t id : ids) {
+    ASSERT_EQ(flow_starts[id].size(), 1u) << "flow " << id;
+    ASSERT_EQ(flow_ends[id].size(), 1u) << "flow " << id;
+    EXPECT_TRUE(inside_a_span(flow_starts[id][0])) << "flow " << id;
+    EXPECT_TRUE(inside_a_span(flow_ends[id][0])) << "flow " << id;
+    EXPECT_LE(flow_starts[id][0].ts, flow_ends[id][0].ts) << "flow " << id;
+  }
+  // Each task but the root was spawned, and ran: one spawn arrow each.
+  EXPECT_EQ(spawned.size(), tasks - 1);
+  EXPECT_EQ(count["s:spawn"], tasks - 1);
+  EXPECT_GT(count["s:wake"], 0u);  // wait_all, and the awaited children's finishes
+  EXPECT_GT(count["X:checkpoint capture"], 0u);
+  EXPECT_GT(count["i:park"], 0u);
+  EXPECT_GT(count["i:relaunch"], 0u);
+  // Queue waits (the bounded queue, a slow consumer): each begun one ends.
+  EXPECT_GT(queue_waits.size(), 0u);
+  for (auto& [id, be] : queue_waits) {
+    EXPECT_EQ(be.first, 1) << id;
+    EXPECT_EQ(be.second, 1) << id;
+  }
+}
+
+// Images too large to travel inline are written to the store: the trace
+// shows the write after the capture, with the worker's own figures.
+TEST(Trace, StoredImagesHaveAWriteSpanAfterTheCapture) {
+  TempDir dir;
+  std::string path = dir / "trace.json";
+  ProcessResult r =
+      run_process({SEMANTICS_APP, "run", "--event", R"({"program":"changing_state","rounds":5})",
+                   "--store", "file://" + dir / "store", "--trace", path});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json doc = nlohmann::json::parse(read_file(path));
+  std::vector<nlohmann::json> captures, writes;
+  for (const nlohmann::json& e : doc.at("traceEvents")) {
+    if (e.at("name") == "checkpoint capture") captures.push_back(e);
+    if (e.at("name") == "checkpoint write") writes.push_back(e);
+  }
+  ASSERT_EQ(captures.size(), 5u);  // one per round
+  ASSERT_EQ(writes.size(), 5u);
+  for (size_t i = 0; i < writes.size(); ++i) {
+    const nlohmann::json& c = captures[i];
+    const nlohmann::json& w = writes[i];
+    EXPECT_EQ(w["args"]["image"], "stored");
+    EXPECT_GT(w["args"]["bytes"].get<uint64_t>(), 64u << 10);  // too large to go inline
+    EXPECT_GT(w["args"]["write_us"].get<uint64_t>(), 0u);
+    EXPECT_GT(c["args"]["capture_us"].get<uint64_t>(), 0u);
+    EXPECT_EQ(c["ts"].get<int64_t>() + c["dur"].get<int64_t>(), w["ts"].get<int64_t>());
+  }
+}
+
 }  // namespace
 }  // namespace kappa::testing
 

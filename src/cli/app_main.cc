@@ -332,8 +332,11 @@ int app_main(int argc, char** argv, Handler handler) {
     cmd->add_option("--seed", job.seed, "Seed for --chaos-kill (0: random)");
     cmd->add_option("--log-dir", job.log_dir, "Directory for worker logs (default: none)");
     cmd->add_option("--trace", job.trace,
-                    "Write a Chrome/Perfetto trace of the job (one span per task invocation) "
-                    "to FILE; open it in Perfetto or chrome://tracing");
+                    "Write a Chrome/Perfetto trace of the job to FILE: a span per task "
+                    "invocation on its worker's track, with its checkpoints' capture and write "
+                    "(sizes in their args), park and relaunch marks, arrows from each spawn "
+                    "to the child's first invocation and from each finish to the waiter it "
+                    "wakes, and queue waits; open it in Perfetto or chrome://tracing");
     cmd->add_option("--grace-ms", job.grace_ms,
                     "How long a blocked call keeps its worker before parking")
         ->capture_default_str();
