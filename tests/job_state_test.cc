@@ -706,6 +706,70 @@ TEST_F(JobStateTest, ShutdownParksBlockedCallsAndEndsIdleWorkers) {
   EXPECT_EQ(next(1).kind, Kind::kShutdown);
 }
 
+// The counts behind the summary line, the live view and the cost estimate,
+// from a job whose root parks on its child: times are the events'.
+TEST_F(JobStateTest, StatsCountCheckpointsInvocationsBilledTimeAndParkedWaits) {
+  auto call_with_image = [&](uint64_t seqno, Op op, std::string request, std::string image_key,
+                             std::string image, uint64_t bytes) {
+    event([&](JobState& s, TimePoint t, Effects& fx) {
+      s.call(CallInfo{.worker_id = 1,
+                      .task_id = 1,
+                      .seqno = seqno,
+                      .image_key = image_key,
+                      .image = image,
+                      .op = op,
+                      .request = std::move(request),
+                      .image_bytes = bytes,
+                      .capture_us = 10,
+                      .write_us = 20},
+             t, fx);
+    });
+  };
+  root();
+  next(1);  // invocation 1, at 0
+  // An inline image (its size is the image's) and a stored chain of two links.
+  call_with_image(0, Op::kSpawn, spawn_request({spec("child")}), "", "abcd", 0);
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kResult);
+  call_with_image(1, Op::kWait, encode(std::vector<uint64_t>{2}), "k1\nk2", "", 5000);
+  advance(50ms);  // the grace period: parks at 50 ms
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kPark);
+  ASSERT_EQ(next(2).task_id, 2u);  // invocation 2, at 50 ms
+  now += 2500us;
+  finish(2, 2, 0, encode(int64_t{7}));  // at 52.5 ms: billed 3 ms; the wait took 2.5 ms
+  Assignment resumed = next(1);         // invocation 3, from the stored chain
+  ASSERT_EQ(resumed.kind, Kind::kResume);
+  now += 7500us;
+  finish(1, 1, 2, encode(int64_t{1}));  // at 60 ms: billed 8 ms
+
+  JobStats st = s.stats();
+  EXPECT_EQ(st.calls, 2u);
+  EXPECT_EQ(st.calls_by_op[size_t(Op::kSpawn)], 1u);
+  EXPECT_EQ(st.calls_by_op[size_t(Op::kWait)], 1u);
+  EXPECT_EQ(st.calls_by_op[size_t(Op::kEnqueue)], 0u);
+  EXPECT_STREQ(op_name(Op::kWait), "wait");
+  EXPECT_EQ(st.checkpoints, 2u);
+  EXPECT_EQ(st.checkpoint_bytes, 5004u);
+  EXPECT_EQ(st.stored_checkpoints, 1u);
+  EXPECT_EQ(st.image_reads, 2u);  // both links of the chain
+  EXPECT_EQ(st.invocations, 3u);
+  EXPECT_EQ(st.billed_ms, 50u + 3 + 8);
+  EXPECT_EQ(st.blocked_wait_ms, 2u);  // 2.5 ms, in whole ms
+}
+
+// on_coordinator tasks run beside the coordinator: no platform bills them.
+TEST_F(JobStateTest, OnCoordinatorInvocationsAreNotBilled) {
+  SpawnSpec r = spec("root");
+  r.on_coordinator = true;
+  root(r);
+  ASSERT_EQ(launched.size(), 1u);
+  ASSERT_TRUE(launched[0].on_coordinator);
+  next(launched[0].worker);
+  now += 5ms;
+  finish(launched[0].worker, 1, 0, encode(int64_t{1}));
+  EXPECT_EQ(s.stats().invocations, 0u);
+  EXPECT_EQ(s.stats().billed_ms, 0u);
+}
+
 TEST_F(JobStateTest, TracingRecordsOneSpanPerInvocation) {
   JobStateOptions o = defaults();
   o.tracing = true;
@@ -721,6 +785,114 @@ TEST_F(JobStateTest, TracingRecordsOneSpanPerInvocation) {
   EXPECT_STREQ(e.spans[0].kind, "start");
   EXPECT_EQ(e.spans[0].outcome, "finished");
   EXPECT_EQ(e.spans[0].end - e.spans[0].start, 3ms);
+}
+
+class Traced : public JobStateTest {
+ protected:
+  static JobStateOptions options() {
+    JobStateOptions o = defaults();
+    o.tracing = true;
+    return o;
+  }
+  Traced() : JobStateTest(options()) {}
+  // The marks of the last event, kept.
+  void keep() { marks.insert(marks.end(), fx.marks.begin(), fx.marks.end()); }
+  std::vector<TraceMark> of(TraceMark::Kind kind) const {
+    std::vector<TraceMark> v;
+    for (const TraceMark& m : marks)
+      if (m.kind == kind) v.push_back(m);
+    return v;
+  }
+  std::vector<TraceMark> marks;
+};
+
+// What the trace shows besides invocations, tied to invocations by id: a
+// checkpoint with its costs, the spawn arrow to the child's first
+// invocation, the park, the wake arrow from the child's finish to the
+// parent's relaunch, and the relaunch.
+TEST_F(Traced, MarksCheckpointsParksRelaunchesAndArrows) {
+  root();
+  next(1);  // invocation 1: the root
+  now += 1ms;
+  event([&](JobState& s, TimePoint t, Effects& fx) {
+    s.call(CallInfo{.worker_id = 1,
+                    .task_id = 1,
+                    .seqno = 0,
+                    .image_key = "k0",
+                    .op = Op::kSpawn,
+                    .request = spawn_request({spec("child")}),
+                    .image_bytes = 100,
+                    .capture_us = 10,
+                    .write_us = 20},
+           t, fx);
+  });
+  keep();
+  take<CallOutcome>(1);
+  now += 1ms;
+  ASSERT_EQ(next(2).task_id, 2u);  // invocation 2: the child
+  keep();
+  now += 1ms;
+  send_call(1, 1, 1, Op::kWait, encode(std::vector<uint64_t>{2}));
+  keep();
+  advance(50ms);  // parks
+  keep();
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kPark);
+  now += 5ms;
+  finish(2, 2, 0, encode(int64_t{7}));
+  keep();
+  ASSERT_EQ(next(1).kind, Kind::kResume);  // invocation 3: the root again
+  keep();
+
+  auto checkpoints = of(TraceMark::Kind::kCheckpoint);
+  ASSERT_EQ(checkpoints.size(), 2u);  // the spawn's and the wait's
+  EXPECT_EQ(checkpoints[0].invocation, 1u);
+  EXPECT_EQ(checkpoints[0].bytes, 100u);
+  EXPECT_EQ(checkpoints[0].capture_us, 10u);
+  EXPECT_EQ(checkpoints[0].write_us, 20u);
+  EXPECT_TRUE(checkpoints[0].stored);
+  EXPECT_EQ(checkpoints[0].at, TimePoint{} + 1ms);
+  auto parks = of(TraceMark::Kind::kPark);
+  ASSERT_EQ(parks.size(), 1u);
+  EXPECT_EQ(parks[0].invocation, 1u);
+  EXPECT_EQ(parks[0].op, Op::kWait);
+  auto flows = of(TraceMark::Kind::kFlow);
+  ASSERT_EQ(flows.size(), 2u);
+  EXPECT_STREQ(flows[0].flow, "spawn");
+  EXPECT_EQ(flows[0].from, 1u);
+  EXPECT_EQ(flows[0].invocation, 2u);
+  EXPECT_EQ(flows[0].since, TimePoint{} + 1ms);
+  EXPECT_STREQ(flows[1].flow, "wake");
+  EXPECT_EQ(flows[1].from, 2u);
+  EXPECT_EQ(flows[1].invocation, 3u);
+  auto relaunches = of(TraceMark::Kind::kRelaunch);
+  ASSERT_EQ(relaunches.size(), 1u);
+  EXPECT_EQ(relaunches[0].invocation, 3u);
+  EXPECT_EQ(relaunches[0].task, 1u);
+}
+
+TEST_F(Traced, AQueueWaitLastsFromTheBlockedCallToItsCompletion) {
+  root();
+  next(1);
+  uint64_t q = decode<uint64_t>(call(1, 1, 0, Op::kMakeQueue, encode(uint64_t{0})).reply);
+  call(1, 1, 1, Op::kSpawn, spawn_request({spec("producer")}));
+  ASSERT_EQ(next(2).task_id, 2u);
+  now += 1ms;
+  send_call(1, 1, 2, Op::kDequeue, encode(q));  // blocks: nothing to take
+  keep();
+  EXPECT_TRUE(of(TraceMark::Kind::kQueueWait).empty());  // not over yet
+  now += 3ms;
+  // The producer's enqueue meets the waiting dequeue (a rendezvous), and
+  // does not wait itself.
+  EXPECT_EQ(call(2, 2, 0, Op::kEnqueue, enqueue_request(q, int64_t{5})).kind, Outcome::kResult);
+  keep();
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kResult);
+  auto waits = of(TraceMark::Kind::kQueueWait);
+  ASSERT_EQ(waits.size(), 1u);
+  EXPECT_EQ(waits[0].task, 1u);
+  EXPECT_EQ(waits[0].queue, q);
+  EXPECT_EQ(waits[0].op, Op::kDequeue);
+  EXPECT_EQ(waits[0].since, TimePoint{} + 1ms);
+  EXPECT_EQ(waits[0].at, TimePoint{} + 4ms);
 }
 
 }  // namespace

@@ -9,6 +9,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "coordinator/coordinator.h"
@@ -31,6 +34,7 @@ class Transport : public ::testing::TestWithParam<std::string> {
     JobStateOptions o;
     o.grace = std::chrono::milliseconds(0);
     o.idle_poll = std::chrono::milliseconds(0);
+    o.tracing = true;  // the trace shows what calls carried
     return o;
   }
   ServerOptions server_options(bool report_closed_sessions = false) const {
@@ -80,11 +84,15 @@ TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
   // A large request and an inline image make the trip whole.
   std::string item(3 << 20, '\0');
   for (size_t i = 0; i < item.size(); ++i) item[i] = char(i * 2654435761u >> 24);
+  // What the checkpoint cost the worker comes along.
   auto queue = client.call(CallInfo{.task_id = 1,
                                     .seqno = 0,
                                     .image = "img-0",
                                     .op = Op::kMakeQueue,
-                                    .request = encode(uint64_t{1})});
+                                    .request = encode(uint64_t{1}),
+                                    .image_bytes = 123456789012,
+                                    .capture_us = 67,
+                                    .write_us = 89});
   ASSERT_EQ(queue.kind, CallOutcome::Kind::kResult);
   uint64_t q = decode<uint64_t>(queue.reply);
   auto enq = client.call(CallInfo{.task_id = 1,
@@ -98,6 +106,11 @@ TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
   ASSERT_EQ(deq.kind, CallOutcome::Kind::kResult);
   EXPECT_TRUE(decode<std::string>(deq.reply) == item);
 
+  JobStats stats = coordinator.stats();
+  EXPECT_EQ(stats.checkpoints, 3u);
+  EXPECT_EQ(stats.checkpoint_bytes, 123456789012u + 5 + 5);  // the others: their inline images
+  EXPECT_EQ(stats.calls_by_op[size_t(Op::kEnqueue)], 1u);
+
   std::string result(1 << 20, 'r');  // a large result, too
   Assignment after = client.finish(FinishInfo{7, 1, 3, false, encode(result), ""});
   EXPECT_EQ(after.kind, Assignment::Kind::kIdle);  // nothing else to run
@@ -105,6 +118,22 @@ TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
   ASSERT_TRUE(job.done);
   EXPECT_FALSE(job.failed);
   EXPECT_TRUE(decode<std::string>(job.result) == result);
+  // The checkpoint's costs, in the trace once its invocation has ended.
+  std::string trace_path =
+      std::filesystem::temp_directory_path() / ("kappa-transport-trace-" + random_hex(6) + ".json");
+  coordinator.write_trace(trace_path);
+  std::ifstream trace_file(trace_path);
+  nlohmann::json trace = nlohmann::json::parse(trace_file);
+  std::filesystem::remove(trace_path);
+  bool seen = false;
+  for (const nlohmann::json& e : trace.at("traceEvents")) {
+    if (e.at("name") != "checkpoint capture" || e["args"]["op"] != "make_queue") continue;
+    seen = true;
+    EXPECT_EQ(e["args"]["bytes"], 123456789012u);
+    EXPECT_EQ(e["args"]["capture_us"], 67u);
+    EXPECT_EQ(e["args"]["write_us"], 89u);
+  }
+  EXPECT_TRUE(seen) << trace.dump();
   coordinator.shutdown();
 }
 

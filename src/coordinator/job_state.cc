@@ -29,6 +29,24 @@ struct JobState::Task {
   uint64_t queue = 0;       // the queue its pending enqueue/dequeue waits on
   std::string start_error;  // why it cannot start (set at spawn)
   TimePoint park_at;        // kBlocked: when the grace period ends
+  TimePoint parked_since;   // kParked: when it gave its worker up
+  // Tracing only (options_.tracing), made at first use: no task pays for it
+  // otherwise.
+  struct Trace {
+    bool relaunched = false;  // its next invocation resumes it after a park, a yield or a loss
+    // The arrow its next invocation ends (from its spawn, or from the finish
+    // that completed its wait).
+    uint64_t arrow_from = 0;  // an invocation; 0: none
+    TimePoint arrow_at;
+    const char* arrow_kind = "spawn";
+    bool queue_waiting = false;  // its open queue wait
+    TimePoint queue_since;
+  };
+  std::unique_ptr<Trace> trace;
+  Trace& traced() {
+    if (!trace) trace = std::make_unique<Trace>();
+    return *trace;
+  }
 };
 
 struct JobState::Worker {
@@ -41,9 +59,9 @@ struct JobState::Worker {
   bool heard = false;  // has sent a message: liveness applies
   TimePoint last_seen;
   std::optional<CrashReport> crash;
-  // The open trace span (options_.tracing).
-  TimePoint span_start;
-  const char* span_kind = "start";
+  TimePoint task_since;             // when it was handed `task`
+  const char* span_kind = "start";  // of the open trace span (options_.tracing)
+  uint64_t invocation = 0;          // its latest invocation's trace id (options_.tracing)
 };
 
 void Effects::clear() {
@@ -55,6 +73,7 @@ void Effects::clear() {
   discarded.clear();
   commits.clear();
   spans.clear();
+  marks.clear();
   changes.clear();
   job_done = false;
 }
@@ -65,6 +84,13 @@ void Changes::clear() {
   resolved.clear();
   queues.clear();
   counters = job = false;
+}
+
+JobStats JobState::stats() const {
+  JobStats s = stats_;
+  s.blocked_wait_ms =
+      uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(blocked_wait_).count());
+  return s;
 }
 
 uint64_t JobStats::total_deaths() const {
@@ -254,9 +280,17 @@ void JobState::assign(Worker& w, uint64_t worker_id, Task& t, TimePoint now, Eff
     a.args = t.d.args;
   }
   a.time_left = t.d.spec.on_coordinator ? 0 : options_.time_limit;
+  w.task_since = now;
+  if (!w.on_coordinator) {
+    ++stats_.invocations;
+    if (!a.image_key.empty())  // one store read per link of its chain
+      stats_.image_reads += 1 + uint64_t(std::count(a.image_key.begin(), a.image_key.end(), '\n'));
+  }
   if (options_.tracing) {
-    w.span_start = now;
     w.span_kind = a.kind == Assignment::Kind::kStart ? "start" : "resume";
+    w.invocation = next_invocation_++;
+    trace_arrows(t, w.invocation, now, fx);
+    if (t.trace) t.trace->relaunched = false;
   }
   fx.started.push_back(worker_id);
   answer(worker_id, std::move(a), fx);
@@ -318,7 +352,15 @@ void JobState::resolve(Task& t, FutureSlot::State state, std::string bytes, Time
     Task* waiter = find(w);
     if (!waiter || !waiter->d.call || waiter->d.call->seqno != seqno || waiter->d.call->done)
       continue;  // it moved on (or failed)
-    if (--waiter->wait_open == 0) finish_wait(*waiter, now, fx);
+    if (--waiter->wait_open == 0) {
+      if (finishing_invocation_) {  // tracing: an arrow to where the waiter goes on
+        Task::Trace& tr = waiter->traced();
+        tr.arrow_from = finishing_invocation_;
+        tr.arrow_at = now;
+        tr.arrow_kind = "wake";
+      }
+      finish_wait(*waiter, now, fx);
+    }
   }
   for (uint64_t d : dependents) {
     Task* dep = find(d);
@@ -335,15 +377,26 @@ void JobState::complete_call(Task& t, std::string reply, std::string error, Time
   c.done = true;
   c.reply = std::move(reply);
   c.error = std::move(error);
+  if (t.trace && t.trace->queue_waiting) {
+    t.trace->queue_waiting = false;
+    TraceMark m{.kind = TraceMark::Kind::kQueueWait, .task = t.d.id, .at = now, .op = c.op};
+    m.queue = t.queue;
+    m.since = t.trace->queue_since;
+    fx.marks.push_back(m);
+  }
   t.queue = 0;
   t.wait_ids.clear();
   mark_progress(t, fx);
   if (t.state == kParked) {
+    if (c.op == Op::kWait || c.op == Op::kEnqueue || c.op == Op::kDequeue)
+      blocked_wait_ += now - t.parked_since;
     ++stats_.relaunches;
+    if (options_.tracing) t.traced().relaunched = true;
     push_ready(t, now, fx);
   } else if (t.state == kBlocked) {
     set_state(t, kRunning);
     unblock(t);
+    if (options_.tracing) trace_arrows(t, invocation_of(t.worker), now, fx);
     answer(t.worker, CallOutcome{CallOutcome::Kind::kResult, c.reply, c.error}, fx);
   }
 }
@@ -456,6 +509,10 @@ void JobState::join_queue(Task& t, uint64_t queue, bool enqueue, TimePoint now, 
   (enqueue ? it->second.enqueuers : it->second.dequeuers).push_back(t.d.id);
   fx.changes.queues.push_back(queue);
   queue_progress(it->second, now, fx);
+  if (options_.tracing && !t.d.call->done) {  // it waits in line
+    t.traced().queue_waiting = true;
+    t.traced().queue_since = now;
+  }
 }
 
 // Applies t's new call (t.d.call, not yet done). Completes it now if it can.
@@ -472,6 +529,15 @@ void JobState::apply(Task& t, TimePoint now, Effects& fx) {
         auto specs = decode<std::vector<SpawnSpec>>(c.request);
         ids.reserve(specs.size());
         for (SpawnSpec& s : specs) ids.push_back(add_task(std::move(s), fx));
+        if (options_.tracing) {  // arrows to the children's first invocations
+          uint64_t from = invocation_of(t.worker);
+          for (uint64_t id : ids) {
+            Task::Trace& child = tasks_[id]->traced();
+            child.arrow_from = from;
+            child.arrow_at = now;
+            child.arrow_kind = "spawn";
+          }
+        }
         complete_call(t, encode(ids), {}, now, fx);
         for (uint64_t id : ids) start_task(id, now, fx);  // once the spawn is recorded
         return;
@@ -565,7 +631,7 @@ void JobState::restore(DurableJob job, TimePoint now, Effects& fx) {
     }
     // Its call waits: the previous coordinator had parked it (or its worker
     // is gone with that coordinator).
-    set_state(*t, kParked);
+    set_parked(*t, now);
     if (c->op == Op::kWait) start_wait(*t, now, fx);  // may complete at once
     if (c->op == Op::kPut) start_commit(*t, fx);      // once more: commits are idempotent
     // An enqueue or dequeue waits in its queue's line, restored above.
@@ -617,11 +683,16 @@ void JobState::end_invocation(uint64_t worker_id, const std::string& outcome, Ti
   auto it = workers_.find(worker_id);
   if (it == workers_.end() || !it->second.task) return;
   Worker& w = it->second;
+  if (!w.on_coordinator) {  // Lambda bills each invocation by the millisecond, rounded up
+    using std::chrono::milliseconds;
+    auto ms = std::chrono::ceil<milliseconds>(now - w.task_since).count();
+    stats_.billed_ms += uint64_t(std::max<decltype(ms)>(ms, 0));
+  }
   if (options_.tracing) {
     const Task* t = find(w.task);
-    fx.spans.push_back(TraceSpan{w.task, worker_id, w.on_coordinator,
+    fx.spans.push_back(TraceSpan{w.task, worker_id, w.invocation, w.on_coordinator,
                                  t ? t->d.spec.name : std::string(), w.span_kind, outcome,
-                                 w.span_start, now});
+                                 w.task_since, now});
   }
   w.task = 0;
 }
@@ -676,8 +747,65 @@ void JobState::remove_idle(uint64_t worker_id, Worker& w) {
   std::erase(idle_[w.on_coordinator], worker_id);
 }
 
-void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
+// Statistics of a call as it arrives, from any worker: its checkpoint was
+// taken and written whether or not the call is applied.
+void JobState::count_call(const CallInfo& info) {
   ++stats_.calls;
+  ++stats_.calls_by_op[size_t(info.op) < kOpSlots ? size_t(info.op) : 0];
+  uint64_t bytes = info.image_bytes ? info.image_bytes : info.image.size();
+  if (bytes || !info.image_key.empty()) {
+    ++stats_.checkpoints;
+    stats_.checkpoint_bytes += bytes;
+    if (info.image.empty()) ++stats_.stored_checkpoints;
+  }
+}
+
+// A checkpoint span of the invocation that sent the call (none for a stale
+// call: its worker runs no longer that task).
+void JobState::trace_call(const CallInfo& info, TimePoint now, Effects& fx) {
+  auto w = workers_.find(info.worker_id);
+  if (w == workers_.end() || w->second.task != info.task_id) return;
+  uint64_t bytes = info.image_bytes ? info.image_bytes : info.image.size();
+  if (!bytes && info.image_key.empty()) return;
+  TraceMark m{.kind = TraceMark::Kind::kCheckpoint,
+              .task = info.task_id,
+              .invocation = w->second.invocation,
+              .at = now,
+              .op = info.op,
+              .bytes = bytes,
+              .capture_us = info.capture_us,
+              .write_us = info.write_us,
+              .stored = info.image.empty()};
+  fx.marks.push_back(m);
+}
+
+// The arrow t's invocation `invocation` ends (if one waits), and whether
+// it relaunches t.
+void JobState::trace_arrows(Task& t, uint64_t invocation, TimePoint now, Effects& fx) {
+  if (!invocation || !t.trace) return;
+  Task::Trace& tr = *t.trace;
+  if (tr.arrow_from) {
+    TraceMark m{
+        .kind = TraceMark::Kind::kFlow, .task = t.d.id, .invocation = invocation, .at = now};
+    m.since = tr.arrow_at;
+    m.from = tr.arrow_from;
+    m.flow = tr.arrow_kind;
+    fx.marks.push_back(m);
+    tr.arrow_from = 0;
+  }
+  if (tr.relaunched)
+    fx.marks.push_back(TraceMark{
+        .kind = TraceMark::Kind::kRelaunch, .task = t.d.id, .invocation = invocation, .at = now});
+}
+
+uint64_t JobState::invocation_of(uint64_t worker) const {
+  auto it = workers_.find(worker);
+  return it == workers_.end() ? 0 : it->second.invocation;
+}
+
+void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
+  count_call(info);
+  if (options_.tracing) trace_call(info, now, fx);
   if (auto w = workers_.find(info.worker_id); w != workers_.end()) seen(w->second, now);
   Task* found = find(info.task_id);
   if (!found || found->worker != info.worker_id ||
@@ -740,14 +868,26 @@ void JobState::park_call(Task& t, TimePoint now, Effects& fx) {
   uint64_t worker = std::exchange(t.worker, 0);
   ++stats_.parks;
   bool done = t.d.call->done;
+  if (options_.tracing && !done)
+    fx.marks.push_back(TraceMark{.kind = TraceMark::Kind::kPark,
+                                 .task = t.d.id,
+                                 .invocation = invocation_of(worker),
+                                 .at = now,
+                                 .op = t.d.call->op});
   end_invocation(worker, done ? "yield" : "park", now, fx);
   if (done) {
     ++stats_.relaunches;
+    if (options_.tracing) t.traced().relaunched = true;
     push_ready(t, now, fx);
   } else {
-    set_state(t, kParked);
+    set_parked(t, now);
   }
   schedule(fx);
+}
+
+void JobState::set_parked(Task& t, TimePoint now) {
+  set_state(t, kParked);
+  t.parked_since = now;
 }
 
 void JobState::finish(FinishInfo info, TimePoint now, Effects& fx) {
@@ -761,12 +901,14 @@ void JobState::finish(FinishInfo info, TimePoint now, Effects& fx) {
     Task& t = *found;
     t.worker = 0;
     end_invocation(info.worker_id, info.failed ? "failed" : "finished", now, fx);
+    if (options_.tracing) finishing_invocation_ = invocation_of(info.worker_id);
     if (info.failed) {
       fail_task(t, describe(t) + " failed: " + info.error, now, fx);
     } else {
       ++stats_.finished;
       resolve(t, FutureSlot::State::kDone, std::move(info.result), now, fx);
     }
+    finishing_invocation_ = 0;
     schedule(fx);
   }
   if (info.and_next) {
@@ -827,9 +969,10 @@ void JobState::lose_task(uint64_t worker_id, const WorkerExit& exit, const std::
                   " times in a row without progress (last: " + why + ")",
               now, fx, /*keep_image=*/true);
   } else if (t.d.call && !t.d.call->done) {
-    set_state(t, kParked);  // relaunched when its call completes
+    set_parked(t, now);  // relaunched when its call completes
   } else {
     ++stats_.relaunches;
+    if (options_.tracing) t.traced().relaunched = true;
     push_ready(t, now, fx);  // from its last checkpoint, or from the start
   }
 }
