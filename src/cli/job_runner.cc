@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <thread>
 
 #include "backends/backend.h"
 #include "coordinator/coordinator.h"
@@ -16,6 +17,7 @@
 #include "rpc/tls.h"
 #include "runtime/layout.h"
 #include "stores/checkpoint_store.h"
+#include "ui/live_view.h"
 #include "util/hex.h"
 #include "util/log.h"
 #include "util/url.h"
@@ -180,7 +182,8 @@ std::string describe_deaths(const JobStats& s) {
   return out;
 }
 
-JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions& o) {
+JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions& o,
+                  const std::function<void(const JobResult&)>& on_result) {
   check_supported(o);
   // With a journal (--state), the job may have run before: then it must be
   // the same job (binary, event, store), and it continues.
@@ -263,6 +266,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   jo.liveness_timeout =
       std::chrono::duration_cast<Duration>(std::chrono::duration<double>(o.liveness_timeout));
   jo.tracing = !o.trace.empty();
+  jo.observe = !o.ui.empty();
   BackendConfig bc;
   bc.executable = self_executable();
   bc.time_limit = o.time_limit;
@@ -281,6 +285,23 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
 
   Coordinator coordinator(jo, store.get(), Clock::steady(), journal.get());
   coordinator.set_data_store(data.get());
+  // The live view reads the coordinator: it stops before the coordinator
+  // goes (declared after it), once it has lingered.
+  std::optional<LiveView> view;
+  if (!o.ui.empty()) {
+    view.emplace(coordinator, LiveViewOptions{.address = o.ui, .title = "job " + job});
+    std::fprintf(stderr, "kappa: live view at %s\n", view->url().c_str());
+  }
+  // The result, told at once; then the view stays up for --ui-linger.
+  auto finish = [&](JobResult r) {
+    if (on_result) on_result(r);
+    if (view && o.ui_linger > 0) {
+      spdlog::info("the live view stays at {} for {} s", view->url(), o.ui_linger);
+      std::this_thread::sleep_for(std::chrono::duration<double>(o.ui_linger));
+    }
+    if (view) view->stop();
+    return r;
+  };
   ServerOptions so;
   so.listen = listen;
   so.token = token;
@@ -350,7 +371,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
       r.value = decode<nlohmann::json>(outcome.result);
       r.ok = true;
       clean_up_success(identity, *store, *data);
-      return r;
+      return finish(std::move(r));
     } catch (const std::exception& e) {
       outcome.error = std::string("cannot decode the handler's result: ") + e.what();
     }
@@ -363,7 +384,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   } else {
     r.kept_store = store->url();
   }
-  return r;
+  return finish(std::move(r));
 }
 
 }  // namespace kappa::detail
