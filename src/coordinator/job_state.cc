@@ -991,6 +991,10 @@ void JobState::fire_timers(TimePoint now, Effects& fx) {
       }
       case TimerKind::kLiveness: {
         liveness_timer_ = false;
+        // Once the job is shut down its workers are leaving: none is hung
+        // (a coordinator kept alive after the job, for its live view, would
+        // otherwise count them all as dead).
+        if (shutdown_) break;
         std::vector<uint64_t> silent;
         for (auto& [wid, w] : workers_)
           if (w.heard && now - w.last_seen > options_.liveness_timeout) silent.push_back(wid);

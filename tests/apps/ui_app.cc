@@ -52,7 +52,7 @@ kappa::Task<nlohmann::json> handler(nlohmann::json event) {
   kappa::Future<int64_t> held = co_await kappa::spawn(hold_opts, holder, now_ms() + hold_ms);
   kappa::SpawnOptions consumer_opts{.name = "consumer"};
   kappa::Future<int> consumed = co_await kappa::spawn(consumer_opts, consumer, gate);
-  std::vector<int> ids(size_t(leaves));
+  std::vector<int> ids(static_cast<size_t>(leaves));
   std::iota(ids.begin(), ids.end(), 0);
   auto futures = co_await kappa::map_spawn(leaf, ids);
   std::vector<int64_t> values = co_await kappa::wait_all(futures);

@@ -76,19 +76,22 @@ function renderJob(job) {
 
 // A stacked area chart of the task counts over time, in SVG.
 function drawChart() {
-  const svg = $('chart'), W = 600, H = 160, n = ui.samples.length;
+  const svg = $('chart'), W = 600, H = 160;
   const ns = 'http://www.w3.org/2000/svg';
   svg.replaceChildren();
-  if (n === 0) return;
-  const max = Math.max(1, ...ui.samples.map((s) => SERIES.reduce((a, k) => a + (s.t[k] || 0), 0)));
-  const x = (i) => n === 1 ? W : (i / (n - 1)) * W;
+  if (ui.samples.length === 0) return;
+  // One sample draws as a flat band across the chart.
+  const samples = ui.samples.length === 1 ? [ui.samples[0], ui.samples[0]] : ui.samples;
+  const n = samples.length;
+  const max = Math.max(1, ...samples.map((s) => SERIES.reduce((a, k) => a + (s.t[k] || 0), 0)));
+  const x = (i) => (i / (n - 1)) * W;
   let base = new Array(n).fill(0);
   for (const k of SERIES) {
-    const top = ui.samples.map((s, i) => base[i] + (s.t[k] || 0));
+    const top = samples.map((s, i) => base[i] + (s.t[k] || 0));
     const pts = top.map((v, i) => x(i) + ',' + (H - (v / max) * (H - 4)));
     const back = base.map((v, i) => x(i) + ',' + (H - (v / max) * (H - 4))).reverse();
     const poly = document.createElementNS(ns, 'polygon');
-    poly.setAttribute('points', (n === 1 ? ['0,' + (H - (top[0] / max) * (H - 4))] : []).concat(pts, back, n === 1 ? ['0,' + H] : []).join(' '));
+    poly.setAttribute('points', pts.concat(back).join(' '));
     poly.setAttribute('fill', COLORS[k]); poly.setAttribute('class', 'area-' + k);
     svg.append(poly);
     base = top;
