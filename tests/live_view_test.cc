@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/server_process.h"
 #include "support/subprocess.h"
 
 namespace kappa::testing {
@@ -328,6 +329,42 @@ TEST(Status, ReadsAFinishedJobFromItsJournal) {
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("does not exist"), std::string::npos) << missing.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "job.db.nope"));
+}
+
+// A Redis journal is read while its job runs (without the coordinator's
+// lock), and the view follows the job to its end.
+TEST(Status, ReadsARunningJobFromItsRedisJournal) {
+  ServerProcess redis(redis_server());
+  std::string state = "redis://127.0.0.1:" + std::to_string(redis.port()) + "?name=status-test";
+  const int leaves = 5;
+  json event = {{"leaves", leaves}, {"hold_ms", 8000}, {"backlog", 1}};
+  TempDir io;
+  pid_t job = spawn_process({UI_APP, "run", "--event", event.dump(), "--state", state}, {},
+                            io / "out", io / "err");
+  // Once the leaves are journaled as finished, while the holder holds.
+  std::string out;
+  for (auto end = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < end;
+       std::this_thread::sleep_for(100ms)) {
+    ProcessResult st = run_process({UI_APP, "status", "--state", state});
+    out = st.out;
+    if (st.exit_code == 0 && out.find(std::to_string(leaves) + " finished") != std::string::npos)
+      break;
+  }
+  EXPECT_NE(out.find("The job has not finished: " + std::to_string(leaves + 3) + " tasks, " +
+                     std::to_string(leaves) + " finished, 0 failed"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("2 parked"), std::string::npos) << out;  // the handler and the consumer
+
+  ViewedProcess view(
+      {UI_APP, "status", "--state", state, "--ui", "127.0.0.1:0", "--ui-linger", "40"});
+  ASSERT_FALSE(view.url().empty()) << view.err();
+  json parked = get_json(view.url() + "api/tasks?state=parked");
+  EXPECT_EQ(parked["total"], 2) << parked;
+  json j = view.poll("/api/job", [](const json& j) { return j["state"] != "running"; });
+  EXPECT_EQ(j["state"], "done");
+  EXPECT_EQ(j["tasks"]["finished"], leaves + 3);
+  EXPECT_EQ(wait_process(job), 0) << read_file(io / "err");
 }
 
 }  // namespace

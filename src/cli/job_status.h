@@ -1,11 +1,13 @@
 // `APP status`: a job's progress read from its journal (--state URL), as a
 // paragraph on stdout or as the live view (--ui), read-only.
 //
-// A journal is held by the coordinator that runs its job: while one does,
-// the journal cannot be opened here (the message says so; that job's own
-// --ui shows it live). A finished job, or one whose coordinator stopped, is
-// read as the journal left it, and the journal is closed again before the
-// view is served.
+// A Redis journal is read beside the coordinator that may be running its
+// job (without its lock), and read again as the view asks, at most once a
+// second, until the job has ended. A SQLite journal is held exclusively by a
+// running coordinator: then it cannot be opened here (the message says so;
+// that job's own --ui shows it live); a finished job, or one whose
+// coordinator stopped, is read as the journal left it. Either way the
+// journal is closed again before the view is served.
 #pragma once
 
 #include <string>

@@ -43,7 +43,12 @@ JournalView::JournalView(const DurableJob& job) {
     if (id == 1) t.name = "handler";
     tasks_.push_back(std::move(t));
   }
+  std::vector<uint64_t> resolved;
+  for (const auto& [id, f] : job.futures) resolved.push_back(id);
+  std::sort(resolved.begin(), resolved.end());
   for (const TaskDurable& d : job.tasks) {
+    // Read while the job moved on (a reader of a running job): resolved since.
+    if (std::binary_search(resolved.begin(), resolved.end(), d.id)) continue;
     TaskView t;
     t.id = d.id;
     t.name = d.spec.name;
@@ -59,7 +64,8 @@ JournalView::JournalView(const DurableJob& job) {
       t.why = call_wait(*d.call);
       ++s.parked;
     } else {
-      t.phase = TaskPhase::kReady;  // runs once a coordinator continues the job
+      // Running, or ready to: a journal does not say which.
+      t.phase = TaskPhase::kReady;
       ++s.ready;
     }
     tasks_.push_back(std::move(t));
@@ -127,7 +133,7 @@ std::string JournalView::summary() const {
   }
   out += ": " + std::to_string(s.tasks) + (s.tasks == 1 ? " task" : " tasks") + ", " +
          std::to_string(s.finished) + " finished, " + std::to_string(s.failed) + " failed, " +
-         std::to_string(s.ready) + " ready, " + std::to_string(s.parked) + " parked, " +
+         std::to_string(s.ready) + " running or ready, " + std::to_string(s.parked) + " parked, " +
          std::to_string(s.waiting) + " waiting for their arguments";
   if (!queues_.empty()) {
     uint64_t items = 0;
@@ -137,10 +143,6 @@ std::string JournalView::summary() const {
   }
   out += ".";
   if (job_.state == JobView::State::kFailed) out += " Why: " + job_.error;
-  if (job_.state == JobView::State::kRunning)
-    out +=
-        " No coordinator is running it now: running the same command again continues it from "
-        "its journal.";
   return out;
 }
 
