@@ -708,6 +708,70 @@ TEST_F(JobStateTest, ShutdownParksBlockedCallsAndEndsIdleWorkers) {
   EXPECT_EQ(next(1).kind, Kind::kShutdown);
 }
 
+// The counts behind the summary line, the live view and the cost estimate,
+// from a job whose root parks on its child: times are the events'.
+TEST_F(JobStateTest, StatsCountCheckpointsInvocationsBilledTimeAndParkedWaits) {
+  auto call_with_image = [&](uint64_t seqno, Op op, std::string request, std::string image_key,
+                             std::string image, uint64_t bytes) {
+    event([&](JobState& s, TimePoint t, Effects& fx) {
+      s.call(CallInfo{.worker_id = 1,
+                      .task_id = 1,
+                      .seqno = seqno,
+                      .image_key = image_key,
+                      .image = image,
+                      .op = op,
+                      .request = std::move(request),
+                      .image_bytes = bytes,
+                      .capture_us = 10,
+                      .write_us = 20},
+             t, fx);
+    });
+  };
+  root();
+  next(1);  // invocation 1, at 0
+  // An inline image (its size is the image's) and a stored chain of two links.
+  call_with_image(0, Op::kSpawn, spawn_request({spec("child")}), "", "abcd", 0);
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kResult);
+  call_with_image(1, Op::kWait, encode(std::vector<uint64_t>{2}), "k1\nk2", "", 5000);
+  advance(50ms);  // the grace period: parks at 50 ms
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kPark);
+  ASSERT_EQ(next(2).task_id, 2u);  // invocation 2, at 50 ms
+  now += 2500us;
+  finish(2, 2, 0, encode(int64_t{7}));  // at 52.5 ms: billed 3 ms; the wait took 2.5 ms
+  Assignment resumed = next(1);         // invocation 3, from the stored chain
+  ASSERT_EQ(resumed.kind, Kind::kResume);
+  now += 7500us;
+  finish(1, 1, 2, encode(int64_t{1}));  // at 60 ms: billed 8 ms
+
+  JobStats st = s.stats();
+  EXPECT_EQ(st.calls, 2u);
+  EXPECT_EQ(st.calls_by_op[size_t(Op::kSpawn)], 1u);
+  EXPECT_EQ(st.calls_by_op[size_t(Op::kWait)], 1u);
+  EXPECT_EQ(st.calls_by_op[size_t(Op::kEnqueue)], 0u);
+  EXPECT_STREQ(op_name(Op::kWait), "wait");
+  EXPECT_EQ(st.checkpoints, 2u);
+  EXPECT_EQ(st.checkpoint_bytes, 5004u);
+  EXPECT_EQ(st.stored_checkpoints, 1u);
+  EXPECT_EQ(st.image_reads, 2u);  // both links of the chain
+  EXPECT_EQ(st.invocations, 3u);
+  EXPECT_EQ(st.billed_ms, 50u + 3 + 8);
+  EXPECT_EQ(st.blocked_wait_ms, 2u);  // 2.5 ms, in whole ms
+}
+
+// on_coordinator tasks run beside the coordinator: no platform bills them.
+TEST_F(JobStateTest, OnCoordinatorInvocationsAreNotBilled) {
+  SpawnSpec r = spec("root");
+  r.on_coordinator = true;
+  root(r);
+  ASSERT_EQ(launched.size(), 1u);
+  ASSERT_TRUE(launched[0].on_coordinator);
+  next(launched[0].worker);
+  now += 5ms;
+  finish(launched[0].worker, 1, 0, encode(int64_t{1}));
+  EXPECT_EQ(s.stats().invocations, 0u);
+  EXPECT_EQ(s.stats().billed_ms, 0u);
+}
+
 TEST_F(JobStateTest, TracingRecordsOneSpanPerInvocation) {
   JobStateOptions o = defaults();
   o.tracing = true;

@@ -142,6 +142,17 @@ TEST(LiveView, ApiShowsARunningJobAndItsEnd) {
   EXPECT_EQ(j["tasks"]["failed"], 0);
   EXPECT_EQ(j["tasks"]["ready"], 0);
   EXPECT_EQ(j["workers"]["busy"], 1);
+  // Calls by kind: the handler made 2 queues, enqueued the backlog, spawned
+  // 3 times (holder, consumer, the leaves' map_spawn) and awaited.
+  EXPECT_EQ(j["calls_by_kind"]["make_queue"], 2) << j["calls_by_kind"];
+  EXPECT_EQ(j["calls_by_kind"]["enqueue"], backlog) << j["calls_by_kind"];
+  EXPECT_EQ(j["calls_by_kind"]["spawn"], 3) << j["calls_by_kind"];
+  EXPECT_GE(j["calls_by_kind"]["wait"].get<int>(), 1) << j["calls_by_kind"];
+  EXPECT_GE(j["checkpoints"]["taken"].get<int>(), 7) << j;  // one per call above
+  EXPECT_GT(j["checkpoints"]["bytes"].get<int>(), 0) << j;
+  EXPECT_GE(j["invocations"].get<int>(), leaves + 3) << j;
+  EXPECT_GT(j["cost"]["usd"].get<double>(), 0) << j;
+  EXPECT_GE(j["cost"]["usd_if_blocked_billed"].get<double>(), j["cost"]["usd"].get<double>());
   EXPECT_GT(j["elapsed"].get<double>(), 0);
   ASSERT_TRUE(j["recent"].is_array());
   ASSERT_FALSE(j["recent"].empty());
@@ -198,6 +209,11 @@ TEST(LiveView, ApiShowsARunningJobAndItsEnd) {
   EXPECT_EQ(holder["history"][0]["kind"], "start");
   EXPECT_GT(holder["history"][0]["worker"].get<int>(), 0);
   EXPECT_EQ(http_get(job.url() + "api/tasks/999").status, 404);
+  // The handler's first invocation: its calls' checkpoints, with their sizes.
+  json handler = get_json(job.url() + "api/tasks/1");
+  ASSERT_FALSE(handler["history"].empty()) << handler;
+  EXPECT_GE(handler["history"][0]["checkpoints"].get<int>(), 1) << handler;
+  EXPECT_GT(handler["history"][0]["checkpoint_bytes"].get<int>(), 0) << handler;
 
   // The end: everything finished, the view still up (--ui-linger).
   j = job.poll("/api/job", [](const json& j) { return j["state"] != "running"; });
@@ -316,6 +332,8 @@ TEST(Status, ReadsAFinishedJobFromItsJournal) {
   EXPECT_EQ(j["state"], "done");
   EXPECT_EQ(j["tasks"]["total"], leaves + 3);
   EXPECT_EQ(j["tasks"]["finished"], leaves + 3);
+  EXPECT_FALSE(j.contains("cost")) << "a journal counts no calls: nothing to estimate from";
+  EXPECT_FALSE(j.contains("checkpoints"));
   json page = get_json(view.url() + "api/tasks?limit=5");
   EXPECT_EQ(page["total"], leaves + 3);
   EXPECT_EQ(page["tasks"][0]["name"], "handler");

@@ -80,11 +80,15 @@ TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
   // A large request and an inline image make the trip whole.
   std::string item(3 << 20, '\0');
   for (size_t i = 0; i < item.size(); ++i) item[i] = char(i * 2654435761u >> 24);
+  // What the checkpoint cost the worker comes along.
   auto queue = client.call(CallInfo{.task_id = 1,
                                     .seqno = 0,
                                     .image = "img-0",
                                     .op = Op::kMakeQueue,
-                                    .request = encode(uint64_t{1})});
+                                    .request = encode(uint64_t{1}),
+                                    .image_bytes = 123456789012,
+                                    .capture_us = 67,
+                                    .write_us = 89});
   ASSERT_EQ(queue.kind, CallOutcome::Kind::kResult);
   uint64_t q = decode<uint64_t>(queue.reply);
   auto enq = client.call(CallInfo{.task_id = 1,
@@ -97,6 +101,11 @@ TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
       .task_id = 1, .seqno = 2, .image = "img-2", .op = Op::kDequeue, .request = encode(q)});
   ASSERT_EQ(deq.kind, CallOutcome::Kind::kResult);
   EXPECT_TRUE(decode<std::string>(deq.reply) == item);
+
+  JobStats stats = coordinator.stats();
+  EXPECT_EQ(stats.checkpoints, 3u);
+  EXPECT_EQ(stats.checkpoint_bytes, 123456789012u + 5 + 5);  // the others: their inline images
+  EXPECT_EQ(stats.calls_by_op[size_t(Op::kEnqueue)], 1u);
 
   std::string result(1 << 20, 'r');  // a large result, too
   Assignment after = client.finish(FinishInfo{7, 1, 3, false, encode(result), ""});

@@ -289,7 +289,10 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   // goes (declared after it), once it has lingered.
   std::optional<LiveView> view;
   if (!o.ui.empty()) {
-    view.emplace(coordinator, LiveViewOptions{.address = o.ui, .title = "job " + job});
+    LiveViewOptions lo{.address = o.ui, .title = "job " + job};
+    lo.json.memory_mb = o.lambda_memory_mb;
+    lo.json.prices = o.prices;
+    view.emplace(coordinator, std::move(lo));
     std::fprintf(stderr, "kappa: live view at %s\n", view->url().c_str());
   }
   // The result, told at once; then the view stays up for --ui-linger.

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "backends/backend.h"
+#include "coordinator/cost.h"
 #include "coordinator/job_state.h"
 #include "kappa/main.h"
 #include "runtime/checkpoint_image.h"
@@ -52,6 +53,9 @@ struct JobOptions {
   // while the job runs, and for ui_linger seconds after it ended.
   std::string ui;
   double ui_linger = 0;
+  // What the live view's cost estimate assumes (coordinator/cost.h).
+  double lambda_memory_mb = kDefaultLambdaMemoryMb;
+  LambdaPrices prices;
 };
 
 struct JobResult {

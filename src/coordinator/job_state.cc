@@ -31,6 +31,7 @@ struct JobState::Task {
   uint64_t queue = 0;       // the queue its pending enqueue/dequeue waits on
   std::string start_error;  // why it cannot start (set at spawn)
   TimePoint park_at;        // kBlocked: when the grace period ends
+  TimePoint parked_since;   // kParked: when it gave its worker up
 };
 
 // What a viewer shows of a task beyond its live state (options_.observe),
@@ -59,9 +60,8 @@ struct JobState::Worker {
   bool heard = false;  // has sent a message: liveness applies
   TimePoint last_seen;
   std::optional<CrashReport> crash;
-  // The open trace span (options_.tracing).
-  TimePoint span_start;
-  const char* span_kind = "start";
+  TimePoint task_since;             // when it was handed `task`
+  const char* span_kind = "start";  // of the open trace span (options_.tracing)
 };
 
 void Effects::clear() {
@@ -83,6 +83,13 @@ void Changes::clear() {
   resolved.clear();
   queues.clear();
   counters = job = false;
+}
+
+JobStats JobState::stats() const {
+  JobStats s = stats_;
+  s.blocked_wait_ms =
+      uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(blocked_wait_).count());
+  return s;
 }
 
 uint64_t JobStats::total_deaths() const {
@@ -294,10 +301,13 @@ void JobState::assign(Worker& w, uint64_t worker_id, Task& t, TimePoint now, Eff
          (a.kind == Assignment::Kind::kResume ? "resumed on worker " : "started on worker ") +
              std::to_string(worker_id));
   }
-  if (options_.tracing) {
-    w.span_start = now;
-    w.span_kind = a.kind == Assignment::Kind::kStart ? "start" : "resume";
+  w.task_since = now;
+  if (!w.on_coordinator) {
+    ++stats_.invocations;
+    if (!a.image_key.empty())  // one store read per link of its chain
+      stats_.image_reads += 1 + uint64_t(std::count(a.image_key.begin(), a.image_key.end(), '\n'));
   }
+  if (options_.tracing) w.span_kind = a.kind == Assignment::Kind::kStart ? "start" : "resume";
   fx.started.push_back(worker_id);
   answer(worker_id, std::move(a), fx);
 }
@@ -385,6 +395,8 @@ void JobState::complete_call(Task& t, std::string reply, std::string error, Time
   t.wait_ids.clear();
   mark_progress(t, fx);
   if (t.state == kParked) {
+    if (c.op == Op::kWait || c.op == Op::kEnqueue || c.op == Op::kDequeue)
+      blocked_wait_ += now - t.parked_since;
     ++stats_.relaunches;
     push_ready(t, now, fx);
   } else if (t.state == kBlocked) {
@@ -624,7 +636,7 @@ void JobState::restore(DurableJob job, TimePoint now, Effects& fx) {
     }
     // Its call waits: the previous coordinator had parked it (or its worker
     // is gone with that coordinator).
-    set_state(*t, kParked);
+    set_parked(*t, now);
     if (c->op == Op::kWait) start_wait(*t, now, fx);  // may complete at once
     if (c->op == Op::kPut) start_commit(*t, fx);      // once more: commits are idempotent
     // An enqueue or dequeue waits in its queue's line, restored above.
@@ -689,11 +701,16 @@ void JobState::end_invocation(uint64_t worker_id, const std::string& outcome, Ti
       note(w.task, now, "worker " + std::to_string(worker_id) + " " + outcome.substr(7));
     }
   }
+  if (!w.on_coordinator) {  // Lambda bills each invocation by the millisecond, rounded up
+    using std::chrono::milliseconds;
+    auto ms = std::chrono::ceil<milliseconds>(now - w.task_since).count();
+    stats_.billed_ms += uint64_t(std::max<decltype(ms)>(ms, 0));
+  }
   if (options_.tracing) {
     const Task* t = find(w.task);
     fx.spans.push_back(TraceSpan{w.task, worker_id, w.on_coordinator,
                                  t ? t->d.spec.name : std::string(), w.span_kind, outcome,
-                                 w.span_start, now});
+                                 w.task_since, now});
   }
   w.task = 0;
 }
@@ -748,8 +765,21 @@ void JobState::remove_idle(uint64_t worker_id, Worker& w) {
   std::erase(idle_[w.on_coordinator], worker_id);
 }
 
-void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
+// Statistics of a call as it arrives, from any worker: its checkpoint was
+// taken and written whether or not the call is applied.
+void JobState::count_call(const CallInfo& info) {
   ++stats_.calls;
+  ++stats_.calls_by_op[size_t(info.op) < kOpSlots ? size_t(info.op) : 0];
+  uint64_t bytes = info.image_bytes ? info.image_bytes : info.image.size();
+  if (bytes || !info.image_key.empty()) {
+    ++stats_.checkpoints;
+    stats_.checkpoint_bytes += bytes;
+    if (info.image.empty()) ++stats_.stored_checkpoints;
+  }
+}
+
+void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
+  count_call(info);
   if (auto w = workers_.find(info.worker_id); w != workers_.end()) seen(w->second, now);
   Task* found = find(info.task_id);
   if (!found || found->worker != info.worker_id ||
@@ -768,11 +798,13 @@ void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
     if (t.d.call)
       for (std::string& key : superseded_images(t.d.call->image_key, info.image_key))
         fx.discarded.push_back(std::move(key));
+    // As count_call counts them, for the invocation this call belongs to.
+    uint64_t image_bytes = info.image_bytes ? info.image_bytes : info.image.size();
     if (Observed* o = observed(t.d.id);
-        o && !o->history.empty() && (!info.image.empty() || !info.image_key.empty())) {
+        o && !o->history.empty() && (image_bytes || !info.image_key.empty())) {
       InvocationView& inv = o->history.back();
       ++inv.checkpoints;
-      inv.checkpoint_bytes += info.image.size();
+      inv.checkpoint_bytes += image_bytes;
     }
     t.d.call = TaskDurable::Call{info.seqno,
                                  std::move(info.image_key),
@@ -823,9 +855,14 @@ void JobState::park_call(Task& t, TimePoint now, Effects& fx) {
     ++stats_.relaunches;
     push_ready(t, now, fx);
   } else {
-    set_state(t, kParked);
+    set_parked(t, now);
   }
   schedule(fx);
+}
+
+void JobState::set_parked(Task& t, TimePoint now) {
+  set_state(t, kParked);
+  t.parked_since = now;
 }
 
 void JobState::finish(FinishInfo info, TimePoint now, Effects& fx) {
@@ -906,7 +943,7 @@ void JobState::lose_task(uint64_t worker_id, const WorkerExit& exit, const std::
                   " times in a row without progress (last: " + why + ")",
               now, fx, /*keep_image=*/true);
   } else if (t.d.call && !t.d.call->done) {
-    set_state(t, kParked);  // relaunched when its call completes
+    set_parked(t, now);  // relaunched when its call completes
   } else {
     ++stats_.relaunches;
     push_ready(t, now, fx);  // from its last checkpoint, or from the start

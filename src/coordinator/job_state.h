@@ -197,14 +197,36 @@ struct Effects {
   void clear();
 };
 
+/// What a job did so far: counts for the summary line, the live view and the
+/// cost estimate (cost.h). Times are the events' times (JobState has no
+/// clock). Invocations run by on_coordinator workers are in no count of
+/// invocations or billed time: they run beside the coordinator, not on the
+/// platform.
 struct JobStats {
   static constexpr size_t kCauses = 6;  // WorkerExit::Cause values
   uint64_t tasks = 0, finished = 0, failed = 0;
   uint64_t waiting = 0, ready = 0, running = 0, blocked = 0, parked = 0;  // live tasks now
   uint64_t calls = 0, duplicate_calls = 0, parks = 0, relaunches = 0;
+  std::array<uint64_t, kOpSlots> calls_by_op{};  // calls received, by Op (op_name)
   uint64_t workers_launched = 0, workers_live = 0;
   std::array<uint64_t, kCauses> deaths{};      // workers lost with a task, by cause
   std::array<uint64_t, kCauses> idle_exits{};  // workers lost between tasks, by cause
+  // Checkpoints the coordinator was told of (calls carrying an image), and
+  // their bytes (written to the store, or inline).
+  uint64_t checkpoints = 0, checkpoint_bytes = 0;
+  // Of them, those written to the checkpoint store (an S3 PUT each on
+  // Lambda); the others travelled inline. Image links read back from the
+  // store by resumed tasks (a GET each, at least).
+  uint64_t stored_checkpoints = 0, image_reads = 0;
+  // Task invocations handed to platform workers, and the sum over those
+  // that ended of their duration rounded up to a whole millisecond (as
+  // Lambda bills).
+  uint64_t invocations = 0, billed_ms = 0;
+  // Time tasks waited for a future or a queue while parked, holding no
+  // worker: what a platform without parking would have billed on top of
+  // billed_ms (the grace period a blocked call keeps its worker is in
+  // billed_ms already).
+  uint64_t blocked_wait_ms = 0;
   uint64_t total_deaths() const;
 };
 
@@ -255,7 +277,7 @@ class JobState {
   /// When fire_timers() next has something to do.
   std::optional<TimePoint> next_timer() const;
   const JobOutcome& outcome() const { return job_; }
-  JobStats stats() const { return stats_; }
+  JobStats stats() const;
   /// Durable state, for the journal: a live task (null once resolved), a
   /// task's future, a queue's items.
   const TaskDurable* task(uint64_t id) const;
@@ -307,6 +329,8 @@ class JobState {
   bool must_park(const Task& t) const;
   void park_blocked_for_starved_work(TimePoint now, Effects& fx);
   void park_call(Task& t, TimePoint now, Effects& fx);
+  void set_parked(Task& t, TimePoint now);
+  void count_call(const CallInfo& info);
   void end_invocation(uint64_t worker_id, const std::string& outcome, TimePoint now, Effects& fx);
   void lose_task(uint64_t worker_id, const WorkerExit& exit, const std::string& why, TimePoint now,
                  Effects& fx);
@@ -348,6 +372,7 @@ class JobState {
   bool shutdown_ = false;
   JobOutcome job_;
   JobStats stats_;
+  Duration blocked_wait_{};  // JobStats::blocked_wait_ms, unrounded
   // Views (options_.observe): by task id, kept once the task is resolved.
   std::vector<Observed> observed_;
   std::vector<TaskEvent> events_;   // a ring of the latest kEvents

@@ -100,8 +100,11 @@ struct JobView {
   std::string error;  // kFailed: why
   JobStats stats;
   uint64_t workers_busy = 0, workers_idle = 0;
-  double elapsed = 0;             // seconds since the job started (frozen once it ended)
-  bool observed = false;          // tasks, events and histories are recorded (else: counts only)
+  double elapsed = 0;     // seconds since the job started (frozen once it ended)
+  bool observed = false;  // tasks, events and histories are recorded (else: counts only)
+  // Calls, checkpoints, invocations and billed time were counted (a
+  // coordinator's view; a journal keeps none of them).
+  bool activity = true;
   std::vector<TaskEvent> recent;  // newest last
 };
 

@@ -39,6 +39,12 @@ struct CallInfo {
   std::string image;      // the checkpoint itself, kept by the coordinator
   Op op = Op::kCheckpoint;
   std::string request;
+  // What the call's checkpoint cost the worker (for statistics, the cost
+  // estimate and traces; never for decisions). All zero when the call
+  // carries no new image.
+  uint64_t image_bytes = 0;  // the image's size: written to the store, or inline
+  uint32_t capture_us = 0;   // taking the image (compression included)
+  uint32_t write_us = 0;     // writing it to the store (0: it travels inline)
 };
 
 /// The coordinator's answer to a call.

@@ -77,6 +77,9 @@ CallOutcome CoordinatorClient::call(CallInfo info) {
   req->set_image(std::move(info.image));
   req->set_op(uint32_t(info.op));
   req->set_request(std::move(info.request));
+  req->set_image_bytes(info.image_bytes);
+  req->set_capture_us(info.capture_us);
+  req->set_write_us(info.write_us);
   channel_->send(m_->out);
   m_->out.Clear();  // frees the request now: it may be large
   m_->in.Clear();

@@ -89,6 +89,9 @@ bool Session::handle(rpc::WorkerMessage& in, std::string* refusal) {
       info.image = std::move(*req.mutable_image());
       info.op = Op(req.op());
       info.request = std::move(*req.mutable_request());
+      info.image_bytes = req.image_bytes();
+      info.capture_us = req.capture_us();
+      info.write_us = req.write_us();
       service.call(std::move(info));
       return true;
     }

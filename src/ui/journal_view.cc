@@ -91,6 +91,7 @@ JournalView::JournalView(const DurableJob& job) {
                                     : JobView::State::kDone;
   job_.error = job.outcome.error;
   job_.observed = true;
+  job_.activity = false;
 }
 
 JobView JournalView::job_view(size_t) const { return job_; }

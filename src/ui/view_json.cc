@@ -24,7 +24,6 @@ const char* job_state_name(JobView::State s) {
 }  // namespace
 
 nlohmann::json job_json(const JobView& v, FunctionNames& names, const JobJsonOptions& options) {
-  (void)options;
   const JobStats& s = v.stats;
   nlohmann::json recent = nlohmann::json::array();
   for (const TaskEvent& e : v.recent)
@@ -47,14 +46,38 @@ nlohmann::json job_json(const JobView& v, FunctionNames& names, const JobJsonOpt
         {"failed", s.failed}}},
       {"workers",
        {{"busy", v.workers_busy}, {"idle", v.workers_idle}, {"launched", s.workers_launched}}},
+      {"recent", std::move(recent)},
+  };
+  if (!v.error.empty()) j["error"] = v.error;
+  if (!v.activity) return j;  // read from a journal: never counted, so not shown
+  nlohmann::json calls_by_kind = nlohmann::json::object();
+  for (size_t op = 1; op < kOpSlots; ++op)
+    if (s.calls_by_op[op]) calls_by_kind[op_name(Op(op))] = s.calls_by_op[op];
+  CostEstimate cost = estimate_cost(s, options.memory_mb, options.prices);
+  j.update({
       {"calls", s.calls},
+      {"calls_by_kind", std::move(calls_by_kind)},
       {"duplicate_calls", s.duplicate_calls},
       {"parks", s.parks},
       {"relaunches", s.relaunches},
       {"worker_deaths", s.total_deaths()},
-      {"recent", std::move(recent)},
-  };
-  if (!v.error.empty()) j["error"] = v.error;
+      {"checkpoints",
+       {{"taken", s.checkpoints},
+        {"bytes", s.checkpoint_bytes},
+        {"stored", s.stored_checkpoints},
+        {"image_reads", s.image_reads}}},
+      {"invocations", s.invocations},
+      {"billed_ms", s.billed_ms},
+      {"blocked_wait_ms", s.blocked_wait_ms},
+      {"cost",
+       {{"usd", cost.usd},
+        {"usd_if_blocked_billed", cost.usd_if_blocked_billed},
+        {"gb_seconds", cost.gb_seconds},
+        {"requests", cost.requests},
+        {"s3_puts", cost.s3_puts},
+        {"s3_gets", cost.s3_gets},
+        {"memory_mb", options.memory_mb}}},
+  });
   return j;
 }
 

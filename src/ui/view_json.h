@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "coordinator/cost.h"
 #include "coordinator/job_view.h"
 #include "ui/function_names.h"
 
@@ -13,7 +14,8 @@ namespace kappa::detail {
 
 /// What /api/job says beyond the job's own view.
 struct JobJsonOptions {
-  double memory_mb = 1024;  // Lambda memory the cost estimate assumes
+  double memory_mb = kDefaultLambdaMemoryMb;  // Lambda memory the cost estimate assumes
+  LambdaPrices prices;
 };
 
 /// GET /api/job.

@@ -40,6 +40,11 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// Seconds as whole microseconds for CallInfo (saturated: statistics only).
+uint32_t micros(double seconds) {
+  return uint32_t(std::clamp(seconds * 1e6, 0.0, double(UINT32_MAX)));
+}
+
 // Whether the coordinator answers this call at once (its round trip measures
 // the connection, not a wait).
 bool answered_at_once(Op op) {
@@ -66,7 +71,9 @@ void attach_image(CallInfo& info, const ImageBuffer& image, const std::string& s
   }
   auto t0 = Clock::now();
   store.put(store_key, image.view());
-  cost.stored(image.size(), seconds_since(t0));
+  double s = seconds_since(t0);
+  cost.stored(image.size(), s);
+  info.write_us = micros(s);
 }
 
 // A store's writer that adds the time spent in it to `seconds`.
@@ -575,9 +582,12 @@ class Worker {
         return finish(task_id, passed, true, {}, std::string("checkpoint failed: ") + e.what());
       }
       // A streamed image's time is capture and store at once: apart.
-      cost_.captured(captured.full, captured.raw_bytes, captured.image_bytes,
-                     seconds_since(paused) - streamed_s_);
+      double capture_s = seconds_since(paused) - streamed_s_;
+      cost_.captured(captured.full, captured.raw_bytes, captured.image_bytes, capture_s);
       if (captured.stored) cost_.stored(captured.image_bytes, streamed_s_);
+      info.image_bytes = captured.image_bytes;
+      info.capture_us = micros(capture_s);
+      if (captured.stored) info.write_us = micros(streamed_s_);  // else set as it is stored
       note_chain();
       info.image_key = captured.chain;
       // Streamed: in the store already; the call carries only the chain.

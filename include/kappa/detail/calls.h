@@ -3,6 +3,7 @@
 // the worker and the coordinator; not part of the user-facing API.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -14,6 +15,35 @@
 #include "kappa/task.h"
 
 namespace kappa::detail {
+
+/// Slots of an array indexed by Op (its values are 1 to 9; slot 0 is unused).
+inline constexpr size_t kOpSlots = 10;
+
+/// The call's name for statistics, logs and traces ("checkpoint", "spawn",
+/// ...); "unknown" for a value outside Op. A static string.
+constexpr const char* op_name(Op op) {
+  switch (op) {
+    case Op::kCheckpoint:
+      return "checkpoint";
+    case Op::kSpawn:
+      return "spawn";
+    case Op::kWait:
+      return "wait";
+    case Op::kMakeQueue:
+      return "make_queue";
+    case Op::kEnqueue:
+      return "enqueue";
+    case Op::kDequeue:
+      return "dequeue";
+    case Op::kYield:
+      return "yield";
+    case Op::kPut:
+      return "put";
+    case Op::kGet:
+      return "get";
+  }
+  return "unknown";
+}
 
 /// One argument of a spawned task: its encoded value, or the id of the
 /// future whose value the coordinator substitutes before the task starts.
