@@ -125,6 +125,9 @@ LiveView::LiveView(const JobViewSource& source, LiveViewOptions options)
   auto [host, port] = parse_view_address(impl_->options.address);
   impl_->host = host;
   impl_->routes();
+  // A browser keeps its connection open between polls: short, so that
+  // stop() (which waits for open connections) is not held up for long.
+  impl_->server.set_keep_alive_timeout(2);
   if (port == 0)
     impl_->port = impl_->server.bind_to_any_port(host);
   else
