@@ -35,9 +35,12 @@ def get(url):
     return (time.perf_counter() - t) * 1000, body
 
 
-def start(tasks, errfile):
+def start(tasks, errfile, store):
     event = {"leaves": tasks, "hold_ms": 600000, "backlog": 2}
-    argv = [APP, "run", "--event", json.dumps(event), "--workers", "2", "--ui", "127.0.0.1:0"]
+    # The job is killed at the end: its checkpoints go to a directory of
+    # this run's, removed with it.
+    argv = [APP, "run", "--event", json.dumps(event), "--workers", "2", "--ui", "127.0.0.1:0",
+            "--store", "file://" + store]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errfile)
 
 
@@ -50,7 +53,7 @@ def main():
         err_path = os.path.join(tmp, "err")
         with open(err_path, "w") as err:
             t0 = time.time()
-            job = start(args.tasks, err)
+            job = start(args.tasks, err, os.path.join(tmp, "store"))
             try:
                 url = None
                 while url is None:
