@@ -314,9 +314,18 @@ TEST(Status, ReadsAFinishedJobFromItsJournal) {
   TempDir dir;
   const int leaves = 10;
   std::string state = "sqlite://" + (dir / "job.db");
-  json event = {{"leaves", leaves}, {"hold_ms", 0}, {"backlog", 2}};
-  ProcessResult run = run_process({UI_APP, "run", "--event", event.dump(), "--state", state});
-  ASSERT_EQ(run.exit_code, 0) << run.err;
+  json event = {{"leaves", leaves}, {"hold_ms", 3000}, {"backlog", 2}};
+  pid_t run = spawn_process({UI_APP, "run", "--event", event.dump(), "--state", state}, {},
+                            dir / "run.out", dir / "run.err");
+  // While it runs, its coordinator holds the journal: status says so.
+  for (int i = 0; i < 100 && !std::filesystem::exists(dir / "job.db"); ++i)
+    std::this_thread::sleep_for(20ms);
+  std::this_thread::sleep_for(300ms);
+  ProcessResult busy = run_process({UI_APP, "status", "--state", state});
+  EXPECT_NE(busy.exit_code, 0) << busy.out;
+  EXPECT_NE(busy.err.find("is in use by another coordinator"), std::string::npos) << busy.err;
+  EXPECT_NE(busy.err.find("live view (--ui)"), std::string::npos) << busy.err;
+  ASSERT_EQ(wait_process(run), 0) << read_file(dir / "run.err");
 
   ProcessResult st = run_process({UI_APP, "status", "--state", state});
   ASSERT_EQ(st.exit_code, 0) << st.err;

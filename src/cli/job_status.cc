@@ -72,7 +72,16 @@ int job_status(const StatusOptions& o) {
     id = *held;
     return std::make_shared<JournalView>(journal->load());
   };
-  std::shared_ptr<JournalView> first = load();
+  std::shared_ptr<JournalView> first;
+  try {
+    first = load();
+  } catch (const Error& e) {
+    if (u.scheme != "sqlite" || std::string(e.what()).find("in use") == std::string::npos) throw;
+    throw Error(std::string(e.what()) +
+                ". A running job's SQLite journal is its coordinator's alone: that run's live "
+                "view (--ui) shows its progress, and a redis:// journal can be read while the "
+                "job runs");
+  }
   std::string summary = first->summary();
   // A SQLite journal opened here has no coordinator (it would hold it).
   if (first->job_view(0).state == JobView::State::kRunning && u.scheme == "sqlite")
