@@ -16,8 +16,11 @@
 #include <thread>
 #include <vector>
 
+#include "kappa/detail/calls.h"
 #include "support/server_process.h"
 #include "support/subprocess.h"
+#include "ui/function_names.h"
+#include "ui/live_view.h"
 
 namespace kappa::testing {
 namespace {
@@ -392,6 +395,30 @@ TEST(Status, ReadsARunningJobFromItsRedisJournal) {
   EXPECT_EQ(j["state"], "done");
   EXPECT_EQ(j["tasks"]["finished"], leaves + 3);
   EXPECT_EQ(wait_process(job), 0) << read_file(io / "err");
+}
+
+// ---------------------------------------------------------------- pieces
+
+[[gnu::noinline]] int64_t a_function_named_for_the_view(int x) { return x * 3 + 1; }
+
+// Unnamed tasks are named after their function, read from the binary's own
+// symbols by code offset (as SpawnSpec::fn holds it).
+TEST(FunctionNames, NameAFunctionOfThisBinaryByItsCodeOffset) {
+  detail::FunctionNames names;
+  uint64_t fn = detail::code_offset(reinterpret_cast<uint64_t>(&a_function_named_for_the_view));
+  EXPECT_EQ(names.name(fn), "kappa::testing::a_function_named_for_the_view");
+  EXPECT_EQ(names.name(0), "");
+  EXPECT_EQ(detail::short_function_name("(anonymous namespace)::fib(int, int)"), "fib");
+  EXPECT_EQ(detail::short_function_name("kappa::Task<long> ns::f<int>(std::vector<int, A>)"),
+            "ns::f<int>");
+}
+
+TEST(LiveViewAddress, HostDefaultsToLoopbackAndBadAddressesAreClearErrors) {
+  EXPECT_EQ(detail::parse_view_address("8080"), std::make_pair(std::string("127.0.0.1"), 8080));
+  EXPECT_EQ(detail::parse_view_address("0.0.0.0:0"), std::make_pair(std::string("0.0.0.0"), 0));
+  EXPECT_EQ(detail::parse_view_address("[::1]:9"), std::make_pair(std::string("::1"), 9));
+  for (const char* bad : {"", "x", "host:", "70000", "1:-2"})
+    EXPECT_THROW(detail::parse_view_address(bad), Error) << bad;
 }
 
 }  // namespace
