@@ -9,6 +9,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "coordinator/coordinator.h"
@@ -31,6 +34,7 @@ class Transport : public ::testing::TestWithParam<std::string> {
     JobStateOptions o;
     o.grace = std::chrono::milliseconds(0);
     o.idle_poll = std::chrono::milliseconds(0);
+    o.tracing = true;  // the trace shows what calls carried
     return o;
   }
   ServerOptions server_options(bool report_closed_sessions = false) const {
@@ -114,6 +118,22 @@ TEST_P(Transport, CarriesAssignmentsCallsAndFinishes) {
   ASSERT_TRUE(job.done);
   EXPECT_FALSE(job.failed);
   EXPECT_TRUE(decode<std::string>(job.result) == result);
+  // The checkpoint's costs, in the trace once its invocation has ended.
+  std::string trace_path =
+      std::filesystem::temp_directory_path() / ("kappa-transport-trace-" + random_hex(6) + ".json");
+  coordinator.write_trace(trace_path);
+  std::ifstream trace_file(trace_path);
+  nlohmann::json trace = nlohmann::json::parse(trace_file);
+  std::filesystem::remove(trace_path);
+  bool seen = false;
+  for (const nlohmann::json& e : trace.at("traceEvents")) {
+    if (e.at("name") != "checkpoint capture" || e["args"]["op"] != "make_queue") continue;
+    seen = true;
+    EXPECT_EQ(e["args"]["bytes"], 123456789012u);
+    EXPECT_EQ(e["args"]["capture_us"], 67u);
+    EXPECT_EQ(e["args"]["write_us"], 89u);
+  }
+  EXPECT_TRUE(seen) << trace.dump();
   coordinator.shutdown();
 }
 

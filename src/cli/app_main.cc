@@ -298,6 +298,9 @@ int app_main(int argc, char** argv, Handler handler) {
   add_checkpoint_options(resume);
 
   detail::JobOptions job;
+  bool quiet = false;
+  double lambda_memory = detail::kDefaultLambdaMemoryMb;
+  detail::LambdaPrices prices;
   auto add_job_options = [&](CLI::App* cmd) {
     add_event(cmd);
     std::string backends;
@@ -330,8 +333,11 @@ int app_main(int argc, char** argv, Handler handler) {
     cmd->add_option("--seed", job.seed, "Seed for --chaos-kill (0: random)");
     cmd->add_option("--log-dir", job.log_dir, "Directory for worker logs (default: none)");
     cmd->add_option("--trace", job.trace,
-                    "Write a Chrome/Perfetto trace of the job (one span per task invocation) "
-                    "to FILE; open it in Perfetto or chrome://tracing");
+                    "Write a Chrome/Perfetto trace of the job to FILE: a span per task "
+                    "invocation on its worker's track, with its checkpoints' capture and write "
+                    "(sizes in their args), park and relaunch marks, arrows from each spawn "
+                    "to the child's first invocation and from each finish to the waiter it "
+                    "wakes, and queue waits; open it in Perfetto or chrome://tracing");
     cmd->add_option("--ui", job.ui,
                     "Serve a live view of the job (a page and JSON at /api/job) on [HOST:]PORT "
                     "while it runs (HOST defaults to 127.0.0.1; PORT 0 picks a free one; the "
@@ -369,6 +375,23 @@ int app_main(int argc, char** argv, Handler handler) {
                   "Incremental checkpoints: once a task's image is too large to travel inline, "
                   "later images carry only the pages changed since the one before (a chain "
                   "of at most 8 images; default on)");
+    cmd->add_flag("--quiet", quiet,
+                  "No progress line (it is shown only when stderr is a terminal anyway)");
+    cmd->add_option("--lambda-memory", lambda_memory,
+                    "MB of memory the cost estimate assumes each Lambda worker has")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    auto price = [&](const char* name, double& into, const char* what) {
+      cmd->add_option(name, into,
+                      std::string("The cost estimate's price in USD ") + what +
+                          " (default: us-east-1, x86_64, as of 2026-12-02)")
+          ->capture_default_str()
+          ->check(CLI::NonNegativeNumber);
+    };
+    price("--price-gb-s", prices.per_gb_second, "per GB-second of Lambda duration");
+    price("--price-request", prices.per_request, "per Lambda request (invocation)");
+    price("--price-s3-put", prices.s3_put_per_1000, "per 1000 S3 PUTs (images written)");
+    price("--price-s3-get", prices.s3_get_per_1000, "per 1000 S3 GETs (images read back)");
     cmd->add_option("--slurm-partition", job.slurm.partition,
                     "--backend slurm: the partition workers' jobs are submitted to (default: "
                     "the cluster's default)");
@@ -501,7 +524,7 @@ int app_main(int argc, char** argv, Handler handler) {
     if (*run || *coord) {
       job.time_limit_given = (*run ? run : coord)->count("--time-limit") > 0;
       nlohmann::json event = read_event(event_text, event_file);
-      job.progress = isatty(STDERR_FILENO);
+      job.progress = !quiet;  // and only on a terminal (ProgressLine)
       auto started = std::chrono::steady_clock::now();
       // Told as soon as the result is known (a live view may linger after).
       bool told = false;
@@ -511,17 +534,19 @@ int app_main(int argc, char** argv, Handler handler) {
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         if (!r.ok) {
           spdlog::error("the job failed: {}", r.error);
-          spdlog::info("{} tasks, {} parks, {}", r.stats.tasks, r.stats.parks,
-                       detail::describe_deaths(r.stats));
+          spdlog::info("{}", detail::describe_job(r.stats, lambda_memory, prices));
           if (!r.backend_summary.empty()) spdlog::info("{}", r.backend_summary);
           if (!r.kept_store.empty()) spdlog::info("checkpoints kept in {}", r.kept_store);
           return;
         }
         std::cout << r.value.dump() << std::endl;
-        spdlog::info("done in {:.3g} s: {} tasks, {} parks, {}", seconds, r.stats.tasks,
-                     r.stats.parks, detail::describe_deaths(r.stats));
+        spdlog::info("done in {:.3g} s: {}", seconds,
+                     detail::describe_job(r.stats, lambda_memory, prices));
         if (!r.backend_summary.empty()) spdlog::info("{}", r.backend_summary);
       };
+      // The live view's cost estimate assumes what the summary's does.
+      job.lambda_memory_mb = lambda_memory;
+      job.prices = prices;
       detail::JobResult r = detail::run_job(handler, event, job, tell);
       if (!told) tell(r);
       return r.ok ? 0 : kExitFailed;

@@ -9,7 +9,10 @@
 #include <optional>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "backends/backend.h"
+#include "cli/progress_line.h"
 #include "coordinator/coordinator.h"
 #include "journals/journal_factory.h"
 #include "kappa/spawn.h"
@@ -182,6 +185,25 @@ std::string describe_deaths(const JobStats& s) {
   return out;
 }
 
+namespace {
+// "1.5 MB": decimal units, as S3 and Lambda count.
+std::string bytes_text(uint64_t n) {
+  if (n < 1000) return std::to_string(n) + " B";
+  static const char* units[] = {"kB", "MB", "GB", "TB"};
+  double v = double(n);
+  size_t u = 0;
+  for (v /= 1000; v >= 1000 && u + 1 < std::size(units); ++u) v /= 1000;
+  return fmt::format("{:.3g} {}", v, units[u]);
+}
+}  // namespace
+
+std::string describe_job(const JobStats& s, double lambda_memory_mb, const LambdaPrices& prices) {
+  return fmt::format("{} tasks, {} parks, {}; {} checkpoints ({}), {} invocations; {}", s.tasks,
+                     s.parks, describe_deaths(s), s.checkpoints, bytes_text(s.checkpoint_bytes),
+                     s.invocations,
+                     describe_cost(estimate_cost(s, lambda_memory_mb, prices), lambda_memory_mb));
+}
+
 JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions& o,
                   const std::function<void(const JobResult&)>& on_result) {
   check_supported(o);
@@ -344,20 +366,16 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   }
 
   JobOutcome outcome;
-  for (;;) {
-    outcome = coordinator.wait_job(std::chrono::milliseconds(1000));
-    if (outcome.done) break;
-    if (o.progress) {
-      JobStats s = coordinator.stats();
-      std::fprintf(stderr,
-                   "\rkappa: %llu/%llu tasks done, %llu running, %llu ready, %llu parked, %llu "
-                   "worker deaths ",
-                   (unsigned long long)(s.finished + s.failed), (unsigned long long)(s.tasks),
-                   (unsigned long long)(s.running + s.blocked), (unsigned long long)(s.ready),
-                   (unsigned long long)(s.parked), (unsigned long long)(s.total_deaths()));
+  {
+    // Redrawn about four times a second; erased before anything else is
+    // printed about the job.
+    ProgressLine progress(stderr, STDERR_FILENO, o.progress);
+    for (;;) {
+      outcome = coordinator.wait_job(std::chrono::milliseconds(progress.active() ? 250 : 1000));
+      if (outcome.done) break;
+      progress.update(coordinator.stats());
     }
   }
-  if (o.progress) std::fputc('\n', stderr);
   guard.armed = false;
   coordinator.shutdown();
   backend->shutdown();

@@ -47,7 +47,7 @@ struct JobOptions {
   unsigned grace_ms = 50;
   unsigned max_failures = 10;
   double liveness_timeout = 5;  // seconds of silence before a worker counts as hung (0: never)
-  bool progress = false;        // a status line on stderr
+  bool progress = false;        // a status line on stderr, if it is a terminal (ProgressLine)
   SlurmConfig slurm;            // --backend slurm
   // The live view (--ui [HOST:]PORT, empty: none): served from this process
   // while the job runs, and for ui_linger seconds after it ended.
@@ -76,5 +76,11 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
 /// "3 worker deaths: 2 by --chaos-kill, 1 at the time limit" (or "no worker
 /// deaths"), with the chaos kills that hit workers between tasks.
 std::string describe_deaths(const JobStats& stats);
+
+/// The end-of-job summary after "done in 1.2 s: ": "9 tasks, 3 parks, no
+/// worker deaths; 12 checkpoints (1.5 MB), 14 invocations; ~$0.0012 on
+/// Lambda (1024 MB); $0.0030 if blocked waits were billed".
+std::string describe_job(const JobStats& stats, double lambda_memory_mb,
+                         const LambdaPrices& prices);
 
 }  // namespace kappa::detail

@@ -106,6 +106,7 @@ void Coordinator::carry_out_now(Effects& fx) {
   }
   for (uint64_t w : fx.hung) spdlog::warn("worker {} stopped sending heartbeats: killed", w);
   for (TraceSpan& s : fx.spans) trace_.add(std::move(s));
+  for (const TraceMark& m : fx.marks) trace_.add(m);
   std::optional<TimePoint> next = state_.next_timer();
   if (next && (!armed_ || *next < *armed_)) timer_cv_.notify_all();
 }

@@ -23,9 +23,12 @@ namespace kappa::detail {
 /// Unit prices in USD. The defaults are AWS's published on-demand prices for
 /// us-east-1 (N. Virginia), x86_64 Lambda functions and S3 Standard, as of
 /// 2026-12-02 (https://aws.amazon.com/lambda/pricing/,
-/// https://aws.amazon.com/s3/pricing/): they have not changed since Lambda
-/// moved to 1 ms billing (December 2020). Arm64 functions cost 20% less per
-/// GB-second; other regions differ. `run` overrides each with a flag
+/// https://aws.amazon.com/s3/pricing/). The Lambda figures were checked that
+/// day against third-party transcriptions of AWS's page (its first tier, up to 6
+/// billion GB-seconds a month; Lambda bills by the millisecond since
+/// December 2020); the S3 request figures are those AWS lists for S3
+/// Standard. Arm64 functions cost 20% less per GB-second; other regions
+/// differ; the free tier is not counted. `run` overrides each with a flag
 /// (--price-gb-s, --price-request, --price-s3-put, --price-s3-get).
 struct LambdaPrices {
   double per_gb_second = 0.0000166667;  // Lambda duration, x86_64, first 6 billion GB-s a month

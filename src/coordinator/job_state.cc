@@ -32,6 +32,23 @@ struct JobState::Task {
   std::string start_error;  // why it cannot start (set at spawn)
   TimePoint park_at;        // kBlocked: when the grace period ends
   TimePoint parked_since;   // kParked: when it gave its worker up
+  // Tracing only (options_.tracing), made at first use: no task pays for it
+  // otherwise.
+  struct Trace {
+    bool relaunched = false;  // its next invocation resumes it after a park, a yield or a loss
+    // The arrow its next invocation ends (from its spawn, or from the finish
+    // that completed its wait).
+    uint64_t arrow_from = 0;  // an invocation; 0: none
+    TimePoint arrow_at;
+    const char* arrow_kind = "spawn";
+    bool queue_waiting = false;  // its open queue wait
+    TimePoint queue_since;
+  };
+  std::unique_ptr<Trace> trace;
+  Trace& traced() {
+    if (!trace) trace = std::make_unique<Trace>();
+    return *trace;
+  }
 };
 
 // What a viewer shows of a task beyond its live state (options_.observe),
@@ -62,6 +79,7 @@ struct JobState::Worker {
   std::optional<CrashReport> crash;
   TimePoint task_since;             // when it was handed `task`
   const char* span_kind = "start";  // of the open trace span (options_.tracing)
+  uint64_t invocation = 0;          // its latest invocation's trace id (options_.tracing)
 };
 
 void Effects::clear() {
@@ -73,6 +91,7 @@ void Effects::clear() {
   discarded.clear();
   commits.clear();
   spans.clear();
+  marks.clear();
   changes.clear();
   job_done = false;
 }
@@ -307,7 +326,12 @@ void JobState::assign(Worker& w, uint64_t worker_id, Task& t, TimePoint now, Eff
     if (!a.image_key.empty())  // one store read per link of its chain
       stats_.image_reads += 1 + uint64_t(std::count(a.image_key.begin(), a.image_key.end(), '\n'));
   }
-  if (options_.tracing) w.span_kind = a.kind == Assignment::Kind::kStart ? "start" : "resume";
+  if (options_.tracing) {
+    w.span_kind = a.kind == Assignment::Kind::kStart ? "start" : "resume";
+    w.invocation = next_invocation_++;
+    trace_arrows(t, w.invocation, now, fx);
+    if (t.trace) t.trace->relaunched = false;
+  }
   fx.started.push_back(worker_id);
   answer(worker_id, std::move(a), fx);
 }
@@ -374,7 +398,15 @@ void JobState::resolve(Task& t, FutureSlot::State state, std::string bytes, Time
     Task* waiter = find(w);
     if (!waiter || !waiter->d.call || waiter->d.call->seqno != seqno || waiter->d.call->done)
       continue;  // it moved on (or failed)
-    if (--waiter->wait_open == 0) finish_wait(*waiter, now, fx);
+    if (--waiter->wait_open == 0) {
+      if (finishing_invocation_) {  // tracing: an arrow to where the waiter goes on
+        Task::Trace& tr = waiter->traced();
+        tr.arrow_from = finishing_invocation_;
+        tr.arrow_at = now;
+        tr.arrow_kind = "wake";
+      }
+      finish_wait(*waiter, now, fx);
+    }
   }
   for (uint64_t d : dependents) {
     Task* dep = find(d);
@@ -391,6 +423,13 @@ void JobState::complete_call(Task& t, std::string reply, std::string error, Time
   c.done = true;
   c.reply = std::move(reply);
   c.error = std::move(error);
+  if (t.trace && t.trace->queue_waiting) {
+    t.trace->queue_waiting = false;
+    TraceMark m{.kind = TraceMark::Kind::kQueueWait, .task = t.d.id, .at = now, .op = c.op};
+    m.queue = t.queue;
+    m.since = t.trace->queue_since;
+    fx.marks.push_back(m);
+  }
   t.queue = 0;
   t.wait_ids.clear();
   mark_progress(t, fx);
@@ -398,10 +437,12 @@ void JobState::complete_call(Task& t, std::string reply, std::string error, Time
     if (c.op == Op::kWait || c.op == Op::kEnqueue || c.op == Op::kDequeue)
       blocked_wait_ += now - t.parked_since;
     ++stats_.relaunches;
+    if (options_.tracing) t.traced().relaunched = true;
     push_ready(t, now, fx);
   } else if (t.state == kBlocked) {
     set_state(t, kRunning);
     unblock(t);
+    if (options_.tracing) trace_arrows(t, invocation_of(t.worker), now, fx);
     answer(t.worker, CallOutcome{CallOutcome::Kind::kResult, c.reply, c.error}, fx);
   }
 }
@@ -514,6 +555,10 @@ void JobState::join_queue(Task& t, uint64_t queue, bool enqueue, TimePoint now, 
   (enqueue ? it->second.enqueuers : it->second.dequeuers).push_back(t.d.id);
   fx.changes.queues.push_back(queue);
   queue_progress(it->second, now, fx);
+  if (options_.tracing && !t.d.call->done) {  // it waits in line
+    t.traced().queue_waiting = true;
+    t.traced().queue_since = now;
+  }
 }
 
 // Applies t's new call (t.d.call, not yet done). Completes it now if it can.
@@ -530,6 +575,15 @@ void JobState::apply(Task& t, TimePoint now, Effects& fx) {
         auto specs = decode<std::vector<SpawnSpec>>(c.request);
         ids.reserve(specs.size());
         for (SpawnSpec& s : specs) ids.push_back(add_task(std::move(s), t.d.id, now, fx));
+        if (options_.tracing) {  // arrows to the children's first invocations
+          uint64_t from = invocation_of(t.worker);
+          for (uint64_t id : ids) {
+            Task::Trace& child = tasks_[id]->traced();
+            child.arrow_from = from;
+            child.arrow_at = now;
+            child.arrow_kind = "spawn";
+          }
+        }
         complete_call(t, encode(ids), {}, now, fx);
         for (uint64_t id : ids) start_task(id, now, fx);  // once the spawn is recorded
         return;
@@ -708,7 +762,7 @@ void JobState::end_invocation(uint64_t worker_id, const std::string& outcome, Ti
   }
   if (options_.tracing) {
     const Task* t = find(w.task);
-    fx.spans.push_back(TraceSpan{w.task, worker_id, w.on_coordinator,
+    fx.spans.push_back(TraceSpan{w.task, worker_id, w.invocation, w.on_coordinator,
                                  t ? t->d.spec.name : std::string(), w.span_kind, outcome,
                                  w.task_since, now});
   }
@@ -778,8 +832,52 @@ void JobState::count_call(const CallInfo& info) {
   }
 }
 
+// A checkpoint span of the invocation that sent the call (none for a stale
+// call: its worker runs no longer that task).
+void JobState::trace_call(const CallInfo& info, TimePoint now, Effects& fx) {
+  auto w = workers_.find(info.worker_id);
+  if (w == workers_.end() || w->second.task != info.task_id) return;
+  uint64_t bytes = info.image_bytes ? info.image_bytes : info.image.size();
+  if (!bytes && info.image_key.empty()) return;
+  TraceMark m{.kind = TraceMark::Kind::kCheckpoint,
+              .task = info.task_id,
+              .invocation = w->second.invocation,
+              .at = now,
+              .op = info.op,
+              .bytes = bytes,
+              .capture_us = info.capture_us,
+              .write_us = info.write_us,
+              .stored = info.image.empty()};
+  fx.marks.push_back(m);
+}
+
+// The arrow t's invocation `invocation` ends (if one waits), and whether
+// it relaunches t.
+void JobState::trace_arrows(Task& t, uint64_t invocation, TimePoint now, Effects& fx) {
+  if (!invocation || !t.trace) return;
+  Task::Trace& tr = *t.trace;
+  if (tr.arrow_from) {
+    TraceMark m{
+        .kind = TraceMark::Kind::kFlow, .task = t.d.id, .invocation = invocation, .at = now};
+    m.since = tr.arrow_at;
+    m.from = tr.arrow_from;
+    m.flow = tr.arrow_kind;
+    fx.marks.push_back(m);
+    tr.arrow_from = 0;
+  }
+  if (tr.relaunched)
+    fx.marks.push_back(TraceMark{
+        .kind = TraceMark::Kind::kRelaunch, .task = t.d.id, .invocation = invocation, .at = now});
+}
+
+uint64_t JobState::invocation_of(uint64_t worker) const {
+  auto it = workers_.find(worker);
+  return it == workers_.end() ? 0 : it->second.invocation;
+}
+
 void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
   count_call(info);
+  if (options_.tracing) trace_call(info, now, fx);
   if (auto w = workers_.find(info.worker_id); w != workers_.end()) seen(w->second, now);
   Task* found = find(info.task_id);
   if (!found || found->worker != info.worker_id ||
@@ -850,9 +948,16 @@ void JobState::park_call(Task& t, TimePoint now, Effects& fx) {
   uint64_t worker = std::exchange(t.worker, 0);
   ++stats_.parks;
   bool done = t.d.call->done;
+  if (options_.tracing && !done)
+    fx.marks.push_back(TraceMark{.kind = TraceMark::Kind::kPark,
+                                 .task = t.d.id,
+                                 .invocation = invocation_of(worker),
+                                 .at = now,
+                                 .op = t.d.call->op});
   end_invocation(worker, done ? "yield" : "park", now, fx);
   if (done) {
     ++stats_.relaunches;
+    if (options_.tracing) t.traced().relaunched = true;
     push_ready(t, now, fx);
   } else {
     set_parked(t, now);
@@ -876,12 +981,14 @@ void JobState::finish(FinishInfo info, TimePoint now, Effects& fx) {
     Task& t = *found;
     t.worker = 0;
     end_invocation(info.worker_id, info.failed ? "failed" : "finished", now, fx);
+    if (options_.tracing) finishing_invocation_ = invocation_of(info.worker_id);
     if (info.failed) {
       fail_task(t, describe(t) + " failed: " + info.error, now, fx);
     } else {
       ++stats_.finished;
       resolve(t, FutureSlot::State::kDone, std::move(info.result), now, fx);
     }
+    finishing_invocation_ = 0;
     schedule(fx);
   }
   if (info.and_next) {
@@ -946,6 +1053,7 @@ void JobState::lose_task(uint64_t worker_id, const WorkerExit& exit, const std::
     set_parked(t, now);  // relaunched when its call completes
   } else {
     ++stats_.relaunches;
+    if (options_.tracing) t.traced().relaunched = true;
     push_ready(t, now, fx);  // from its last checkpoint, or from the start
   }
 }

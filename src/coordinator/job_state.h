@@ -160,11 +160,36 @@ struct DurableJob {
 /// One task invocation on a worker, for traces.
 struct TraceSpan {
   uint64_t task = 0, worker = 0;
+  uint64_t invocation = 0;  // this invocation's id, which TraceMarks name
   bool on_coordinator = false;
   std::string name;
   const char* kind = "start";  // or "resume"
   std::string outcome;         // finished, failed, park, yield, worker lost: ...
   TimePoint start, end;
+};
+
+/// Something else a trace shows (options_.tracing), tied to invocations by
+/// their ids (TraceSpan::invocation); TraceRecorder places it.
+struct TraceMark {
+  enum class Kind : uint8_t {
+    kCheckpoint,  // a call's checkpoint: taken, then written, just before `at` (its arrival)
+    kPark,        // the task gave its worker up at `at`, its call blocked
+    kRelaunch,    // the invocation starting at `at` resumes a task that parked or moved
+    kQueueWait,   // a blocked enqueue or dequeue, from `since` to `at`
+    kFlow,        // an arrow from invocation `from` at `since` to `invocation` at `at`
+  } kind = Kind::kCheckpoint;
+  uint64_t task = 0;
+  uint64_t invocation = 0;  // where it happens (kQueueWait: none, tasks may move meanwhile)
+  TimePoint at;
+  Op op = Op::kCheckpoint;  // kCheckpoint, kPark, kQueueWait: the call
+  // kCheckpoint: what the worker reported (CallInfo).
+  uint64_t bytes = 0;
+  uint32_t capture_us = 0, write_us = 0;
+  bool stored = false;         // written to the store (else inline)
+  uint64_t queue = 0;          // kQueueWait
+  TimePoint since;             // kQueueWait, kFlow
+  uint64_t from = 0;           // kFlow: the invocation it starts from
+  const char* flow = "spawn";  // kFlow: "spawn" (to the child's first invocation) or "wake"
 };
 
 struct Effects {
@@ -191,6 +216,7 @@ struct Effects {
   std::vector<std::string> discarded;  // image keys nobody will restore from
   std::vector<Commit> commits;
   std::vector<TraceSpan> spans;
+  std::vector<TraceMark> marks;
   Changes changes;
   bool job_done = false;  // the job's outcome is known (now)
 
@@ -331,6 +357,10 @@ class JobState {
   void park_call(Task& t, TimePoint now, Effects& fx);
   void set_parked(Task& t, TimePoint now);
   void count_call(const CallInfo& info);
+  // Tracing (options_.tracing) only.
+  void trace_call(const CallInfo& info, TimePoint now, Effects& fx);
+  void trace_arrows(Task& t, uint64_t invocation, TimePoint now, Effects& fx);
+  uint64_t invocation_of(uint64_t worker) const;
   void end_invocation(uint64_t worker_id, const std::string& outcome, TimePoint now, Effects& fx);
   void lose_task(uint64_t worker_id, const WorkerExit& exit, const std::string& why, TimePoint now,
                  Effects& fx);
@@ -372,7 +402,9 @@ class JobState {
   bool shutdown_ = false;
   JobOutcome job_;
   JobStats stats_;
-  Duration blocked_wait_{};  // JobStats::blocked_wait_ms, unrounded
+  Duration blocked_wait_{};            // JobStats::blocked_wait_ms, unrounded
+  uint64_t next_invocation_ = 1;       // trace ids of invocations
+  uint64_t finishing_invocation_ = 0;  // tracing: the invocation whose finish resolves a task now
   // Views (options_.observe): by task id, kept once the task is resolved.
   std::vector<Observed> observed_;
   std::vector<TaskEvent> events_;   // a ring of the latest kEvents
