@@ -907,114 +907,115 @@ TEST_F(JobStateTest, NoWorkerCountsAsHungOnceTheJobIsShutDown) {
   }
   EXPECT_EQ(s.stats().idle_exits[size_t(Cause::kHung)], 0u);
   EXPECT_EQ(s.stats().total_deaths(), 0u);
+}
 
-  class Traced : public JobStateTest {
-   protected:
-    static JobStateOptions options() {
-      JobStateOptions o = defaults();
-      o.tracing = true;
-      return o;
-    }
-    Traced() : JobStateTest(options()) {}
-    // The marks of the last event, kept.
-    void keep() { marks.insert(marks.end(), fx.marks.begin(), fx.marks.end()); }
-    std::vector<TraceMark> of(TraceMark::Kind kind) const {
-      std::vector<TraceMark> v;
-      for (const TraceMark& m : marks)
-        if (m.kind == kind) v.push_back(m);
-      return v;
-    }
-    std::vector<TraceMark> marks;
-  };
-
-  // What the trace shows besides invocations, tied to invocations by id: a
-  // checkpoint with its costs, the spawn arrow to the child's first
-  // invocation, the park, the wake arrow from the child's finish to the
-  // parent's relaunch, and the relaunch.
-  TEST_F(Traced, MarksCheckpointsParksRelaunchesAndArrows) {
-    root();
-    next(1);  // invocation 1: the root
-    now += 1ms;
-    event([&](JobState& s, TimePoint t, Effects& fx) {
-      s.call(CallInfo{.worker_id = 1,
-                      .task_id = 1,
-                      .seqno = 0,
-                      .image_key = "k0",
-                      .op = Op::kSpawn,
-                      .request = spawn_request({spec("child")}),
-                      .image_bytes = 100,
-                      .capture_us = 10,
-                      .write_us = 20},
-             t, fx);
-    });
-    keep();
-    take<CallOutcome>(1);
-    now += 1ms;
-    ASSERT_EQ(next(2).task_id, 2u);  // invocation 2: the child
-    keep();
-    now += 1ms;
-    send_call(1, 1, 1, Op::kWait, encode(std::vector<uint64_t>{2}));
-    keep();
-    advance(50ms);  // parks
-    keep();
-    EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kPark);
-    now += 5ms;
-    finish(2, 2, 0, encode(int64_t{7}));
-    keep();
-    ASSERT_EQ(next(1).kind, Kind::kResume);  // invocation 3: the root again
-    keep();
-
-    auto checkpoints = of(TraceMark::Kind::kCheckpoint);
-    ASSERT_EQ(checkpoints.size(), 2u);  // the spawn's and the wait's
-    EXPECT_EQ(checkpoints[0].invocation, 1u);
-    EXPECT_EQ(checkpoints[0].bytes, 100u);
-    EXPECT_EQ(checkpoints[0].capture_us, 10u);
-    EXPECT_EQ(checkpoints[0].write_us, 20u);
-    EXPECT_TRUE(checkpoints[0].stored);
-    EXPECT_EQ(checkpoints[0].at, TimePoint{} + 1ms);
-    auto parks = of(TraceMark::Kind::kPark);
-    ASSERT_EQ(parks.size(), 1u);
-    EXPECT_EQ(parks[0].invocation, 1u);
-    EXPECT_EQ(parks[0].op, Op::kWait);
-    auto flows = of(TraceMark::Kind::kFlow);
-    ASSERT_EQ(flows.size(), 2u);
-    EXPECT_STREQ(flows[0].flow, "spawn");
-    EXPECT_EQ(flows[0].from, 1u);
-    EXPECT_EQ(flows[0].invocation, 2u);
-    EXPECT_EQ(flows[0].since, TimePoint{} + 1ms);
-    EXPECT_STREQ(flows[1].flow, "wake");
-    EXPECT_EQ(flows[1].from, 2u);
-    EXPECT_EQ(flows[1].invocation, 3u);
-    auto relaunches = of(TraceMark::Kind::kRelaunch);
-    ASSERT_EQ(relaunches.size(), 1u);
-    EXPECT_EQ(relaunches[0].invocation, 3u);
-    EXPECT_EQ(relaunches[0].task, 1u);
+class Traced : public JobStateTest {
+ protected:
+  static JobStateOptions options() {
+    JobStateOptions o = defaults();
+    o.tracing = true;
+    return o;
   }
-
-  TEST_F(Traced, AQueueWaitLastsFromTheBlockedCallToItsCompletion) {
-    root();
-    next(1);
-    uint64_t q = decode<uint64_t>(call(1, 1, 0, Op::kMakeQueue, encode(uint64_t{0})).reply);
-    call(1, 1, 1, Op::kSpawn, spawn_request({spec("producer")}));
-    ASSERT_EQ(next(2).task_id, 2u);
-    now += 1ms;
-    send_call(1, 1, 2, Op::kDequeue, encode(q));  // blocks: nothing to take
-    keep();
-    EXPECT_TRUE(of(TraceMark::Kind::kQueueWait).empty());  // not over yet
-    now += 3ms;
-    // The producer's enqueue meets the waiting dequeue (a rendezvous), and
-    // does not wait itself.
-    EXPECT_EQ(call(2, 2, 0, Op::kEnqueue, enqueue_request(q, int64_t{5})).kind, Outcome::kResult);
-    keep();
-    EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kResult);
-    auto waits = of(TraceMark::Kind::kQueueWait);
-    ASSERT_EQ(waits.size(), 1u);
-    EXPECT_EQ(waits[0].task, 1u);
-    EXPECT_EQ(waits[0].queue, q);
-    EXPECT_EQ(waits[0].op, Op::kDequeue);
-    EXPECT_EQ(waits[0].since, TimePoint{} + 1ms);
-    EXPECT_EQ(waits[0].at, TimePoint{} + 4ms);
+  Traced() : JobStateTest(options()) {}
+  // The marks of the last event, kept.
+  void keep() { marks.insert(marks.end(), fx.marks.begin(), fx.marks.end()); }
+  std::vector<TraceMark> of(TraceMark::Kind kind) const {
+    std::vector<TraceMark> v;
+    for (const TraceMark& m : marks)
+      if (m.kind == kind) v.push_back(m);
+    return v;
   }
+  std::vector<TraceMark> marks;
+};
+
+// What the trace shows besides invocations, tied to invocations by id: a
+// checkpoint with its costs, the spawn arrow to the child's first
+// invocation, the park, the wake arrow from the child's finish to the
+// parent's relaunch, and the relaunch.
+TEST_F(Traced, MarksCheckpointsParksRelaunchesAndArrows) {
+  root();
+  next(1);  // invocation 1: the root
+  now += 1ms;
+  event([&](JobState& s, TimePoint t, Effects& fx) {
+    s.call(CallInfo{.worker_id = 1,
+                    .task_id = 1,
+                    .seqno = 0,
+                    .image_key = "k0",
+                    .op = Op::kSpawn,
+                    .request = spawn_request({spec("child")}),
+                    .image_bytes = 100,
+                    .capture_us = 10,
+                    .write_us = 20},
+           t, fx);
+  });
+  keep();
+  take<CallOutcome>(1);
+  now += 1ms;
+  ASSERT_EQ(next(2).task_id, 2u);  // invocation 2: the child
+  keep();
+  now += 1ms;
+  send_call(1, 1, 1, Op::kWait, encode(std::vector<uint64_t>{2}));
+  keep();
+  advance(50ms);  // parks
+  keep();
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kPark);
+  now += 5ms;
+  finish(2, 2, 0, encode(int64_t{7}));
+  keep();
+  ASSERT_EQ(next(1).kind, Kind::kResume);  // invocation 3: the root again
+  keep();
+
+  auto checkpoints = of(TraceMark::Kind::kCheckpoint);
+  ASSERT_EQ(checkpoints.size(), 2u);  // the spawn's and the wait's
+  EXPECT_EQ(checkpoints[0].invocation, 1u);
+  EXPECT_EQ(checkpoints[0].bytes, 100u);
+  EXPECT_EQ(checkpoints[0].capture_us, 10u);
+  EXPECT_EQ(checkpoints[0].write_us, 20u);
+  EXPECT_TRUE(checkpoints[0].stored);
+  EXPECT_EQ(checkpoints[0].at, TimePoint{} + 1ms);
+  auto parks = of(TraceMark::Kind::kPark);
+  ASSERT_EQ(parks.size(), 1u);
+  EXPECT_EQ(parks[0].invocation, 1u);
+  EXPECT_EQ(parks[0].op, Op::kWait);
+  auto flows = of(TraceMark::Kind::kFlow);
+  ASSERT_EQ(flows.size(), 2u);
+  EXPECT_STREQ(flows[0].flow, "spawn");
+  EXPECT_EQ(flows[0].from, 1u);
+  EXPECT_EQ(flows[0].invocation, 2u);
+  EXPECT_EQ(flows[0].since, TimePoint{} + 1ms);
+  EXPECT_STREQ(flows[1].flow, "wake");
+  EXPECT_EQ(flows[1].from, 2u);
+  EXPECT_EQ(flows[1].invocation, 3u);
+  auto relaunches = of(TraceMark::Kind::kRelaunch);
+  ASSERT_EQ(relaunches.size(), 1u);
+  EXPECT_EQ(relaunches[0].invocation, 3u);
+  EXPECT_EQ(relaunches[0].task, 1u);
+}
+
+TEST_F(Traced, AQueueWaitLastsFromTheBlockedCallToItsCompletion) {
+  root();
+  next(1);
+  uint64_t q = decode<uint64_t>(call(1, 1, 0, Op::kMakeQueue, encode(uint64_t{0})).reply);
+  call(1, 1, 1, Op::kSpawn, spawn_request({spec("producer")}));
+  ASSERT_EQ(next(2).task_id, 2u);
+  now += 1ms;
+  send_call(1, 1, 2, Op::kDequeue, encode(q));  // blocks: nothing to take
+  keep();
+  EXPECT_TRUE(of(TraceMark::Kind::kQueueWait).empty());  // not over yet
+  now += 3ms;
+  // The producer's enqueue meets the waiting dequeue (a rendezvous), and
+  // does not wait itself.
+  EXPECT_EQ(call(2, 2, 0, Op::kEnqueue, enqueue_request(q, int64_t{5})).kind, Outcome::kResult);
+  keep();
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kResult);
+  auto waits = of(TraceMark::Kind::kQueueWait);
+  ASSERT_EQ(waits.size(), 1u);
+  EXPECT_EQ(waits[0].task, 1u);
+  EXPECT_EQ(waits[0].queue, q);
+  EXPECT_EQ(waits[0].op, Op::kDequeue);
+  EXPECT_EQ(waits[0].since, TimePoint{} + 1ms);
+  EXPECT_EQ(waits[0].at, TimePoint{} + 4ms);
+}
 
 }  // namespace
 }  // namespace kappa::detail

@@ -242,14 +242,16 @@ TEST(LiveView, ApiShowsARunningJobAndItsEnd) {
 TEST(LiveView, CountsFibsTreeOfTasks) {
   const int n = 12, cutoff = 8;
   json event = {{"n", n}, {"cutoff", cutoff}};
-  ViewedProcess job(
-      {FIB_APP, "run", "--event", event.dump(), "--ui", "127.0.0.1:0", "--ui-linger", "20"});
+  ViewedProcess job({FIB_APP, "run", "--event", event.dump(), "--ui", "127.0.0.1:0", "--ui-linger",
+                     "20", "--lambda-memory", "2048"});
   ASSERT_FALSE(job.url().empty()) << job.err();
   json j = job.poll("/api/job", [](const json& j) { return j["state"] != "running"; });
   uint64_t tasks = 1 + fib_tasks(n, cutoff);  // the handler and the tree
   EXPECT_EQ(j["state"], "done");
   EXPECT_EQ(j["tasks"]["total"], tasks);
   EXPECT_EQ(j["tasks"]["finished"], tasks);
+  EXPECT_EQ(j["cost"]["memory_mb"], 2048);            // as --lambda-memory says
+  EXPECT_EQ(j["calls_by_kind"]["spawn"], tasks - 1);  // one spawn call per child
   json page = get_json(job.url() + "api/tasks?limit=1000");
   ASSERT_EQ(page["tasks"].size(), tasks);
   EXPECT_EQ(page["tasks"][0]["name"], "handler");
