@@ -27,6 +27,7 @@ packages=(
   libpugixml-dev python3-botocore libzip-dev
   slurm-wlm munge
   libre2-dev
+  libcpp-httplib-dev chromium
 )
 ((bench)) && packages+=(python3-distributed python3-pandas gnuplot-nox)
 

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "coordinator/job_view.h"
+
 #include "cli/job_runner.h"
 
 #include <deque>
@@ -785,6 +787,126 @@ TEST_F(JobStateTest, TracingRecordsOneSpanPerInvocation) {
   EXPECT_STREQ(e.spans[0].kind, "start");
   EXPECT_EQ(e.spans[0].outcome, "finished");
   EXPECT_EQ(e.spans[0].end - e.spans[0].start, 3ms);
+}
+
+// ---------------------------------------------------------------- views
+
+class JobStateViews : public JobStateTest {
+ protected:
+  static JobStateOptions options() {
+    JobStateOptions o = defaults();
+    o.observe = true;
+    return o;
+  }
+  JobStateViews() : JobStateTest(options()) {}
+};
+
+TEST_F(JobStateViews, TasksHaveParentsPhasesAndWhyTheyWait) {
+  root(spec("handler"));
+  next(1);
+  now += 1s;
+  call(1, 1, 0, Op::kSpawn, spawn_request({spec("left"), spec("")}));
+  send_call(1, 1, 1, Op::kWait, encode(std::vector<uint64_t>{2, 3}));
+  advance(50ms);  // the grace period: parked
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kPark);
+
+  TaskPage all = s.task_page(TaskQuery{});
+  EXPECT_EQ(all.total, 3u);
+  ASSERT_EQ(all.tasks.size(), 3u);
+  EXPECT_EQ(all.tasks[0].name, "handler");
+  EXPECT_EQ(all.tasks[0].parent, 0u);
+  EXPECT_EQ(all.tasks[0].phase, TaskPhase::kParked);
+  EXPECT_EQ(all.tasks[0].why, "awaits task 2 task 3");
+  EXPECT_EQ(all.tasks[1].name, "left");
+  EXPECT_EQ(all.tasks[1].parent, 1u);
+  EXPECT_EQ(all.tasks[1].phase, TaskPhase::kReady);
+  EXPECT_EQ(all.tasks[2].fn, 0x1000u);        // unnamed: a viewer names it after its function
+  EXPECT_TRUE(all.tasks[0].history.empty());  // pages carry no histories
+
+  // Paging and filters.
+  TaskPage second = s.task_page(TaskQuery{.offset = 1, .limit = 1});
+  EXPECT_EQ(second.total, 3u);
+  ASSERT_EQ(second.tasks.size(), 1u);
+  EXPECT_EQ(second.tasks[0].id, 2u);
+  TaskPage ready = s.task_page(TaskQuery{.phase = TaskPhase::kReady});
+  EXPECT_EQ(ready.total, 2u);
+  TaskPage ready_second = s.task_page(TaskQuery{.phase = TaskPhase::kReady, .offset = 1});
+  ASSERT_EQ(ready_second.tasks.size(), 1u);
+  EXPECT_EQ(ready_second.tasks[0].id, 3u);
+
+  // The root's invocation: started at 0 s, parked 1.05 s later.
+  std::optional<TaskView> r = s.task_view(1);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->history.size(), 1u);
+  EXPECT_EQ(r->history[0].worker, 1u);
+  EXPECT_FALSE(r->history[0].resume);
+  EXPECT_DOUBLE_EQ(r->history[0].start, 0);
+  EXPECT_NEAR(r->history[0].end, 1.05, 1e-9);
+  EXPECT_EQ(r->history[0].outcome, "park");
+  EXPECT_EQ(r->history[0].checkpoints, 2u);  // the spawn's and the wait's images
+  EXPECT_FALSE(s.task_view(4));
+
+  // A child's worker dies: it is retried, and says why.
+  ASSERT_EQ(next(2).task_id, 3u);  // newest first
+  exited(2, WorkerExit{Cause::kChaosKill, 0, 9});
+  TaskPage retrying = s.task_page(TaskQuery{.retrying = true});
+  ASSERT_EQ(retrying.tasks.size(), 1u);
+  EXPECT_EQ(retrying.tasks[0].id, 3u);
+  EXPECT_EQ(retrying.tasks[0].failures, 1u);
+  EXPECT_NE(retrying.tasks[0].why.find("killed by --chaos-kill"), std::string::npos)
+      << retrying.tasks[0].why;
+}
+
+TEST_F(JobStateViews, FinishedTasksStayInTheTableAndEventsAreRecent) {
+  root(spec("handler"));
+  next(1);
+  call(1, 1, 0, Op::kSpawn, spawn_request({spec("child")}));
+  ASSERT_EQ(next(2).task_id, 2u);
+  finish(2, 2, 0, encode(int64_t{1}), /*failed=*/true);
+  std::optional<TaskView> child = s.task_view(2);
+  ASSERT_TRUE(child);
+  EXPECT_EQ(child->phase, TaskPhase::kFailed);
+  EXPECT_NE(child->why.find("boom"), std::string::npos);
+  ASSERT_EQ(child->history.size(), 1u);
+  EXPECT_EQ(child->history[0].outcome, "failed");
+  EXPECT_EQ(s.task_page(TaskQuery{.phase = TaskPhase::kFailed}).total, 1u);
+
+  JobView v = s.view(now, 3);
+  EXPECT_EQ(v.state, JobView::State::kRunning);
+  EXPECT_TRUE(v.observed);
+  EXPECT_EQ(v.workers_busy, 1u);   // worker 1 runs the root
+  ASSERT_EQ(v.recent.size(), 3u);  // the latest three, oldest first
+  EXPECT_EQ(v.recent[0].what, "spawned by task 1");
+  EXPECT_EQ(v.recent[1].what, "started on worker 2");
+  EXPECT_EQ(v.recent[2].task, 2u);
+  EXPECT_EQ(v.recent[2].name, "child");
+  EXPECT_EQ(v.recent[2].what.rfind("failed: ", 0), 0u) << v.recent[2].what;
+}
+
+TEST_F(JobStateTest, WithoutObserveNothingIsKeptForViews) {
+  root(spec("handler"));
+  next(1);
+  EXPECT_EQ(s.task_page(TaskQuery{}).total, 0u);
+  EXPECT_FALSE(s.task_view(1));
+  JobView v = s.view(now, 10);
+  EXPECT_FALSE(v.observed);
+  EXPECT_TRUE(v.recent.empty());
+  EXPECT_EQ(v.stats.running, 1u);  // the counts are there all the same
+}
+
+// A coordinator kept up after its job (the live view's --ui-linger) does
+// not take its departing workers for hung ones.
+TEST_F(JobStateTest, NoWorkerCountsAsHungOnceTheJobIsShutDown) {
+  root();
+  next(1);
+  finish(1, 1, 0, encode(nlohmann::json(1)));
+  event([](JobState& s, TimePoint t, Effects& fx) { s.shutdown(t, fx); });
+  for (int i = 0; i < 2; ++i) {
+    advance(10s);  // past the liveness timeout since worker 1 was last heard
+    EXPECT_TRUE(fx.hung.empty());
+  }
+  EXPECT_EQ(s.stats().idle_exits[size_t(Cause::kHung)], 0u);
+  EXPECT_EQ(s.stats().total_deaths(), 0u);
 }
 
 class Traced : public JobStateTest {

@@ -19,6 +19,7 @@
 #include "backends/backend.h"
 #include "cli/deploy.h"
 #include "cli/job_runner.h"
+#include "cli/job_status.h"
 #include "cli/lambda_runtime.h"
 #include "kappa/main.h"
 #include "runtime/checkpoint_image.h"
@@ -340,6 +341,15 @@ int app_main(int argc, char** argv, Handler handler) {
                     "(sizes in their args), park and relaunch marks, arrows from each spawn "
                     "to the child's first invocation and from each finish to the waiter it "
                     "wakes, and queue waits; open it in Perfetto or chrome://tracing");
+    cmd->add_option("--ui", job.ui,
+                    "Serve a live view of the job (a page and JSON at /api/job) on [HOST:]PORT "
+                    "while it runs (HOST defaults to 127.0.0.1; PORT 0 picks a free one; the "
+                    "URL is printed on stderr)");
+    cmd->add_option("--ui-linger", job.ui_linger,
+                    "Seconds the live view stays up after the job ended, showing its final "
+                    "state")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
     cmd->add_option("--grace-ms", job.grace_ms,
                     "How long a blocked call keeps its worker before parking")
         ->capture_default_str();
@@ -465,6 +475,20 @@ int app_main(int argc, char** argv, Handler handler) {
   add_worker_options(wcmd, worker);
   add_compression(wcmd);
 
+  detail::StatusOptions status;
+  CLI::App* stat = app.add_subcommand(
+      "status",
+      "Print a job's progress from its journal (tasks by state, outcome), or serve the live "
+      "view of it with --ui (read-only)");
+  stat->add_option("--state", status.state, "The job's journal: sqlite://PATH or redis://...")
+      ->required();
+  stat->add_option("--ui", status.ui,
+                   "Serve the live view of what the journal holds on [HOST:]PORT (until "
+                   "interrupted, or for --ui-linger seconds)");
+  stat->add_option("--ui-linger", status.ui_linger,
+                   "With --ui: seconds to serve, then exit (default: until SIGINT or SIGTERM)")
+      ->check(CLI::NonNegativeNumber);
+
   std::string image_path;
   CLI::App* insp =
       app.add_subcommand("inspect", "Verify a checkpoint image and print its header as JSON");
@@ -505,22 +529,32 @@ int app_main(int argc, char** argv, Handler handler) {
       nlohmann::json event = read_event(event_text, event_file);
       job.progress = !quiet;  // and only on a terminal (ProgressLine)
       auto started = std::chrono::steady_clock::now();
-      detail::JobResult r = detail::run_job(handler, event, job);
-      double seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      if (!r.ok) {
-        spdlog::error("the job failed: {}", r.error);
-        spdlog::info("{}", detail::describe_job(r.stats, lambda_memory, prices));
+      // Told as soon as the result is known (a live view may linger after).
+      bool told = false;
+      auto tell = [&](const detail::JobResult& r) {
+        told = true;
+        double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        if (!r.ok) {
+          spdlog::error("the job failed: {}", r.error);
+          spdlog::info("{}", detail::describe_job(r.stats, lambda_memory, prices));
+          if (!r.backend_summary.empty()) spdlog::info("{}", r.backend_summary);
+          if (!r.kept_store.empty()) spdlog::info("checkpoints kept in {}", r.kept_store);
+          return;
+        }
+        std::cout << r.value.dump() << std::endl;
+        spdlog::info("done in {:.3g} s: {}", seconds,
+                     detail::describe_job(r.stats, lambda_memory, prices));
         if (!r.backend_summary.empty()) spdlog::info("{}", r.backend_summary);
-        if (!r.kept_store.empty()) spdlog::info("checkpoints kept in {}", r.kept_store);
-        return kExitFailed;
-      }
-      std::cout << r.value.dump() << std::endl;
-      spdlog::info("done in {:.3g} s: {}", seconds,
-                   detail::describe_job(r.stats, lambda_memory, prices));
-      if (!r.backend_summary.empty()) spdlog::info("{}", r.backend_summary);
-      return 0;
+      };
+      // The live view's cost estimate assumes what the summary's does.
+      job.lambda_memory_mb = lambda_memory;
+      job.prices = prices;
+      detail::JobResult r = detail::run_job(handler, event, job, tell);
+      if (!told) tell(r);
+      return r.ok ? 0 : kExitFailed;
     }
+    if (*stat) return detail::job_status(status);
     if (*solo) {
       nlohmann::json event = read_event(event_text, event_file);
       detail::SoloDriver driver(opts);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -19,6 +20,7 @@
 #include "rpc/tls.h"
 #include "runtime/layout.h"
 #include "stores/checkpoint_store.h"
+#include "ui/live_view.h"
 #include "util/hex.h"
 #include "util/log.h"
 #include "util/url.h"
@@ -202,7 +204,8 @@ std::string describe_job(const JobStats& s, double lambda_memory_mb, const Lambd
                      describe_cost(estimate_cost(s, lambda_memory_mb, prices), lambda_memory_mb));
 }
 
-JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions& o) {
+JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions& o,
+                  const std::function<void(const JobResult&)>& on_result) {
   check_supported(o);
   // With a journal (--state), the job may have run before: then it must be
   // the same job (binary, event, store), and it continues.
@@ -285,6 +288,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   jo.liveness_timeout =
       std::chrono::duration_cast<Duration>(std::chrono::duration<double>(o.liveness_timeout));
   jo.tracing = !o.trace.empty();
+  jo.observe = !o.ui.empty();
   BackendConfig bc;
   bc.executable = self_executable();
   bc.time_limit = o.time_limit;
@@ -303,6 +307,26 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
 
   Coordinator coordinator(jo, store.get(), Clock::steady(), journal.get());
   coordinator.set_data_store(data.get());
+  // The live view reads the coordinator: it stops before the coordinator
+  // goes (declared after it), once it has lingered.
+  std::optional<LiveView> view;
+  if (!o.ui.empty()) {
+    LiveViewOptions lo{.address = o.ui, .title = "job " + job};
+    lo.json.memory_mb = o.lambda_memory_mb;
+    lo.json.prices = o.prices;
+    view.emplace(coordinator, std::move(lo));
+    std::fprintf(stderr, "kappa: live view at %s\n", view->url().c_str());
+  }
+  // The result, told at once; then the view stays up for --ui-linger.
+  auto finish = [&](JobResult r) {
+    if (on_result) on_result(r);
+    if (view && o.ui_linger > 0) {
+      spdlog::info("the live view stays at {} for {} s", view->url(), o.ui_linger);
+      std::this_thread::sleep_for(std::chrono::duration<double>(o.ui_linger));
+    }
+    if (view) view->stop();
+    return r;
+  };
   ServerOptions so;
   so.listen = listen;
   so.token = token;
@@ -368,7 +392,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
       r.value = decode<nlohmann::json>(outcome.result);
       r.ok = true;
       clean_up_success(identity, *store, *data);
-      return r;
+      return finish(std::move(r));
     } catch (const std::exception& e) {
       outcome.error = std::string("cannot decode the handler's result: ") + e.what();
     }
@@ -381,7 +405,7 @@ JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions
   } else {
     r.kept_store = store->url();
   }
-  return r;
+  return finish(std::move(r));
 }
 
 }  // namespace kappa::detail

@@ -4,6 +4,7 @@
 // handler as the root task until it finishes, and takes it all down.
 #pragma once
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -48,6 +49,13 @@ struct JobOptions {
   double liveness_timeout = 5;  // seconds of silence before a worker counts as hung (0: never)
   bool progress = false;        // a status line on stderr, if it is a terminal (ProgressLine)
   SlurmConfig slurm;            // --backend slurm
+  // The live view (--ui [HOST:]PORT, empty: none): served from this process
+  // while the job runs, and for ui_linger seconds after it ended.
+  std::string ui;
+  double ui_linger = 0;
+  // What the live view's cost estimate assumes (coordinator/cost.h).
+  double lambda_memory_mb = kDefaultLambdaMemoryMb;
+  LambdaPrices prices;
 };
 
 struct JobResult {
@@ -60,7 +68,10 @@ struct JobResult {
 };
 
 /// Throws kappa::Error for options that cannot work (unknown backend, ...).
-JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions& options);
+/// `on_result` (may be empty) is given the result as soon as it is known,
+/// before the live view lingers (options.ui_linger).
+JobResult run_job(Handler handler, const nlohmann::json& event, const JobOptions& options,
+                  const std::function<void(const JobResult&)>& on_result = {});
 
 /// "3 worker deaths: 2 by --chaos-kill, 1 at the time limit" (or "no worker
 /// deaths"), with the chaos kills that hit workers between tasks.

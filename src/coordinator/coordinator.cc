@@ -126,8 +126,9 @@ void Coordinator::release(Effects& fx, std::vector<Outgoing>& out) {
           }
         });
   for (Effects::Commit& c : fx.commits) committer_.post([this, c = std::move(c)] { commit(c); });
-  if (fx.job_done) {
+  if (fx.job_done && !done_told_) {
     done_told_ = true;
+    ended_at_ = clock_.now();
     job_cv_.notify_all();
   }
   for (Effects::Answer& a : fx.answers) {
@@ -290,6 +291,33 @@ void Coordinator::drain_store() { remover_.drain(); }
 JobStats Coordinator::stats() const {
   std::lock_guard lock(mu_);
   return state_.stats();
+}
+
+JobView Coordinator::job_view(size_t recent) const {
+  std::lock_guard lock(mu_);
+  JobView v = state_.view(done_told_ ? ended_at_ : clock_.now(), recent);
+  if (!journal_error_.empty()) {
+    v.state = JobView::State::kFailed;
+    v.error = journal_error_;
+  } else if (!done_told_) {
+    v.state = JobView::State::kRunning;  // not durable yet: not told
+  }
+  return v;
+}
+
+TaskPage Coordinator::task_page(const TaskQuery& query) const {
+  std::lock_guard lock(mu_);
+  return state_.task_page(query);
+}
+
+std::optional<TaskView> Coordinator::task_view(uint64_t id) const {
+  std::lock_guard lock(mu_);
+  return state_.task_view(id);
+}
+
+std::vector<QueueView> Coordinator::queue_views() const {
+  std::lock_guard lock(mu_);
+  return state_.queue_views();
 }
 
 void Coordinator::write_trace(const std::string& path) const {

@@ -41,6 +41,7 @@
 
 #include "backends/backend.h"
 #include "coordinator/job_state.h"
+#include "coordinator/job_view.h"
 #include "coordinator/journal.h"
 #include "coordinator/trace.h"
 #include "protocol/worker_service.h"
@@ -50,7 +51,7 @@
 
 namespace kappa::detail {
 
-class Coordinator final : public WorkerService, public WorkerEvents {
+class Coordinator final : public WorkerService, public WorkerEvents, public JobViewSource {
  public:
   /// `store` (may be null) is where discarded images are removed from;
   /// `journal` (may be null: nothing durable) records every change.
@@ -95,6 +96,13 @@ class Coordinator final : public WorkerService, public WorkerEvents {
   void drain_store();
 
   JobStats stats() const;
+
+  // JobViewSource (a viewer: job_view.h; tasks only with options.observe).
+  // Each is one copy under the lock, of what the view asks for.
+  JobView job_view(size_t recent) const override;
+  TaskPage task_page(const TaskQuery& query) const override;
+  std::optional<TaskView> task_view(uint64_t id) const override;
+  std::vector<QueueView> queue_views() const override;
   /// Writes the trace recorded so far (options.tracing) to `path`.
   void write_trace(const std::string& path) const;
 
@@ -136,6 +144,7 @@ class Coordinator final : public WorkerService, public WorkerEvents {
   std::deque<Held> held_;   // effects of events not yet durable, in event order
   uint64_t durable_ = 0;    // the journal's ticket up to which events are durable
   bool done_told_ = false;  // the job's outcome is known, and durable
+  TimePoint ended_at_;      // when done_told_ was set (a view's elapsed time stops there)
   std::unordered_map<uint64_t, std::shared_ptr<WorkerLink>> links_;
   TraceRecorder trace_;
   std::condition_variable job_cv_, timer_cv_;

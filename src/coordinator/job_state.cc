@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "coordinator/job_view.h"
+
 #include "protocol/image_chain.h"
 
 namespace kappa::detail {
@@ -48,6 +50,22 @@ struct JobState::Task {
     return *trace;
   }
 };
+
+// What a viewer shows of a task beyond its live state (options_.observe),
+// kept after the task is resolved.
+struct JobState::Observed {
+  uint64_t parent = 0, fn = 0;
+  std::string name;
+  TaskPhase phase = TaskPhase::kWaiting;
+  bool on_coordinator = false;
+  std::string why;  // failed: the error; live: why its last worker was lost
+  uint64_t invocations = 0;
+  std::vector<InvocationView> history;  // at most TaskView::kHistory, oldest first
+};
+
+namespace {
+constexpr size_t kEvents = 256;  // task events kept for views
+}
 
 struct JobState::Worker {
   bool on_coordinator = false;
@@ -148,6 +166,7 @@ void JobState::set_state(Task& t, int state) {
   --live_count(t.state);
   ++live_count(state);
   t.state = state;
+  if (Observed* o = observed(t.d.id)) o->phase = TaskPhase(state);
 }
 
 void JobState::mark(const Task& t, Effects& fx) { fx.changes.tasks.push_back(t.d.id); }
@@ -180,13 +199,22 @@ std::optional<TimePoint> JobState::next_timer() const {
 
 // ---------------------------------------------------------------- tasks
 
-uint64_t JobState::add_task(SpawnSpec spec, Effects& fx) {
+uint64_t JobState::add_task(SpawnSpec spec, uint64_t parent, TimePoint now, Effects& fx) {
   uint64_t id = tasks_.size();
   tasks_.push_back(std::make_unique<Task>());
   futures_.emplace_back();
   Task& t = *tasks_.back();
   t.d.id = id;
   t.d.spec = std::move(spec);
+  if (options_.observe) {
+    observed_.resize(id + 1);
+    Observed& o = observed_[id];
+    o.parent = parent;
+    o.fn = t.d.spec.fn;
+    o.name = t.d.spec.name;
+    o.on_coordinator = t.d.spec.on_coordinator;
+    note(id, now, parent ? "spawned by task " + std::to_string(parent) : "spawned");
+  }
   t.d.args.resize(t.d.spec.args.size());
   ++stats_.tasks;
   ++stats_.waiting;
@@ -280,6 +308,18 @@ void JobState::assign(Worker& w, uint64_t worker_id, Task& t, TimePoint now, Eff
     a.args = t.d.args;
   }
   a.time_left = t.d.spec.on_coordinator ? 0 : options_.time_limit;
+  if (Observed* o = observed(t.d.id)) {
+    if (o->history.size() == TaskView::kHistory) o->history.erase(o->history.begin());
+    InvocationView inv;
+    inv.worker = worker_id;
+    inv.resume = a.kind == Assignment::Kind::kResume;
+    inv.start = since_start(now);
+    o->history.push_back(std::move(inv));
+    ++o->invocations;
+    note(t.d.id, now,
+         (a.kind == Assignment::Kind::kResume ? "resumed on worker " : "started on worker ") +
+             std::to_string(worker_id));
+  }
   w.task_since = now;
   if (!w.on_coordinator) {
     ++stats_.invocations;
@@ -336,6 +376,12 @@ void JobState::resolve(Task& t, FutureSlot::State state, std::string bytes, Time
   FutureSlot& f = futures_[id];
   f.state = state;
   f.bytes = std::move(bytes);
+  if (Observed* o = observed(id)) {
+    bool failed = state == FutureSlot::State::kFailed;
+    o->phase = failed ? TaskPhase::kFailed : TaskPhase::kFinished;
+    o->why = failed ? f.bytes.substr(0, 2000) : std::string();
+    note(id, now, failed ? "failed: " + f.bytes.substr(0, 300) : std::string("finished"));
+  }
   fx.changes.resolved.push_back(id);
   if (id == kRootTask) {
     job_.done = true;
@@ -528,7 +574,7 @@ void JobState::apply(Task& t, TimePoint now, Effects& fx) {
         std::vector<uint64_t> ids;
         auto specs = decode<std::vector<SpawnSpec>>(c.request);
         ids.reserve(specs.size());
-        for (SpawnSpec& s : specs) ids.push_back(add_task(std::move(s), fx));
+        for (SpawnSpec& s : specs) ids.push_back(add_task(std::move(s), t.d.id, now, fx));
         if (options_.tracing) {  // arrows to the children's first invocations
           uint64_t from = invocation_of(t.worker);
           for (uint64_t id : ids) {
@@ -570,7 +616,8 @@ void JobState::apply(Task& t, TimePoint now, Effects& fx) {
 }
 
 uint64_t JobState::spawn_root(SpawnSpec spec, TimePoint now, Effects& fx) {
-  uint64_t id = add_task(std::move(spec), fx);
+  if (!start_) start_ = now;
+  uint64_t id = add_task(std::move(spec), 0, now, fx);
   start_task(id, now, fx);
   schedule(fx);
   return id;
@@ -583,11 +630,23 @@ void JobState::restore(DurableJob job, TimePoint now, Effects& fx) {
   tasks_.resize(last + 1);
   futures_.resize(last + 1);
   stats_.tasks = last;
+  if (!start_) start_ = now;
+  if (options_.observe) observed_.resize(last + 1);
   for (auto& [id, f] : job.futures) {
     ++(f.state == FutureSlot::State::kDone ? stats_.finished : stats_.failed);
+    if (Observed* o = observed(id)) {
+      bool failed = f.state == FutureSlot::State::kFailed;
+      o->phase = failed ? TaskPhase::kFailed : TaskPhase::kFinished;
+      if (failed) o->why = f.bytes.substr(0, 2000);
+    }
     futures_[id] = std::move(f);
   }
   for (TaskDurable& d : job.tasks) {
+    if (Observed* o = observed(d.id)) {
+      o->fn = d.spec.fn;
+      o->name = d.spec.name;
+      o->on_coordinator = d.spec.on_coordinator;
+    }
     auto t = std::make_unique<Task>();
     uint64_t id = d.id;
     t->d = std::move(d);
@@ -683,6 +742,19 @@ void JobState::end_invocation(uint64_t worker_id, const std::string& outcome, Ti
   auto it = workers_.find(worker_id);
   if (it == workers_.end() || !it->second.task) return;
   Worker& w = it->second;
+  if (Observed* o = observed(w.task); o && !o->history.empty() && o->history.back().end < 0 &&
+                                      o->history.back().worker == worker_id) {
+    o->history.back().end = since_start(now);
+    o->history.back().outcome = outcome;
+    if (outcome == "park") {
+      const Task* t = find(w.task);
+      note(w.task, now, "parked: " + (t ? describe_wait(*t) : std::string("waits")));
+    } else if (outcome == "yield") {
+      note(w.task, now, "yielded its worker");
+    } else if (outcome.rfind("worker lost", 0) == 0) {
+      note(w.task, now, "worker " + std::to_string(worker_id) + " " + outcome.substr(7));
+    }
+  }
   if (!w.on_coordinator) {  // Lambda bills each invocation by the millisecond, rounded up
     using std::chrono::milliseconds;
     auto ms = std::chrono::ceil<milliseconds>(now - w.task_since).count();
@@ -824,6 +896,14 @@ void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
     if (t.d.call)
       for (std::string& key : superseded_images(t.d.call->image_key, info.image_key))
         fx.discarded.push_back(std::move(key));
+    // As count_call counts them, for the invocation this call belongs to.
+    uint64_t image_bytes = info.image_bytes ? info.image_bytes : info.image.size();
+    if (Observed* o = observed(t.d.id);
+        o && !o->history.empty() && (image_bytes || !info.image_key.empty())) {
+      InvocationView& inv = o->history.back();
+      ++inv.checkpoints;
+      inv.checkpoint_bytes += image_bytes;
+    }
     t.d.call = TaskDurable::Call{info.seqno,
                                  std::move(info.image_key),
                                  std::move(info.image),
@@ -955,6 +1035,7 @@ void JobState::lose_task(uint64_t worker_id, const WorkerExit& exit, const std::
   t.worker = 0;
   unblock(t);
   mark_progress(t, fx);
+  if (Observed* o = observed(t.d.id)) o->why = why;
   bool crash = exit.deterministic_crash() || (w.crash && w.crash->signal != 0);
   if (crash && ++t.d.crashes > options_.max_crash_retries) {
     std::string msg = describe(t) + " crashed " + std::to_string(t.d.crashes) +
@@ -1055,6 +1136,10 @@ void JobState::fire_timers(TimePoint now, Effects& fx) {
       }
       case TimerKind::kLiveness: {
         liveness_timer_ = false;
+        // Once the job is shut down its workers are leaving: none is hung
+        // (a coordinator kept alive after the job, for its live view, would
+        // otherwise count them all as dead).
+        if (shutdown_) break;
         std::vector<uint64_t> silent;
         for (auto& [wid, w] : workers_)
           if (w.heard && now - w.last_seen > options_.liveness_timeout) silent.push_back(wid);
@@ -1150,6 +1235,152 @@ void JobState::fail_job(const std::string& why, Effects& fx) {
   job_.error = why;
   fx.changes.job = true;
   fx.job_done = true;
+}
+
+}  // namespace kappa::detail
+
+namespace kappa::detail {
+
+// ---------------------------------------------------------------- views
+
+namespace {
+const char* const kPhaseNames[kTaskPhases] = {"waiting", "ready",    "running", "blocked",
+                                              "parked",  "finished", "failed"};
+}  // namespace
+
+const char* phase_name(TaskPhase p) { return kPhaseNames[size_t(p)]; }
+
+std::optional<TaskPhase> parse_phase(const std::string& name) {
+  for (size_t i = 0; i < kTaskPhases; ++i)
+    if (name == kPhaseNames[i]) return TaskPhase(i);
+  return std::nullopt;
+}
+
+JobState::Observed* JobState::observed(uint64_t id) {
+  return options_.observe && id < observed_.size() ? &observed_[id] : nullptr;
+}
+
+double JobState::since_start(TimePoint t) const {
+  return start_ ? std::chrono::duration<double>(t - *start_).count() : 0;
+}
+
+void JobState::note(uint64_t task, TimePoint now, std::string what) {
+  const Observed& o = observed_[task];
+  TaskEvent e{since_start(now), task, o.name, o.fn, std::move(what)};
+  if (events_.size() < kEvents) {
+    events_.push_back(std::move(e));
+  } else {
+    events_[events_next_] = std::move(e);
+    events_next_ = (events_next_ + 1) % kEvents;
+  }
+}
+
+TaskView JobState::view_of(uint64_t id, bool history) const {
+  const Observed& o = observed_[id];
+  TaskView v;
+  v.id = id;
+  v.parent = o.parent;
+  v.name = o.name;
+  v.fn = o.fn;
+  v.on_coordinator = o.on_coordinator;
+  v.phase = o.phase;
+  v.invocations = o.invocations;
+  if (history) v.history = o.history;
+  const Task* t = id < tasks_.size() ? tasks_[id].get() : nullptr;
+  if (!t) {  // resolved
+    v.why = o.why;
+    return v;
+  }
+  v.failures = t->d.failures;
+  switch (t->state) {
+    case kWaitingDeps:
+    case kBlocked:
+    case kParked:
+      v.why = describe_wait(*t);
+      break;
+    default:
+      break;
+  }
+  if (t->d.failures && !o.why.empty())
+    v.why += (v.why.empty() ? "" : "; ") + std::string("retrying after worker deaths (") +
+             std::to_string(t->d.failures) + ", last: " + o.why + ")";
+  return v;
+}
+
+JobView JobState::view(TimePoint now, size_t recent) const {
+  JobView v;
+  v.state = !job_.done    ? JobView::State::kRunning
+            : job_.failed ? JobView::State::kFailed
+                          : JobView::State::kDone;
+  v.error = job_.error;
+  v.stats = stats_;
+  for (const auto& [id, w] : workers_)
+    if (w.task) ++v.workers_busy;
+  v.workers_idle = stats_.workers_live > v.workers_busy ? stats_.workers_live - v.workers_busy : 0;
+  v.elapsed = since_start(now);
+  v.observed = options_.observe;
+  size_t n = std::min(recent, events_.size());
+  v.recent.reserve(n);
+  // Oldest first in the ring: from events_next_ on once it is full.
+  for (size_t i = events_.size() - n; i < events_.size(); ++i)
+    v.recent.push_back(events_[(events_next_ + i) % events_.size()]);
+  return v;
+}
+
+TaskPage JobState::task_page(const TaskQuery& q) const {
+  TaskPage page;
+  if (!options_.observe) return page;
+  auto selected = [&](uint64_t id) {
+    const Observed& o = observed_[id];
+    if (q.phase && o.phase != *q.phase) return false;
+    if (q.retrying) {
+      const Task* t = id < tasks_.size() ? tasks_[id].get() : nullptr;
+      if (!t || t->d.failures == 0) return false;
+    }
+    return true;
+  };
+  bool all = !q.phase && !q.retrying;
+  uint64_t last = observed_.empty() ? 0 : observed_.size() - 1;
+  if (all) {
+    page.total = last;
+    for (uint64_t id = q.offset + 1; id <= last && page.tasks.size() < q.limit; ++id)
+      page.tasks.push_back(view_of(id, false));
+    return page;
+  }
+  for (uint64_t id = 1; id <= last; ++id) {
+    if (!selected(id)) continue;
+    if (page.total >= q.offset && page.tasks.size() < q.limit)
+      page.tasks.push_back(view_of(id, false));
+    ++page.total;
+  }
+  return page;
+}
+
+std::optional<TaskView> JobState::task_view(uint64_t id) const {
+  if (!options_.observe || id == 0 || id >= observed_.size()) return std::nullopt;
+  return view_of(id, true);
+}
+
+std::vector<QueueView> JobState::queue_views() const {
+  constexpr size_t kShown = 20;
+  std::vector<QueueView> out;
+  out.reserve(queues_.size());
+  for (const auto& [id, q] : queues_) {
+    QueueView v;
+    v.id = id;
+    v.max_size = q.max_size;
+    v.depth = q.items.size();
+    v.enqueuers_total = q.enqueuers.size();
+    v.dequeuers_total = q.dequeuers.size();
+    for (size_t i = 0; i < q.enqueuers.size() && i < kShown; ++i)
+      v.enqueuers.push_back(q.enqueuers[i]);
+    for (size_t i = 0; i < q.dequeuers.size() && i < kShown; ++i)
+      v.dequeuers.push_back(q.dequeuers[i]);
+    out.push_back(std::move(v));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const QueueView& a, const QueueView& b) { return a.id < b.id; });
+  return out;
 }
 
 }  // namespace kappa::detail

@@ -66,6 +66,10 @@ struct JobStateOptions {
   Duration liveness_timeout = std::chrono::seconds(5);
   double time_limit = 0;  // seconds per invocation told to workers (on_coordinator: none)
   bool tracing = false;   // emit a trace span per invocation
+  // Keep what a viewer shows (job_view.h): every task's name, parent, phase
+  // and latest invocations, and recent task events. Off by default: a job
+  // run without a viewer pays nothing for it.
+  bool observe = false;
 };
 
 /// The durable part of a task, in two parts that change at different rates:
@@ -252,6 +256,13 @@ struct JobStats {
   uint64_t total_deaths() const;
 };
 
+struct JobView;
+struct TaskView;
+struct TaskPage;
+struct TaskQuery;
+struct QueueView;
+struct TaskEvent;
+
 class JobState {
  public:
   explicit JobState(JobStateOptions options);
@@ -301,8 +312,17 @@ class JobState {
   uint64_t next_queue_id() const { return next_queue_; }
   uint64_t next_worker_id() const { return next_worker_; }
 
+  // ---- views (job_view.h; tasks and events only with options.observe) ----
+  /// The job at `now` (its elapsed time counts from the first event), with
+  /// the latest `recent` task events.
+  JobView view(TimePoint now, size_t recent) const;
+  TaskPage task_page(const TaskQuery& query) const;
+  std::optional<TaskView> task_view(uint64_t id) const;
+  std::vector<QueueView> queue_views() const;
+
  private:
   struct Task;
+  struct Observed;
   using Queue = QueueDurable;
   struct Worker;
   enum class TimerKind : uint8_t { kGrace, kIdle, kLiveness };
@@ -313,7 +333,7 @@ class JobState {
   void set_state(Task& t, int state);
   void mark(const Task& t, Effects& fx);
   void mark_progress(const Task& t, Effects& fx);
-  uint64_t add_task(SpawnSpec spec, Effects& fx);
+  uint64_t add_task(SpawnSpec spec, uint64_t parent, TimePoint now, Effects& fx);
   void start_task(uint64_t id, TimePoint now, Effects& fx);
   void make_ready(Task& t, TimePoint now, Effects& fx);
   void push_ready(Task& t, TimePoint now, Effects& fx);
@@ -353,6 +373,11 @@ class JobState {
   void add_timer(TimePoint at, TimerKind kind, uint64_t id);
   void answer(uint64_t worker, CallOutcome o, Effects& fx);
   void answer(uint64_t worker, Assignment a, Effects& fx);
+  // Views (options_.observe): records a task event; fills a task's view.
+  void note(uint64_t task, TimePoint now, std::string what);
+  double since_start(TimePoint t) const;
+  TaskView view_of(uint64_t id, bool history) const;
+  Observed* observed(uint64_t id);
 
   JobStateOptions options_;
   // Tasks by id (index); null once resolved. futures_ likewise, kept.
@@ -380,6 +405,11 @@ class JobState {
   Duration blocked_wait_{};            // JobStats::blocked_wait_ms, unrounded
   uint64_t next_invocation_ = 1;       // trace ids of invocations
   uint64_t finishing_invocation_ = 0;  // tracing: the invocation whose finish resolves a task now
+  // Views (options_.observe): by task id, kept once the task is resolved.
+  std::vector<Observed> observed_;
+  std::vector<TaskEvent> events_;   // a ring of the latest kEvents
+  size_t events_next_ = 0;          // where the next one goes once the ring is full
+  std::optional<TimePoint> start_;  // the job's first event here
 };
 
 }  // namespace kappa::detail

@@ -16,4 +16,11 @@ namespace kappa::detail {
 /// coordinator.
 std::unique_ptr<Journal> open_journal(const std::string& url);
 
+/// Opens the journal at `url` to read its job (identity(), load()) while
+/// the job's coordinator may be running: Redis is read without its lock,
+/// and nothing can be written. A SQLite journal is held exclusively by its
+/// coordinator: while one runs, this throws kappa::Error as open_journal
+/// does.
+std::unique_ptr<Journal> open_journal_reader(const std::string& url);
+
 }  // namespace kappa::detail

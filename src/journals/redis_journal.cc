@@ -19,6 +19,11 @@
 // Since every group checks the lock, a coordinator that lost it (stopped
 // for longer than kLease while another took over) cannot write any more.
 //
+// A reader (open_journal_reader: `APP status`) takes no lock and writes
+// nothing: it reads the job while its coordinator may be running. Its hashes
+// are read one after the other, so a job that moves meanwhile may show a
+// task both live and resolved (JournalView keeps the resolved one).
+//
 // Durability is Redis's own: an event is durable when Redis has it in
 // memory, which survives the coordinator's death. Surviving Redis's death
 // as well takes Redis persistence (appendonly yes; appendfsync always for a
@@ -101,13 +106,15 @@ std::string host_name() {
 
 class RedisJournal final : public RowJournal {
  public:
-  RedisJournal(RedisConfig config, std::string name)
+  RedisJournal(RedisConfig config, std::string name, bool reader)
       : client_(std::move(config), "redis journal"),
         name_(std::move(name)),
         prefix_("kappa:journal:" + name_ + ":"),
         lock_key_(prefix_ + "lock"),
-        lease_ms_(std::to_string(kLease.count())) {
+        lease_ms_(std::to_string(kLease.count())),
+        reader_(reader) {
     for (int t = 0; t < kTableCount; ++t) hash_[t] = prefix_ + table_name(t);
+    if (reader_) return;
     lock_value_ = host_name() + " " + std::to_string(getpid()) + " " + random_hex(8);
     lock();
     warn_without_persistence();
@@ -115,6 +122,7 @@ class RedisJournal final : public RowJournal {
   }
 
   ~RedisJournal() override {
+    if (reader_) return;
     {
       std::lock_guard lock(mu_);
       stopping_ = true;
@@ -136,6 +144,7 @@ class RedisJournal final : public RowJournal {
 
  protected:
   void write(const Group& group) override {
+    if (reader_) throw Error("the journal " + url() + " is open for reading only");
     ids_.clear();
     for (const Group::Op& op : group.ops) {
       char digits[20];
@@ -291,15 +300,14 @@ class RedisJournal final : public RowJournal {
   // script's arguments.
   std::string ids_;
   std::vector<std::string_view> args_;
+  bool reader_ = false;  // reads only: no lock, no renewer, no writes
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
   std::thread renewer_;
 };
 
-}  // namespace
-
-std::unique_ptr<Journal> open_redis_journal(const std::string& rest) {
+std::unique_ptr<Journal> open_redis_journal_as(const std::string& rest, bool reader) {
   std::vector<std::pair<std::string, std::string>> extra;
   RedisConfig config = parse_redis_url(rest, kUrlForm, &extra);
   std::string name = "default";
@@ -315,7 +323,17 @@ std::unique_ptr<Journal> open_redis_journal(const std::string& rest) {
                   "'");
     name = value;
   }
-  return std::make_unique<RedisJournal>(std::move(config), std::move(name));
+  return std::make_unique<RedisJournal>(std::move(config), std::move(name), reader);
+}
+
+}  // namespace
+
+std::unique_ptr<Journal> open_redis_journal(const std::string& rest) {
+  return open_redis_journal_as(rest, false);
+}
+
+std::unique_ptr<Journal> open_redis_journal_reader(const std::string& rest) {
+  return open_redis_journal_as(rest, true);
 }
 
 }  // namespace kappa::detail
