@@ -81,13 +81,14 @@ TEST(Primes, GivesTheSameCountWhenWorkersAreCutByTheTimeLimit) {
                                   {"--time-limit", "1", "--trace", dir / "trace.json"}, &err);
   if (HasFailure()) return;
   EXPECT_EQ(out["primes"], primes_up_to_by_lucy(n - 1));
-  // The trace: one span per invocation, ended by "yield" where a worker
+  // The trace: one span per invocation (categories start and resume), ended by "yield" where a worker
   // handed its task over at its time limit. Each task that did must have run
   // again afterwards, to its end.
   auto events = nlohmann::json::parse(read_file(dir / "trace.json"))["traceEvents"];
   std::map<uint64_t, std::vector<std::string>> outcomes;  // per counting task
   for (const auto& e : events)
-    if (e.value("ph", "") == "X" && e.value("name", "") != "handler")
+    if (e.value("ph", "") == "X" && e.value("name", "") != "handler" &&
+        (e.value("cat", "") == "start" || e.value("cat", "") == "resume"))  // invocations
       outcomes[e["args"]["task"].get<uint64_t>()].push_back(e["args"].value("outcome", ""));
   ASSERT_EQ(outcomes.size(), 2u) << events;
   size_t yields = 0;
