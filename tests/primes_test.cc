@@ -81,9 +81,9 @@ TEST(Primes, GivesTheSameCountWhenWorkersAreCutByTheTimeLimit) {
                                   {"--time-limit", "1", "--trace", dir / "trace.json"}, &err);
   if (HasFailure()) return;
   EXPECT_EQ(out["primes"], primes_up_to_by_lucy(n - 1));
-  // The trace: one span per invocation (categories start and resume), ended by "yield" where a worker
-  // handed its task over at its time limit. Each task that did must have run
-  // again afterwards, to its end.
+  // The trace: one span per invocation (categories start and resume), ended by "yield" where a
+  // worker handed its task over at its time limit. Each task that did must have run again
+  // afterwards, to its end.
   auto events = nlohmann::json::parse(read_file(dir / "trace.json"))["traceEvents"];
   std::map<uint64_t, std::vector<std::string>> outcomes;  // per counting task
   for (const auto& e : events)
