@@ -104,6 +104,11 @@ class ZipWriter {
       if (s) zip_source_free(s);
       throw Error("deploy: cannot add " + name + " to the package: " + zip_strerror(zip_));
     }
+    // Deflate at level 1: libzip's default is level 9, which took 12 s of
+    // CPU for the test app's 75 MB (app and 99 libraries); zlib compresses
+    // the same bytes about 7x faster at level 1, into a package 9% larger.
+    if (zip_set_file_compression(zip_, zip_uint64_t(index), ZIP_CM_DEFLATE, 1) != 0)
+      throw Error("deploy: cannot set the compression of " + name + ": " + zip_strerror(zip_));
     // Lambda keeps the Unix mode of each entry: bootstrap must be executable.
     zip_file_set_external_attributes(zip_, zip_uint64_t(index), 0, ZIP_OPSYS_UNIX,
                                      zip_uint32_t(S_IFREG | mode) << 16);
