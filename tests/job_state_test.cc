@@ -180,6 +180,21 @@ TEST_F(JobStateTest, ABlockedCallHoldsItsWorkerForTheGracePeriodThenParks) {
   EXPECT_EQ(decode<int64_t>(results[0].bytes), 42);
 }
 
+// Two children ready, one worker starting (the second and last slot): one
+// child has no worker coming, so the blocked parent gives its slot up at
+// once rather than after the grace period, and the slot takes that child.
+TEST_F(JobStateTest, ABlockedCallParksAtOnceWhenReadyWorkHasNoSlotComing) {
+  root();
+  next(1);
+  call(1, 1, 0, Op::kSpawn, spawn_request({spec("left"), spec("right")}));
+  ASSERT_EQ(launched.size(), 2u);  // the root's worker, and one starting for the children
+  send_call(1, 1, 1, Op::kWait, encode(std::vector<uint64_t>{2, 3}));
+  EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kPark);
+  EXPECT_EQ(s.stats().parks, 1u);
+  EXPECT_EQ(next(1).task_id, 3u);  // newest first
+  EXPECT_EQ(next(2).task_id, 2u);
+}
+
 TEST_F(JobStateTest, ACallCompletedWithinTheGracePeriodIsAnsweredWhereItWaits) {
   root();
   next(1);
@@ -806,8 +821,9 @@ TEST_F(JobStateViews, TasksHaveParentsPhasesAndWhyTheyWait) {
   next(1);
   now += 1s;
   call(1, 1, 0, Op::kSpawn, spawn_request({spec("left"), spec("")}));
+  advance(50ms);
+  // Parked at once: two children ready, one worker starting, no slot left.
   send_call(1, 1, 1, Op::kWait, encode(std::vector<uint64_t>{2, 3}));
-  advance(50ms);  // the grace period: parked
   EXPECT_EQ(take<CallOutcome>(1).kind, Outcome::kPark);
 
   TaskPage all = s.task_page(TaskQuery{});

@@ -702,8 +702,10 @@ void JobState::restore(DurableJob job, TimePoint now, Effects& fx) {
 
 // ---------------------------------------------------------------- scheduling
 
+// Ready work waits for a worker slot: there is more of it than the starting
+// workers will take, and no slot left to launch another.
 bool JobState::ready_work_starved() const {
-  return !ready_[0].empty() && pools_[0].starting == 0 && pools_[0].live >= options_.max_workers;
+  return ready_[0].size() > pools_[0].starting && pools_[0].live >= options_.max_workers;
 }
 
 // A blocked call gives its worker up at once: the job is over, or ready work
