@@ -130,10 +130,12 @@ kappa::Task<nlohmann::json> handler(nlohmann::json event) {
     tasks.push_back(std::move(t));
   }
   auto futures = co_await kappa::map_spawn(scan_chunk, tasks);
-  std::vector<RangeResult> results = co_await kappa::wait_all(futures);
-
   std::string text;
-  nlohmann::json out = merge(ranges, results, ev.max_lines, &text);
+  nlohmann::json out;
+  {
+    std::vector<RangeResult> results = co_await kappa::wait_all(futures);
+    out = merge(ranges, results, ev.max_lines, &text);
+  }  // the matches, now in text, are freed: put's checkpoint does not carry them twice
   co_await kappa::put(ev.output, text);
   out["output"] = ev.output;
   out["files"] = files.size();

@@ -404,17 +404,24 @@ inline nlohmann::json merge(const std::vector<FileRange>& ranges,
                             const std::vector<RangeResult>& results, size_t max_lines,
                             std::string* text) {
   if (ranges.size() != results.size()) throw std::logic_error("merge: one result per range");
+  size_t bytes = 0;  // the output's size, give or take the line numbers' digits
+  for (size_t i = 0; i < ranges.size(); ++i)
+    for (const Match& m : results[i].matches) bytes += ranges[i].path.size() + m.text.size() + 24;
   text->clear();
+  text->reserve(bytes);
   nlohmann::json lines = nlohmann::json::array();
   uint64_t count = 0, before = 0;  // '\n' bytes in the file before the range
   for (size_t i = 0; i < ranges.size(); ++i) {
     if (i == 0 || ranges[i].path != ranges[i - 1].path) before = 0;
     for (const Match& m : results[i].matches) {
-      std::string line = ranges[i].path + ":" + std::to_string(before + m.line + 1) + ":";
-      line += m.text;
-      if (count < max_lines) lines.push_back(valid_utf8(line));
-      line += '\n';
-      *text += line;
+      size_t start = text->size();
+      *text += ranges[i].path;
+      *text += ':';
+      *text += std::to_string(before + m.line + 1);
+      *text += ':';
+      *text += m.text;
+      if (count < max_lines) lines.push_back(valid_utf8(std::string_view(*text).substr(start)));
+      *text += '\n';
       ++count;
     }
     before += results[i].newlines;
