@@ -59,7 +59,7 @@ Commands: {commands}.
 | `KAPPA_KEY_FILE` | every command | a file holding that key, when `KAPPA_KEY` is unset |
 | (neither) | every command | the key is read from `$XDG_CONFIG_HOME/kappa/key` or `~/.config/kappa/key`, created (mode 0600) on first use |
 | `KAPPA_LOG_LEVEL` | every command | `trace`, `debug`, `info` (default), `warn`, `error` or `off`: how much goes to stderr |
-| `KAPPA_ALLOW_ASLR` | every command | set (and not `0`): do not re-execute with ASLR off; images then restore only where the layout happens to match |
+| `KAPPA_ALLOW_ASLR` | `worker`, `solo`, `resume`, `inspect` (the commands that run or restore tasks in their own process) | set (and not `0`): do not re-execute with ASLR off; images then restore only where the layout happens to match |
 | `KAPPA_DIRTY_PAGES` | workers | `wp` or `hash`: how incremental checkpoints find written pages (default: measured per task) |
 | `KAPPA_JOB_TOKEN` | `run`, `coordinator`, `worker` | the job's token that authenticates workers (without it, `run` and `coordinator` make one, and `run` hands it to the workers it starts) |
 | `KAPPA_TLS_PIN`, `KAPPA_TLS_CA` | `worker` | the coordinator's certificate SHA-256, or the authority to check it against (gRPC) |

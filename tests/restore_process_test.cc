@@ -197,6 +197,32 @@ TEST(RestoreProcess, RandomizedAddressLayoutIsRefused) {
   }
 }
 
+// `run` runs no task itself: it starts without re-executing (its
+// personality is the one it inherited) and starts its workers with ASLR off,
+// in which an image made by one worker restores in another (as every chaos
+// test's restores show).
+TEST(RestoreProcess, RunStartsItsWorkersWithASLROffWithoutReexecutingItself) {
+  constexpr unsigned long kNoRandomize = 0x0040000;  // ADDR_NO_RANDOMIZE
+  auto personality_of = [](pid_t pid) {
+    return std::stoul(read_file("/proc/" + std::to_string(pid) + "/personality"), nullptr, 16);
+  };
+  ASSERT_EQ(personality_of(getpid()) & kNoRandomize, 0u) << "needs ASLR on in the test process";
+  // About a second of work (kLongLoop / 6) on one worker.
+  pid_t run = spawn_process({SEMANTICS_APP, "run", "--workers", "1", "--event",
+                             R"({"program": "long_loop", "iterations": 250000000})"});
+  std::vector<pid_t> workers;
+  for (int i = 0; i < 500 && workers.empty() && !process_gone(run); ++i) {
+    workers = child_processes(run);
+    if (workers.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  unsigned long coordinator = personality_of(run), worker = 0;
+  if (!workers.empty()) worker = personality_of(workers[0]);
+  EXPECT_EQ(wait_process(run), 0);
+  ASSERT_FALSE(workers.empty()) << "no worker seen";
+  EXPECT_EQ(coordinator, personality_of(getpid())) << "run re-executed itself";
+  EXPECT_NE(worker & kNoRandomize, 0u) << std::hex << worker;
+}
+
 TEST(CommandLine, MalformedEventIsAUsageError) {
   TempDir dir;
   ProcessResult r = run_process({STATE_APP, "solo", "--dir", dir / "c", "--event", "{\"mode\":"});

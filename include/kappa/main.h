@@ -23,8 +23,9 @@ using Handler = Task<nlohmann::json> (*)(nlohmann::json event);
 
 /// The command-line entry point behind KAPPA_MAIN: parses argv (run, solo,
 /// resume, coordinator, worker, deploy, inspect) and does what it says. Call
-/// it once, first thing in main() and before starting threads: it may
-/// re-execute the process once, with ASLR off. Returns the exit code: 0
+/// it once, first thing in main() and before starting threads: a command that
+/// runs tasks in this process (worker, solo, resume, inspect) may re-execute
+/// the process once, with ASLR off. Returns the exit code: 0
 /// success, 1 the job failed (the message on stderr names the task and why),
 /// 2 bad usage or input, 75 stopped after --max-checkpoints (resumable).
 /// Errors are reported on stderr and returned as exit codes, not thrown.

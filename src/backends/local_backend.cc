@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/personality.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -167,6 +168,11 @@ class LocalBackend final : public Backend {
   }
 
   void spawn_loop() {
+    // Workers run with ASLR off (runtime/layout.h): personality is a property
+    // of the thread in Linux, inherited by the processes it starts, so this
+    // thread sets it and the coordinator itself need not re-execute for it.
+    // Where it cannot be set, each worker re-executes itself instead.
+    if (int p = personality(0xffffffff); p != -1) personality(unsigned(p) | ADDR_NO_RANDOMIZE);
     std::unique_lock lock(mu_);
     for (;;) {
       spawn_cv_.wait(lock, [&] { return stopping_ || !spawn_requests_.empty(); });

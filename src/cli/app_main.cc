@@ -14,6 +14,8 @@
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
 #include <thread>
 
 #include "backends/backend.h"
@@ -234,11 +236,25 @@ int lambda_main(const std::string& api) {
       lambda_invocation);
 }
 
+// Whether this process may run a task itself and so needs the fixed address
+// layout (layout.h). run and coordinator run none: their local workers get the
+// layout from the local backend, which starts them from a thread that has it.
+// Skipping the re-execution saves a whole second load of the program (about
+// 80 ms with its hundred shared libraries), which every job paid at its start.
+bool may_run_tasks_here(int argc, char** argv) {
+  if (argc < 2) return true;  // Lambda's bootstrap
+  const std::string_view command = argv[1];
+  for (std::string_view none :
+       {"run", "coordinator", "deploy", "status", "--help", "-h", "--version"})
+    if (command == none) return false;
+  return true;
+}
+
 }  // namespace
 
 int app_main(int argc, char** argv, Handler handler) {
   detail::init_logging("");
-  detail::ensure_fixed_layout(argv);
+  if (may_run_tasks_here(argc, argv)) detail::ensure_fixed_layout(argv);
   detail::runtime_init();
   // Started by Lambda as the function's bootstrap (no command): the runtime.
   if (const char* api = std::getenv("AWS_LAMBDA_RUNTIME_API"); api && *api && argc == 1) {

@@ -4,8 +4,9 @@
 // A checkpoint holds raw pointers into the executable, libstdc++ and libc
 // (vtables, coroutine resume functions, std::function thunks). It can only be
 // resumed by the same binary with every shared object at the same address.
-// Kappa makes that so by running applications with ASLR disabled for the
-// process (personality ADDR_NO_RANDOMIZE, set once by re-executing itself), and
+// Kappa makes that so by running tasks with ASLR disabled for the process
+// (personality ADDR_NO_RANDOMIZE: set by re-executing itself, or inherited from
+// the local backend's spawning thread, see app_main.cc), and
 // checks it: every checkpoint records the binary's build id and a fingerprint
 // of the layout, and restore refuses a mismatch.
 #pragma once
