@@ -277,8 +277,12 @@ plot "apps.dat" using 3:xtic(2) title "plain, 1 process", \\
             mem_gib = int(f.readline().split()[1]) / (1 << 20)
         commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True).stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
+        # What this run writes (RESULTS.md, plots/) does not make the tree dirty.
+        status = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True).stdout.splitlines()
+        ours = os.path.relpath(os.path.abspath(self.args.out), ROOT) + "/"
+        dirty = [line for line in status
+                 if not (line[3:] == ours + "RESULTS.md" or line[3:].startswith(ours + "plots/"))]
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         return (f"{now}; commit {commit}{' (with uncommitted changes)' if dirty else ''}; "
                 f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, Linux {platform.release()}"
