@@ -7,8 +7,8 @@
    redis-server on loopback with its append-only file, fsynced every second),
    in alternating rounds; medians. Beside them, from the same rounds: Redis's
    loopback round trip (redis-benchmark PING) and the Redis journal's writes
-   per operation (EVAL calls, INFO commandstats), whose product is the least
-   a synchronous write per event can add.
+   per operation (EXEC calls: one transaction per group, INFO commandstats),
+   whose product is the least a synchronous write per event can add.
 2. Restart: a job of N tasks (restart_probe: each creates a marker file as it
    starts, then computes for a while) is SIGKILLed once all its tasks are in
    its journal; the time from starting `run` again to the first task running
@@ -66,9 +66,9 @@ def redis_cli(port, *args):
                           check=True).stdout
 
 
-def redis_scripts(port):
-    """EVAL calls Redis has run so far (INFO commandstats)."""
-    m = re.search(r"cmdstat_eval:calls=(\d+)", redis_cli(port, "info", "commandstats"))
+def redis_writes(port):
+    """Transactions (EXEC calls) Redis has run so far (INFO commandstats)."""
+    m = re.search(r"cmdstat_exec:calls=(\d+)", redis_cli(port, "info", "commandstats"))
     return int(m.group(1)) if m else 0
 
 
@@ -94,16 +94,16 @@ def overhead(reps, journals, redis):
         ("queue round trip, empty", {"bench": "queue_rtt", "n": 200}, "median_ms", "ms", True),
     ]
     samples = {(w[0], j): [] for w in workloads for j in journals}
-    scripts = {w[0]: [] for w in workloads}  # Redis journal writes per operation
+    writes = {w[0]: [] for w in workloads}  # Redis journal writes per operation
     pings = []
     for rep in range(reps):
         pings.append(redis_ping_ms(redis.port))
         for name, event, key, _, _ in workloads:
             for j, state in journals.items():
-                before = redis_scripts(redis.port)
+                before = redis_writes(redis.port)
                 samples[(name, j)].append(job(event, *state(f"{rep}-{event['bench']}"))[key])
                 if j == "redis":
-                    scripts[name].append((redis_scripts(redis.port) - before) / event["n"])
+                    writes[name].append((redis_writes(redis.port) - before) / event["n"])
     names = list(journals)
     print(f"Journal overhead (median of {reps} jobs each, alternating)\n")
     print("| workload | " + " | ".join(names) + " | " +
@@ -117,12 +117,12 @@ def overhead(reps, journals, redis):
     print("\n(ratios: time per operation against no journal; 1.00x is no overhead)\n")
     ping = statistics.median(pings)
     print(f"Redis, in the same rounds: one loopback round trip (redis-benchmark PING, 1 client, "
-          f"p50) {ping:.3f} ms; the Redis journal's writes (one script per group) per operation, "
+          f"p50) {ping:.3f} ms; the Redis journal's writes (one transaction per group) per operation, "
           f"with the floor they put under its added time:\n")
     print("| workload | writes per operation | writes × round trip |")
     print("|---|---|---|")
     for name, _, _, unit, _ in workloads:
-        per = statistics.median(scripts[name])
+        per = statistics.median(writes[name])
         print(f"| {name} | {per:.2f} | {per * ping:.3f} ms |")
     print()
 

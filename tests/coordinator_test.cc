@@ -296,6 +296,10 @@ class GatedJournal final : public Journal {
     fail_ = std::move(fail);
     cv_.notify_all();
   }
+  void close() {
+    std::lock_guard lock(mu_);
+    open_ = false;
+  }
   bool wait_staged(uint64_t n) {
     std::unique_lock lock(mu_);
     return cv_.wait_for(lock, 10s, [&] { return staged_ >= n; });
@@ -346,6 +350,45 @@ TEST_F(CoordinatorJournalTest, NothingIsToldBeforeItIsDurable) {
   ASSERT_TRUE(m && std::holds_alternative<Assignment>(*m));
   EXPECT_EQ(std::get<Assignment>(*m).task_id, 1u);
   EXPECT_TRUE(backend.wait_launched(1));
+}
+
+// An answer that reveals nothing a restart could take back (a checkpoint's
+// acknowledgement) goes while its event is not durable yet; a call's result
+// (a new queue's id) waits for the journal.
+TEST_F(CoordinatorJournalTest, OnlyAnswersThatRevealNothingGoBeforeTheEventIsDurable) {
+  journal.open();
+  c.spawn_root(spec("root"));
+  c.next(1);
+  auto m = link->take();
+  ASSERT_TRUE(m && std::holds_alternative<Assignment>(*m));
+  journal.close();
+
+  auto checkpoint = std::async(std::launch::async, [&] {
+    c.call(CallInfo{.worker_id = 1, .task_id = 1, .seqno = 0, .image = "image 0"});
+  });
+  ASSERT_EQ(checkpoint.wait_for(10s), std::future_status::ready);  // not held
+  m = link->take();
+  ASSERT_TRUE(m && std::holds_alternative<CallOutcome>(*m));
+  EXPECT_EQ(std::get<CallOutcome>(*m).kind, CallOutcome::Kind::kResult);
+
+  auto make_queue = std::async(std::launch::async, [&] {
+    c.call(CallInfo{.worker_id = 1,
+                    .task_id = 1,
+                    .seqno = 1,
+                    .image = "image 1",
+                    .op = Op::kMakeQueue,
+                    .request = encode(uint64_t(4))});
+  });
+  // (A wait for something that must not happen: it can only miss a bug.)
+  EXPECT_EQ(make_queue.wait_for(100ms), std::future_status::timeout);
+  EXPECT_EQ(link->pending(), 0u);
+  journal.open();
+  make_queue.get();
+  m = link->take();
+  ASSERT_TRUE(m && std::holds_alternative<CallOutcome>(*m));
+  const CallOutcome& made = std::get<CallOutcome>(*m);
+  EXPECT_EQ(made.kind, CallOutcome::Kind::kResult);
+  EXPECT_TRUE(made.error.empty()) << made.error;
 }
 
 // A journal that cannot write stops the job: nothing staged is told, and

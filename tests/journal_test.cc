@@ -203,7 +203,39 @@ class CountingJournal final : public RowJournal {
   std::vector<std::pair<uint64_t, std::string>> rows(Table) override { return {}; }
   std::optional<std::string> row(Table, uint64_t) override { return std::nullopt; }
 
+ public:
+  // A group's ops as text ("tasks 1 = t", "meta 1 erased"), before and after
+  // compact(), each time as read back from its bytes too.
+  struct Compacted {
+    std::vector<std::string> before, after, after_read_back;
+  };
+  static Compacted compact_sample() {
+    Group g;
+    g.put(Table::kMeta, 1, "a");
+    g.put(Table::kTasks, 1, "t");
+    g.erase(Table::kMeta, 1);
+    g.put(Table::kProgress, 7, "p");
+    g.put(Table::kMeta, 1, "b");
+    g.erase(Table::kTasks, 1);
+    Compacted out;
+    out.before = describe(g.ops, g.bytes);
+    g.compact();
+    out.after = describe(g.ops, g.bytes);
+    out.after_read_back = describe(Group::parse(g.bytes), g.bytes);
+    return out;
+  }
+
  private:
+  static std::vector<std::string> describe(const std::vector<Group::Op>& ops,
+                                           const std::string& bytes) {
+    static const char* names[] = {"tasks", "progress", "futures", "queues", "meta"};
+    std::vector<std::string> out;
+    for (const Group::Op& op : ops)
+      out.push_back(std::string(names[int(op.table)]) + " " + std::to_string(op.id) +
+                    (op.erased ? " erased" : " = " + std::string(op.body(bytes))));
+    return out;
+  }
+
   std::mutex mu_;
   std::condition_variable cv_;
   bool writing_ = false, released_ = false;
@@ -214,11 +246,15 @@ TEST(RowJournal, EventsStagedDuringAWriteShareTheNextOne) {
   CountingJournal journal;
   JobState state(JobStateOptions{});
   Changes one;
-  one.counters = true;  // one row each
+  one.counters = true;  // one row
   std::thread first([&] { journal.record(state, one); });
   ASSERT_TRUE(journal.wait_writing());
   std::vector<uint64_t> tickets;
-  for (int i = 0; i < 3; ++i) tickets.push_back(journal.stage(state, one));
+  for (uint64_t queue = 1; queue <= 3; ++queue) {
+    Changes other;
+    other.queues = {queue};  // one row each: the queue's, erased (there is no such queue)
+    tickets.push_back(journal.stage(state, other));
+  }
   EXPECT_EQ(tickets, (std::vector<uint64_t>{2, 3, 4}));
   EXPECT_EQ(journal.stage(state, Changes{}), 4u);  // nothing of its own: waits for the others
   std::thread later([&] { journal.sync(3); });
@@ -227,6 +263,31 @@ TEST(RowJournal, EventsStagedDuringAWriteShareTheNextOne) {
   later.join();
   journal.sync(4);  // already written, with 3
   EXPECT_EQ(journal.groups(), (std::vector<size_t>{1, 3}));
+}
+
+// A row staged again before its group is written is written once, with its
+// latest value, where its latest write was.
+TEST(RowJournal, ARowStagedAgainInAGroupIsWrittenOnceWithItsLatestValue) {
+  CountingJournal journal;
+  JobState state(JobStateOptions{});
+  Changes counters;
+  counters.counters = true;
+  std::thread first([&] { journal.record(state, counters); });
+  ASSERT_TRUE(journal.wait_writing());
+  for (int i = 0; i < 3; ++i) journal.stage(state, counters);
+  uint64_t last = journal.stage(state, counters);
+  std::thread later([&] { journal.sync(last); });
+  journal.let_first_write_end();
+  first.join();
+  later.join();
+  EXPECT_EQ(journal.groups(), (std::vector<size_t>{1, 1}));
+
+  CountingJournal::Compacted c = CountingJournal::compact_sample();
+  EXPECT_EQ(c.before, (std::vector<std::string>{"meta 1 = a", "tasks 1 = t", "meta 1 erased",
+                                                "progress 7 = p", "meta 1 = b",
+                                                "tasks 1 erased"}));
+  EXPECT_EQ(c.after, (std::vector<std::string>{"progress 7 = p", "meta 1 = b", "tasks 1 erased"}));
+  EXPECT_EQ(c.after_read_back, c.after);
 }
 
 }  // namespace

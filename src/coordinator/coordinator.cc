@@ -1,5 +1,7 @@
 #include "coordinator/coordinator.h"
 
+#include <algorithm>
+
 #include "util/log.h"
 
 namespace kappa::detail {
@@ -11,7 +13,9 @@ Coordinator::Coordinator(JobStateOptions options, CheckpointStore* store, Clock&
       store_(store),
       journal_(journal),
       trace_(clock.now()),
-      timer_([this] { timer_loop(); }) {}
+      timer_([this] { timer_loop(); }) {
+  if (journal_) flusher_ = std::thread([this] { flush_loop(); });
+}
 
 Coordinator::~Coordinator() {
   {
@@ -19,7 +23,9 @@ Coordinator::~Coordinator() {
     stopping_ = true;
   }
   timer_cv_.notify_all();
+  flush_cv_.notify_all();
   timer_.join();
+  if (flusher_.joinable()) flusher_.join();
   launcher_.discard_pending();
 }
 
@@ -54,11 +60,84 @@ void Coordinator::settle(std::unique_lock<std::mutex>& lock) {
     journal_failed(e.what());
   }
   if (ticket > durable_) {
-    // What is not durable must not be told: the effects wait, in event
-    // order, for the journal (with the lock released, so that other events
-    // are staged meanwhile and share the next write).
-    held_.push_back({ticket, std::move(fx_)});
-    fx_.clear();
+    if (!fx_.changes.tasks.empty()) tasks_ticket_ = ticket;
+    if (must_wait(fx_)) {
+      // What is not durable must not be told: the effects wait, in event
+      // order, for the journal, which this thread writes now (with the lock
+      // released, so that other events are staged meanwhile and share the
+      // write).
+      held_.push_back({ticket, std::move(fx_)});
+      fx_.clear();
+      lock.unlock();
+      std::string error;
+      try {
+        journal_->sync(ticket);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      lock.lock();
+      if (error.empty())
+        durable_ = std::max(durable_, ticket);
+      else
+        journal_failed(error);
+      release_held(out);
+    } else {
+      // Nothing the event tells reveals what a restart could take back:
+      // its answers go now, and the flusher writes it soon, with what
+      // follows (woken only if idle: a wake-up per event costs more than
+      // the write). The images it no longer needs wait for that.
+      if (!fx_.discarded.empty()) {
+        Effects later;
+        later.discarded.swap(fx_.discarded);
+        held_.push_back({ticket, std::move(later)});
+      }
+      release(fx_, out);
+      flush_ticket_ = std::max(flush_ticket_, ticket);
+      if (!flushing_) flush_cv_.notify_one();
+    }
+  } else {
+    release_held(out);  // events before this one first
+    release(fx_, out);
+  }
+  lock.unlock();
+  send(out);
+  out.clear();
+  spare.swap(out);
+}
+
+bool Coordinator::must_wait(const Effects& fx) const {
+  // New worker ids (a restart must not reuse them), puts made visible, the
+  // job's end; and answers that reveal what a restart could take back
+  // (Effects::Answer::Gate).
+  if (!fx.launches.empty() || !fx.commits.empty() || fx.job_done) return true;
+  return std::any_of(fx.answers.begin(), fx.answers.end(), [&](const Effects::Answer& a) {
+    switch (a.gate) {
+      case Effects::Answer::Gate::kNow:
+        return false;
+      case Effects::Answer::Gate::kTasksDurable:
+        return tasks_ticket_ > durable_;
+      case Effects::Answer::Gate::kDurable:
+        return true;
+    }
+    return true;
+  });
+}
+
+void Coordinator::flush_loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    if (flush_ticket_ <= durable_ || !journal_error_.empty()) {
+      flushing_ = false;
+      flush_cv_.wait(lock);
+      continue;
+    }
+    // Events that nobody waits for are written a little later, together
+    // with what follows them, off the path of any answer: a restart after
+    // a kill loses at most this much work, which it does again.
+    flushing_ = true;
+    flush_cv_.wait_for(lock, kFlushDelay, [&] { return stopping_; });
+    if (flush_ticket_ <= durable_) continue;  // an event someone waited for wrote it
+    uint64_t ticket = flush_ticket_;
     lock.unlock();
     std::string error;
     try {
@@ -71,15 +150,12 @@ void Coordinator::settle(std::unique_lock<std::mutex>& lock) {
       durable_ = std::max(durable_, ticket);
     else
       journal_failed(error);
-    release_held(out);
-  } else {
-    release_held(out);  // events before this one first
-    release(fx_, out);
+    std::vector<Outgoing> out;
+    release_held(out);  // images no longer needed
+    lock.unlock();
+    send(out);
+    lock.lock();
   }
-  lock.unlock();
-  send(out);
-  out.clear();
-  spare.swap(out);
 }
 
 void Coordinator::journal_failed(const std::string& why) {

@@ -7,11 +7,15 @@
 //   - at once, under the lock, the ones that only concern this process: the
 //     backend is told which invocations started or ended (their time limits)
 //     and which workers to kill, trace spans are kept, the timer is armed;
-//   - with a journal, what changed is staged, and the other effects wait,
-//     with the lock released, until the journal has made the event durable
-//     (Journal: group commit), then are released in event order: nothing is
-//     told that a restart could take back. An event that changed nothing
-//     durable still waits for the events before it;
+//   - with a journal, what changed is staged. Nothing is told that a
+//     restart could take back: an event that tells something of the sort
+//     (must_wait(): a call's result, a launch, a commit, the job's end)
+//     is written at once by the thread that handled it, with the lock
+//     released (Journal: group commit), and its effects wait until it is
+//     durable, then are released in event order. The answers of any other
+//     event (a finished task's acknowledgement, a park, a start of a task
+//     that is durable: Effects::Answer::Gate) go at once, and the flusher
+//     thread writes it kFlushDelay later, with the events that follow it;
 //   - the answers to workers are sent after the lock is released, on the
 //     same thread, so that a completed call is answered by the thread that
 //     completed it, with no hand-off on the way;
@@ -30,6 +34,7 @@
 // go to a worker's WorkerLink with no coordinator lock held.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -122,6 +127,10 @@ class Coordinator final : public WorkerService, public WorkerEvents, public JobV
   void release(Effects& fx, std::vector<Outgoing>& out);  // mu_ held; fills `out`
   void release_held(std::vector<Outgoing>& out);          // mu_ held; what is durable now
   void journal_failed(const std::string& why);            // mu_ held
+  /// Whether the effects of an event that is not durable yet must wait
+  /// until it is (else only its discarded images wait). mu_ held.
+  bool must_wait(const Effects& fx) const;
+  void flush_loop();
   static void send(std::vector<Outgoing>& out);           // no lock held
   void timer_loop();
   void launch(Effects::Launch l);
@@ -143,14 +152,20 @@ class Coordinator final : public WorkerService, public WorkerEvents, public JobV
   };
   std::deque<Held> held_;   // effects of events not yet durable, in event order
   uint64_t durable_ = 0;    // the journal's ticket up to which events are durable
+  uint64_t tasks_ticket_ = 0;  // the last event that created tasks or changed their arguments
+  uint64_t flush_ticket_ = 0;  // the last event the flusher is to make durable
+  bool flushing_ = false;      // the flusher has events to write (it is not idle)
+  // How long an event that nobody waits for may stay in memory only.
+  static constexpr std::chrono::milliseconds kFlushDelay{2};
   bool done_told_ = false;  // the job's outcome is known, and durable
   TimePoint ended_at_;      // when done_told_ was set (a view's elapsed time stops there)
   std::unordered_map<uint64_t, std::shared_ptr<WorkerLink>> links_;
   TraceRecorder trace_;
-  std::condition_variable job_cv_, timer_cv_;
+  std::condition_variable job_cv_, timer_cv_, flush_cv_;
   bool stopping_ = false;
   SerialExecutor remover_, committer_, launcher_;
-  std::thread timer_;  // the last member: it starts after the others
+  std::thread flusher_;  // with a journal (flush_loop)
+  std::thread timer_;    // the last member: it starts after the others
 };
 
 }  // namespace kappa::detail

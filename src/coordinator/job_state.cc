@@ -173,12 +173,26 @@ void JobState::mark(const Task& t, Effects& fx) { fx.changes.tasks.push_back(t.d
 
 void JobState::mark_progress(const Task& t, Effects& fx) { fx.changes.progress.push_back(t.d.id); }
 
-void JobState::answer(uint64_t worker, CallOutcome o, Effects& fx) {
-  fx.answers.push_back({worker, std::move(o)});
+void JobState::answer(uint64_t worker, CallOutcome::Kind kind, Effects& fx) {
+  fx.answers.push_back({worker, CallOutcome{kind, {}, {}}, Effects::Answer::Gate::kNow});
+}
+
+void JobState::answer_result(uint64_t worker, const TaskDurable::Call& c, Effects& fx) {
+  // A checkpoint's or an enqueue's success tells the task nothing but "go
+  // on": a restart that lost the call replays it to the same end. Any other
+  // result (a future's value, an item, an id, an error) could differ.
+  bool says_nothing = c.error.empty() && (c.op == Op::kCheckpoint || c.op == Op::kEnqueue);
+  fx.answers.push_back({worker, CallOutcome{CallOutcome::Kind::kResult, c.reply, c.error},
+                        says_nothing ? Effects::Answer::Gate::kNow
+                                     : Effects::Answer::Gate::kDurable});
 }
 
 void JobState::answer(uint64_t worker, Assignment a, Effects& fx) {
-  fx.answers.push_back({worker, std::move(a)});
+  using Gate = Effects::Answer::Gate;
+  Gate gate = a.kind == Assignment::Kind::kResume  ? Gate::kDurable
+              : a.kind == Assignment::Kind::kStart ? Gate::kTasksDurable
+                                                   : Gate::kNow;  // kIdle, kShutdown
+  fx.answers.push_back({worker, std::move(a), gate});
 }
 
 void JobState::add_timer(TimePoint at, TimerKind kind, uint64_t id) {
@@ -346,7 +360,7 @@ void JobState::park_blocked_for_starved_work(TimePoint now, Effects& fx) {
     if (t.d.spec.on_coordinator) continue;
     uint64_t worker = t.worker;
     park_call(t, now, fx);
-    answer(worker, CallOutcome{CallOutcome::Kind::kPark, {}, {}}, fx);
+    answer(worker, CallOutcome::Kind::kPark, fx);
   }
 }
 
@@ -443,7 +457,7 @@ void JobState::complete_call(Task& t, std::string reply, std::string error, Time
     set_state(t, kRunning);
     unblock(t);
     if (options_.tracing) trace_arrows(t, invocation_of(t.worker), now, fx);
-    answer(t.worker, CallOutcome{CallOutcome::Kind::kResult, c.reply, c.error}, fx);
+    answer_result(t.worker, c, fx);
   }
 }
 
@@ -884,12 +898,12 @@ void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
   Task* found = find(info.task_id);
   if (!found || found->worker != info.worker_id ||
       (found->state != kRunning && found->state != kBlocked)) {
-    answer(info.worker_id, CallOutcome{CallOutcome::Kind::kAbandon, {}, {}}, fx);
+    answer(info.worker_id, CallOutcome::Kind::kAbandon, fx);
     return;
   }
   Task& t = *found;
   if (t.d.call && info.seqno < t.d.call->seqno) {  // stale: ignore it, change nothing
-    answer(info.worker_id, CallOutcome{CallOutcome::Kind::kAbandon, {}, {}}, fx);
+    answer(info.worker_id, CallOutcome::Kind::kAbandon, fx);
     return;
   }
   if (t.d.call && info.seqno == t.d.call->seqno) {
@@ -935,11 +949,11 @@ void JobState::call(CallInfo info, TimePoint now, Effects& fx) {
   if (c.done && c.op != Op::kYield) {
     set_state(t, kRunning);
     unblock(t);
-    answer(info.worker_id, CallOutcome{CallOutcome::Kind::kResult, c.reply, c.error}, fx);
+    answer_result(info.worker_id, c, fx);
     return;
   }
   park_call(t, now, fx);
-  answer(info.worker_id, CallOutcome{CallOutcome::Kind::kPark, {}, {}}, fx);
+  answer(info.worker_id, CallOutcome::Kind::kPark, fx);
   check_stalled(fx);
 }
 
@@ -999,7 +1013,7 @@ void JobState::finish(FinishInfo info, TimePoint now, Effects& fx) {
     // The worker wants nothing more (its platform invocation ends): its
     // invocation is over for the backend too.
     fx.ended.push_back(info.worker_id);
-    fx.answers.push_back({info.worker_id, Effects::Finished{}});
+    fx.answers.push_back({info.worker_id, Effects::Finished{}, Effects::Answer::Gate::kNow});
   }
   check_stalled(fx);
 }
@@ -1126,7 +1140,7 @@ void JobState::fire_timers(TimePoint now, Effects& fx) {
         if (!t || t->state != kBlocked || t->park_at != when) break;  // answered meanwhile
         uint64_t worker = t->worker;
         park_call(*t, now, fx);
-        answer(worker, CallOutcome{CallOutcome::Kind::kPark, {}, {}}, fx);
+        answer(worker, CallOutcome::Kind::kPark, fx);
         break;
       }
       case TimerKind::kIdle: {
@@ -1177,7 +1191,7 @@ void JobState::shutdown(TimePoint now, Effects& fx) {
     Task& t = *find(id);
     uint64_t worker = t.worker;
     park_call(t, now, fx);
-    answer(worker, CallOutcome{CallOutcome::Kind::kPark, {}, {}}, fx);
+    answer(worker, CallOutcome::Kind::kPark, fx);
   }
 }
 

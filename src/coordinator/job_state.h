@@ -195,8 +195,20 @@ struct TraceMark {
 struct Effects {
   struct Finished {};
   struct Answer {
+    /// When an answer may be sent while its event is not durable yet (with
+    /// a journal): an answer must not reveal what a restart could take back,
+    /// since the task would then go on from something that never happened.
+    enum class Gate : uint8_t {
+      kDurable,       // once the event is durable: a call's result, a resume with one
+      kTasksDurable,  // once every task's creation and arguments are: a task's start
+      kNow,           // at once: it reveals nothing (an acknowledgement, a park, "no
+                      // work"). A worker told it drops nothing a restart needs: the
+                      // task runs again from its last durable checkpoint, replaying
+                      // the calls recorded with it.
+    };
     uint64_t worker = 0;
     std::variant<Assignment, CallOutcome, Finished> body;
+    Gate gate = Gate::kDurable;
   };
   struct Launch {
     uint64_t worker = 0;
@@ -371,7 +383,8 @@ class JobState {
   void check_stalled(Effects& fx);
   std::string describe_wait(const Task& t) const;
   void add_timer(TimePoint at, TimerKind kind, uint64_t id);
-  void answer(uint64_t worker, CallOutcome o, Effects& fx);
+  void answer(uint64_t worker, CallOutcome::Kind kind, Effects& fx);  // kPark, kAbandon
+  void answer_result(uint64_t worker, const TaskDurable::Call& c, Effects& fx);
   void answer(uint64_t worker, Assignment a, Effects& fx);
   // Views (options_.observe): records a task event; fills a task's view.
   void note(uint64_t task, TimePoint now, std::string what);

@@ -51,7 +51,17 @@ std::optional<JobIdentity> RowJournal::identity() {
   }
 }
 
+void RowJournal::Group::supersede(Table table, uint64_t id) {
+  if (id >> 60) return;  // (no id comes near: kept apart from the key's table bits)
+  auto [it, fresh] = latest_.try_emplace(id << 3 | uint64_t(table), ops.size());
+  if (fresh) return;
+  ops[it->second].superseded = true;
+  ++superseded_;
+  it->second = ops.size();
+}
+
 void RowJournal::Group::put(Table table, uint64_t id, std::string_view body) {
+  supersede(table, id);
   char head[13];
   head[0] = char(uint8_t(table) << 1 | 1);
   uint32_t n = uint32_t(body.size());  // rows are far below 4 GiB (a log checks its records)
@@ -63,16 +73,42 @@ void RowJournal::Group::put(Table table, uint64_t id, std::string_view body) {
 }
 
 void RowJournal::Group::erase(Table table, uint64_t id) {
+  supersede(table, id);
   char head[9];
   head[0] = char(uint8_t(table) << 1);
   std::memcpy(head + 1, &id, 8);
   bytes.append(head, sizeof head);
-  ops.push_back({table, id, 0, 0, true});
+  ops.push_back({table, id, bytes.size() - sizeof head, 0, true});
 }
 
 void RowJournal::Group::clear() {
   bytes.clear();
   ops.clear();
+  latest_.clear();
+  superseded_ = 0;
+}
+
+void RowJournal::Group::compact() {
+  if (superseded_ == 0) return;
+  std::string kept;
+  kept.reserve(bytes.size());
+  std::vector<Op> live;
+  live.reserve(ops.size() - superseded_);
+  for (const Op& op : ops) {
+    if (op.superseded) continue;
+    // A written row's header is just before its body; an erased row's
+    // offset is its header's.
+    size_t from = op.erased ? op.offset : op.offset - 13;
+    size_t end = op.erased ? op.offset + 9 : op.offset + op.size;
+    Op moved = op;
+    moved.offset = kept.size() + (op.offset - from);
+    kept.append(bytes, from, end - from);
+    live.push_back(moved);
+  }
+  bytes.swap(kept);
+  ops.swap(live);
+  latest_.clear();  // (the group is written next, not added to)
+  superseded_ = 0;
 }
 
 std::vector<RowJournal::Group::Op> RowJournal::Group::parse(std::string_view bytes) {
@@ -80,7 +116,7 @@ std::vector<RowJournal::Group::Op> RowJournal::Group::parse(std::string_view byt
   for (size_t at = 0; at < bytes.size();) {
     if (bytes.size() - at < 9 || (uint8_t(bytes[at]) >> 1) >= kTableCount)
       throw Error("a group of rows does not parse");
-    Op op{Table(uint8_t(bytes[at]) >> 1), 0, 0, 0, !(bytes[at] & 1)};
+    Op op{Table(uint8_t(bytes[at]) >> 1), 0, at, 0, !(bytes[at] & 1)};
     std::memcpy(&op.id, bytes.data() + at + 1, 8);
     at += 9;
     if (!op.erased) {
@@ -192,6 +228,7 @@ void RowJournal::sync(uint64_t ticket) {
     lock.unlock();
     std::string error;
     try {
+      writing_.compact();
       if (!writing_.empty()) write(writing_);
     } catch (const std::exception& e) {
       error = e.what();

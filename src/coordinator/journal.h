@@ -32,6 +32,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -101,12 +102,17 @@ class RowJournal : public Journal {
   /// if written, a 4-byte length and the row's bytes (native byte order);
   /// `ops` indexes them. A journal may store `bytes` as they are and read
   /// them back with Group::parse.
+  ///
+  /// A row written again in the same group supersedes its earlier write
+  /// (a task's progress changes at each of its calls, an image with it):
+  /// compact() drops the superseded ones before the group is written.
   struct Group {
     struct Op {
       Table table;
       uint64_t id;
-      size_t offset = 0, size = 0;  // of the row's bytes in the group's bytes
+      size_t offset = 0, size = 0;  // of the row's bytes in the group's bytes (erased: its header's)
       bool erased = false;
+      bool superseded = false;  // by a later op on the same row
       std::string_view body(std::string_view bytes) const { return bytes.substr(offset, size); }
     };
     std::string bytes;
@@ -115,9 +121,17 @@ class RowJournal : public Journal {
     void erase(Table table, uint64_t id);
     void clear();
     bool empty() const { return ops.empty(); }
+    /// Drops the superseded ops from `bytes` and `ops`.
+    void compact();
+
     /// The ops of a group's `bytes` read back from storage; throws
     /// kappa::Error if they do not parse.
     static std::vector<Op> parse(std::string_view bytes);
+
+   private:
+    void supersede(Table table, uint64_t id);
+    std::unordered_map<uint64_t, size_t> latest_;  // (id, table) -> its op's index
+    size_t superseded_ = 0;                        // ops superseded
   };
 
   /// Makes `group` durable, atomically. Called by one thread at a time.

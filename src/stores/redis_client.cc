@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -155,21 +156,26 @@ void advance(iovec*& iov, int& count, size_t n) {
   }
 }
 
-// Appends the RESP encoding of a command's arguments, `value` excepted when
-// `value_follows` (the caller sends it, then "\r\n").
+}  // namespace
+
 void append_command(std::string& out, std::span<const std::string_view> args,
-                    const std::string_view* value_follows = nullptr) {
-  size_t argc = args.size() + (value_follows ? 1 : 0);
-  out += '*' + std::to_string(argc) + "\r\n";
+                    const std::string_view* value_follows) {
+  auto length = [&](char kind, size_t n) {
+    char digits[24];
+    digits[0] = kind;
+    char* end = std::to_chars(digits + 1, digits + sizeof digits - 2, n).ptr;
+    *end++ = '\r';
+    *end++ = '\n';
+    out.append(digits, end);
+  };
+  length('*', args.size() + (value_follows ? 1 : 0));
   for (std::string_view a : args) {
-    out += '$' + std::to_string(a.size()) + "\r\n";
+    length('$', a.size());
     out.append(a);
     out += "\r\n";
   }
-  if (value_follows) out += '$' + std::to_string(value_follows->size()) + "\r\n";
+  if (value_follows) length('$', value_follows->size());
 }
-
-}  // namespace
 
 RedisConfig parse_redis_url(std::string_view rest, std::string_view form,
                             std::vector<std::pair<std::string, std::string>>* extra) {
@@ -213,6 +219,8 @@ std::string quote_key(std::string_view key) {
 }
 
 RedisConnection::RedisConnection(const RedisConfig& config, milliseconds connect_timeout) {
+  static std::atomic<uint64_t> serials{0};
+  serial_ = ++serials;
   ctx_.reset(
       redisConnectWithTimeout(config.host.c_str(), config.port, to_timeval(connect_timeout)));
   if (!ctx_) throw RedisTransient("cannot connect: out of memory");
@@ -239,6 +247,16 @@ std::vector<RedisReply> RedisConnection::pipeline(
   send_all(&iov, 1);
   std::vector<RedisReply> replies;
   for (size_t i = 0; i < cmds.size(); ++i) replies.push_back(read_reply());
+  pending_ = false;
+  return replies;
+}
+
+std::vector<RedisReply> RedisConnection::pipeline(std::string_view commands, size_t count) {
+  iovec iov{const_cast<char*>(commands.data()), commands.size()};
+  send_all(&iov, 1);
+  std::vector<RedisReply> replies;
+  replies.reserve(count);
+  for (size_t i = 0; i < count; ++i) replies.push_back(read_reply());
   pending_ = false;
   return replies;
 }
@@ -493,8 +511,28 @@ RedisClient::RedisClient(RedisConfig config, std::string kind)
 void RedisClient::run(std::string_view op, std::string_view key,
                       const std::function<void(RedisConnection&)>& f,
                       std::optional<milliseconds> retry_for) {
+  retry(
+      op, key, f, retry_for.value_or(config_.retry_timeout),
+      [&](Clock::time_point deadline) { return take(deadline); },
+      [&](std::unique_ptr<RedisConnection> c) { give_back(std::move(c)); });
+}
+
+void RedisClient::run_on(std::unique_ptr<RedisConnection>& pinned, std::string_view op,
+                         std::string_view key, const std::function<void(RedisConnection&)>& f) {
+  retry(
+      op, key, f, config_.retry_timeout,
+      [&](Clock::time_point deadline) {
+        return pinned && pinned->reusable() ? std::move(pinned) : connect(deadline);
+      },
+      [&](std::unique_ptr<RedisConnection> c) { pinned = std::move(c); });
+}
+
+void RedisClient::retry(
+    std::string_view op, std::string_view key, const std::function<void(RedisConnection&)>& f,
+    milliseconds retry_for, const std::function<std::unique_ptr<RedisConnection>(Clock::time_point)>& take,
+    const std::function<void(std::unique_ptr<RedisConnection>)>& give_back) {
   const Clock::time_point start = Clock::now();
-  const Clock::time_point deadline = start + retry_for.value_or(config_.retry_timeout);
+  const Clock::time_point deadline = start + retry_for;
   Clock::duration delay = kFirstDelay;
   for (int attempt = 1;; ++attempt) {
     std::unique_ptr<RedisConnection> c;
@@ -540,6 +578,10 @@ std::unique_ptr<RedisConnection> RedisClient::take(Clock::time_point deadline) {
       return c;
     }
   }
+  return connect(deadline);
+}
+
+std::unique_ptr<RedisConnection> RedisClient::connect(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
   return std::make_unique<RedisConnection>(
       config_, std::min(std::max(left, milliseconds(100)), config_.timeout));

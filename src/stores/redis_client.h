@@ -98,6 +98,13 @@ class RedisConnection {
   /// returned, not thrown.
   std::vector<RedisReply> pipeline(
       std::initializer_list<std::initializer_list<std::string_view>> cmds);
+  /// The same for `count` commands already encoded (append_command) in
+  /// `commands`.
+  std::vector<RedisReply> pipeline(std::string_view commands, size_t count);
+
+  /// This connection's number, unique in the process: state a caller keeps
+  /// about a connection (a WATCH) is tied to it, not to its address.
+  uint64_t serial() const { return serial_; }
 
   /// One command; an error reply throws.
   RedisReply command(std::span<const std::string_view> args);
@@ -164,9 +171,15 @@ class RedisConnection {
   void read_bulk_rest(char* dst, size_t size, size_t got, std::string_view early);
 
   std::unique_ptr<redisContext, ContextDeleter> ctx_;
+  uint64_t serial_;
   bool unusable_ = false;
   bool pending_ = false;  // a command was sent and its reply not read whole
 };
+
+/// Appends the RESP encoding of a command to `out`; if `value_follows`, all
+/// but that last argument, which the caller sends itself, then "\r\n".
+void append_command(std::string& out, std::span<const std::string_view> args,
+                    const std::string_view* value_follows = nullptr);
 
 /// Element `i` of an array reply, of type `type`; an error element throws
 /// what Redis said, anything else unexpected makes the connection unusable.
@@ -188,11 +201,24 @@ class RedisClient {
   void run(std::string_view op, std::string_view key,
            const std::function<void(RedisConnection&)>& f,
            std::optional<std::chrono::milliseconds> retry_for = std::nullopt);
+  /// The same on `pinned`, a connection the caller keeps for state it holds
+  /// on the server (a WATCH): made if empty, replaced by a new one (with a
+  /// new serial()) after a transient failure. The caller serializes its use.
+  void run_on(std::unique_ptr<RedisConnection>& pinned, std::string_view op, std::string_view key,
+              const std::function<void(RedisConnection&)>& f);
   /// "KIND redis://HOST:PORT/DB: OP 'KEY'", for messages.
   std::string what(std::string_view op, std::string_view key) const;
 
  private:
+  // Runs `f` on connections from `take` (given the deadline), handing each
+  // to `give_back` after use, as run() describes.
+  void retry(std::string_view op, std::string_view key,
+             const std::function<void(RedisConnection&)>& f, std::chrono::milliseconds retry_for,
+             const std::function<std::unique_ptr<RedisConnection>(
+                 std::chrono::steady_clock::time_point)>& take,
+             const std::function<void(std::unique_ptr<RedisConnection>)>& give_back);
   std::unique_ptr<RedisConnection> take(std::chrono::steady_clock::time_point deadline);
+  std::unique_ptr<RedisConnection> connect(std::chrono::steady_clock::time_point deadline);
   void give_back(std::unique_ptr<RedisConnection> c);
   void drop_idle();
 
