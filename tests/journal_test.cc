@@ -284,8 +284,7 @@ TEST(RowJournal, ARowStagedAgainInAGroupIsWrittenOnceWithItsLatestValue) {
 
   CountingJournal::Compacted c = CountingJournal::compact_sample();
   EXPECT_EQ(c.before, (std::vector<std::string>{"meta 1 = a", "tasks 1 = t", "meta 1 erased",
-                                                "progress 7 = p", "meta 1 = b",
-                                                "tasks 1 erased"}));
+                                                "progress 7 = p", "meta 1 = b", "tasks 1 erased"}));
   EXPECT_EQ(c.after, (std::vector<std::string>{"progress 7 = p", "meta 1 = b", "tasks 1 erased"}));
   EXPECT_EQ(c.after_read_back, c.after);
 }

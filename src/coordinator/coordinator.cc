@@ -68,18 +68,7 @@ void Coordinator::settle(std::unique_lock<std::mutex>& lock) {
       // write).
       held_.push_back({ticket, std::move(fx_)});
       fx_.clear();
-      lock.unlock();
-      std::string error;
-      try {
-        journal_->sync(ticket);
-      } catch (const std::exception& e) {
-        error = e.what();
-      }
-      lock.lock();
-      if (error.empty())
-        durable_ = std::max(durable_, ticket);
-      else
-        journal_failed(error);
+      sync(ticket, lock);
       release_held(out);
     } else {
       // Nothing the event tells reveals what a restart could take back:
@@ -136,26 +125,32 @@ void Coordinator::flush_loop() {
     // a kill loses at most this much work, which it does again.
     flushing_ = true;
     flush_cv_.wait_for(lock, kFlushDelay, [&] { return stopping_; });
+    // (Stopping: what is left is only acknowledgements, which a restart may
+    // lose. A job that ended made its end durable, and everything before.)
+    if (stopping_) break;
     if (flush_ticket_ <= durable_) continue;  // an event someone waited for wrote it
-    uint64_t ticket = flush_ticket_;
-    lock.unlock();
-    std::string error;
-    try {
-      journal_->sync(ticket);
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-    lock.lock();
-    if (error.empty())
-      durable_ = std::max(durable_, ticket);
-    else
-      journal_failed(error);
+    sync(flush_ticket_, lock);
     std::vector<Outgoing> out;
     release_held(out);  // images no longer needed
     lock.unlock();
     send(out);
     lock.lock();
   }
+}
+
+void Coordinator::sync(uint64_t ticket, std::unique_lock<std::mutex>& lock) {
+  lock.unlock();
+  std::string error;
+  try {
+    journal_->sync(ticket);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  lock.lock();
+  if (error.empty())
+    durable_ = std::max(durable_, ticket);
+  else
+    journal_failed(error);
 }
 
 void Coordinator::journal_failed(const std::string& why) {

@@ -127,11 +127,14 @@ class Coordinator final : public WorkerService, public WorkerEvents, public JobV
   void release(Effects& fx, std::vector<Outgoing>& out);  // mu_ held; fills `out`
   void release_held(std::vector<Outgoing>& out);          // mu_ held; what is durable now
   void journal_failed(const std::string& why);            // mu_ held
+  /// Makes the events up to `ticket` durable, with `lock` (on mu_) released
+  /// meanwhile; a failure fails the journal.
+  void sync(uint64_t ticket, std::unique_lock<std::mutex>& lock);
   /// Whether the effects of an event that is not durable yet must wait
   /// until it is (else only its discarded images wait). mu_ held.
   bool must_wait(const Effects& fx) const;
   void flush_loop();
-  static void send(std::vector<Outgoing>& out);           // no lock held
+  static void send(std::vector<Outgoing>& out);  // no lock held
   void timer_loop();
   void launch(Effects::Launch l);
   void commit(const Effects::Commit& c);
@@ -150,8 +153,8 @@ class Coordinator final : public WorkerService, public WorkerEvents, public JobV
     uint64_t ticket;  // the journal's, for the event
     Effects fx;
   };
-  std::deque<Held> held_;   // effects of events not yet durable, in event order
-  uint64_t durable_ = 0;    // the journal's ticket up to which events are durable
+  std::deque<Held> held_;      // effects of events not yet durable, in event order
+  uint64_t durable_ = 0;       // the journal's ticket up to which events are durable
   uint64_t tasks_ticket_ = 0;  // the last event that created tasks or changed their arguments
   uint64_t flush_ticket_ = 0;  // the last event the flusher is to make durable
   bool flushing_ = false;      // the flusher has events to write (it is not idle)

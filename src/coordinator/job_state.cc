@@ -182,9 +182,9 @@ void JobState::answer_result(uint64_t worker, const TaskDurable::Call& c, Effect
   // on": a restart that lost the call replays it to the same end. Any other
   // result (a future's value, an item, an id, an error) could differ.
   bool says_nothing = c.error.empty() && (c.op == Op::kCheckpoint || c.op == Op::kEnqueue);
-  fx.answers.push_back({worker, CallOutcome{CallOutcome::Kind::kResult, c.reply, c.error},
-                        says_nothing ? Effects::Answer::Gate::kNow
-                                     : Effects::Answer::Gate::kDurable});
+  fx.answers.push_back(
+      {worker, CallOutcome{CallOutcome::Kind::kResult, c.reply, c.error},
+       says_nothing ? Effects::Answer::Gate::kNow : Effects::Answer::Gate::kDurable});
 }
 
 void JobState::answer(uint64_t worker, Assignment a, Effects& fx) {

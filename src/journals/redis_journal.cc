@@ -19,8 +19,8 @@
 //
 // The lock (kappa:journal:NAME:lock) holds "HOST PID NONCE" and expires
 // unless renewed: by each group, and every kLease / 3 by a thread of its
-// own (an empty transaction, on the same connection). A second coordinator is refused while the lock is held, except when
-// the holder is a process of this host that is gone (a coordinator killed
+// own (an empty transaction, on the same connection). A second coordinator is refused while the
+// lock is held, except when the holder is a process of this host that is gone (a coordinator killed
 // with kill -9 and run again at once): the lock is then taken over. The
 // lock of a coordinator that died on another host expires after kLease.
 // Since every group is fenced by the lock, a coordinator that lost it
@@ -278,8 +278,8 @@ class RedisJournal final : public RowJournal {
         if (op.erased)
           append_command(commands_, std::array<std::string_view, 3>{"HDEL", table, id});
         else
-          append_command(commands_, std::array<std::string_view, 4>{"HSET", table, id,
-                                                                    op.body(group->bytes)});
+          append_command(commands_,
+                         std::array<std::string_view, 4>{"HSET", table, id, op.body(group->bytes)});
         ++count;
       }
     }
@@ -296,8 +296,8 @@ class RedisJournal final : public RowJournal {
 
   LockLost lock_lost() const {
     return LockLost("the journal " + url() +
-                 ": this coordinator no longer holds it: another one took it over, or Redis "
-                 "lost it (restarted without persistence?)");
+                    ": this coordinator no longer holds it: another one took it over, or Redis "
+                    "lost it (restarted without persistence?)");
   }
 
   void warn_without_persistence() {

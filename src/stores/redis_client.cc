@@ -529,7 +529,8 @@ void RedisClient::run_on(std::unique_ptr<RedisConnection>& pinned, std::string_v
 
 void RedisClient::retry(
     std::string_view op, std::string_view key, const std::function<void(RedisConnection&)>& f,
-    milliseconds retry_for, const std::function<std::unique_ptr<RedisConnection>(Clock::time_point)>& take,
+    milliseconds retry_for,
+    const std::function<std::unique_ptr<RedisConnection>(Clock::time_point)>& take,
     const std::function<void(std::unique_ptr<RedisConnection>)>& give_back) {
   const Clock::time_point start = Clock::now();
   const Clock::time_point deadline = start + retry_for;

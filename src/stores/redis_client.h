@@ -212,11 +212,12 @@ class RedisClient {
  private:
   // Runs `f` on connections from `take` (given the deadline), handing each
   // to `give_back` after use, as run() describes.
-  void retry(std::string_view op, std::string_view key,
-             const std::function<void(RedisConnection&)>& f, std::chrono::milliseconds retry_for,
-             const std::function<std::unique_ptr<RedisConnection>(
-                 std::chrono::steady_clock::time_point)>& take,
-             const std::function<void(std::unique_ptr<RedisConnection>)>& give_back);
+  void retry(
+      std::string_view op, std::string_view key, const std::function<void(RedisConnection&)>& f,
+      std::chrono::milliseconds retry_for,
+      const std::function<std::unique_ptr<RedisConnection>(std::chrono::steady_clock::time_point)>&
+          take,
+      const std::function<void(std::unique_ptr<RedisConnection>)>& give_back);
   std::unique_ptr<RedisConnection> take(std::chrono::steady_clock::time_point deadline);
   std::unique_ptr<RedisConnection> connect(std::chrono::steady_clock::time_point deadline);
   void give_back(std::unique_ptr<RedisConnection> c);
