@@ -124,7 +124,9 @@ TEST(SlurmJob, ALongTaskOutlivesSeveralSignalledJobs) {
   // Each job is signalled once, 1.5 s after squeue first shows it running:
   // its worker is in the loop by then.
   std::map<std::string, Clock::time_point> running_since;
-  std::set<std::string> signalled;
+  // Jobs signalled (scancel said so), and jobs a scancel was run for: one
+  // that timed out under load may still have delivered the signal.
+  std::set<std::string> signalled, asked;
   auto give_up = Clock::now() + 120s;
   while (!process_gone(app) && Clock::now() < give_up) {
     std::this_thread::sleep_for(100ms);
@@ -139,6 +141,7 @@ TEST(SlurmJob, ALongTaskOutlivesSeveralSignalledJobs) {
       auto [it, first] = running_since.emplace(id, Clock::now());
       if (first || Clock::now() - it->second < 1500ms) continue;
       // -b: the batch shell only, as Slurm's --signal=B: does.
+      asked.insert(id);
       ProcessResult r =
           run_process({find_program("scancel"), "--batch", "--signal=USR1", id}, {slurm.env()});
       if (r.exit_code == 0) signalled.insert(id);
@@ -156,7 +159,7 @@ TEST(SlurmJob, ALongTaskOutlivesSeveralSignalledJobs) {
         contains(read_file(e.path()), "leaving: the platform asked for a hand-over (SIGUSR1)"))
       ++handed_over;
   EXPECT_GE(handed_over, 3u) << worker_logs(dir / "logs");
-  EXPECT_GE(signalled.size(), handed_over);
+  EXPECT_GE(asked.size(), handed_over);                   // none left unasked
   EXPECT_TRUE(contains(err, "no worker deaths")) << err;  // hand-overs, not deaths
 }
 
