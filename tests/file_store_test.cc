@@ -103,11 +103,15 @@ TEST(FileStore, PutIsAtomicForConcurrentReaders) {
     for (int i = 0; !stop; ++i) writer->put("k", i % 2 ? a : b);
   });
   int reads = 0, partial = 0;
-  for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-       std::chrono::steady_clock::now() < until; ++reads) {
-    std::optional<std::string> v = reader->get("k");
-    if (!v || (*v != a && *v != b)) ++partial;
-    EXPECT_EQ(reader->list("k"), std::vector<std::string>{"k"}) << "a temporary file is listed";
+  try {  // (an exception must reach the test's report, not end the process at ~thread)
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+         std::chrono::steady_clock::now() < until; ++reads) {
+      std::optional<std::string> v = reader->get("k");
+      if (!v || (*v != a && *v != b)) ++partial;
+      EXPECT_EQ(reader->list("k"), std::vector<std::string>{"k"}) << "a temporary file is listed";
+    }
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "read " << reads << ": " << e.what();
   }
   stop = true;
   t.join();

@@ -229,7 +229,9 @@ class FileStore final : public CheckpointStore {
       // Entries that cannot be stat'ed (a symlink loop, say) are not keys.
       std::error_code type_ec;
       if (!it->is_regular_file(type_ec)) continue;
-      std::string key = std::filesystem::relative(it->path(), dir_).string();
+      // Lexically: a put's temporary file may be renamed away by now, and
+      // std::filesystem::relative would look it up (and throw).
+      std::string key = it->path().lexically_relative(dir_).string();
       if (key.rfind(prefix, 0) == 0 && key.find(".tmp.") == std::string::npos) keys.push_back(key);
     }
     std::sort(keys.begin(), keys.end());
