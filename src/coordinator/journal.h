@@ -110,8 +110,8 @@ class RowJournal : public Journal {
     struct Op {
       Table table;
       uint64_t id;
-      size_t offset = 0,
-             size = 0;  // of the row's bytes in the group's bytes (erased: its header's)
+      // Of the row's bytes in the group's bytes (erased: of its header).
+      size_t offset = 0, size = 0;
       bool erased = false;
       bool superseded = false;  // by a later op on the same row
       std::string_view body(std::string_view bytes) const { return bytes.substr(offset, size); }

@@ -19,10 +19,11 @@
 //
 // The lock (kappa:journal:NAME:lock) holds "HOST PID NONCE" and expires
 // unless renewed: by each group, and every kLease / 3 by a thread of its
-// own (an empty transaction, on the same connection). A second coordinator is refused while the
-// lock is held, except when the holder is a process of this host that is gone (a coordinator killed
-// with kill -9 and run again at once): the lock is then taken over. The
-// lock of a coordinator that died on another host expires after kLease.
+// own (an empty transaction, on the same connection). A second coordinator
+// is refused while the lock is held, except when the holder is a process of
+// this host that is gone (a coordinator killed with kill -9 and run again
+// at once): the lock is then taken over. The lock of a coordinator that
+// died on another host expires after kLease.
 // Since every group is fenced by the lock, a coordinator that lost it
 // (stopped for longer than kLease while another took over) cannot write
 // any more.

@@ -243,12 +243,7 @@ std::vector<RedisReply> RedisConnection::pipeline(
     std::initializer_list<std::initializer_list<std::string_view>> cmds) {
   std::string out;
   for (auto cmd : cmds) append_command(out, {cmd.begin(), cmd.size()});
-  iovec iov{out.data(), out.size()};
-  send_all(&iov, 1);
-  std::vector<RedisReply> replies;
-  for (size_t i = 0; i < cmds.size(); ++i) replies.push_back(read_reply());
-  pending_ = false;
-  return replies;
+  return pipeline(out, cmds.size());
 }
 
 std::vector<RedisReply> RedisConnection::pipeline(std::string_view commands, size_t count) {
