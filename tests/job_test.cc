@@ -536,7 +536,7 @@ class Tmpfs {
 // continues it to the exact result.
 TEST(Faults, AFullJournalDiskStopsTheJobWhichContinuesOnceThereIsRoom) {
   TempDir dir;
-  Tmpfs small(dir / "journal", "size=96k");
+  Tmpfs small(dir / "journal", "size=256k");  // the job writes ~0.5 MiB of log
   std::vector<std::string> argv = {SEMANTICS_APP, "run",
                                    "--event",     R"({"program":"durable_zoo","n":40})",
                                    "--data",      "file://" + dir / "data",

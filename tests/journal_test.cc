@@ -108,31 +108,72 @@ TEST(EventLog, ALogEndsAtTheFirstRecordThatDoesNotCheckOut) {
   }
 }
 
-TEST(EventLog, AForeignFileIsRefused) {
+TEST(EventLog, AForeignFileIsRefusedAndLeftAsItWas) {
   TempDir dir;
   write_file(dir / "log", "PRAGMA what is this");
   EXPECT_NE(error_of([&] { EventLog log(dir / "log"); }).find("not a Kappa event log"),
             std::string::npos);
+  EXPECT_EQ(read_file(dir / "log"), "PRAGMA what is this");
+}
+
+// The file grows ahead of the appends up to the size its owner expects (its
+// pages are then ready when the appends come), and beyond as records need;
+// clear() reuses it.
+TEST(EventLog, TheFileGrowsAheadOfTheAppendsUpToWhatIsExpected) {
+  TempDir dir;
+  const std::string record(10000, 'r');
+  std::vector<std::string> written;
+  {
+    EventLog log(dir / "log", 1 << 20);
+    const uint64_t first = log.capacity();
+    EXPECT_LT(first, 1u << 20);
+    while (log.bytes() < 600000) {
+      log.append(record);
+      written.push_back(record);
+    }
+    EXPECT_EQ(log.capacity(), 1u << 20);  // before a record needed it
+    while (log.bytes() < (1 << 20) + 100000) {
+      log.append(record);
+      written.push_back(record);
+    }
+    EXPECT_GE(log.capacity(), log.bytes() + 16);
+    EXPECT_EQ(replayed(log), written);
+    const uint64_t grown = log.capacity();
+    log.clear();
+    log.append("after");
+    EXPECT_EQ(log.capacity(), grown);
+  }
+  EXPECT_GE(std::filesystem::file_size(dir / "log"), 1u << 20);
+  EventLog again(dir / "log");
+  EXPECT_EQ(replayed(again), std::vector<std::string>{"after"});
 }
 
 // The record cannot be written (here a file size limit: EFBIG; a full disk
 // says so): the append fails, naming the log and the reason, and the records
-// before it stay.
+// before it stay. Growing ahead of the appends failed silently before: the
+// records that still fit were appended.
 TEST(EventLog, AnAppendThatCannotBeWrittenFailsAndLosesNothing) {
   TempDir dir;
-  EventLog log(dir / "log");
+  EventLog log(dir / "log", 64 << 20);
   log.append("kept");
+  std::vector<std::string> kept = {"kept"};
   std::string why;
   {
     kappa::testing::ScopedFileSizeLimit limit(1 << 20);
-    why = error_of([&] { log.append(std::string(2 << 20, 'n')); });
+    while (log.bytes() < 900000) {  // past 3/4 of 1 MiB: growing to 2 MiB failed
+      log.append(std::string(10000, 'f'));
+      kept.push_back(std::string(10000, 'f'));
+    }
+    EXPECT_EQ(log.capacity(), 1u << 20);
+    why = error_of([&] { log.append(std::string(200000, 'n')); });
   }
   EXPECT_NE(why.find("cannot write the journal's log " + dir / "log"), std::string::npos) << why;
   EXPECT_NE(why.find(std::strerror(EFBIG)), std::string::npos) << why;
-  EXPECT_EQ(replayed(log), std::vector<std::string>{"kept"});
+  EXPECT_EQ(replayed(log), kept);
   log.append("then");
+  kept.push_back("then");
   EventLog again(dir / "log");
-  EXPECT_EQ(replayed(again), (std::vector<std::string>{"kept", "then"}));
+  EXPECT_EQ(replayed(again), kept);
 }
 
 JobIdentity identity(const std::string& job) {
