@@ -8,14 +8,14 @@
 namespace kappa::detail {
 namespace {
 
-// Row bodies: kappa::encode (cereal) of these tuples.
-std::string task_row(const TaskDurable& t) {
-  return encode(std::make_tuple(t.spec, t.args, uint8_t(t.phase)));
+// Row bodies: kappa::encode (cereal) of these tuples (of references: the
+// same bytes as tuples of values, without copying a task's arguments or
+// image first). A row is decoded as the tuple of values.
+auto task_row(const TaskDurable& t, const uint8_t& phase) {
+  return std::tie(t.spec, t.args, phase);
 }
 
-std::string progress_row(const TaskDurable& t) {
-  return encode(std::make_tuple(t.call, t.failures, t.crashes));
-}
+auto progress_row(const TaskDurable& t) { return std::tie(t.call, t.failures, t.crashes); }
 
 std::string outcome_row(const JobOutcome& o) {
   return encode(std::make_tuple(o.done, o.failed, o.result, o.error));
@@ -60,16 +60,28 @@ void RowJournal::Group::supersede(Table table, uint64_t id) {
   it->second = ops.size();
 }
 
-void RowJournal::Group::put(Table table, uint64_t id, std::string_view body) {
+size_t RowJournal::Group::begin_put(Table table, uint64_t id) {
   supersede(table, id);
-  char head[13];
-  head[0] = char(uint8_t(table) << 1 | 1);
-  uint32_t n = uint32_t(body.size());  // rows are far below 4 GiB (a log checks its records)
-  std::memcpy(head + 1, &id, 8);
-  std::memcpy(head + 9, &n, 4);
-  bytes.append(head, sizeof head);
-  ops.push_back({table, id, bytes.size(), body.size(), false});
+  const size_t head = bytes.size();
+  char h[kPutHeader] = {};
+  h[0] = char(uint8_t(table) << 1 | 1);
+  std::memcpy(h + 1, &id, 8);
+  bytes.append(h, sizeof h);
+  ops.push_back({table, id, bytes.size(), 0, false});
+  return head;
+}
+
+void RowJournal::Group::end_put(size_t head) {
+  const size_t n = bytes.size() - head - kPutHeader;
+  const uint32_t n32 = uint32_t(n);  // rows are far below 4 GiB (a log checks its records)
+  std::memcpy(bytes.data() + head + 9, &n32, 4);
+  ops.back().size = n;
+}
+
+void RowJournal::Group::put(Table table, uint64_t id, std::string_view body) {
+  const size_t head = begin_put(table, id);
   bytes.append(body);
+  end_put(head);
 }
 
 void RowJournal::Group::erase(Table table, uint64_t id) {
@@ -90,23 +102,22 @@ void RowJournal::Group::clear() {
 
 void RowJournal::Group::compact() {
   if (superseded_ == 0) return;
-  std::string kept;
-  kept.reserve(bytes.size());
-  std::vector<Op> live;
-  live.reserve(ops.size() - superseded_);
-  for (const Op& op : ops) {
+  // In place: the kept ops move towards the start, in order.
+  size_t to = 0, kept = 0;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    Op op = ops[i];
     if (op.superseded) continue;
     // A written row's header is just before its body; an erased row's
     // offset is its header's.
-    size_t from = op.erased ? op.offset : op.offset - 13;
-    size_t end = op.erased ? op.offset + 9 : op.offset + op.size;
-    Op moved = op;
-    moved.offset = kept.size() + (op.offset - from);
-    kept.append(bytes, from, end - from);
-    live.push_back(moved);
+    const size_t from = op.erased ? op.offset : op.offset - kPutHeader;
+    const size_t end = op.erased ? op.offset + 9 : op.offset + op.size;
+    if (from != to) std::memmove(bytes.data() + to, bytes.data() + from, end - from);
+    op.offset = to + (op.offset - from);
+    ops[kept++] = op;
+    to += end - from;
   }
-  bytes.swap(kept);
-  ops.swap(live);
+  bytes.resize(to);
+  ops.resize(kept);
   latest_.clear();  // (the group is written next, not added to)
   superseded_ = 0;
 }
@@ -193,15 +204,18 @@ uint64_t RowJournal::stage(const JobState& state, const Changes& changes) {
   for (uint64_t id : unique(scratch_, changes.resolved)) {
     g.erase(Table::kTasks, id);
     g.erase(Table::kProgress, id);
-    g.put(Table::kFutures, id, encode(*state.future(id)));
+    g.put_value(Table::kFutures, id, *state.future(id));
   }
   for (uint64_t id : unique(scratch_, changes.tasks))
-    if (const TaskDurable* t = state.task(id)) g.put(Table::kTasks, id, task_row(*t));
+    if (const TaskDurable* t = state.task(id)) {
+      const uint8_t phase = uint8_t(t->phase);
+      g.put_value(Table::kTasks, id, task_row(*t, phase));
+    }
   for (uint64_t id : unique(scratch_, changes.progress))
-    if (const TaskDurable* t = state.task(id)) g.put(Table::kProgress, id, progress_row(*t));
+    if (const TaskDurable* t = state.task(id)) g.put_value(Table::kProgress, id, progress_row(*t));
   for (uint64_t id : unique(scratch_, changes.queues)) {
     if (const QueueDurable* q = state.queue(id))
-      g.put(Table::kQueues, id, encode(*q));
+      g.put_value(Table::kQueues, id, *q);
     else
       g.erase(Table::kQueues, id);
   }

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "coordinator/job_state.h"
+#include "kappa/serialize.h"
 
 namespace kappa::detail {
 
@@ -119,6 +120,14 @@ class RowJournal : public Journal {
     std::string bytes;
     std::vector<Op> ops;
     void put(Table table, uint64_t id, std::string_view body);
+    /// put() of kappa::encode(value), serialized in place (a task's
+    /// progress row holds its inline image: no copy of it on the way).
+    template <class T>
+    void put_value(Table table, uint64_t id, const T& value) {
+      const size_t head = begin_put(table, id);
+      detail::encode_append(bytes, value);
+      end_put(head);
+    }
     void erase(Table table, uint64_t id);
     void clear();
     bool empty() const { return ops.empty(); }
@@ -131,6 +140,11 @@ class RowJournal : public Journal {
 
    private:
     void supersede(Table table, uint64_t id);
+    static constexpr size_t kPutHeader = 13;  // table | written, id, length
+    /// Appends a written row's header (its length left to end_put) and its op;
+    /// returns where the header is.
+    size_t begin_put(Table table, uint64_t id);
+    void end_put(size_t head);
     std::unordered_map<uint64_t, size_t> latest_;  // (id, table) -> its op's index
     size_t superseded_ = 0;                        // ops superseded
   };
