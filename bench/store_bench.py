@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """The checkpoint stores against their raw stores, measured in the same run:
-write (put) and read (get_checked, as workers read images) of 4 KiB, 1 MiB and
-100 MiB values through each of file://, redis:// and s3://, beside the same
-writes and reads done without the store layer, in turn. Prints one Markdown
-table of medians.
+write (put) and read (get_checked) of 4 KiB, 1 MiB and 100 MiB values through
+each of file://, redis:// and s3://, beside the same writes and reads done
+without the store layer, in turn; and the streams workers use for images
+(put_stream in 4 MiB pieces, as an image over 32 MiB is written; open_value
+read in 4 MiB ranges into a reused buffer, as a restore reads the segments it
+verifies). Prints one Markdown table of medians.
 
 - file://DIR, DIR on the real disk (--dir, default /var/tmp; not a tmpfs).
   Raw: `kappa_store_bench --with-raw`, write() to a temporary file and
@@ -64,6 +66,7 @@ KEY, SECRET, REGION, BUCKET = "S3RVER", "S3RVER", "us-east-1", "kappa"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 KiB, MiB = 1 << 10, 1 << 20
 SIZES = [(4 * KiB, "4 KiB"), (1 * MiB, "1 MiB"), (100 * MiB, "100 MiB")]
+STREAM = ["--stream", str(4 * MiB)]  # the pieces of a streamed image, a restore's segments
 # Operations per round: (store, size) -> n.
 REPS = {
     ("file", 4 * KiB): 200, ("file", MiB): 50, ("file", 100 * MiB): 4,
@@ -199,7 +202,7 @@ def main():
         if "file" in stores:
             runs["file"] = [
                 lambda size, n: bench_binary(binary, f"file://{work}/file", size, n,
-                                             "--with-raw"),
+                                             "--with-raw", *STREAM),
                 lambda size, n: dd(os.path.join(work, "dd-value"), size, max(1, n // 10)),
             ]
         if "redis" in stores:
@@ -207,7 +210,7 @@ def main():
             servers.append(redis)
             url = f"redis://127.0.0.1:{port}"
             runs["redis"] = [
-                lambda size, n: bench_binary(binary, url, size, n, "--with-raw"),
+                lambda size, n: bench_binary(binary, url, size, n, "--with-raw", *STREAM),
                 lambda size, n: redis_benchmark(port, size, n),
             ]
         if "s3" in stores:
@@ -222,7 +225,7 @@ def main():
                     f.write(os.urandom(size))
             s3_url = f"s3://{BUCKET}/store"
             runs["s3"] = [
-                lambda size, n: bench_binary(binary, s3_url, size, n, env=env),
+                lambda size, n: bench_binary(binary, s3_url, size, n, *STREAM, env=env),
                 lambda size, n: curl(endpoint, values[size], size, n),
                 lambda size, n: bench_binary(
                     binary, s3_url, size, n, "--writes-only", "--s3-multipart-threshold",
@@ -266,6 +269,14 @@ def print_table(samples, stores, rounds):
                 extra = f"{tool}: {ms(median[(store, size, tool, op)])}" if tool else ""
                 print(f"| {names[store]} | {label} | {op_label} | {ms(s)} | {ms(r)} | "
                       f"{s / r:.2f}x | {mbps(size, s)} | {mbps(size, r)} | {n} | {extra} |")
+                stream = (store, size, "stream", op)
+                if stream in median:
+                    s = median[stream]
+                    name = {"write": "write (put_stream)",
+                            "read": "read (open_value, as restores)"}[op]
+                    print(f"| {names[store]} | {label} | {name} | {ms(s)} | {ms(r)} | "
+                          f"{s / r:.2f}x | {mbps(size, s)} | {mbps(size, r)} | "
+                          f"{len(samples[stream])} | in 4 MiB pieces |")
                 single = (store, size, "store, one PutObject", op)
                 if store == "s3" and op == "write" and single in median:
                     s = median[single]
