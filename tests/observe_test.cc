@@ -90,6 +90,34 @@ TEST(ProgressLine, IsDrawnInPlaceOnATerminalNeverWiderThanItAndErasedBeforeTheRe
   EXPECT_EQ(out.find("tasks done", erase), std::string::npos) << out;
 }
 
+// A warning logged while the line is drawn starts on a line of its own: the
+// line is erased first (else the warning lands at its end), and drawn again
+// after it.
+TEST(ProgressLine, IsErasedBeforeALogLineAndDrawnAgainBelowIt) {
+  TempDir dir;
+  // Warnings ("worker N crashed") from 0.6 s on, after the first draws.
+  auto [out, code] =
+      run_on_terminal({SEMANTICS_APP, "run", "--event", R"({"program":"crash_child","after":0.6})",
+                       "--log-dir", dir / "logs"},
+                      100);
+  ASSERT_EQ(code, 0) << out;
+  size_t first_draw = out.find("tasks done");
+  size_t warning = out.find("kappa: warning: ");
+  ASSERT_NE(first_draw, std::string::npos) << out;
+  ASSERT_NE(warning, std::string::npos) << out;
+  ASSERT_LT(first_draw, warning) << out;  // else the test shows nothing
+  for (size_t at = warning; at != std::string::npos; at = out.find("kappa: warning: ", at + 1)) {
+    std::string before = out.substr(0, at);
+    bool clean = before.ends_with("\n") || before.ends_with("\r\x1b[K");
+    EXPECT_TRUE(clean) << "a warning at byte " << at << " follows "
+                       << nlohmann::json(
+                              before.substr(before.size() - std::min<size_t>(before.size(), 40)))
+                              .dump();
+  }
+  size_t last_warning = out.rfind("kappa: warning: ");
+  EXPECT_NE(out.find("tasks done", last_warning), std::string::npos) << out;  // drawn again
+}
+
 TEST(ProgressLine, ShowsEveryCountAtFullWidth) {
   TempDir dir;
   auto [out, code] = run_on_terminal(zoo(dir), 200);

@@ -4,6 +4,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "util/log.h"
+
 namespace kappa::detail {
 
 namespace {
@@ -54,9 +56,9 @@ void ProgressLine::update(const JobStats& stats, Clock::time_point now) {
   if (span > 0) rate = double(stats.checkpoints - samples_.front().second) / span;
   std::string text =
       progress_text(stats, std::chrono::duration<double>(now - start_).count(), rate, width());
-  // Back to the start of the line, the text, and the rest of the old line cleared.
-  std::fprintf(out_, "\r%s\x1b[K", text.c_str());
-  std::fflush(out_);
+  // Back to the start of the line, the text, and the rest of the old line
+  // cleared; a log line written meanwhile erases it first.
+  draw_status_line(out_, text);
   drawn_ = true;
 }
 
@@ -64,8 +66,7 @@ void ProgressLine::finish() {
   if (!active_) return;
   active_ = false;
   if (!drawn_) return;
-  std::fputs("\r\x1b[K", out_);
-  std::fflush(out_);
+  draw_status_line(out_, "");
 }
 
 }  // namespace kappa::detail

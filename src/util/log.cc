@@ -1,11 +1,13 @@
 #include "util/log.h"
 
 #include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/base_sink.h>
 
 #include <cstdlib>
 #include <mutex>
 #include <string>
+#include <string_view>
+#include <utility>
 
 namespace kappa::detail {
 namespace {
@@ -42,13 +44,47 @@ class LevelUnlessInfo final : public spdlog::custom_flag_formatter {
   }
 };
 
+// The terminal's status line on stderr, shared by the logger and
+// draw_status_line: one lock for both, so that a log line never lands in
+// the middle of a redraw.
+std::mutex g_terminal;
+bool g_status_drawn = false;  // on stderr (guarded by g_terminal)
+
+constexpr std::string_view kEraseLine = "\r\x1b[K";
+
+// stderr, a line at a time, erasing the status line first if it is drawn.
+// (base_sink's own mutex guards the formatter; g_terminal, taken inside it,
+// the terminal.)
+class StderrSink final : public spdlog::sinks::base_sink<std::mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(msg, line);
+    std::lock_guard lock(g_terminal);
+    if (std::exchange(g_status_drawn, false))
+      std::fwrite(kEraseLine.data(), 1, kEraseLine.size(), stderr);
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
+  }
+  void flush_() override { std::fflush(stderr); }
+};
+
 }  // namespace
+
+void draw_status_line(std::FILE* out, std::string_view text) {
+  std::lock_guard lock(g_terminal);
+  std::string line(kEraseLine.substr(0, 1));
+  line += text;
+  line += kEraseLine.substr(1);
+  std::fwrite(line.data(), 1, line.size(), out);  // one write: an unbuffered stream
+  std::fflush(out);
+  if (out == stderr) g_status_drawn = !text.empty();
+}
 
 void init_logging(std::string_view role) {
   static std::once_flag once;
   std::call_once(once, [] {
-    auto logger = std::make_shared<spdlog::logger>(
-        "kappa", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    auto logger = std::make_shared<spdlog::logger>("kappa", std::make_shared<StderrSink>());
     spdlog::level::level_enum level = spdlog::level::info;
     if (const char* env = std::getenv("KAPPA_LOG_LEVEL"); env && *env)
       level = spdlog::level::from_str(env);

@@ -13,6 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <string_view>
 
 namespace kappa::detail {
@@ -20,5 +21,13 @@ namespace kappa::detail {
 /// Sets up the default logger for this process; `role` names it in every
 /// line ("coordinator", "worker 7"). May be called again to rename.
 void init_logging(std::string_view role);
+
+/// Draws `text` as the terminal's status line (`run`'s progress line) on
+/// `out`, over the one drawn before ("\r", the text, erase to the end of the
+/// line); an empty `text` erases it. While it is drawn on stderr, a log line
+/// erases it before it is written, so that the two never share a line (the
+/// next draw puts it back, below the log line). Thread-safe, with the
+/// logger.
+void draw_status_line(std::FILE* out, std::string_view text);
 
 }  // namespace kappa::detail

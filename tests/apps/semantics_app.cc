@@ -213,12 +213,17 @@ Task<nlohmann::json> uncaught_child_failure() {
 }
 
 // ---- a child whose worker always crashes: the retry budget fails it
+// (spawned after `after` seconds of computing: its crashes' warnings then
+// come while `run` shows its progress line)
 int crash(int) {
   std::abort();
   return 0;
 }
 
-Task<nlohmann::json> crash_child() {
+uint64_t spin(double seconds);
+
+Task<nlohmann::json> crash_child(double after) {
+  spin(after);
   kappa::SpawnOptions options{.name = "crasher"};
   co_return co_await caught_failure(co_await kappa::spawn(options, crash, 1));
 }
@@ -365,7 +370,7 @@ Task<nlohmann::json> handler(nlohmann::json e) {
     co_return co_await changing_state_task(e.at("rounds"), e.value("mib", 8));
   if (p == "child_failure") co_return co_await child_failure();
   if (p == "uncaught_child_failure") co_return co_await uncaught_child_failure();
-  if (p == "crash_child") co_return co_await crash_child();
+  if (p == "crash_child") co_return co_await crash_child(e.value("after", 0.0));
   if (p == "async_error") co_return co_await async_error();
   if (p == "large_state") co_return co_await large_state(e.value("fail", false));
   if (p == "spin") co_return nlohmann::json{{"spins", spin(e.at("seconds"))}};
