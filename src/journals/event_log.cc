@@ -102,6 +102,11 @@ void EventLog::reserve(uint64_t bytes) {
   capacity_ = size;
 }
 
+void EventLog::grow(uint64_t bytes) {
+  reserve((bytes + kGrowStep - 1) / kGrowStep * kGrowStep);
+  populate_from(end_);
+}
+
 void EventLog::populate_from(uint64_t from) {
   stop_populating();
 #ifdef MADV_POPULATE_WRITE
@@ -157,10 +162,8 @@ void EventLog::append(std::string_view payload) {
                 path_);
   const uint64_t total = kRecordHeaderBytes + payload.size();
   if (end_ + total > capacity_) {
-    // Throws, and changes nothing, if the file cannot grow.
-    reserve(std::max(capacity_ * 2, (end_ + total + kGrowStep - 1) / kGrowStep * kGrowStep));
+    grow(std::max(capacity_ * 2, end_ + total));  // throws, and changes nothing, if it cannot
     growth_failed_ = false;
-    populate_from(end_);
   }
   // A copy cut short by a kill leaves a record that does not check out.
   char* at = map_ + end_;
@@ -174,8 +177,7 @@ void EventLog::append(std::string_view payload) {
     // Grows before the room runs out, so that the pages the next appends
     // write are ready when they come.
     try {
-      reserve(std::min(capacity_ * 2, (expected_ + kGrowStep - 1) / kGrowStep * kGrowStep));
-      populate_from(end_);
+      grow(std::min(capacity_ * 2, expected_));
     } catch (const Error&) {
       growth_failed_ = true;
     }

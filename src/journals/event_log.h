@@ -75,6 +75,9 @@ class EventLog {
   [[noreturn]] void fail(const std::string& what, int err) const;
   /// Grows the file to at least `bytes` and maps it.
   void reserve(uint64_t bytes);
+  /// reserve() of `bytes` rounded up to kGrowStep, and the new pages
+  /// populated from the end of the log on.
+  void grow(uint64_t bytes);
   /// Calls `apply` with each record of this generation in `bytes` (the file
   /// from the end of its header); returns where they end.
   uint64_t scan(std::string_view bytes, const std::function<void(std::string_view)>& apply) const;
