@@ -73,9 +73,9 @@ class StderrSink final : public spdlog::sinks::base_sink<std::mutex> {
 
 void draw_status_line(std::FILE* out, std::string_view text) {
   std::lock_guard lock(g_terminal);
-  std::string line(kEraseLine.substr(0, 1));
+  std::string line = "\r";  // back to the line's start, the text, the rest erased
   line += text;
-  line += kEraseLine.substr(1);
+  line += "\x1b[K";
   std::fwrite(line.data(), 1, line.size(), out);  // one write: an unbuffered stream
   std::fflush(out);
   if (out == stderr) g_status_drawn = !text.empty();
