@@ -301,6 +301,28 @@ TEST(Trace, StoredImagesHaveAWriteSpanAfterTheCapture) {
   }
 }
 
+// An item a task enqueues as it dequeued it (a temporary: Queue::enqueue(T&&))
+// is released before the pause: the forwarder's images stay small enough to
+// travel inline, while every item it hands on is larger than that.
+TEST(Trace, AForwardedItemIsNotInTheForwardersImages) {
+  TempDir dir;
+  std::string path = dir / "trace.json";
+  ProcessResult r =
+      run_process({SEMANTICS_APP, "run", "--event", R"({"program":"forward","n":6,"kib":256})",
+                   "--store", "file://" + dir / "store", "--trace", path});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), (nlohmann::json{{"same", true}, {"forwarded", 6}}));
+  nlohmann::json doc = nlohmann::json::parse(read_file(path));
+  int enqueues = 0;
+  for (const nlohmann::json& e : doc.at("traceEvents")) {
+    if (e.at("name") != "checkpoint capture" || e["args"]["task"] != 2) continue;
+    if (e["args"]["op"] == "enqueue") ++enqueues;
+    EXPECT_EQ(e["args"]["image"], "inline") << e.dump();
+    EXPECT_LE(e["args"]["bytes"].get<uint64_t>(), 64u << 10) << e.dump();
+  }
+  EXPECT_EQ(enqueues, 6);
+}
+
 }  // namespace
 }  // namespace kappa::testing
 

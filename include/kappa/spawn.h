@@ -169,6 +169,15 @@ class Queue {
     return detail::make_call<void>(detail::Op::kEnqueue, detail::enqueue_request(id_, value),
                                    [](std::string_view) {});
   }
+  /// As above, for a value the caller gives up (a temporary, as in
+  /// `q.enqueue(co_await p.dequeue())`, or `std::move(v)`): it is moved from
+  /// and its memory released before the pause, so the task's checkpoint at
+  /// this call does not carry the item a second time beside the request.
+  auto enqueue(T&& value) const {
+    return detail::make_call<void>(detail::Op::kEnqueue,
+                                   detail::enqueue_request(id_, T(std::move(value))),
+                                   [](std::string_view) {});
+  }
   /// Appends `value` without waiting for the coordinator's reply: the task
   /// goes on at once while the call travels (like an asynchronous
   /// checkpoint). If the queue turns out to be full, the task is parked at
@@ -181,6 +190,13 @@ class Queue {
     return detail::make_call<void>(
         detail::Op::kEnqueue, detail::enqueue_request(id_, value), [](std::string_view) {},
         /*async=*/true);
+  }
+  /// As above, moving from `value` and releasing it before the pause (see
+  /// enqueue(T&&)).
+  auto enqueue_async(T&& value) const {
+    return detail::make_call<void>(
+        detail::Op::kEnqueue, detail::enqueue_request(id_, T(std::move(value))),
+        [](std::string_view) {}, /*async=*/true);
   }
   /// A pause point: removes and yields the oldest item, waiting while the
   /// queue is empty. Throws kappa::Error for an empty or unknown queue or an

@@ -272,6 +272,29 @@ Task<nlohmann::json> large_state(bool fail) {
   co_return nlohmann::json{{"ok", sum == want}};
 }
 
+// ---- large items handed on as they arrive: the forwarder enqueues the
+// temporary its dequeue yields (Queue::enqueue(T&&)), so its checkpoints at
+// the enqueue need not carry the item
+Task<int> forwarder(kappa::Queue<std::vector<uint64_t>> in,
+                    kappa::Queue<std::vector<uint64_t>> out, int n) {
+  for (int i = 0; i < n; ++i) co_await out.enqueue(co_await in.dequeue());
+  co_return n;
+}
+
+Task<nlohmann::json> forward(int n, int kib) {
+  auto in = co_await kappa::make_queue<std::vector<uint64_t>>(1);
+  auto out = co_await kappa::make_queue<std::vector<uint64_t>>(1);
+  Future<int> f = co_await kappa::spawn(kappa::SpawnOptions{.name = "forwarder"}, forwarder, in,
+                                        out, n);
+  bool same = true;
+  for (int i = 0; i < n; ++i) {
+    std::vector<uint64_t> item = noise(size_t(kib) << 7, uint64_t(i) + 1);  // incompressible
+    co_await in.enqueue(item);
+    same = same && co_await out.dequeue() == item;
+  }
+  co_return nlohmann::json{{"same", same}, {"forwarded", co_await f}};
+}
+
 // ---- a large state changing a little between pause points (incremental
 // checkpoints), with a spawned child awaited now and then
 uint64_t child_digest(uint64_t round) { return changing_state::mix(round); }
@@ -373,6 +396,7 @@ Task<nlohmann::json> handler(nlohmann::json e) {
   if (p == "crash_child") co_return co_await crash_child(e.value("after", 0.0));
   if (p == "async_error") co_return co_await async_error();
   if (p == "large_state") co_return co_await large_state(e.value("fail", false));
+  if (p == "forward") co_return co_await forward(e.at("n"), e.at("kib"));
   if (p == "spin") co_return nlohmann::json{{"spins", spin(e.at("seconds"))}};
   if (p == "durable_zoo") co_return co_await durable_zoo(e.at("n"));
   throw std::invalid_argument("unknown program " + p);
