@@ -1,5 +1,6 @@
 // The worker's image chain policy (worker/image_chain.h): inline images for
-// small states; for large ones a full image, deltas, a cumulative delta at
+// small states; for large ones a full image, deltas (inline while they are
+// small, on top of the stored links), a cumulative delta at
 // kMaxLinks, a new full image once half the state changed, and no tracking
 // while a task rewrites most of its state. Every reported chain, read back
 // from the "store", restores the state as it was.
@@ -45,11 +46,9 @@ class ImageChainTest : public ::testing::Test {
     if (!c.store_key.empty()) store[c.store_key] = std::string(buf.view());
     if (!resume) return c;
     std::vector<std::string> images;
-    if (c.chain.empty()) {
-      images.push_back(std::string(buf.view()));
-    } else {
-      for (const std::string& k : split_image_chain(c.chain)) images.push_back(store.at(k));
-    }
+    for (const std::string& k : split_image_chain(c.chain)) images.push_back(store.at(k));
+    bool inline_top = !c.chain.empty() && c.store_key.empty();  // a delta on top of the chain
+    if (c.store_key.empty()) images.push_back(std::string(buf.view()));
     std::vector<std::string_view> views(images.begin(), images.end());
     std::vector<uint64_t> now(words, words + kWords);
     chain.end();
@@ -61,9 +60,11 @@ class ImageChainTest : public ::testing::Test {
     if (c.chain.empty())
       chain.begin();
     else
-      chain.begin(*arena, split_image_chain(c.chain), info);
+      chain.begin(*arena, split_image_chain(c.chain), info, inline_top);
     return c;
   }
+  // Rewrites the first word of page `page` of the words.
+  void touch_page(size_t page, uint64_t v) { words[page * (kPageBytes / 8)] = v; }
   void touch(size_t n_words, uint64_t v) {
     for (size_t i = 0; i < n_words; ++i) words[(i * 4099) % kWords] = v + i;
   }
@@ -117,6 +118,38 @@ TEST_F(ImageChainTest, DeltasThenACumulativeDeltaThenAFullImage) {
   EXPECT_EQ(c.chain, c.store_key);
   touch(10, 400);
   EXPECT_FALSE(capture().full);
+}
+
+// Small deltas travel inline on top of the stored chain, each carrying every
+// page changed since its last stored link, until they no longer fit: that
+// one is stored and becomes a link, and the next inline delta starts afresh.
+// Every capture restores (from the stored links and the inline delta) and
+// goes on from the restored arena.
+TEST_F(ImageChainTest, SmallDeltasTravelInlineOnTopOfTheStoredLinks) {
+  ImageChain::Captured c = capture();
+  ASSERT_TRUE(c.full);
+  ASSERT_EQ(c.chain, "seq-1");
+  size_t page = 3, inline_in_a_row = 0;
+  for (;; ++page) {
+    touch_page(page, page);
+    c = capture();
+    ASSERT_FALSE(c.full);
+    if (!c.store_key.empty()) break;
+    ++inline_in_a_row;
+    EXPECT_EQ(c.chain, "seq-1") << "an inline delta is no link of the chain";
+    EXPECT_LE(c.image_bytes, kInlineImageBytes);
+    EXPECT_GE(c.raw_bytes, inline_in_a_row * kPageBytes) << "every page since the stored link";
+    ASSERT_LT(inline_in_a_row, 64u) << "the pages since the stored link never outgrew inline";
+  }
+  // 16 pages fill 64 KiB: the delta that outgrew it went to the store.
+  EXPECT_GE(inline_in_a_row, kInlineImageBytes / kPageBytes - 2);
+  EXPECT_GT(c.image_bytes, kInlineImageBytes);
+  EXPECT_EQ(c.chain, "seq-1\n" + c.store_key);
+  touch_page(page + 1, 1);
+  c = capture();
+  EXPECT_EQ(c.store_key, "");
+  EXPECT_EQ(split_image_chain(c.chain).size(), 2u);
+  EXPECT_LE(c.raw_bytes, 2 * kPageBytes) << "only what changed since the new link";
 }
 
 TEST_F(ImageChainTest, ATaskThatRewritesItsStateStopsTrackingForAWhile) {

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/changing_state.h"
 #include "support/subprocess.h"
 
 namespace kappa::testing {
@@ -299,6 +300,38 @@ TEST(Trace, StoredImagesHaveAWriteSpanAfterTheCapture) {
     EXPECT_GT(c["args"]["capture_us"].get<uint64_t>(), 0u);
     EXPECT_EQ(c["ts"].get<int64_t>() + c["dur"].get<int64_t>(), w["ts"].get<int64_t>());
   }
+}
+
+// A large state changing by a few pages a call: its deltas travel inline on
+// top of the stored chain (an 8 MiB state in images of less than 64 KiB), and
+// a task parked at a wait (--grace-ms 0) resumes from such a delta, each time,
+// to the exact result.
+TEST(Trace, ATaskResumesFromAnInlineDeltaOnTopOfItsStoredChain) {
+  TempDir dir;
+  std::string path = dir / "trace.json";
+  ProcessResult r = run_process({SEMANTICS_APP, "run", "--event",
+                                 R"({"program":"changing_state","rounds":60,"words":2})",
+                                 "--grace-ms", "0", "--store", "file://" + dir / "store",
+                                 "--trace", path});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json(changing_state::run_plain(60, 8, 2)));
+  nlohmann::json doc = nlohmann::json::parse(read_file(path));
+  std::vector<nlohmann::json> events(doc.at("traceEvents").begin(), doc.at("traceEvents").end());
+  std::sort(events.begin(), events.end(), [](const nlohmann::json& a, const nlohmann::json& b) {
+    return a.value("ts", int64_t(0)) < b.value("ts", int64_t(0));
+  });
+  int stored = 0, resumes_from_inline = 0;
+  bool last_inline = false;  // the handler's last image travelled inline
+  for (const nlohmann::json& e : events) {
+    if (e.value("name", "") == "checkpoint capture" && e["args"]["task"] == 1) {
+      last_inline = e["args"]["image"] == "inline";
+      stored += !last_inline;
+    }
+    if (e.value("cat", "") == "resume" && e["args"]["task"] == 1 && stored > 0 && last_inline)
+      ++resumes_from_inline;
+  }
+  EXPECT_GE(stored, 2) << "the full image and a delta that outgrew inline";
+  EXPECT_GE(resumes_from_inline, 1) << "the handler parks at its waits and resumes from them";
 }
 
 // An item a task enqueues as it dequeued it (a temporary: Queue::enqueue(T&&))

@@ -1122,6 +1122,7 @@ Arena* restore_chain(std::span<ByteSource* const> images, const std::string& key
     if (chain) {
       chain->first = link_of(parsed.front().header);
       chain->last = link_of(parsed.back().header);
+      chain->below_last = link_of(parsed[parsed.size() > 1 ? parsed.size() - 2 : 0].header);
       chain->first_raw_bytes = parsed.front().info.raw_bytes;
       std::vector<Extent> pages;
       for (size_t i = 1; i < parsed.size(); ++i)
@@ -1129,6 +1130,8 @@ Arena* restore_chain(std::span<ByteSource* const> images, const std::string& key
       std::sort(pages.begin(), pages.end(),
                 [](const Extent& a, const Extent& b) { return a.offset < b.offset; });
       chain->since_first = page_cover(pages);
+      chain->last_pages.clear();
+      if (parsed.size() > 1) chain->last_pages = page_cover(parsed.back().info.extents);
     }
     return Arena::adopt(slot);
   } catch (...) {

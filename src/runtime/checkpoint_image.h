@@ -163,12 +163,15 @@ Arena* restore_image(std::string_view image, const std::string& key);
 /// image; a missing, reordered or foreign link is refused before anything is
 /// mapped.
 /// With `chain`, also says what the chain holds: the links of its first and
-/// last images, and the pages its deltas carry (the state's pages changed
-/// since its full image).
+/// last images (and of the one before the last), and the pages its deltas
+/// carry (the state's pages changed since its full image, and those of the
+/// last delta alone).
 struct ChainInfo {
   ImageLink first, last;
+  ImageLink below_last;             // the link `last` is a delta of (a chain of one: `first`)
   uint64_t first_raw_bytes = 0;     // the full image's state bytes
   std::vector<Extent> since_first;  // pages of the deltas' extents, merged
+  std::vector<Extent> last_pages;   // pages of the last delta's extents (a chain of one: none)
 };
 Arena* restore_chain(std::span<const std::string_view> images, const std::string& key,
                      ChainInfo* chain = nullptr);

@@ -22,7 +22,8 @@ void ImageChain::begin() {
 
 uint64_t ImageChain::bytes_since_full() const { return bytes_in(since_first_); }
 
-void ImageChain::begin(Arena& arena, std::vector<std::string> keys, const ChainInfo& chain) {
+void ImageChain::begin(Arena& arena, std::vector<std::string> keys, const ChainInfo& chain,
+                       bool inline_top) {
   end();
   churned_ = untracked_ = leaning_ = 0;
   if (!incremental_) return;
@@ -37,8 +38,13 @@ void ImageChain::begin(Arena& arena, std::vector<std::string> keys, const ChainI
   }
   keys_ = std::move(keys);
   first_ = chain.first;
-  last_ = chain.last;
   since_first_ = chain.since_first;
+  if (inline_top) {  // the restored chain's last delta is not among the keys
+    last_ = chain.below_last;
+    since_last_ = chain.last_pages;
+  } else {
+    last_ = chain.last;
+  }
 }
 
 void ImageChain::end() {
@@ -46,6 +52,7 @@ void ImageChain::end() {
   dirty_.reset();
   keys_.clear();
   since_first_.clear();
+  since_last_.clear();
 }
 
 ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
@@ -62,7 +69,9 @@ ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
     incremental_ = false;
     return full(arena, extents, false, out, link_key);
   }
-  since_first_ = unite(since_first_, page_cover(changed));
+  std::vector<Extent> pages = page_cover(changed);
+  since_first_ = unite(since_first_, pages);
+  since_last_ = unite(since_last_, pages);
   std::vector<Extent> since_first = intersect(extents, since_first_);
   if (bytes_in(since_first) * 2 >= bytes_in(extents)) {
     if (++churned_ >= kGiveUpAfter) {  // most of the state changes every time
@@ -75,23 +84,30 @@ ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
   churned_ = 0;
 
   uint64_t written = 0;
-  for (const Extent& e : page_cover(changed)) written += e.bytes >> kPageShift;
-  Delta delta;
+  for (const Extent& e : pages) written += e.bytes >> kPageShift;
   if (keys_.size() >= kMaxLinks) {  // [full, every change since]
-    delta.parent = first_;
-    delta.extents = std::move(since_first);
     keys_.resize(1);
-  } else {
-    delta.parent = last_;
-    delta.extents = std::move(changed);
+    last_ = first_;
+    since_last_ = since_first_;
   }
+  // Every page changed since the last stored link: the links kept inline
+  // since are not in the store, so each delta is of that link.
+  Delta delta{last_, intersect(extents, since_last_)};
   Captured c{false, link_key, {}, bytes_in(delta.extents)};
-  last_ = write(arena, c.raw_bytes, &delta, out, link_key, c);
-  keys_.push_back(link_key);
+  ImageLink link = write(arena, c.raw_bytes, &delta, out, link_key, c);
+  bool travels_inline = !c.stored && c.image_bytes <= kInlineImageBytes;
+  if (travels_inline) {
+    c.store_key.clear();
+  } else {
+    keys_.push_back(link_key);
+    last_ = link;
+    since_last_.clear();
+  }
   c.chain = join_image_chain(keys_);
   reconsider(arena, extents, written);
   spdlog::debug("delta image {}: {} bytes, link {} of its chain{}", link_key, c.image_bytes,
-                keys_.size() - 1, c.stored ? ", streamed" : "");
+                travels_inline ? keys_.size() : keys_.size() - 1,
+                travels_inline ? ", inline" : c.stored ? ", streamed" : "");
   return c;
 }
 
@@ -163,6 +179,7 @@ ImageChain::Captured ImageChain::full(Arena& arena, const std::vector<Extent>& e
   keys_.assign(1, link_key);
   first_ = last_ = link;
   since_first_.clear();
+  since_last_.clear();
   return c;
 }
 

@@ -8,11 +8,18 @@
 //   or the state's pages changed since the chain's full image reach half the
 //   state: a full image. If it is small enough to travel inline, it does, and
 //   no chain (nor dirty tracking) is kept.
-// - Otherwise a delta of the previous link. At kMaxLinks links, the delta
-//   instead carries every page changed since the full image and becomes the
-//   chain's second link ([full, cumulative]): a restore reads at most
-//   kMaxLinks images, and at most the state plus half of it, while a large,
-//   mostly unchanged state is written once.
+// - Otherwise a delta of the chain's last stored link. A delta small enough
+//   to travel inline does, on top of the stored links (the call carries the
+//   chain and the delta): no store write, which is most of what a call of a
+//   task with a large, mostly unchanged state would cost. It is not a link
+//   of the chain, so the next delta is of the same stored link and carries
+//   its pages again; once the pages changed since that link no longer fit
+//   inline, the delta is stored and becomes the chain's next link.
+// - At kMaxLinks links, the delta instead carries every page changed since
+//   the full image and becomes the chain's second link ([full, cumulative]):
+//   a restore reads at most kMaxLinks images (and one inline), and at most
+//   the state plus half of it, while a large, mostly unchanged state is
+//   written once.
 //
 // - Tracking is not free: under write protection the task takes a fault at
 //   the first write to each captured page, and collecting re-protects each
@@ -90,8 +97,11 @@ class ImageChain {
 
   /// A task starts, or resumed from an inline image: its next image is full.
   void begin();
-  /// A task resumed from the stored chain `keys` (restore_chain's `chain`).
-  void begin(Arena& arena, std::vector<std::string> keys, const ChainInfo& chain);
+  /// A task resumed from the stored chain `keys` (restore_chain's `chain`),
+  /// with `inline_top`: and from a delta that came inline on top of them (the
+  /// last link `chain` describes, which is not among `keys`).
+  void begin(Arena& arena, std::vector<std::string> keys, const ChainInfo& chain,
+             bool inline_top = false);
   /// The task's arena is going away (or its slot reused): stop tracking.
   void end();
 
@@ -100,7 +110,8 @@ class ImageChain {
     /// The store key the image goes under (`link_key`), or empty: it travels
     /// inline.
     std::string store_key;
-    /// The chain to report (CallInfo::image_key), or empty with an inline image.
+    /// The chain to report (CallInfo::image_key): its stored links, the image
+    /// among them unless it travels inline. Empty for an inline full image.
     std::string chain;
     /// The state bytes the image carries (its extents, before compression).
     uint64_t raw_bytes = 0;
@@ -142,8 +153,9 @@ class ImageChain {
   OpenImageWriter stream_;
   std::unique_ptr<DirtyPages> dirty_;  // while a chain is kept
   std::vector<std::string> keys_;      // the chain's store keys, full image first
-  ImageLink first_, last_;
+  ImageLink first_, last_;  // the full image's link, the last stored link's
   std::vector<Extent> since_first_;  // pages changed since the full image
+  std::vector<Extent> since_last_;   // pages changed since the last stored link
   int churned_ = 0;                  // full images in a row forced by changes
   int untracked_ = 0;                // full images left before tracking again
   int leaning_ = 0;                  // deltas in a row the other method would have done better

@@ -441,15 +441,16 @@ class Worker {
         chain_.begin();
         arena = start_task(reinterpret_cast<Trampoline>(code_address(a.trampoline)),
                            code_address(a.fn), a.args);
-      } else if (!a.image.empty()) {  // inline
+      } else if (a.image_key.empty()) {  // an inline full image
         chain_.begin();
         arena = restore_image(a.image, key_);
         deliver(arena, a.reply, a.error);
       } else {
         // Read by ranges, straight into the arena where the store allows:
-        // no copy of the images in memory.
+        // no copy of the images in memory. An inline image with the chain is
+        // a delta on top of its stored links.
         std::vector<std::string> keys = split_image_chain(a.image_key);
-        std::vector<std::unique_ptr<TimedSource>> images;
+        std::vector<std::unique_ptr<ByteSource>> images;
         double read_s = 0;
         auto t0 = Clock::now();
         uint64_t stored_bytes = 0;
@@ -459,6 +460,8 @@ class Worker {
           stored_bytes += stored->size();
           images.push_back(std::make_unique<TimedSource>(std::move(stored), read_s));
         }
+        bool inline_top = !a.image.empty();
+        if (inline_top) images.push_back(std::make_unique<MemorySource>(a.image));
         double open_s = seconds_since(t0);
         // The chain's last delta: what this task's next one may weigh.
         uint64_t last_delta = images.size() > 1 ? images.back()->size() : 0;
@@ -469,7 +472,7 @@ class Worker {
         double restore_s = seconds_since(t0) - open_s - read_s;
         read_s += open_s;
         images.clear();
-        chain_.begin(*arena, std::move(keys), info);
+        chain_.begin(*arena, std::move(keys), info, inline_top);
         cost_.restored(Arena::top_pages_of(arena->slot()) * kPageBytes, stored_bytes, read_s,
                        restore_s);
         cost_.seed_delta(last_delta);

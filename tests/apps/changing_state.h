@@ -33,12 +33,13 @@ inline State start(uint64_t mib = 8) {
   return s;
 }
 
-// One round: a few scattered words change; every 7th round a 4 MiB block is
+// One round: a few scattered words change (`words` of them, each on a page
+// of its own at most); every 7th round a 4 MiB block is
 // allocated (and freed, folded in, the round after); every 16th the words
 // grow by 1 MiB (the vector moves: its old pages are freed).
-inline void step(State& s, uint64_t round) {
-  for (uint64_t k = 0; k < 64; ++k) {
-    uint64_t& w = s.words[mix(round * 64 + k) % s.words.size()];
+inline void step(State& s, uint64_t round, uint64_t words = 64) {
+  for (uint64_t k = 0; k < words; ++k) {
+    uint64_t& w = s.words[mix(round * words + k) % s.words.size()];
     w = w * 6364136223846793005ull + round + k;
   }
   if (round % 7 == 3) s.temp.assign(std::size_t{1} << 19, mix(round));
@@ -55,9 +56,9 @@ inline uint64_t digest(const State& s) {
   return h;
 }
 
-inline uint64_t run_plain(uint64_t rounds, uint64_t mib = 8) {
+inline uint64_t run_plain(uint64_t rounds, uint64_t mib = 8, uint64_t words = 64) {
   State s = start(mib);
-  for (uint64_t r = 0; r < rounds; ++r) step(s, r);
+  for (uint64_t r = 0; r < rounds; ++r) step(s, r, words);
   return digest(s);
 }
 

@@ -299,10 +299,10 @@ Task<nlohmann::json> forward(int n, int kib) {
 // checkpoints), with a spawned child awaited now and then
 uint64_t child_digest(uint64_t round) { return changing_state::mix(round); }
 
-Task<uint64_t> changing_state_task(uint64_t rounds, uint64_t mib) {
+Task<uint64_t> changing_state_task(uint64_t rounds, uint64_t mib, uint64_t words) {
   changing_state::State s = changing_state::start(mib);
   for (uint64_t r = 0; r < rounds; ++r) {
-    changing_state::step(s, r);
+    changing_state::step(s, r, words);
     if (r % 10 == 9) {  // a synchronous call or two, a child's result folded in and out
       Future<uint64_t> f = co_await kappa::spawn(child_digest, r);
       uint64_t got = co_await f;
@@ -390,7 +390,8 @@ Task<nlohmann::json> handler(nlohmann::json e) {
   if (p == "awaits") co_return co_await awaits();
   if (p == "long_loop") co_return co_await long_loop(e.at("iterations"));
   if (p == "changing_state")
-    co_return co_await changing_state_task(e.at("rounds"), e.value("mib", 8));
+    co_return co_await changing_state_task(e.at("rounds"), e.value("mib", 8),
+                                           e.value("words", 64));
   if (p == "child_failure") co_return co_await child_failure();
   if (p == "uncaught_child_failure") co_return co_await uncaught_child_failure();
   if (p == "crash_child") co_return co_await crash_child(e.value("after", 0.0));

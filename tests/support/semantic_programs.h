@@ -72,6 +72,11 @@ inline std::vector<Program> programs() {
       {"changing_state",
        {{"program", "changing_state"}, {"rounds", 60}},
        [] { return changing_state::run_plain(60); }},
+      // Two words a round: deltas of a few pages, which travel inline on
+      // top of the stored links until they add up to more than fits.
+      {"changing_state_small_deltas",
+       {{"program", "changing_state"}, {"rounds", 60}, {"words", 2}},
+       [] { return changing_state::run_plain(60, 8, 2); }},
       // 40 MiB: its full images (more than 32 MiB of state) are streamed to
       // the store and restored by ranges.
       {"changing_state_streamed",
