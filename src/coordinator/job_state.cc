@@ -313,7 +313,7 @@ void JobState::assign(Worker& w, uint64_t worker_id, Task& t, TimePoint now, Eff
     a.image_key = t.d.call->image_key;
     a.image = t.d.call->image;
     a.seqno = t.d.call->seqno;
-    a.reply = t.d.call->reply;
+    a.reply = t.d.call->reply.str();
     a.error = t.d.call->error;
   } else {
     a.kind = Assignment::Kind::kStart;

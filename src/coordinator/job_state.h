@@ -82,7 +82,8 @@ struct TaskCall {
   Op op = Op::kCheckpoint;
   std::string request;
   bool done = false;
-  std::string reply, error;
+  SharedString reply;  // shared with the answer that carries it
+  std::string error;
   template <class A>
   void serialize(A& a) {
     a(seqno, image_key, image, op, request, done, reply, error);

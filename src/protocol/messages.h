@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kappa/pause.h"
+#include "util/shared_string.h"
 
 namespace kappa::detail {
 
@@ -54,7 +55,8 @@ struct CallOutcome {
     kPark,     // the call blocks: drop the task, it is relaunched later
     kAbandon,  // a stale call (the task runs elsewhere): drop the task
   } kind = Kind::kResult;
-  std::string reply, error;
+  SharedString reply;  // shared with the coordinator's record of the call
+  std::string error;
 };
 
 /// A task ended on a worker (returned, or threw).

@@ -45,7 +45,8 @@ constexpr int kKeepaliveTimeoutMs = 8000;  // no answer to it: the connection is
 class StreamLink final : public MessageLink {
  public:
   explicit StreamLink(Stream* stream) : stream_(stream) {}
-  void write(rpc::CoordinatorMessage& m) override {
+  void write(rpc::CoordinatorMessage& m, std::string_view reply) override {
+    if (!reply.empty()) m.mutable_reply()->set_reply(std::string(reply));  // a copy: gRPC owns it
     std::lock_guard lock(mu_);
     if (stream_ && !stream_->Write(m))
       spdlog::warn("a message to a worker was lost (gRPC write failed)");

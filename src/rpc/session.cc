@@ -22,12 +22,6 @@ void to_proto(Assignment a, rpc::CoordinatorMessage* m) {
   out->set_name(std::move(a.name));
 }
 
-void to_proto(CallOutcome o, rpc::CoordinatorMessage* m) {
-  rpc::CallReply* out = m->mutable_reply();
-  out->set_kind(static_cast<rpc::CallReply::Kind>(o.kind));
-  out->set_reply(std::move(o.reply));
-  out->set_error(std::move(o.error));
-}
 
 void MessageLink::send(Assignment a) {
   rpc::CoordinatorMessage m;
@@ -37,8 +31,10 @@ void MessageLink::send(Assignment a) {
 
 void MessageLink::send(CallOutcome o) {
   rpc::CoordinatorMessage m;
-  to_proto(std::move(o), &m);
-  write(m);
+  rpc::CallReply* out = m.mutable_reply();
+  out->set_kind(static_cast<rpc::CallReply::Kind>(o.kind));
+  out->set_error(std::move(o.error));
+  write(m, o.reply);  // shared with the coordinator's record: not copied here
 }
 
 void MessageLink::send_finished() {

@@ -102,7 +102,9 @@ constexpr size_t kKeepBytes = 8 << 20;
 // message, the payload. The payload is the message's one large bytes field
 // (a call's request, a task's result, a call's reply), moved out of it: sent
 // straight from its string and received straight into one, which spares a
-// copy of a large value at each end (serializing it, parsing it).
+// copy of a large value at each end (serializing it, parsing it). A call's
+// reply that the coordinator keeps (SharedString) is always the payload, sent
+// from the coordinator's record.
 constexpr size_t kHeaderBytes = 8;
 constexpr size_t kPayloadMinBytes = 16 << 10;  // smaller fields stay in the message
 
@@ -134,14 +136,15 @@ void check_size(size_t n) {
                 std::to_string(kMaxFrameBytes) + " (a value or queue item is too large)");
 }
 
-/// Writes `m` as one frame (its payload field is borrowed, then put back).
+/// Writes `m` as one frame (its payload field is borrowed, then put back;
+/// or, with `external`, the payload is those bytes and the field empty).
 /// Throws kappa::Error if it is too large for one.
 template <class M>
-bool send_frame(int fd, M& m) {
+bool send_frame(int fd, M& m, std::string_view external = {}) {
   thread_local ByteBuffer out;
   std::string payload;
   std::string* field = payload_field(m);
-  if (field && field->size() >= kPayloadMinBytes) field->swap(payload);
+  if (field && external.empty() && field->size() >= kPayloadMinBytes) field->swap(payload);
   struct PutBack {
     std::string* field;
     std::string& payload;
@@ -149,14 +152,15 @@ bool send_frame(int fd, M& m) {
       if (!payload.empty()) field->swap(payload);
     }
   } put_back{field, payload};
+  std::string_view sent = external.empty() ? std::string_view(payload) : external;
   size_t n = m.ByteSizeLong();
   check_size(n);
-  check_size(payload.size());
+  check_size(sent.size());
   out.resize(kHeaderBytes + n);
-  uint32_t lens[2] = {uint32_t(n), uint32_t(payload.size())};
+  uint32_t lens[2] = {uint32_t(n), uint32_t(sent.size())};
   std::memcpy(out.data(), lens, sizeof lens);
   m.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out.data() + kHeaderBytes));
-  bool ok = write_all(fd, out.view(), payload);
+  bool ok = write_all(fd, out.view(), sent);
   if (out.capacity() > kKeepBytes) out.release();
   return ok;
 }
@@ -244,16 +248,19 @@ class FrameReader {
 class Connection final : public MessageLink {
  public:
   explicit Connection(int fd) : fd_(fd) {}
-  void write(rpc::CoordinatorMessage& m) override { send_message(m); }
-  /// Sends one frame; on failure (or an oversized message) ends the
-  /// session, so that the worker does not wait for an answer forever.
-  bool send_message(rpc::CoordinatorMessage& m) {
+  void write(rpc::CoordinatorMessage& m, std::string_view reply) override {
+    send_message(m, reply);
+  }
+  /// Sends one frame (`reply`: its payload, kept by the caller); on failure
+  /// (or an oversized message) ends the session, so that the worker does not
+  /// wait for an answer forever.
+  bool send_message(rpc::CoordinatorMessage& m, std::string_view reply = {}) {
     std::lock_guard lock(mu_);
     if (!open_) return false;
     std::string why;
     bool ok = false;
     try {
-      ok = send_frame(fd_, m);
+      ok = send_frame(fd_, m, reply);
       if (!ok) why = std::strerror(errno);
     } catch (const std::exception& e) {  // too large, or out of memory
       why = e.what();

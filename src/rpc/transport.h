@@ -70,7 +70,6 @@ class Session {
 
 /// Wire forms of the coordinator's answers.
 void to_proto(Assignment a, rpc::CoordinatorMessage* out);
-void to_proto(CallOutcome o, rpc::CoordinatorMessage* out);
 
 /// A WorkerLink that sends every answer as one CoordinatorMessage.
 class MessageLink : public WorkerLink {
@@ -81,8 +80,10 @@ class MessageLink : public WorkerLink {
 
  protected:
   /// Sends `m` to the worker, from any thread (never two at once for one
-  /// link: implementations serialize).
-  virtual void write(rpc::CoordinatorMessage& m) = 0;
+  /// link: implementations serialize). `reply`: the bytes of m's call reply
+  /// when the caller keeps them elsewhere (the field is empty then), sent as
+  /// that field; the socket transport sends them from where they lie.
+  virtual void write(rpc::CoordinatorMessage& m, std::string_view reply = {}) = 0;
 };
 
 /// A worker's end of a session. send() may be called from two threads (the

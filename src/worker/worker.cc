@@ -639,7 +639,7 @@ class Worker {
         discard_task(arena);
         return std::nullopt;
       }
-      reply = std::move(o.reply);
+      reply = o.reply.take();
       deliver(arena, reply, o.error);
     }
   }
