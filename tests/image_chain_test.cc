@@ -152,6 +152,35 @@ TEST_F(ImageChainTest, SmallDeltasTravelInlineOnTopOfTheStoredLinks) {
   EXPECT_LE(c.raw_bytes, 2 * kPageBytes) << "only what changed since the new link";
 }
 
+// A large state that compresses to less than fits inline: its full image is
+// stored once all the same, and the captures after it carry only the pages
+// that changed, inline, rather than the whole state compressed again.
+TEST_F(ImageChainTest, ALargeStateThatCompressesSmallIsStoredOnceThenSendsItsChanges) {
+  std::memset(words, 7, kWords * 8);  // 4 MiB of one byte
+  ImageChain zstd(Codec::kZstd, key, true);
+  ImageBuffer buf;
+  ImageChain::Captured c = zstd.capture(*arena, buf, "z1");
+  EXPECT_TRUE(c.full);
+  EXPECT_LE(c.image_bytes, kInlineImageBytes) << "it compresses small";
+  EXPECT_EQ(c.store_key, "z1") << "and is stored all the same";
+  EXPECT_EQ(c.chain, "z1");
+  for (int i = 2; i <= 4; ++i) {
+    touch_page(size_t(i) * 10, uint64_t(i));
+    c = zstd.capture(*arena, buf, "z" + std::to_string(i));
+    EXPECT_FALSE(c.full);
+    EXPECT_EQ(c.store_key, "") << "a delta of a few pages, inline";
+    EXPECT_EQ(c.chain, "z1");
+    EXPECT_LE(c.raw_bytes, size_t(i) * kPageBytes) << "the pages changed since z1";
+  }
+  zstd.end();
+  // Without tracking (--no-incremental), the same state travels inline whole.
+  ImageChain whole(Codec::kZstd, key, false);
+  c = whole.capture(*arena, buf, "w1");
+  EXPECT_TRUE(c.full);
+  EXPECT_EQ(c.store_key, "");
+  EXPECT_EQ(c.chain, "");
+}
+
 TEST_F(ImageChainTest, ATaskThatRewritesItsStateStopsTrackingForAWhile) {
   capture(false);
   int full_in_a_row = 0;

@@ -159,12 +159,19 @@ ImageChain::Captured ImageChain::full(Arena& arena, const std::vector<Extent>& e
                                       ImageBuffer& out, const std::string& link_key) {
   Captured c{true, link_key, link_key, bytes_in(extents)};
   ImageLink link = write(arena, c.raw_bytes, nullptr, out, link_key, c);
-  if (!c.stored && c.image_bytes <= kInlineImageBytes) {
-    end();  // a small state: no chain to keep, nor pages to track
+  if (untracked_ > 0) --untracked_;
+  // Inline, with no chain to keep nor pages to track: a small state, or one
+  // that compresses small while its pages are not tracked. A large state that
+  // compresses small is stored when they can be: the calls after it then send
+  // the pages they change (inline deltas), rather than compress all of it
+  // again each time.
+  bool tracked = incremental_ && untracked_ == 0;
+  if (!c.stored && c.image_bytes <= kInlineImageBytes &&
+      (c.raw_bytes <= kInlineImageBytes || !tracked)) {
+    end();
     return Captured{true, {}, {}, c.raw_bytes, c.image_bytes};
   }
-  if (untracked_ > 0) --untracked_;
-  if (incremental_ && untracked_ == 0) {
+  if (tracked) {
     if (!dirty_) {
       try {
         dirty_ = DirtyPages::create(arena, pick_dirty_method());

@@ -7,7 +7,10 @@
 // - No stored image yet (a new task, or one resumed from an inline image),
 //   or the state's pages changed since the chain's full image reach half the
 //   state: a full image. If it is small enough to travel inline, it does, and
-//   no chain (nor dirty tracking) is kept.
+//   no chain (nor dirty tracking) is kept; unless the state itself is larger
+//   than that (it compresses well) and its pages can be tracked: then the
+//   image is stored, and the deltas after it (inline, mostly) carry only what
+//   changed instead of the whole state compressed again at every call.
 // - Otherwise a delta of the chain's last stored link. A delta small enough
 //   to travel inline does, on top of the stored links (the call carries the
 //   chain and the delta): no store write, which is most of what a call of a
