@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -210,6 +211,56 @@ TEST_F(ArenaTest, FreedLargeSpansAreLeftOutOfSnapshots) {
   arena->deallocate(after);
 }
 
+// Runs of small objects that were all freed go back to the page allocator
+// at a pause point, and out of snapshots; runs holding a live object stay,
+// with it intact; the free lists stay whole (everything allocates again, no
+// object twice).
+TEST_F(ArenaTest, EmptyRunsAreReleasedAndLeftOutOfSnapshots) {
+  auto raw = [&] {
+    size_t n = 0;
+    for (const Extent& e : arena->snapshot_extents()) n += e.bytes;
+    return n;
+  };
+  constexpr size_t kObjects = 40000;  // 64 bytes each: ~2.5 MiB of runs
+  std::vector<uint64_t*> objects(kObjects);
+  for (size_t i = 0; i < kObjects; ++i) {
+    objects[i] = static_cast<uint64_t*>(arena->allocate(64));
+    objects[i][0] = i;
+  }
+  // Every 2000th object stays: its run (256 objects) is kept.
+  for (size_t i = 0; i < kObjects; ++i)
+    if (i % 2000 != 0) arena->deallocate(objects[i]);
+  size_t before = raw();
+  size_t released = arena->release_empty_runs();
+  size_t after = raw();
+  EXPECT_GT(released, 500u) << "most of the ~620 pages of runs";
+  EXPECT_LT(after, before / 4);
+  for (size_t i = 0; i < kObjects; i += 2000) EXPECT_EQ(objects[i][0], i);
+  EXPECT_EQ(arena->release_empty_runs(), 0u) << "nothing left to release";
+  // Allocate everything again: distinct objects, none over a kept one.
+  std::set<void*> seen;
+  for (size_t i = 0; i < kObjects; i += 2000) seen.insert(objects[i]);
+  for (size_t i = 0; i < kObjects; ++i) {
+    if (i % 2000 == 0) continue;
+    void* p = arena->allocate(64);
+    ASSERT_TRUE(seen.insert(p).second) << "allocated twice: " << p;
+    std::memset(p, 0xab, 64);
+  }
+  for (size_t i = 0; i < kObjects; i += 2000) EXPECT_EQ(objects[i][0], i);
+  for (void* p : seen) arena->deallocate(p);
+}
+
+// Freed small objects that add up to little of the state are left alone:
+// no walk of the free lists at every pause point.
+TEST_F(ArenaTest, AFewFreedObjectsAreNotWorthAWalk) {
+  void* big = arena->allocate(8 << 20);  // the state
+  std::vector<void*> small;
+  for (int i = 0; i < 1000; ++i) small.push_back(arena->allocate(64));  // 64 KB
+  for (void* p : small) arena->deallocate(p);
+  EXPECT_EQ(arena->release_empty_runs(), 0u);
+  arena->deallocate(big);
+}
+
 // ---- stress: random sizes 1 B .. 64 MiB, random frees, content checks,
 // snapshot, release, restore into a fresh mapping, check again, go on.
 
@@ -223,7 +274,12 @@ void fill(const Block& b) { b.fill(kStride); }
   return ::testing::AssertionSuccess();
 }
 
-TEST(ArenaStress, RandomAllocFreeSurvivesSnapshotAndRestore) {
+// Random allocations of 1 byte to 2^max_log2 bytes (at most 64 MiB), random
+// frees, rounds of snapshot and restore with every block checked. With
+// `drop`, every other round ends by freeing most of what it allocated (a
+// batch parsed and dropped): runs emptied, released before the image.
+// Adds the pages released to `*released`.
+void stress(unsigned max_log2, bool drop, size_t* released) {
   std::string key = load_key();
   Arena* arena = Arena::create(unsigned(Arena::free_slot()));
   unsigned slot = arena->slot();
@@ -240,6 +296,7 @@ TEST(ArenaStress, RandomAllocFreeSurvivesSnapshotAndRestore) {
   for (int round = 0; round < 6; ++round) {
     {
       ArenaScope scope(arena);
+      size_t round_start = live->size();
       for (int op = 0; op < 3000; ++op) {
         if (!live->empty() && rng() % 5 < 2) {
           size_t k = rng() % live->size();
@@ -250,7 +307,7 @@ TEST(ArenaStress, RandomAllocFreeSurvivesSnapshotAndRestore) {
           live->pop_back();
           continue;
         }
-        size_t size = size_t(1) << (rng() % 27);
+        size_t size = size_t(1) << (rng() % max_log2);
         size = std::min(size + rng() % size, size_t(64) << 20);
         if (total + size > (size_t(768) << 20)) continue;
         auto* p = static_cast<unsigned char*>(rng() % 2 ? std::malloc(size) : ::operator new(size));
@@ -260,7 +317,26 @@ TEST(ArenaStress, RandomAllocFreeSurvivesSnapshotAndRestore) {
         live->push_back(b);
         total += size;
       }
+      if (drop && round % 2 == 1) {  // a batch of small objects, most dropped below
+        for (int i = 0; i < 20000; ++i) {
+          size_t size = 16 + rng() % 240;
+          Block b{next_id++, size, static_cast<unsigned char*>(std::malloc(size))};
+          ASSERT_NE(b.p, nullptr);
+          fill(b);
+          live->push_back(b);
+          total += size;
+        }
+      }
+      for (size_t k = live->size(); drop && round % 2 == 1 && k-- > round_start;) {
+        if ((*live)[k].id % 50 == 0) continue;  // a few survive
+        EXPECT_TRUE(intact((*live)[k]));
+        total -= (*live)[k].size;
+        std::free((*live)[k].p);
+        (*live)[k] = live->back();
+        live->pop_back();
+      }
     }
+    *released += arena->release_empty_runs();  // as the worker does before each image
     ImageBuffer image;
     write_image(*arena, Codec::kLz4, key, image);
     Arena::destroy(arena);
@@ -271,6 +347,19 @@ TEST(ArenaStress, RandomAllocFreeSurvivesSnapshotAndRestore) {
   }
   EXPECT_GT(next_id, 5000u);
   Arena::destroy(arena);
+}
+
+TEST(ArenaStress, RandomAllocFreeSurvivesSnapshotAndRestore) {
+  size_t released = 0;
+  stress(27, false, &released);
+}
+
+// Small objects, batches of them dropped: empty runs are released before
+// the images, and what lives on is intact.
+TEST(ArenaStress, SmallObjectsSurviveReleasedRunsSnapshotAndRestore) {
+  size_t released = 0;
+  stress(12, true, &released);
+  EXPECT_GT(released, 100u);
 }
 
 // Containers built and decoded inside an arena stay intact (a regression

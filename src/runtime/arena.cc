@@ -186,9 +186,17 @@ int Arena::free_slot() {
 
 // ---------------------------------------------------------------- small objects
 
+void Arena::free_small(void* p, unsigned cls) {
+  auto* n = static_cast<FreeNode*>(p);
+  n->next = free_[cls];
+  free_[cls] = n;
+  free_small_bytes_ += kClassSizes[cls];
+}
+
 void* Arena::allocate_small(unsigned cls) {
   if (FreeNode* n = free_[cls]) {
     free_[cls] = n->next;
+    free_small_bytes_ -= kClassSizes[cls];
     return n;
   }
   size_t size = kClassSizes[cls];
@@ -205,6 +213,7 @@ void* Arena::refill(unsigned cls) {
     drain_remote();
     if (FreeNode* n = free_[cls]) {
       free_[cls] = n->next;
+      free_small_bytes_ -= kClassSizes[cls];
       return n;
     }
   }
@@ -474,6 +483,71 @@ void* Arena::reallocate(void* p, size_t bytes) {
 }
 
 // ---------------------------------------------------------------- snapshots
+
+size_t Arena::release_empty_runs() {
+  drain_remote();
+  // Its own vectors must not come from the arena they change.
+  if (current() == this || top_ == 0) return 0;
+  size_t state_bytes = top_ << kPageShift;
+  if (free_small_bytes_ < std::max<size_t>(state_bytes / 8, size_t{64} << 10)) return 0;
+  // The first page of the run each page belongs to (kNoPage: none, or a
+  // class's current run, which stays), found as snapshot_extents walks them.
+  const uint32_t* pm = page_map();
+  std::vector<uint32_t> run_of(top_, kNoPage), free_in(top_, 0);
+  for (size_t page = 0; page < top_;) {
+    uint32_t e = pm[page];
+    size_t pages = e & kValueMask;
+    if ((e & kKindMask) == kRun) {
+      unsigned cls = e & kValueMask;
+      pages = kRunPages[cls];
+      uintptr_t start = reinterpret_cast<uintptr_t>(page_addr(page));
+      bool current = end_[cls] > start && end_[cls] <= start + (pages << kPageShift);
+      if (!current) std::fill_n(run_of.begin() + ptrdiff_t(page), pages, uint32_t(page));
+    }
+    page += std::max<size_t>(pages, 1);
+  }
+  // Count the free objects of each run, on a budget: a run whose objects
+  // were not all seen is not released, so stopping early only keeps more.
+  size_t budget = std::max<size_t>(top_ * 4, 1 << 16);
+  std::array<size_t, kClassCount> visited{};
+  for (unsigned cls = 0; cls < kClassCount && budget > 0; ++cls)
+    for (FreeNode* n = free_[cls]; n && budget > 0; n = n->next, --budget, ++visited[cls])
+      if (uint32_t run = run_of[page_of(n)]; run != kNoPage) ++free_in[run];
+  auto empty = [&](uint32_t run) {
+    if (run == kNoPage) return false;
+    unsigned cls = pm[run] & kValueMask;
+    return free_in[run] == ((size_t(kRunPages[cls]) << kPageShift) / kClassSizes[cls]);
+  };
+  // Unlink their objects (all among those visited), then free their pages.
+  for (unsigned cls = 0; cls < kClassCount; ++cls) {
+    FreeNode** link = &free_[cls];
+    for (size_t i = 0; i < visited[cls] && *link; ++i) {
+      FreeNode* n = *link;
+      if (empty(run_of[page_of(n)])) {
+        *link = n->next;
+        free_small_bytes_ -= kClassSizes[cls];
+      } else {
+        link = &n->next;
+      }
+    }
+  }
+  std::vector<std::pair<size_t, size_t>> runs;
+  for (size_t page = 0; page < top_;) {
+    uint32_t run = run_of[page];
+    if (run == page && empty(run)) {
+      runs.emplace_back(page, kRunPages[pm[page] & kValueMask]);
+      page += runs.back().second;
+    } else {
+      ++page;
+    }
+  }
+  size_t released = 0;
+  for (auto it = runs.rbegin(); it != runs.rend(); ++it) {  // from the top: it may come down
+    free_span(it->first, it->second);
+    released += it->second;
+  }
+  return released;
+}
 
 std::vector<Extent> Arena::snapshot_extents() {
   drain_remote();

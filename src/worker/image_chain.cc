@@ -57,6 +57,9 @@ void ImageChain::end() {
 
 ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
                                          const std::string& link_key) {
+  // What the task allocated and freed since the last image stays out of
+  // this one (and of its extents: a delta leaves out the pages too).
+  arena.release_empty_runs();
   std::vector<Extent> extents = arena.snapshot_extents();
   if (keys_.empty() || !dirty_) return full(arena, extents, false, out, link_key);
 
@@ -107,7 +110,9 @@ ImageChain::Captured ImageChain::capture(Arena& arena, ImageBuffer& out,
   reconsider(arena, extents, written);
   spdlog::debug("delta image {}: {} bytes, link {} of its chain{}", link_key, c.image_bytes,
                 travels_inline ? keys_.size() : keys_.size() - 1,
-                travels_inline ? ", inline" : c.stored ? ", streamed" : "");
+                travels_inline ? ", inline"
+                : c.stored     ? ", streamed"
+                               : "");
   return c;
 }
 
