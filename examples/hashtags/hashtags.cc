@@ -114,10 +114,11 @@ struct Source {
 // Enqueues the batch, then numbers the next one. Its lines are freed before
 // the pause point: the call holds them, encoded, outside the arena (and in
 // the checkpoint that carries the call), so the task's own memory need not
-// hold them a second time.
+// hold them a second time. (Freed with swap: assigning an empty string would
+// keep the buffer.)
 Task<void> enqueue_batch(Queue<Batch> work, Batch& batch) {
   auto call = work.enqueue(batch);
-  batch.lines = std::string();
+  std::string().swap(batch.lines);
   co_await std::move(call);
   ++batch.id;
 }
@@ -169,11 +170,10 @@ Task<int64_t> worker(int id, Queue<Batch> work, Queue<Partial> partials, int64_t
     } catch (const std::exception& e) {
       p.error = "batch " + std::to_string(batch.id) + ": " + e.what();
     }
-    batch = Batch();
-    // The counts travel in the call (and its checkpoint), not in the arena.
-    auto call = partials.enqueue_async(p);
-    p = Partial();
-    co_await std::move(call);
+    std::string().swap(batch.lines);  // the batch's buffer, freed before the pause
+    // The counts travel in the call (and its checkpoint), not in the arena:
+    // moved from, and freed before the pause.
+    co_await partials.enqueue_async(std::move(p));
     ++batches;
   }
   Partial end;
