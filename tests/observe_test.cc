@@ -309,10 +309,9 @@ TEST(Trace, StoredImagesHaveAWriteSpanAfterTheCapture) {
 TEST(Trace, ATaskResumesFromAnInlineDeltaOnTopOfItsStoredChain) {
   TempDir dir;
   std::string path = dir / "trace.json";
-  ProcessResult r = run_process({SEMANTICS_APP, "run", "--event",
-                                 R"({"program":"changing_state","rounds":60,"words":2})",
-                                 "--grace-ms", "0", "--store", "file://" + dir / "store",
-                                 "--trace", path});
+  ProcessResult r = run_process(
+      {SEMANTICS_APP, "run", "--event", R"({"program":"changing_state","rounds":60,"words":2})",
+       "--grace-ms", "0", "--store", "file://" + dir / "store", "--trace", path});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out), nlohmann::json(changing_state::run_plain(60, 8, 2)));
   nlohmann::json doc = nlohmann::json::parse(read_file(path));

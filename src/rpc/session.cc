@@ -22,7 +22,6 @@ void to_proto(Assignment a, rpc::CoordinatorMessage* m) {
   out->set_name(std::move(a.name));
 }
 
-
 void MessageLink::send(Assignment a) {
   rpc::CoordinatorMessage m;
   to_proto(std::move(a), &m);

@@ -15,13 +15,14 @@ namespace kappa::detail {
 class SharedString {
  public:
   SharedString() = default;
+  // Implicit, both ways: a SharedString stands where a string did.
   /// Takes `s`'s bytes (no copy).
-  SharedString(std::string s)  // NOLINT(google-explicit-constructor): a string is one
+  SharedString(std::string s)
       : p_(s.empty() ? nullptr : std::make_shared<std::string>(std::move(s))) {}
-  SharedString(const char* s) : SharedString(std::string(s)) {}  // NOLINT(google-explicit-constructor)
+  SharedString(const char* s) : SharedString(std::string(s)) {}
 
   const std::string& str() const { return p_ ? *p_ : empty_string(); }
-  operator std::string_view() const { return str(); }  // NOLINT(google-explicit-constructor)
+  operator std::string_view() const { return str(); }
   bool empty() const { return !p_; }
   size_t size() const { return p_ ? p_->size() : 0; }
 

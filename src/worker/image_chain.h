@@ -156,12 +156,12 @@ class ImageChain {
   OpenImageWriter stream_;
   std::unique_ptr<DirtyPages> dirty_;  // while a chain is kept
   std::vector<std::string> keys_;      // the chain's store keys, full image first
-  ImageLink first_, last_;  // the full image's link, the last stored link's
-  std::vector<Extent> since_first_;  // pages changed since the full image
-  std::vector<Extent> since_last_;   // pages changed since the last stored link
-  int churned_ = 0;                  // full images in a row forced by changes
-  int untracked_ = 0;                // full images left before tracking again
-  int leaning_ = 0;                  // deltas in a row the other method would have done better
+  ImageLink first_, last_;             // the full image's link, the last stored link's
+  std::vector<Extent> since_first_;    // pages changed since the full image
+  std::vector<Extent> since_last_;     // pages changed since the last stored link
+  int churned_ = 0;                    // full images in a row forced by changes
+  int untracked_ = 0;                  // full images left before tracking again
+  int leaning_ = 0;                    // deltas in a row the other method would have done better
 };
 
 }  // namespace kappa::detail

@@ -275,8 +275,8 @@ Task<nlohmann::json> large_state(bool fail) {
 // ---- large items handed on as they arrive: the forwarder enqueues the
 // temporary its dequeue yields (Queue::enqueue(T&&)), so its checkpoints at
 // the enqueue need not carry the item
-Task<int> forwarder(kappa::Queue<std::vector<uint64_t>> in,
-                    kappa::Queue<std::vector<uint64_t>> out, int n) {
+Task<int> forwarder(kappa::Queue<std::vector<uint64_t>> in, kappa::Queue<std::vector<uint64_t>> out,
+                    int n) {
   for (int i = 0; i < n; ++i) co_await out.enqueue(co_await in.dequeue());
   co_return n;
 }
@@ -284,8 +284,8 @@ Task<int> forwarder(kappa::Queue<std::vector<uint64_t>> in,
 Task<nlohmann::json> forward(int n, int kib) {
   auto in = co_await kappa::make_queue<std::vector<uint64_t>>(1);
   auto out = co_await kappa::make_queue<std::vector<uint64_t>>(1);
-  Future<int> f = co_await kappa::spawn(kappa::SpawnOptions{.name = "forwarder"}, forwarder, in,
-                                        out, n);
+  Future<int> f =
+      co_await kappa::spawn(kappa::SpawnOptions{.name = "forwarder"}, forwarder, in, out, n);
   bool same = true;
   for (int i = 0; i < n; ++i) {
     std::vector<uint64_t> item = noise(size_t(kib) << 7, uint64_t(i) + 1);  // incompressible
@@ -390,8 +390,7 @@ Task<nlohmann::json> handler(nlohmann::json e) {
   if (p == "awaits") co_return co_await awaits();
   if (p == "long_loop") co_return co_await long_loop(e.at("iterations"));
   if (p == "changing_state")
-    co_return co_await changing_state_task(e.at("rounds"), e.value("mib", 8),
-                                           e.value("words", 64));
+    co_return co_await changing_state_task(e.at("rounds"), e.value("mib", 8), e.value("words", 64));
   if (p == "child_failure") co_return co_await child_failure();
   if (p == "uncaught_child_failure") co_return co_await uncaught_child_failure();
   if (p == "crash_child") co_return co_await crash_child(e.value("after", 0.0));
