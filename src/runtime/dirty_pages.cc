@@ -288,25 +288,56 @@ class WriteProtectPages final : public DirtyPages {
     ioctl(uffd_, UFFDIO_UNREGISTER, &range);  // fails only for an unmapped slot: nothing to do
     registered_ = false;
     captured_.clear();
+    hot_.clear();
+    last_written_.clear();
   }
 
-  uint64_t captured_pages() const override { return pages_in(captured_); }
+  uint64_t captured_pages() const override { return pages_in(captured_) + pages_in(hot_); }
+  uint64_t hot_pages() const override { return pages_in(hot_); }
 
  private:
   // The pages of `cover` written since captured or never captured; all of
-  // `cover` is protected (captured) afterwards.
+  // `cover` counts as captured afterwards, and is protected but for the hot
+  // pages.
   std::vector<Extent> rearm(const std::vector<Extent>& cover) {
     if (!registered_) register_slot();
-    std::vector<Extent> changed;
+    std::vector<Extent> written;
     for (const Extent& e : intersect(cover, captured_))
-      if (!scan_written(base_, base_ + e.offset, e.bytes, changed))
+      if (!scan_written(base_, base_ + e.offset, e.bytes, written))
         throw Error(std::string("PAGEMAP_SCAN failed: ") + std::strerror(errno));
+    hot_ = unite(intersect(hot_, cover), {});  // pages the arena released leave
+    // Hot pages are never captured, so they are always among the fresh ones.
     std::vector<Extent> fresh = subtract(cover, captured_);
-    for (const Extent& e : fresh)
+    if (!hot_.empty() && ++since_relearn_ >= kHotRelearn) {  // protected again: seen anew
+      hot_.clear();
+      since_relearn_ = 0;
+    }
+    std::vector<Extent> protect = subtract(fresh, hot_);
+    for (const Extent& e : protect)
       if (!write_protect(uffd_, base_ + e.offset, e.bytes, true))
         throw Error(std::string("cannot write-protect arena pages: ") + std::strerror(errno));
-    captured_ = unite(captured_, fresh);
-    return unite(changed, fresh);
+    captured_ = unite(captured_, protect);
+    promote(written);
+    return unite(written, fresh);
+  }
+
+  // Pages written before this collect and the one before it become hot, up
+  // to kMaxHotPages: left writable (scan_written protected them again).
+  void promote(const std::vector<Extent>& written) {
+    std::vector<Extent> again = unite(intersect(written, last_written_), {});
+    last_written_ = written;
+    uint64_t room = kMaxHotPages - std::min(kMaxHotPages, pages_in(hot_));
+    std::vector<Extent> hot;
+    for (const Extent& e : again) {
+      if (room == 0) break;
+      uint64_t pages = std::min(room, e.bytes >> kPageShift);
+      if (write_protect(uffd_, base_ + e.offset, pages << kPageShift, false))
+        hot.push_back({e.offset, pages << kPageShift});
+      room -= pages;
+    }
+    if (hot.empty()) return;
+    captured_ = subtract(captured_, hot);
+    hot_ = unite(hot_, hot);
   }
 
   void register_slot() {
@@ -320,10 +351,24 @@ class WriteProtectPages final : public DirtyPages {
     registered_ = true;
   }
 
+  // Pages that the task writes between every two images (its coroutine
+  // frames, a counter, the vector it appends to): protecting them again at
+  // each collect would cost the task a fault and the collect a re-protection
+  // per page each time (tens of microseconds apiece where the MMU is
+  // virtualized in software, as on this project's VMs) to learn what is
+  // known. They are left writable instead and reported at every collect, a
+  // copy of 4 KiB each. Every kHotRelearn collects they are protected again,
+  // and only those written twice in a row again become hot.
+  static constexpr uint64_t kMaxHotPages = 32;
+  static constexpr int kHotRelearn = 64;
+
   uintptr_t base_;
   int uffd_;
   bool registered_ = false;
-  std::vector<Extent> captured_;  // page ranges protected since their capture
+  std::vector<Extent> captured_;      // page ranges protected since their capture
+  std::vector<Extent> hot_;           // writable pages, reported at every collect
+  std::vector<Extent> last_written_;  // protected pages the last collect found written
+  int since_relearn_ = 0;
 };
 
 // ---------------------------------------------------------------- hashes

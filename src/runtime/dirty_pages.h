@@ -9,6 +9,9 @@
 //   resolves by itself (no handler thread) and records as "written".
 //   PAGEMAP_SCAN then reports the written pages and protects them again in
 //   one call. Collecting costs a page-table walk, not a read of the state.
+//   Pages written between every two collects (up to 32: a task's frames, a
+//   vector it appends to) are left writable and reported each time, which
+//   spares a fault and a protection per page and image.
 // - kHash: an XXH3-64 of every captured 4 KiB page; collecting hashes the
 //   pages again (all cores) and reports the ones that differ. For kernels
 //   without the above, and processes that may not use userfaultfd (seccomp
@@ -78,8 +81,9 @@ class DirtyPages {
   DirtyMethod method() const { return method_; }
 
   /// Of `extents` (sorted, as Arena::snapshot_extents returns them), the
-  /// parts in pages that changed since they were last captured, clipped to the
-  /// extents and sorted; from now on all of `extents` counts as captured.
+  /// parts in pages that changed since they were last captured, and in hot
+  /// pages (hot_pages(), which may not have), clipped to the extents and
+  /// sorted; from now on all of `extents` counts as captured.
   virtual std::vector<Extent> collect(const std::vector<Extent>& extents) = 0;
   /// Counts all of `extents` as captured now, without reporting (after a
   /// restore wrote them, or after a full image).
@@ -90,6 +94,10 @@ class DirtyPages {
   virtual void forget() = 0;
   /// Pages currently counted as captured.
   virtual uint64_t captured_pages() const = 0;
+  /// Of those, the pages reported at every collect without being tracked
+  /// (write protection's hot pages, written between every two images: see
+  /// dirty_pages.cc); they cost a copy each, not a fault and a protection.
+  virtual uint64_t hot_pages() const { return 0; }
 
  protected:
   explicit DirtyPages(DirtyMethod method) : method_(method) {}

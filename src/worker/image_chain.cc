@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "protocol/image_chain.h"
 
 namespace kappa::detail {
@@ -141,7 +143,9 @@ void ImageChain::reconsider(Arena& arena, const std::vector<Extent>& extents,
   if (!dirty_ || dirty_method_forced() || pick_dirty_method() != DirtyMethod::kWriteProtect)
     return;  // chosen by the user, or write protection unavailable: hashes it is
   const DirtyCosts& c = costs_ ? *costs_ : dirty_costs();
-  double wp = double(written_pages) * (c.fault_us_per_page + c.reprotect_us_per_page);
+  // Hot pages cost neither a fault nor a protection (dirty_pages.h).
+  uint64_t tracked = written_pages - std::min(written_pages, dirty_->hot_pages());
+  double wp = double(tracked) * (c.fault_us_per_page + c.reprotect_us_per_page);
   double hash = double(bytes_in(extents)) / double(1 << 20) * c.hash_us_per_mib;
   DirtyMethod now = dirty_->method(), better = now;
   if (now == DirtyMethod::kWriteProtect && hash * 2 < wp) better = DirtyMethod::kHash;
