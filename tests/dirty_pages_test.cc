@@ -151,7 +151,7 @@ TEST_P(DirtyPagesTest, APageWrittenBeforeEveryCollectIsReportedEveryTime) {
   tracker->capture_all(extents);
   uint64_t hot = offset(a) + 2 * kPageBytes, cold = offset(a) + 5 * kPageBytes;
   uint64_t most_hot = 0;
-  for (int i = 0; i < 150; ++i) {  // crosses the hot pages' relearning twice
+  for (int i = 0; i < 150; ++i) {                  // crosses the hot pages' relearning twice
     a[2 * kPageBytes + i % 100] = char(0x80 | i);  // never the value it replaces
     std::vector<Extent> changed = tracker->collect(extents);
     ASSERT_TRUE(covers(changed, hot)) << "collect " << i << ": " << show(changed);
