@@ -322,14 +322,16 @@ class WriteProtectPages final : public DirtyPages {
   }
 
   // Pages written before this collect and the one before it become hot, up
-  // to kMaxHotPages: left writable (scan_written protected them again).
+  // to kMaxHotPages in kMaxHotRuns runs: left writable (scan_written
+  // protected them again).
   void promote(const std::vector<Extent>& written) {
     std::vector<Extent> again = unite(intersect(written, last_written_), {});
     last_written_ = written;
     uint64_t room = kMaxHotPages - std::min(kMaxHotPages, pages_in(hot_));
+    size_t runs = hot_.size();
     std::vector<Extent> hot;
     for (const Extent& e : again) {
-      if (room == 0) break;
+      if (room == 0 || runs++ >= kMaxHotRuns) break;
       uint64_t pages = std::min(room, e.bytes >> kPageShift);
       if (write_protect(uffd_, base_ + e.offset, pages << kPageShift, false))
         hot.push_back({e.offset, pages << kPageShift});
@@ -359,7 +361,11 @@ class WriteProtectPages final : public DirtyPages {
   // known. They are left writable instead and reported at every collect, a
   // copy of 4 KiB each. Every kHotRelearn collects they are protected again,
   // and only those written twice in a row again become hot.
+  // Each run of hot pages splits the captured ranges, and each range costs
+  // the collect a PAGEMAP_SCAN call of its own: pages written here and there
+  // are left to the faults.
   static constexpr uint64_t kMaxHotPages = 32;
+  static constexpr size_t kMaxHotRuns = 4;
   static constexpr int kHotRelearn = 64;
 
   uintptr_t base_;

@@ -9,9 +9,9 @@
 //   resolves by itself (no handler thread) and records as "written".
 //   PAGEMAP_SCAN then reports the written pages and protects them again in
 //   one call. Collecting costs a page-table walk, not a read of the state.
-//   Pages written between every two collects (up to 32: a task's frames, a
-//   vector it appends to) are left writable and reported each time, which
-//   spares a fault and a protection per page and image.
+//   Pages written between every two collects (a task's frames, a vector it
+//   appends to; 32 at most, in 4 runs) are left writable and reported each
+//   time, which spares a fault and a protection per page and image.
 // - kHash: an XXH3-64 of every captured 4 KiB page; collecting hashes the
 //   pages again (all cores) and reports the ones that differ. For kernels
 //   without the above, and processes that may not use userfaultfd (seccomp
