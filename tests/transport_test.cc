@@ -2,6 +2,7 @@
 // each with a real Coordinator behind it: the same messages must come through
 // either, and both must refuse a session without the job's token.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -195,6 +196,56 @@ TEST_P(Transport, AParkedTaskIsRelaunchedWithALargeResult) {
   coordinator.shutdown();
 }
 
+// Items of every size go to the coordinator (enqueue) and back (dequeue):
+// over the socket, those from 16 KiB up to the shared ring's size cross it,
+// and larger ones the socket, with every byte intact. A reply left in the
+// ring (call()'s shared_reply) is read from there.
+TEST_P(Transport, ItemsOfEverySizeCrossBothWaysIntact) {
+  SpawnSpec root;
+  root.fn = 0x1000;
+  coordinator.spawn_root(root);
+  CoordinatorServer server(&coordinator, server_options());
+  CoordinatorClient client(server.address(), "secret", 7, client_options());
+  ASSERT_EQ(client.next().task_id, 1u);
+  uint64_t seqno = 0;
+  uint64_t q = decode<uint64_t>(
+      client
+          .call(CallInfo{
+              .task_id = 1, .seqno = seqno++, .op = Op::kMakeQueue, .request = encode(uint64_t{1})})
+          .reply);
+  std::vector<size_t> sizes = {100,     16 << 10, (16 << 10) + 1, 100 << 10,     1 << 20,
+                               3 << 20, 4 << 20,  5 << 20,        (4 << 20) - 16};
+  for (int i = 0; i < 12; ++i) sizes.push_back(size_t(700 + 300 * i) << 10);  // laps
+  bool socket = GetParam() == "socket";
+  size_t shared_replies = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    std::string item(sizes[i], '\0');
+    for (size_t b = 0; b < item.size(); b += 64) item[b] = char(b / 64 * 31 + i);
+    ASSERT_EQ(client
+                  .call(CallInfo{.task_id = 1,
+                                 .seqno = seqno++,
+                                 .op = Op::kEnqueue,
+                                 .request = enqueue_request(q, item)})
+                  .kind,
+              CallOutcome::Kind::kResult);
+    std::string_view shared;
+    bool view = i % 3 != 2;  // some replies copied out as before
+    CallOutcome o = client.call(
+        CallInfo{.task_id = 1, .seqno = seqno++, .op = Op::kDequeue, .request = encode(q)},
+        view ? &shared : nullptr);
+    ASSERT_EQ(o.kind, CallOutcome::Kind::kResult) << o.error;
+    std::string_view reply = shared.empty() ? std::string_view(o.reply) : shared;
+    ASSERT_TRUE(decode<std::string>(reply) == item) << "item " << i << " of " << sizes[i];
+    // The reply (the item and its 8-byte length) is left in the ring when it fits.
+    size_t reply_bytes = sizes[i] + 8;
+    bool in_ring = socket && view && reply_bytes >= (16 << 10) && reply_bytes <= (4 << 20);
+    EXPECT_EQ(!shared.empty(), in_ring) << "item " << i << " of " << sizes[i];
+    shared_replies += !shared.empty();
+  }
+  if (socket) EXPECT_GE(shared_replies, 10u);
+  coordinator.shutdown();
+}
+
 TEST_P(Transport, RefusesASessionWithoutTheToken) {
   coordinator.spawn_root(SpawnSpec{});
   CoordinatorServer server(&coordinator, server_options());
@@ -283,6 +334,93 @@ TEST(SocketTransport, ConnectionsWithoutATokenAreBoundedInNumberAndTime) {
   // A worker with the token is served.
   CoordinatorClient client(server.address(), "secret", 7);
   EXPECT_EQ(client.next().kind, Assignment::Kind::kStart);
+  coordinator.shutdown();
+}
+
+// A raw connection to a socket coordinator's abstract address.
+int connect_raw(const std::string& name) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path + 1, name.data(), name.size());
+  socklen_t len = socklen_t(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), len), 0);
+  timeval wait{5, 0};  // fail, rather than hang, if the coordinator never answers
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  return fd;
+}
+
+// The first frame of a worker: a Hello with the token "secret" (kappa.proto's
+// WorkerMessage, encoded by hand), passing `pass` along if >= 0.
+void send_hello(int fd, int pass) {
+  const char bytes[] = "\x0a\x06secret\x10\x07\x32\x00";
+  std::string hello(bytes, sizeof bytes - 1);
+  uint32_t header[2] = {uint32_t(hello.size()), 0};
+  std::string frame(reinterpret_cast<const char*>(header), sizeof header);
+  frame += hello;
+  iovec iov{frame.data(), frame.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (pass >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pass, sizeof pass);
+  }
+  ASSERT_EQ(sendmsg(fd, &msg, MSG_NOSIGNAL), ssize_t(frame.size()));
+}
+
+// Everything the coordinator sends until it ends the session.
+std::string read_to_end(int fd) {
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) got.append(buf, size_t(n));
+  return got;
+}
+
+// A payload announced in a shared area the worker never passed: the frame is
+// malformed, and the session ends.
+TEST(SocketTransport, APayloadInAnAreaThatWasNeverPassedEndsTheSession) {
+  Coordinator coordinator(JobStateOptions{}, nullptr);
+  coordinator.spawn_root(SpawnSpec{});
+  std::string name = "kappa-transport-test-" + random_hex(6);
+  CoordinatorServer server(&coordinator,
+                           ServerOptions{.listen = "unix:@" + name, .token = "secret"});
+  int fd = connect_raw(name);
+  send_hello(fd, -1);
+  uint32_t header[2] = {0, (1u << 31) | 100};  // an empty message, 100 bytes in the ring
+  ASSERT_EQ(send(fd, header, sizeof header, MSG_NOSIGNAL), ssize_t(sizeof header));
+  char byte;
+  EXPECT_EQ(recv(fd, &byte, 1, 0), 0) << "the session was not ended";
+  close(fd);
+  CoordinatorClient client(server.address(), "secret", 7);  // others are served on
+  EXPECT_EQ(client.next().kind, Assignment::Kind::kStart);
+  coordinator.shutdown();
+}
+
+// A shared area the worker could shrink under the coordinator (whose reads
+// would then fault) is refused, and the worker told why.
+TEST(SocketTransport, AnAreaNotSealedAgainstShrinkingIsRefused) {
+  Coordinator coordinator(JobStateOptions{}, nullptr);
+  coordinator.spawn_root(SpawnSpec{});
+  std::string name = "kappa-transport-test-" + random_hex(6);
+  CoordinatorServer server(&coordinator,
+                           ServerOptions{.listen = "unix:@" + name, .token = "secret"});
+  int area = memfd_create("unsealed", MFD_CLOEXEC);
+  ASSERT_GE(area, 0);
+  ASSERT_EQ(ftruncate(area, off_t(4096 + 2 * (4 << 20))), 0);  // the right size
+  int fd = connect_raw(name);
+  send_hello(fd, area);
+  close(area);
+  std::string answer = read_to_end(fd);
+  EXPECT_NE(answer.find("not sealed against shrinking"), std::string::npos) << answer;
+  close(fd);
+  EXPECT_EQ(coordinator.stats().running, 0u);  // nothing was handed to it
   coordinator.shutdown();
 }
 

@@ -63,12 +63,12 @@ Assignment CoordinatorClient::next() {
   m_->out.mutable_next();
   channel_->send(m_->out);
   m_->in.Clear();
-  channel_->receive(&m_->in, "Next");
+  channel_->receive(&m_->in, "Next", nullptr);
   expect(m_->in, &rpc::CoordinatorMessage::has_assignment, "Next");
   return from_proto(*m_->in.mutable_assignment());
 }
 
-CallOutcome CoordinatorClient::call(CallInfo info) {
+CallOutcome CoordinatorClient::call(CallInfo info, std::string_view* shared_reply) {
   m_->out.Clear();
   rpc::CallRequest* req = m_->out.mutable_call();
   req->set_task_id(info.task_id);
@@ -83,7 +83,7 @@ CallOutcome CoordinatorClient::call(CallInfo info) {
   channel_->send(m_->out);
   m_->out.Clear();  // frees the request now: it may be large
   m_->in.Clear();
-  channel_->receive(&m_->in, "Call");
+  channel_->receive(&m_->in, "Call", shared_reply);
   expect(m_->in, &rpc::CoordinatorMessage::has_reply, "Call");
   rpc::CallReply& rep = *m_->in.mutable_reply();
   return {static_cast<CallOutcome::Kind>(rep.kind()), std::move(*rep.mutable_reply()),
@@ -96,7 +96,7 @@ Assignment CoordinatorClient::finish(const FinishInfo& info) {
   channel_->send(m_->out);
   m_->out.Clear();
   m_->in.Clear();
-  channel_->receive(&m_->in, "Finish");
+  channel_->receive(&m_->in, "Finish", nullptr);
   expect(m_->in, &rpc::CoordinatorMessage::has_assignment, "Finish");
   return from_proto(*m_->in.mutable_assignment());
 }
@@ -107,7 +107,7 @@ void CoordinatorClient::finish_last(const FinishInfo& info) {
   channel_->send(m_->out);
   m_->out.Clear();
   m_->in.Clear();
-  channel_->receive(&m_->in, "Finish");
+  channel_->receive(&m_->in, "Finish", nullptr);
   expect(m_->in, &rpc::CoordinatorMessage::has_finished, "Finish");
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "protocol/messages.h"
 #include "rpc/tls.h"
@@ -36,7 +37,12 @@ class CoordinatorClient {
   // Requests: each returns the coordinator's answer. They throw kappa::Error
   // when the coordinator is gone or refuses the session.
   Assignment next();
-  CallOutcome call(CallInfo info);
+  /// With `shared_reply`: a reply the transport received into memory it
+  /// shares with the coordinator (a large one, from a local coordinator)
+  /// may be left there, not copied. `*shared_reply` then shows it, valid
+  /// until the next request, and the outcome's reply is empty; else
+  /// `*shared_reply` is empty.
+  CallOutcome call(CallInfo info, std::string_view* shared_reply = nullptr);
   /// Reports the end of the task and returns the worker's next assignment.
   Assignment finish(const FinishInfo& info);
   /// Reports the end of the task without asking for more work: the worker

@@ -224,7 +224,8 @@ class GrpcChannel final : public Channel {
     if (!closed_ && stream_->Write(out)) return;
     throw Error("the coordinator at " + address_ + " ended the session: " + close());
   }
-  void receive(rpc::CoordinatorMessage* in, const char* what) override {
+  void receive(rpc::CoordinatorMessage* in, const char* what, std::string_view* payload) override {
+    if (payload) *payload = {};  // every byte is in the message
     if (!stream_->Read(in)) {
       std::string why;
       {

@@ -6,6 +6,9 @@
 // trip took about 3x as long here, with an empty or a 1 MiB request
 // (bench/rpc_bench.cc).
 //
+// Large payloads cross through memory the worker shares with the
+// coordinator (util/payload_ring.h), announced by their frames.
+//
 // Sessions are authenticated like gRPC's (the job token comes first); the
 // abstract-namespace form (unix:@NAME) leaves no file behind after a crash.
 #include <sys/socket.h>
@@ -26,6 +29,7 @@
 #include "rpc/transport.h"
 #include "util/byte_buffer.h"
 #include "util/log.h"
+#include "util/payload_ring.h"
 #include "util/string_for_overwrite.h"
 
 namespace kappa::detail {
@@ -67,16 +71,29 @@ int new_socket() {
   return fd;
 }
 
-// Writes both pieces whole.
-bool write_all(int fd, std::string_view a, std::string_view b) {
+// Writes both pieces whole; with `pass` >= 0, passes that descriptor along
+// (SCM_RIGHTS, with the first bytes).
+bool write_all(int fd, std::string_view a, std::string_view b, int pass = -1) {
   iovec iov[2] = {{const_cast<char*>(a.data()), a.size()}, {const_cast<char*>(b.data()), b.size()}};
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = b.empty() ? 1 : 2;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (pass >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pass, sizeof pass);
+  }
   while (msg.msg_iovlen > 0) {
     ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) return false;
+    msg.msg_control = nullptr;  // passed with the first bytes
+    msg.msg_controllen = 0;
     for (size_t left = size_t(w); left > 0;) {  // skip what was written
       size_t n = std::min(left, msg.msg_iov->iov_len);
       msg.msg_iov->iov_base = static_cast<char*>(msg.msg_iov->iov_base) + n;
@@ -104,9 +121,14 @@ constexpr size_t kKeepBytes = 8 << 20;
 // straight from its string and received straight into one, which spares a
 // copy of a large value at each end (serializing it, parsing it). A call's
 // reply that the coordinator keeps (SharedString) is always the payload, sent
-// from the coordinator's record.
+// from the coordinator's record. A payload put in the connection's shared
+// ring instead (kInRing) is not in the frame; kRingRestart is put()'s
+// `restart` (PayloadRing).
 constexpr size_t kHeaderBytes = 8;
 constexpr size_t kPayloadMinBytes = 16 << 10;  // smaller fields stay in the message
+constexpr uint32_t kInRing = uint32_t(1) << 31;
+constexpr uint32_t kRingRestart = uint32_t(1) << 30;
+constexpr uint32_t kRingLengthMask = kRingRestart - 1;
 
 std::string* payload_field(rpc::WorkerMessage& m) {
   switch (m.body_case()) {
@@ -138,9 +160,11 @@ void check_size(size_t n) {
 
 /// Writes `m` as one frame (its payload field is borrowed, then put back;
 /// or, with `external`, the payload is those bytes and the field empty).
+/// A payload that fits in `ring` goes there. `pass` as write_all's.
 /// Throws kappa::Error if it is too large for one.
 template <class M>
-bool send_frame(int fd, M& m, std::string_view external = {}) {
+bool send_frame(int fd, M& m, std::string_view external = {}, PayloadRing* ring = nullptr,
+                int pass = -1) {
   thread_local ByteBuffer out;
   std::string payload;
   std::string* field = payload_field(m);
@@ -158,9 +182,14 @@ bool send_frame(int fd, M& m, std::string_view external = {}) {
   check_size(sent.size());
   out.resize(kHeaderBytes + n);
   uint32_t lens[2] = {uint32_t(n), uint32_t(sent.size())};
+  bool restart = false;
+  if (ring && sent.size() >= kPayloadMinBytes && ring->put(sent, &restart)) {
+    lens[1] |= kInRing | (restart ? kRingRestart : 0);
+    sent = {};
+  }
   std::memcpy(out.data(), lens, sizeof lens);
   m.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out.data() + kHeaderBytes));
-  bool ok = write_all(fd, out.view(), sent);
+  bool ok = write_all(fd, out.view(), sent, pass);
   if (out.capacity() > kKeepBytes) out.release();
   return ok;
 }
@@ -172,6 +201,9 @@ bool send_frame(int fd, M& m, std::string_view external = {}) {
 class FrameReader {
  public:
   explicit FrameReader(int fd) : fd_(fd) {}
+  ~FrameReader() {
+    if (passed_ >= 0) close(passed_);
+  }
   FrameReader(const FrameReader&) = delete;
   FrameReader& operator=(const FrameReader&) = delete;
   int fd() const { return fd_; }
@@ -180,13 +212,37 @@ class FrameReader {
   /// before anything is allocated for them.
   void set_limit(size_t bytes) { limit_ = bytes; }
 
+  /// Payloads announced in a ring are read from `ring` (until then, such a
+  /// frame is malformed).
+  void set_ring(PayloadRing* ring) { ring_ = ring; }
+
+  /// While on, the first descriptor passed with the bytes read is kept
+  /// (take_passed()); others, and any passed later, are closed.
+  void keep_passed(bool on) { keep_passed_ = on; }
+  /// The descriptor kept (the caller closes it), or -1.
+  int take_passed() { return std::exchange(passed_, -1); }
+
+  /// Ends the view of the last payload received with a ring_view (if any):
+  /// its room in the ring is free again.
+  void end_view() {
+    if (viewing_) ring_->release();
+    viewing_ = false;
+  }
+
   /// False at the end of the stream or on a malformed or refused frame.
+  /// With `ring_view`, a payload that came through the ring stays there:
+  /// `*ring_view` shows it (the field is left empty) until the next call.
   template <class M>
-  bool receive_message(M* m) {
+  bool receive_message(M* m, std::string_view* ring_view = nullptr) {
+    end_view();
     uint32_t lens[2] = {0, 0};
     if (!fill(kHeaderBytes)) return false;
     std::memcpy(lens, in_.data() + pos_, sizeof lens);
-    if (lens[0] > kMaxFrameBytes || lens[1] > kMaxFrameBytes || size_t(lens[0]) + lens[1] > limit_)
+    bool in_ring = (lens[1] & kInRing) != 0;
+    bool restart = (lens[1] & kRingRestart) != 0;
+    if (in_ring) lens[1] &= kRingLengthMask;
+    if (lens[0] > kMaxFrameBytes || lens[1] > kMaxFrameBytes ||
+        size_t(lens[0]) + lens[1] > limit_ || (in_ring && !ring_))
       return false;
     if (!fill(kHeaderBytes + lens[0])) return false;
     bool ok = m->ParseFromArray(in_.data() + pos_ + kHeaderBytes, int(lens[0]));
@@ -194,7 +250,15 @@ class FrameReader {
     if (ok && lens[1] > 0) {
       std::string* field = payload_field(*m);
       ok = field && field->empty();
-      if (ok) {  // the payload, straight into its string (past what was read already)
+      if (ok && in_ring && ring_view) {
+        const char* at = ring_->view(lens[1], restart);
+        ok = at != nullptr;
+        *ring_view = ok ? std::string_view(at, lens[1]) : std::string_view();
+        viewing_ = ok;
+      } else if (ok && in_ring) {
+        *field = string_for_overwrite(lens[1]);  // take() writes every byte
+        ok = ring_->take(field->data(), lens[1], restart);
+      } else if (ok) {  // the payload, straight into its string (past what was read already)
         size_t early = std::min<size_t>(end_ - pos_, lens[1]);
         *field = string_for_overwrite(lens[1]);  // every byte is written below
         std::memcpy(field->data(), in_.data() + pos_, early);
@@ -227,7 +291,7 @@ class FrameReader {
     in_.resize(end_);  // what reserve() keeps
     in_.reserve(std::max(n, kReadChunk));
     while (end_ < n) {
-      ssize_t r = recv(fd_, in_.data() + end_, in_.capacity() - end_, 0);
+      ssize_t r = read_some(in_.data() + end_, in_.capacity() - end_);
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) return false;
       end_ += size_t(r);
@@ -235,9 +299,40 @@ class FrameReader {
     return true;
   }
 
+  // recv(), catching descriptors passed along while keep_passed_ is on (a
+  // plain recv() closes them: the kernel drops what it cannot deliver).
+  ssize_t read_some(char* to, size_t n) {
+    if (!keep_passed_) return recv(fd_, to, n, 0);
+    iovec iov{to, n};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t r = recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
+    if (r < 0) return r;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
+        int passed;
+        std::memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
+        if (passed_ < 0)
+          passed_ = passed;
+        else
+          close(passed);
+      }
+    }
+    return r;
+  }
+
   static constexpr size_t kReadChunk = 64 << 10;
   int fd_;
   size_t limit_ = SIZE_MAX;
+  PayloadRing* ring_ = nullptr;
+  bool viewing_ = false;  // a payload in ring_ is viewed (receive_message's ring_view)
+  bool keep_passed_ = false;
+  int passed_ = -1;
   ByteBuffer in_;
   size_t pos_ = 0, end_ = 0;  // the unread bytes: in_[pos_, end_)
 };
@@ -248,6 +343,11 @@ class FrameReader {
 class Connection final : public MessageLink {
  public:
   explicit Connection(int fd) : fd_(fd) {}
+  /// Sends payloads through `area`'s ring to the worker from now on.
+  void use_area(std::unique_ptr<PayloadArea> area) {
+    std::lock_guard lock(mu_);
+    area_ = std::move(area);
+  }
   void write(rpc::CoordinatorMessage& m, std::string_view reply) override {
     send_message(m, reply);
   }
@@ -260,7 +360,7 @@ class Connection final : public MessageLink {
     std::string why;
     bool ok = false;
     try {
-      ok = send_frame(fd_, m, reply);
+      ok = send_frame(fd_, m, reply, area_ ? &area_->to_worker() : nullptr);
       if (!ok) why = std::strerror(errno);
     } catch (const std::exception& e) {  // too large, or out of memory
       why = e.what();
@@ -280,6 +380,7 @@ class Connection final : public MessageLink {
   const int fd_;
   std::mutex mu_;
   bool open_ = true;
+  std::unique_ptr<PayloadArea> area_;  // the worker's shared area, once mapped
 };
 
 void set_receive_timeout(int fd, std::chrono::milliseconds t) {
@@ -397,15 +498,19 @@ class SocketListener final : public Listener {
       // Until the token has been checked, a frame may not make the
       // coordinator allocate much, nor the session last long.
       reader.set_limit(kFirstFrameBytes);
+      reader.keep_passed(true);  // the worker's payload area comes with its first frame
       rpc::WorkerMessage in;
       std::string refusal;
+      auto refuse = [&] {
+        rpc::CoordinatorMessage m;
+        m.set_refused(refusal);
+        conn->send_message(m);
+        linger(fd);
+      };
       try {
         while (reader.receive_message(&in)) {
           if (!session.handle(in, &refusal)) {
-            rpc::CoordinatorMessage m;
-            m.set_refused(refusal);
-            conn->send_message(m);
-            linger(fd);
+            refuse();
             break;
           }
           if (counted) {
@@ -413,6 +518,18 @@ class SocketListener final : public Listener {
             authenticated();
             reader.set_limit(SIZE_MAX);
             set_receive_timeout(fd, std::chrono::milliseconds(0));
+            reader.keep_passed(false);
+            if (int passed = reader.take_passed(); passed >= 0) {
+              try {
+                std::unique_ptr<PayloadArea> area = PayloadArea::map(passed);
+                reader.set_ring(&area->to_coordinator());
+                conn->use_area(std::move(area));
+              } catch (const Error& e) {
+                refusal = e.what();
+                refuse();
+                break;
+              }
+            }
           }
         }
       } catch (const std::exception& e) {  // out of memory, say: this session ends
@@ -441,20 +558,32 @@ class SocketListener final : public Listener {
 
 class SocketChannel final : public Channel {
  public:
-  explicit SocketChannel(const std::string& address) : address_(address), reader_(connect_to()) {}
+  explicit SocketChannel(const std::string& address)
+      : address_(address), reader_(connect_to()), area_(PayloadArea::create()) {
+    if (area_) reader_.set_ring(&area_->to_worker());
+  }
   ~SocketChannel() override { close(reader_.fd()); }
 
   void send(rpc::WorkerMessage& out) override {
+    // A request comes after its caller has read the last answer (whose view
+    // ends now rather than at the next receive(), so that the coordinator
+    // finds the ring empty and puts the next answer at its start, in pages
+    // in use already). Heartbeats, from another thread, leave it.
+    if (out.has_next() || out.has_call() || out.has_finish()) reader_.end_view();
     std::lock_guard lock(send_mu_);
-    if (!send_frame(reader_.fd(), out))
+    // The shared area goes with the first frame (the token's).
+    int pass = area_ && !area_passed_ ? area_->fd() : -1;
+    if (!send_frame(reader_.fd(), out, {}, area_ ? &area_->to_coordinator() : nullptr, pass))
       throw Error("the coordinator at " + address_ + " closed the session");
+    area_passed_ = true;
   }
 
-  void receive(rpc::CoordinatorMessage* in, const char* what) override {
+  void receive(rpc::CoordinatorMessage* in, const char* what, std::string_view* payload) override {
     auto fail = [&](const std::string& why) {
       throw Error(std::string("coordinator ") + what + " failed: " + why);
     };
-    if (!reader_.receive_message(in)) fail("the coordinator closed the session");
+    if (payload) *payload = {};
+    if (!reader_.receive_message(in, payload)) fail("the coordinator closed the session");
     if (in->body_case() == rpc::CoordinatorMessage::kRefused) fail(in->refused());
   }
 
@@ -478,6 +607,8 @@ class SocketChannel final : public Channel {
   std::string address_;
   std::mutex send_mu_;
   FrameReader reader_;
+  std::unique_ptr<PayloadArea> area_;  // null: payloads travel on the socket
+  bool area_passed_ = false;
 };
 
 }  // namespace

@@ -95,8 +95,13 @@ class Channel {
   /// meanwhile, but is as it was when this returns.
   virtual void send(rpc::WorkerMessage& out) = 0;
   /// The next answer. Throws kappa::Error when the coordinator is gone or
-  /// refuses the session; `what` names the request in that message.
-  virtual void receive(rpc::CoordinatorMessage* in, const char* what) = 0;
+  /// refuses the session; `what` names the request in that message. With
+  /// `payload`, the answer's large bytes field may be left empty and its
+  /// bytes shown there instead, where the transport received them (not
+  /// copied), until the next request is sent or receive() is called; else
+  /// `*payload` is empty.
+  virtual void receive(rpc::CoordinatorMessage* in, const char* what,
+                       std::string_view* payload) = 0;
 };
 
 /// A running server of one transport.

@@ -624,7 +624,8 @@ class Worker {
       uplink_.post_back(std::move(image));
       Op op = info.op;
       auto called = Clock::now();
-      CallOutcome o = client_.call(std::move(info));
+      std::string_view shared;  // a large reply, read from where it arrived as the task resumes
+      CallOutcome o = client_.call(std::move(info), &shared);
       // A yield is answered at once, by a relaunch elsewhere.
       if (answered_at_once(op) && (o.kind == CallOutcome::Kind::kResult || op == Op::kYield))
         cost_.called(seconds_since(called));
@@ -640,7 +641,7 @@ class Worker {
         return std::nullopt;
       }
       reply = o.reply.take();
-      deliver(arena, reply, o.error);
+      deliver(arena, shared.empty() ? std::string_view(reply) : shared, o.error);
     }
   }
 
