@@ -656,6 +656,80 @@ TEST_F(S3StoreTest, RangedReadsAreRetried) {
   EXPECT_EQ(requests(proxy.log(), "GET").size(), 3u);
 }
 
+// After a large read, the reads that follow are served from ranges fetched
+// ahead (fewer, larger requests, several at once); a read elsewhere drops
+// them and is read as asked. Every byte comes back as it was put.
+TEST_F(S3StoreTest, ReadsThatFollowALargeOneAreServedFromRangesFetchedAhead) {
+  S3Proxy proxy(server_->endpoint());
+  S3Tuning t = fast();
+  t.read_ahead_bytes = 512 << 10;
+  t.read_ahead_ranges = 2;
+  auto store = open(t, proxy.endpoint());
+  const std::string value = random_bytes(3 << 20, 14);
+  store->put("k", value);
+  auto reader = store->open_value("k");
+  ASSERT_NE(reader, nullptr);
+  proxy.set_faults(json::array());
+  auto expect_read = [&](uint64_t offset, size_t bytes) {
+    std::string got(bytes, '\0');
+    reader->read(offset, got.data(), bytes);
+    ASSERT_TRUE(kappa::testing::same_bytes(got, value.substr(offset, bytes)))
+        << bytes << " bytes at " << offset;
+  };
+  expect_read(0, 64);         // small: no read-ahead
+  expect_read(100, 1 << 20);  // large: the rest is fetched ahead from here
+  for (uint64_t at = 100 + (1 << 20); at < value.size(); at += 100 << 10)
+    expect_read(at, std::min<uint64_t>(100 << 10, value.size() - at));
+  // 2 reads as asked, and the remaining 2 MiB (less 100 bytes) in 4 ranges
+  // of 512 KiB, where 100 KiB reads would have taken 21 requests.
+  std::vector<json> gets = requests(proxy.log(), "GET");
+  EXPECT_EQ(gets.size(), 6u);
+  std::set<std::string> ranges;  // (those under way at once arrive in any order)
+  for (const json& get : gets) ranges.insert(get["range"]);
+  EXPECT_EQ(ranges, (std::set<std::string>{"bytes=0-63", "bytes=100-1048675",
+                                           "bytes=1048676-1572963", "bytes=1572964-2097251",
+                                           "bytes=2097252-2621539", "bytes=2621540-3145727"}))
+      << proxy.log();
+
+  proxy.set_faults(json::array());
+  expect_read(5, 1 << 20);  // elsewhere: read as asked, then ahead again
+  expect_read(7, 1000);     // elsewhere again: what was fetched ahead is dropped
+  expect_read(7 + 1000, 2 << 20);
+  expect_read((1 << 20) + 3, 1 << 20);  // a jump back into what was read
+}
+
+// A range fetched ahead that fails fails the read that needs it, naming the
+// range; the reader reads on once the store answers again.
+TEST_F(S3StoreTest, AFailedReadAheadFailsTheReadThatNeedsIt) {
+  S3Proxy proxy(server_->endpoint());
+  S3Tuning t = fast();
+  t.read_ahead_bytes = 512 << 10;
+  auto store = open(t, proxy.endpoint());
+  const std::string value = random_bytes(3 << 20, 15);
+  store->put("k", value);
+  auto reader = store->open_value("k");
+  ASSERT_NE(reader, nullptr);
+  proxy.set_faults({{{"method", "GET"},  // the second range ahead, every time
+                     {"range", "bytes=1572864-2097151"},
+                     {"action", "error"},
+                     {"status", 503},
+                     {"code", "SlowDown"},
+                     {"times", -1}}});
+  std::string got(1 << 20, '\0');
+  reader->read(0, got.data(), got.size());
+  reader->read(1 << 20, got.data(), 512 << 10);  // the first range ahead
+  EXPECT_TRUE(
+      kappa::testing::same_bytes(got.substr(0, 512 << 10), value.substr(1 << 20, 512 << 10)));
+  std::string why = error_of([&] { reader->read(3 << 19, got.data(), 256 << 10); });
+  EXPECT_TRUE(contains(why, "read of bytes 1572864-2097151 of s3://kappa/" + prefix() +
+                                "/k failed after 4 attempts"))
+      << why;
+  EXPECT_TRUE(contains(why, "HTTP 503 SlowDown")) << why;
+  proxy.set_faults(json::array());
+  reader->read(3 << 19, got.data(), got.size());
+  EXPECT_TRUE(kappa::testing::same_bytes(got, value.substr(3 << 19, 1 << 20)));
+}
+
 // An answer that is not the range asked for is refused, not cut to size.
 // s3rver (3.7.1, pinned) makes one: it takes the end of "bytes=0-0" for no
 // end, and answers with the whole object.

@@ -18,8 +18,9 @@
 //   (80 GB at 8 MiB) is refused.
 // - A reader (open_value) learns the size and ETag with a HEAD, then reads
 //   each range with a GET (Range: bytes=FIRST-LAST, answered 206) straight
-//   into the caller's buffer. Its GETs carry If-Match: ETAG, and the ETag of
-//   each answer is compared too (s3rver ignores If-Match): a replaced or
+//   into the caller's buffer; after a read of 1 MiB or more, it fetches the
+//   ranges that follow ahead (S3Tuning::read_ahead_bytes, four at once). Its GETs carry If-Match:
+//   ETAG, and the ETag of each answer is compared too (s3rver ignores If-Match): a replaced or
 //   removed object fails the read, naming why; two versions are never mixed.
 // - A get returns the whole value or throws: a body cut short is retried,
 //   never returned. get_checked is one GET too: the check sees the head and
@@ -73,6 +74,7 @@
 #include "util/aws_http.h"
 #include "util/huge_pages.h"
 #include "util/log.h"
+#include "util/string_for_overwrite.h"
 
 namespace kappa::detail {
 namespace {
@@ -350,6 +352,8 @@ class S3Store final : public CheckpointStore {
     if (t_.part_size < 1 || t_.multipart_threshold < 1 || t_.max_attempts < 1)
       throw Error("s3 store: invalid tuning");
   }
+
+  const S3Tuning& tuning() const { return t_; }
 
   // Fails at once, naming the reason, if the bucket cannot be listed.
   void check_reachable() {
@@ -923,6 +927,14 @@ class S3Store::Writer final : public ValueWriter {
 };
 
 // Reads ranges of the version of an object it opened (see read_range).
+// After a large read (a restore's segment), the ranges that come next are
+// fetched ahead, read_ahead_ranges of
+// read_ahead_bytes at once on threads of their own, and reads that follow
+// are served from them: a restore of a large image has four requests of
+// 8 MiB under way (parallel ranged GETs, as AWS advises for throughput)
+// while it verifies and copies a segment, where it used to wait for one
+// request per 4 MiB segment in turn. A read elsewhere drops them (after they arrive: their threads
+// write into them).
 class S3Store::Reader final : public ValueReader {
  public:
   Reader(S3Store& store, std::string k, uint64_t size, std::string etag)
@@ -930,14 +942,73 @@ class S3Store::Reader final : public ValueReader {
   uint64_t size() const override { return size_; }
   void read(uint64_t offset, char* dst, size_t bytes) override {
     check_read_range(offset, bytes, size_, store_.object_url(k_));
-    if (bytes > 0) store_.read_range(k_, etag_, size_, offset, dst, bytes);
+    if (bytes == 0) return;
+    bool from_ahead = !ahead_.empty() && ahead_.front().offset + ahead_.front().used == offset;
+    next_ = offset + bytes;
+    if (from_ahead) {
+      take_ahead(dst, bytes);
+    } else {
+      ahead_.clear();
+      store_.read_range(k_, etag_, size_, offset, dst, bytes);
+    }
+    if (from_ahead || bytes >= std::min(kLargeReadBytes, store_.tuning().read_ahead_bytes))
+      read_ahead();
   }
 
  private:
+  static constexpr size_t kLargeReadBytes = size_t(1) << 20;
+
+  struct Range {
+    uint64_t offset;
+    size_t bytes;
+    std::future<std::string> data;
+    std::string got;  // data's, once taken
+    size_t used = 0;  // of got, handed out already
+  };
+
+  // Copies the next `bytes` from the ranges ahead (which begin where this
+  // read does), fetching the rest if they end before it does.
+  void take_ahead(char* dst, size_t bytes) {
+    while (bytes > 0 && !ahead_.empty()) {
+      Range& r = ahead_.front();
+      if (r.data.valid()) {
+        try {
+          r.got = r.data.get();
+        } catch (...) {  // as read_range would have thrown
+          ahead_.clear();
+          throw;
+        }
+      }
+      size_t n = std::min(bytes, r.bytes - r.used);
+      std::memcpy(dst, r.got.data() + r.used, n);
+      r.used += n, dst += n, bytes -= n;
+      if (r.used == r.bytes) ahead_.pop_front();
+    }
+    if (bytes > 0) store_.read_range(k_, etag_, size_, next_ - bytes, dst, bytes);
+  }
+
+  // Keeps read_ahead_ranges ranges under way from next_ on.
+  void read_ahead() {
+    const S3Tuning& t = store_.tuning();
+    uint64_t from = ahead_.empty() ? next_ : ahead_.back().offset + ahead_.back().bytes;
+    while (ahead_.size() < size_t(std::max(t.read_ahead_ranges, 0)) && from < size_) {
+      size_t n = size_t(std::min<uint64_t>(std::max<size_t>(t.read_ahead_bytes, 1), size_ - from));
+      std::future<std::string> data = std::async(std::launch::async, [this, from, n] {
+        std::string bytes = string_for_overwrite(n);
+        store_.read_range(k_, etag_, size_, from, bytes.data(), n);
+        return bytes;
+      });
+      ahead_.push_back(Range{from, n, std::move(data), {}, 0});
+      from += n;
+    }
+  }
+
   S3Store& store_;
   const std::string k_;
   const uint64_t size_;
   const std::string etag_;
+  uint64_t next_ = 0;        // where the last read ended
+  std::deque<Range> ahead_;  // contiguous, from next_ on
 };
 
 std::unique_ptr<ValueWriter> S3Store::put_stream(const std::string& key) {

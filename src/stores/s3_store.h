@@ -28,6 +28,11 @@ struct S3Tuning {
   std::chrono::milliseconds max_delay{5000};
   /// Keys per ListObjectsV2 page (S3 returns at most 1000).
   int list_page_size = 1000;
+  /// A reader (open_value) whose reads follow one another fetches ahead in
+  /// ranges of this size (fewer requests)...
+  size_t read_ahead_bytes = size_t(8) << 20;
+  /// ...this many at once, each over a connection of its own (0: none).
+  int read_ahead_ranges = 4;
   /// A transfer slower than 1 KiB/s for this long is abandoned (and retried).
   std::chrono::seconds stall_timeout{30};
 };
