@@ -749,9 +749,13 @@ TEST_F(S3StoreTest, AnAnswerBeyondTheRangeIsRefused) {
 
 // 64 MiB streamed in pieces of 4 MiB, then read back in ranges of 4 MiB,
 // hold a few parts in memory at most (the buffering default would hold the
-// whole value, and a copy of it at the read).
+// whole value, and a copy of it at the read), and the reader the ranges it
+// fetches ahead (here 2 of 4 MiB; by default 4 of 8 MiB).
 TEST_F(S3StoreTest, StreamedValuesHoldAFewPartsInMemory) {
-  auto store = open(small_parts());
+  S3Tuning t = small_parts();
+  t.read_ahead_bytes = 4 << 20;
+  t.read_ahead_ranges = 2;
+  auto store = open(t);
   kappa::testing::expect_streams_in_bounded_memory(*store, 16, uint64_t(40) << 20, 6);
 }
 

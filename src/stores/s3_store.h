@@ -31,7 +31,8 @@ struct S3Tuning {
   /// A reader (open_value) whose reads follow one another fetches ahead in
   /// ranges of this size (fewer requests)...
   size_t read_ahead_bytes = size_t(8) << 20;
-  /// ...this many at once, each over a connection of its own (0: none).
+  /// ...this many at once, each over a connection of its own (0: none). A
+  /// reader holds up to their product in memory.
   int read_ahead_ranges = 4;
   /// A transfer slower than 1 KiB/s for this long is abandoned (and retried).
   std::chrono::seconds stall_timeout{30};
