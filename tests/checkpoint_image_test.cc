@@ -22,7 +22,7 @@
 namespace kappa::detail {
 namespace {
 
-// Offsets of header fields (format version 3), for tampering.
+// Offsets of header fields (format version 4), for tampering.
 constexpr size_t kVersionOffset = 8;
 constexpr size_t kBuildIdOffset = 24;
 constexpr size_t kFingerprintOffset = 88;
@@ -87,12 +87,16 @@ TEST_P(ImageTest, GoodImageRestores) {
 
 TEST_P(ImageTest, FlippedByteIsCorruption) {
   ImageLayout l = image_layout(image);
-  // In the header, in the payload, in the segment table.
-  for (size_t at : {size_t(200), l.payload_offset + l.payload_bytes / 2, l.table_offset + 3}) {
+  // In the header, in the segment table: the checksum.
+  for (size_t at : {size_t(200), l.table_offset + 3}) {
     std::string bad = image;
     bad[at] ^= 0x10;
     expect_rejected(bad, "corrupted (checksum mismatch");
   }
+  // In the payload: its segment's tag.
+  std::string bad = image;
+  bad[l.payload_offset + l.payload_bytes / 2] ^= 0x10;
+  expect_rejected(bad, "payload segment 0 does not match its tag");
 }
 
 TEST_P(ImageTest, TruncatedImage) {
@@ -139,14 +143,14 @@ TEST_P(ImageTest, HeadCheckComparesTheSizeTheHeaderAnnounces) {
 TEST_P(ImageTest, WrongKey) { expect_rejected(image, "HMAC mismatch", "another-key-0123456789"); }
 
 TEST_P(ImageTest, ForgedPayloadWithFixedChecksums) {
-  // A forger without the key changes the payload and fixes every checksum it
-  // can compute: the segment's XXH3 and the header checksum.
+  // A forger without the key changes the payload, puts a tag of its own
+  // making in the segment table and fixes the checksum it can compute.
   ImageLayout l = image_layout(image);
   ASSERT_EQ(l.segment_count, 1u);
   std::string bad = image;
   bad[l.payload_offset + l.payload_bytes / 2] ^= 1;
-  uint64_t seg = XXH3_64bits(bad.data() + l.payload_offset, l.payload_bytes);
-  std::memcpy(bad.data() + l.table_offset, &seg, 8);
+  uint64_t guess = XXH3_64bits(bad.data() + l.payload_offset, l.payload_bytes);
+  std::memcpy(bad.data() + l.table_offset, &guess, 8);
   std::string covered = bad.substr(0, l.payload_offset) +
                         bad.substr(l.table_offset, l.checksum_offset - l.table_offset);
   uint64_t sum = XXH3_64bits(covered.data(), covered.size());
@@ -161,10 +165,10 @@ TEST_P(ImageTest, ForgedPayloadWithResignedHeader) {
   ImageLayout l = image_layout(image);
   std::string bad = image;
   bad[l.payload_offset + l.payload_bytes / 2] ^= 1;
-  uint64_t seg = XXH3_64bits(bad.data() + l.payload_offset, l.payload_bytes);
-  std::memcpy(bad.data() + l.table_offset, &seg, 8);
+  uint64_t guess = XXH3_64bits(bad.data() + l.payload_offset, l.payload_bytes);
+  std::memcpy(bad.data() + l.table_offset, &guess, 8);
   resign(bad, key);
-  expect_rejected(bad, "was modified after signing");
+  expect_rejected(bad, "payload segment 0 does not match its tag");
 }
 
 TEST_P(ImageTest, WrongFormatVersion) {
@@ -272,7 +276,7 @@ TEST(ImageRestore, RejectionDoesNotTrustTheRestoredArenaHeader) {
       Arena::destroy(restore_image(bad, key));
       FAIL() << "corrupted image accepted";
     } catch (const CheckpointRejected& e) {
-      EXPECT_NE(std::string(e.what()).find("checksum mismatch in payload segment 0"),
+      EXPECT_NE(std::string(e.what()).find("payload segment 0 does not match its tag"),
                 std::string::npos)
           << e.what();
     }

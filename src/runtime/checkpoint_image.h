@@ -67,7 +67,7 @@ class CheckpointRejected : public Error {
   using Error::Error;
 };
 
-inline constexpr uint32_t kImageVersion = 3;
+inline constexpr uint32_t kImageVersion = 4;  // 4: segment tags without XXH3 checksums
 
 /// What a verified image says about itself (for `inspect` and the runtime).
 struct ImageInfo {
@@ -113,7 +113,7 @@ struct ImageLayout {
   size_t header_bytes = 0;  // the extent table follows the header
   size_t payload_offset = 0;
   size_t payload_bytes = 0;
-  size_t table_offset = 0;  // segment table: segment_count x {uint64 xxh3, uint8 tag[16]}
+  size_t table_offset = 0;  // segment table: segment_count x uint8 tag[16] (Poly1305)
   size_t segment_count = 0;
   size_t segment_bytes = 0;
   // After the table: the footer's fields (uint64 payload bytes, uint32
