@@ -380,13 +380,25 @@ TEST(RedisStore, AStreamsTemporaryKeyExpiresButItsValueDoesNot) {
 // A temporary key removed under a stream (remove_prefix, a restart without
 // persistence) fails the stream, which never commits the rest of it (a
 // SETRANGE past the end of a missing key would fill the gap with zeros).
+// A piece's answer is read when the next piece is sent: the piece after the
+// removal fails the stream at the commit.
 TEST(RedisStore, AStreamWhoseTemporaryKeyIsRemovedFails) {
   ServerProcess redis(redis_server());
   auto store = open_store(url_of(redis));
   auto writer = store->put_stream("job/k");
   writer->write(offset_pattern(1 << 20, 1));
+  // The first piece, in flight, applied before the removal.
+  for (auto deadline = Clock::now() + 10s;
+       redis_cli(redis.port(), {"STRLEN", redis_cli(redis.port(), {"KEYS", "job/k.tmp.*"})}) !=
+       "1048576";) {
+    ASSERT_LT(Clock::now(), deadline) << "the first piece never arrived";
+    std::this_thread::sleep_for(10ms);
+  }
   store->remove_prefix("job/");
-  std::string why = error_of([&] { writer->write("more"); });
+  std::string why = error_of([&] {
+    writer->write("more");
+    writer->commit();
+  });
   EXPECT_NE(why.find("put 'job/k' failed: its temporary key 'job/k.tmp."), std::string::npos)
       << why;
   EXPECT_NE(why.find("holds 0 bytes, not the 1048576 written (removed meanwhile?)"),
@@ -621,9 +633,10 @@ TEST(RedisStoreFaults, AReplyCutShortIsRetried) {
   EXPECT_EQ(thrice.connections(), 4);
 }
 
-// Redis stalls (DEBUG SLEEP) while a piece is on its way: the client times
-// out and retries on new connections, and Redis, once awake, applies every
-// attempt, the abandoned ones too. The piece is in the value once: each
+// Redis stalls (DEBUG SLEEP) while a piece is on its way: the client,
+// awaiting its answer at the commit, times out and sends it again on new
+// connections, and Redis, once awake, applies every attempt, the abandoned
+// ones too. The piece is in the value once: each
 // attempt writes the same bytes at the same place (an APPEND would add them
 // once per attempt).
 TEST(RedisStoreFaults, APieceRetriedAfterAStallIsWrittenOnce) {
@@ -647,11 +660,11 @@ TEST(RedisStoreFaults, APieceRetriedAfterAStallIsWrittenOnce) {
     asleep = recv(fd, reply, sizeof reply, 0) < 0;
     close(fd);
   }
+  writer->write("second piece");  // sent: its answer is awaited by the commit
   auto started = Clock::now();
-  writer->write("second piece");
+  writer->commit();
   EXPECT_GE(Clock::now() - started, 200ms);  // it did wait for Redis
   sleeper.join();
-  writer->commit();
   EXPECT_EQ(store->get("k"), "first piece, second piece");
   EXPECT_GE(calls_of(redis.port(), "setrange"), 3);  // attempts that Redis applied
 }

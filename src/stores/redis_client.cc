@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <thread>
 
 #include "kappa/error.h"
@@ -289,6 +290,13 @@ RedisReply RedisConnection::transaction(
     std::initializer_list<std::initializer_list<std::string_view>> before,
     std::initializer_list<std::string_view> with_value, std::string_view value,
     std::initializer_list<std::initializer_list<std::string_view>> after) {
+  return read_transaction(send_transaction(before, with_value, value, after));
+}
+
+size_t RedisConnection::send_transaction(
+    std::initializer_list<std::initializer_list<std::string_view>> before,
+    std::initializer_list<std::string_view> with_value, std::string_view value,
+    std::initializer_list<std::initializer_list<std::string_view>> after) {
   const std::string_view multi[] = {"MULTI"}, exec[] = {"EXEC"};
   std::string head, tail = "\r\n";
   append_command(head, multi);
@@ -300,14 +308,23 @@ RedisReply RedisConnection::transaction(
                   {const_cast<char*>(value.data()), value.size()},
                   {tail.data(), tail.size()}};
   send_all(iov, 3);
-  // Every reply is read before any is judged: the next command's must be next.
-  std::vector<RedisReply> replies;
-  for (size_t i = 0; i < before.size() + after.size() + 3; ++i) replies.push_back(read_reply());
   pending_ = false;
+  ++owed_;
+  return before.size() + after.size() + 1;
+}
+
+RedisReply RedisConnection::read_transaction(size_t commands) {
+  if (owed_ == 0) throw std::logic_error("read_transaction() with no transaction sent");
+  pending_ = true;
+  // Every reply is read before any is judged: the next command's must be
+  // next. MULTI's, each command's QUEUED, EXEC's.
+  std::vector<RedisReply> replies;
+  for (size_t i = 0; i < commands + 2; ++i) replies.push_back(read_reply());
+  pending_ = false;
+  --owed_;
   for (RedisReply& r : replies)
     if (r->type == REDIS_REPLY_ERROR) refuse({r->str, r->len});  // refused before EXEC
-  if (replies.back()->type != REDIS_REPLY_ARRAY ||
-      replies.back()->elements != before.size() + after.size() + 1)
+  if (replies.back()->type != REDIS_REPLY_ARRAY || replies.back()->elements != commands)
     unexpected("EXEC");
   return std::move(replies.back());
 }
@@ -517,7 +534,7 @@ void RedisClient::run_on(std::unique_ptr<RedisConnection>& pinned, std::string_v
   retry(
       op, key, f, config_.retry_timeout,
       [&](Clock::time_point deadline) {
-        return pinned && pinned->reusable() ? std::move(pinned) : connect(deadline);
+        return pinned && pinned->usable() ? std::move(pinned) : take(deadline);
       },
       [&](std::unique_ptr<RedisConnection> c) { pinned = std::move(c); });
 }
@@ -581,6 +598,10 @@ std::unique_ptr<RedisConnection> RedisClient::connect(Clock::time_point deadline
   auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
   return std::make_unique<RedisConnection>(
       config_, std::min(std::max(left, milliseconds(100)), config_.timeout));
+}
+
+void RedisClient::release(std::unique_ptr<RedisConnection>& pinned) {
+  give_back(std::move(pinned));
 }
 
 void RedisClient::give_back(std::unique_ptr<RedisConnection> c) {

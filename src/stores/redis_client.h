@@ -91,8 +91,12 @@ class RedisConnection {
   /// RedisTransient if it cannot reach the server.
   RedisConnection(const RedisConfig& config, std::chrono::milliseconds connect_timeout);
 
-  /// False once the connection is broken or a reply is left unread.
-  bool reusable() const { return !unusable_ && !pending_; }
+  /// False once the connection is broken or a reply is left unread (a
+  /// transaction sent with send_transaction() counts until it is read).
+  bool reusable() const { return !unusable_ && !pending_ && owed_ == 0; }
+  /// False once the connection is broken or a reply was left unread by a
+  /// failure; transactions sent deliberately ahead of their replies are fine.
+  bool usable() const { return !unusable_ && !pending_; }
 
   /// Sends the commands at once and reads every reply. Error replies are
   /// returned, not thrown.
@@ -121,6 +125,17 @@ class RedisConnection {
   RedisReply transaction(std::initializer_list<std::initializer_list<std::string_view>> before,
                          std::initializer_list<std::string_view> with_value, std::string_view value,
                          std::initializer_list<std::initializer_list<std::string_view>> after);
+  /// transaction() in two halves, so that the next can be sent before this
+  /// one's replies are read (they wait in the socket's buffer): sends it, and
+  /// returns how many commands it holds, for read_transaction(). Replies are
+  /// read in the order the transactions were sent.
+  size_t send_transaction(std::initializer_list<std::initializer_list<std::string_view>> before,
+                          std::initializer_list<std::string_view> with_value,
+                          std::string_view value,
+                          std::initializer_list<std::initializer_list<std::string_view>> after);
+  /// The replies of the oldest transaction sent and not read, of `commands`
+  /// commands: as transaction() returns them.
+  RedisReply read_transaction(size_t commands);
 
   /// GETRANGE key first last, the reply received straight into `dst`, which
   /// has room for `capacity` bytes: the reply's size (Redis cuts a range at
@@ -174,6 +189,7 @@ class RedisConnection {
   uint64_t serial_;
   bool unusable_ = false;
   bool pending_ = false;  // a command was sent and its reply not read whole
+  size_t owed_ = 0;       // transactions sent by send_transaction() and not read
 };
 
 /// Appends the RESP encoding of a command to `out`; if `value_follows`, all
@@ -202,10 +218,16 @@ class RedisClient {
            const std::function<void(RedisConnection&)>& f,
            std::optional<std::chrono::milliseconds> retry_for = std::nullopt);
   /// The same on `pinned`, a connection the caller keeps for state it holds
-  /// on the server (a WATCH): made if empty, replaced by a new one (with a
-  /// new serial()) after a transient failure. The caller serializes its use.
+  /// on the server (a WATCH): taken from the pool if empty, replaced by a new
+  /// one (with a new serial()) after a transient failure. The caller
+  /// serializes its use.
+  /// Transactions `f` sends ahead of their replies (send_transaction) stay
+  /// owed on `pinned`: the caller reads them on a later call, or drops it.
   void run_on(std::unique_ptr<RedisConnection>& pinned, std::string_view op, std::string_view key,
               const std::function<void(RedisConnection&)>& f);
+  /// Hands a connection kept with run_on back to the pool (if nothing is
+  /// owed on it; else it is closed), and empties `pinned`.
+  void release(std::unique_ptr<RedisConnection>& pinned);
   /// "KIND redis://HOST:PORT/DB: OP 'KEY'", for messages.
   std::string what(std::string_view op, std::string_view key) const;
 

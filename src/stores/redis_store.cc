@@ -48,10 +48,14 @@
 //   never twice; with it, in one MULTI/EXEC, STRLEN shows that the key
 //   still holds what came before (a temporary key removed meanwhile, by
 //   remove_prefix or a restart without persistence, fails the stream
-//   instead of committing zeros) and PEXPIRE renews the expiry. The commit
-//   renames the key onto KEY and removes the expiry that came with it, in
-//   one MULTI/EXEC. An abandoned or failed stream UNLINKs its temporary key
-//   (one attempt: the expiry is the fallback).
+//   instead of committing zeros) and PEXPIRE renews the expiry. A piece is
+//   sent before the answer to the one before it is read (one piece in
+//   flight, on the stream's own connection, and a copy of it kept: a retry
+//   on a new connection sends it again), so that Redis never waits for the
+//   writer between pieces. The commit renames the key onto KEY and removes
+//   the expiry that came with it, in one MULTI/EXEC. An abandoned or failed
+//   stream UNLINKs its temporary key (one attempt: the expiry is the
+//   fallback).
 // - Readers (open_value) learn the size with STRLEN (and EXISTS), then read
 //   each range with one GETRANGE received straight into the caller's
 //   buffer. Redis cannot pin a version cheaply: a value removed or made
@@ -68,6 +72,7 @@
 // use MSG_NOSIGNAL, so a dead connection is an error, not a SIGPIPE.
 #include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <random>
 #include <string>
 #include <utility>
@@ -140,18 +145,23 @@ class RedisWriter final : public ValueWriter {
         throw Error(client_.what("put", key_) + " failed: the " +
                     std::to_string(size_ + bytes.size()) +
                     " bytes written exceed Redis's string limit of 512 MiB (536870912 bytes)");
-      const long long before = (long long)size_, after = before + (long long)bytes.size();
-      const std::string offset = std::to_string(size_);
-      client_.run("put", key_, [&](RedisConnection& c) {
-        RedisReply r = c.transaction({{"STRLEN", tmp_}}, {"SETRANGE", tmp_, offset}, bytes,
-                                     {{"PEXPIRE", tmp_, kTemporaryKeyLifetimeMs}});
-        long long had = reply_element(*r, 0, REDIS_REPLY_INTEGER, c, "STRLEN").integer;
-        long long length = reply_element(*r, 1, REDIS_REPLY_INTEGER, c, "SETRANGE").integer;
-        // `after`: a retry of a piece whose first attempt was applied.
-        if (had != before && had != after) changed(had, before);
-        if (length != after) changed(length, after);
+      const bool first = size_ == 0;
+      client_.run_on(conn_, "put", key_, [&](RedisConnection& c) {
+        resend_if_lost(c);
+        send_piece(c, size_, bytes);
+        if (ahead_.sent) settle_ahead(c);  // its replies come before this piece's
+        // The first piece is awaited: a stream of one piece (a small value)
+        // copies nothing, and has no wait to hide.
+        if (first) settle(c, 0, bytes.size());
       });
       size_ += bytes.size();
+      if (first) return;
+      // This piece stays in flight until the next call: kept for a retry on
+      // a new connection, which must send it again.
+      ahead_.at = size_ - bytes.size();
+      ahead_.bytes.assign(bytes);  // in the buffer the pieces before used
+      ahead_.on = conn_->serial();
+      ahead_.sent = true;
     } catch (...) {
       fail();
       throw;
@@ -162,7 +172,9 @@ class RedisWriter final : public ValueWriter {
     check_open("commit");
     try {
       bool attempted = false;
-      client_.run("put", key_, [&](RedisConnection& c) {
+      client_.run_on(conn_, "put", key_, [&](RedisConnection& c) {
+        resend_if_lost(c);
+        if (ahead_.sent) settle_ahead(c);
         if (size_ == 0) return c.set(key_, "");  // nothing was written: no temporary key
         bool retry = std::exchange(attempted, true);
         std::vector<RedisReply> r =
@@ -186,16 +198,64 @@ class RedisWriter final : public ValueWriter {
       fail();
       throw;
     }
+    client_.release(conn_);
+    ahead_ = {};
     state_ = State::kCommitted;
   }
 
  private:
   enum class State { kOpen, kCommitted, kFailed };
 
+  // The last piece written, sent and not yet answered (`sent`): writing a
+  // piece after the first does not wait for Redis to apply it, but for the
+  // piece before (the wait overlapped with sending the next). `on`: the
+  // serial() of its connection. Its bytes are a copy, for a retry on a new
+  // connection.
+  struct Piece {
+    uint64_t at = 0;
+    std::string bytes;
+    uint64_t on = 0;
+    bool sent = false;
+  };
+
   void check_open(const char* doing) const {
     if (state_ != State::kOpen)
       throw Error(client_.what(std::string("cannot ") + doing, key_) + ": its writer has " +
                   (state_ == State::kCommitted ? "committed" : "failed") + " already");
+  }
+
+  // One piece: in one MULTI/EXEC, STRLEN (what the key held before),
+  // SETRANGE at `at`, PEXPIRE.
+  void send_piece(RedisConnection& c, uint64_t at, std::string_view bytes) {
+    const std::string offset = std::to_string(at);
+    c.send_transaction({{"STRLEN", tmp_}}, {"SETRANGE", tmp_, offset}, bytes,
+                       {{"PEXPIRE", tmp_, kTemporaryKeyLifetimeMs}});
+  }
+
+  // Reads the replies of the oldest piece sent, of `bytes` at `at`, and
+  // checks them.
+  void settle(RedisConnection& c, uint64_t at, size_t bytes) {
+    RedisReply r = c.read_transaction(3);
+    const long long before = (long long)at, after = before + (long long)bytes;
+    long long had = reply_element(*r, 0, REDIS_REPLY_INTEGER, c, "STRLEN").integer;
+    long long length = reply_element(*r, 1, REDIS_REPLY_INTEGER, c, "SETRANGE").integer;
+    // `after`: a retry of a piece whose first attempt was applied.
+    if (had != before && had != after) changed(had, before);
+    if (length != after) changed(length, after);
+  }
+
+  void settle_ahead(RedisConnection& c) {
+    settle(c, ahead_.at, ahead_.bytes.size());
+    ahead_.sent = false;
+  }
+
+  // The piece ahead was sent on a connection since lost (`c` is a new one):
+  // sent again, and its answer awaited, before anything that follows it.
+  void resend_if_lost(RedisConnection& c) {
+    if (!ahead_.sent || ahead_.on == c.serial()) return;
+    send_piece(c, ahead_.at, ahead_.bytes);
+    ahead_.on = c.serial();
+    settle_ahead(c);
   }
 
   [[noreturn]] void changed(long long length, long long expected) const {
@@ -212,6 +272,8 @@ class RedisWriter final : public ValueWriter {
   // One attempt at removing the temporary key: should it fail, the key
   // expires.
   void discard() noexcept {
+    conn_.reset();  // it may owe the piece ahead's replies
+    ahead_ = {};
     if (size_ == 0) return;
     try {
       client_.run(
@@ -227,7 +289,9 @@ class RedisWriter final : public ValueWriter {
 
   RedisClient& client_;
   const std::string key_, tmp_;
-  uint64_t size_ = 0;  // appended so far
+  std::unique_ptr<RedisConnection> conn_;  // this stream's own: the piece ahead is owed on it
+  Piece ahead_;
+  uint64_t size_ = 0;  // sent so far
   State state_ = State::kOpen;
 };
 
