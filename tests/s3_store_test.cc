@@ -300,11 +300,18 @@ TEST_F(S3StoreTest, BotocoreAgreesWithEverySignature) {
   writer->write(std::string_view(big).substr(0, 7 << 20));
   writer->write(std::string_view(big).substr(7 << 20));
   writer->commit();
-  auto reader = store->open_value("streamed value");  // HEAD, then GET with Range and If-Match
+  auto reader = store->open_value("streamed value");  // GET of its first MiB, with Range
   ASSERT_NE(reader, nullptr);
   std::string range(1000, '\0');
   reader->read(6 << 20, range.data(), range.size());
   EXPECT_EQ(range, big.substr(6 << 20, 1000));
+  {  // opened with a HEAD
+    S3Tuning heads = tuning;
+    heads.open_bytes = 0;
+    reader = open(heads, checker.endpoint())->open_value(keys[1]);
+    ASSERT_NE(reader, nullptr);
+    EXPECT_EQ(reader->size(), std::string("value 1").size());
+  }
   store->remove(keys[0]);
   EXPECT_EQ(store->get(keys[0]), std::nullopt);
   store->remove_prefix("dots/");
@@ -595,10 +602,13 @@ TEST_F(S3StoreTest, AStreamAbandonedOrFailedAbortsItsUpload) {
 // why, rather than mixing two values. s3rver ignores If-Match (it honours
 // only If-None-Match and If-Modified-Since): the reader's own comparison of
 // each answer's ETag catches the replacement there; the proxy plays S3's
-// 412 Precondition Failed.
+// 412 Precondition Failed. (Opened with a HEAD, so that every read asks the
+// store: see AValueIsOpenedWithItsFirstBytes for the default.)
 TEST_F(S3StoreTest, AReaderFailsOnceItsObjectIsReplacedOrRemoved) {
   S3Proxy proxy(server_->endpoint());
-  auto store = open(fast(), proxy.endpoint());
+  S3Tuning t = fast();
+  t.open_bytes = 0;
+  auto store = open(t, proxy.endpoint());
   const std::string first = random_bytes(1 << 20, 10), second = random_bytes(1 << 20, 11);
   std::string object = "s3://kappa/" + prefix() + "/k";
   store->put("k", first);
@@ -640,6 +650,62 @@ TEST_F(S3StoreTest, AReaderFailsOnceItsObjectIsReplacedOrRemoved) {
   EXPECT_TRUE(contains(why, "failed: it was removed after it was opened")) << why;
 }
 
+// open_value fetches the first open_bytes with the size and the ETag, in one
+// GET (no HEAD), and serves the reads within them: a value that small is
+// opened and read with one request. They are the version opened, also once
+// the object is replaced; a read beyond them asks the store and fails as
+// replaced. A missing value is one GET (404). An empty one has no range to
+// give: S3 answers 416, and s3rver 206 "bytes 0-0/0" with a body of one byte
+// it never sends (its proxy here waits for it, and fails); then a HEAD says
+// what it is.
+TEST_F(S3StoreTest, AValueIsOpenedWithItsFirstBytes) {
+  S3Proxy proxy(server_->endpoint());
+  S3Tuning t = fast();
+  t.open_bytes = 1 << 20;
+  auto store = open(t, proxy.endpoint());
+  const std::string small = random_bytes(300 << 10, 16), large = random_bytes(3 << 20, 17);
+  store->put("small", small);
+  store->put("large", large);
+  store->put("empty", "");
+
+  proxy.set_faults(json::array());
+  auto reader = store->open_value("small");
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->size(), small.size());
+  std::string got(small.size(), '\0');
+  reader->read(0, got.data(), 100);
+  reader->read(100, got.data() + 100, got.size() - 100);
+  EXPECT_TRUE(kappa::testing::same_bytes(got, small));
+  json log = proxy.log();
+  ASSERT_EQ(log.size(), 1u) << log;
+  EXPECT_EQ(log[0]["method"], "GET");
+  EXPECT_EQ(log[0]["range"], "bytes=0-1048575");
+
+  proxy.set_faults(json::array());
+  reader = store->open_value("large");
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->size(), large.size());
+  got.assign(4096, '\0');
+  reader->read((1 << 20) - 4096, got.data(), got.size());  // within the first MiB
+  EXPECT_EQ(got, large.substr((1 << 20) - 4096, 4096));
+  EXPECT_EQ(proxy.log().size(), 1u);
+  // Replaced (same size, other bytes): the reader still has the first MiB
+  // of the version it opened, and refuses to read the rest from another.
+  store->put("large", random_bytes(large.size(), 18));
+  reader->read(5, got.data(), got.size());
+  EXPECT_EQ(got, large.substr(5, 4096));
+  std::string why = error_of([&] { reader->read(2 << 20, got.data(), got.size()); });
+  EXPECT_TRUE(contains(why, "failed: it was replaced after it was opened")) << why;
+
+  proxy.set_faults(json::array());
+  EXPECT_EQ(store->open_value("missing"), nullptr);
+  EXPECT_EQ(proxy.log().size(), 1u);
+
+  reader = open(t)->open_value("empty");  // s3rver itself (else: the partial body, retried, fails)
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->size(), 0u);
+}
+
 // Ranged reads are retried like whole ones, and land whole.
 TEST_F(S3StoreTest, RangedReadsAreRetried) {
   S3Proxy proxy(server_->endpoint());
@@ -664,6 +730,7 @@ TEST_F(S3StoreTest, ReadsThatFollowALargeOneAreServedFromRangesFetchedAhead) {
   S3Tuning t = fast();
   t.read_ahead_bytes = 512 << 10;
   t.read_ahead_ranges = 2;
+  t.open_bytes = 0;  // every read asks the store
   auto store = open(t, proxy.endpoint());
   const std::string value = random_bytes(3 << 20, 14);
   store->put("k", value);
@@ -734,7 +801,9 @@ TEST_F(S3StoreTest, AFailedReadAheadFailsTheReadThatNeedsIt) {
 // s3rver (3.7.1, pinned) makes one: it takes the end of "bytes=0-0" for no
 // end, and answers with the whole object.
 TEST_F(S3StoreTest, AnAnswerBeyondTheRangeIsRefused) {
-  auto store = open();
+  S3Tuning t = fast();
+  t.open_bytes = 0;  // else the reads are served from the bytes fetched at the open
+  auto store = open(t);
   store->put("k", "0123456789");
   auto reader = store->open_value("k");
   ASSERT_NE(reader, nullptr);

@@ -16,9 +16,12 @@
 //   or, if it stays below, is one PutObject at the commit. A stream that
 //   fails or is abandoned aborts its upload. A value over 10,000 parts
 //   (80 GB at 8 MiB) is refused.
-// - A reader (open_value) learns the size and ETag with a HEAD, then reads
-//   each range with a GET (Range: bytes=FIRST-LAST, answered 206) straight
-//   into the caller's buffer; after a read of 1 MiB or more, it fetches the
+// - A reader (open_value) learns the size and ETag with a GET of the
+//   value's first MiB (S3Tuning::open_bytes; Content-Range tells the size),
+//   whose bytes serve the reads within them: a small value is opened and read
+//   with one request. It reads each other range with a GET (Range:
+//   bytes=FIRST-LAST, answered 206) straight into the caller's buffer; after
+//   a read of 1 MiB or more, it fetches the
 //   ranges that follow ahead (S3Tuning::read_ahead_bytes, four at once). Its GETs carry If-Match:
 //   ETAG, and the ETag of each answer is compared too (s3rver ignores If-Match): a replaced or
 //   removed object fails the read, naming why; two versions are never mixed.
@@ -55,6 +58,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -64,6 +68,7 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <pugixml.hpp>
 #include <random>
 #include <thread>
@@ -164,6 +169,10 @@ struct Response {
   size_t into_bytes = 0;      // how much of Request::into a 2xx body filled
   std::string code, message;  // S3's error code and message, parsed from body
   bool head_checked = false;  // Request::check has seen the sink's head (else it is shorter)
+  // A 206 announced a range of an empty value (Content-Range "bytes 0-0/0"),
+  // and the transfer was stopped at its headers: S3 answers such a request
+  // 416, and s3rver (3.7.1) 206 with a body of one byte it never sends.
+  bool empty_range = false;
 };
 
 // Fills code and message from an <Error> document in r.body (S3 sends one
@@ -304,6 +313,10 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
     r.etag = header_value(line, 4);
   } else if (header_is(line, "content-range")) {
     r.content_range = header_value(line, 13);
+  } else if ((line == "\r\n" || line == "\n") && r.content_range.ends_with("/0") &&
+             r.content_range.starts_with("bytes ")) {
+    r.empty_range = true;
+    return 0;  // stops the transfer: what its body would be is known
   }
   return size * n;
 }
@@ -935,17 +948,25 @@ class S3Store::Writer final : public ValueWriter {
 // while it verifies and copies a segment, where it used to wait for one
 // request per 4 MiB segment in turn. A read elsewhere drops them (after they arrive: their threads
 // write into them).
+// The value's first bytes, fetched by open_value, serve every read that
+// lies within them.
 class S3Store::Reader final : public ValueReader {
  public:
-  Reader(S3Store& store, std::string k, uint64_t size, std::string etag)
-      : store_(store), k_(std::move(k)), size_(size), etag_(std::move(etag)) {}
+  Reader(S3Store& store, std::string k, uint64_t size, std::string etag, std::string first)
+      : store_(store),
+        k_(std::move(k)),
+        size_(size),
+        etag_(std::move(etag)),
+        first_(std::move(first)) {}
   uint64_t size() const override { return size_; }
   void read(uint64_t offset, char* dst, size_t bytes) override {
     check_read_range(offset, bytes, size_, store_.object_url(k_));
     if (bytes == 0) return;
     bool from_ahead = !ahead_.empty() && ahead_.front().offset + ahead_.front().used == offset;
     next_ = offset + bytes;
-    if (from_ahead) {
+    if (offset + bytes <= first_.size()) {
+      std::memcpy(dst, first_.data() + offset, bytes);
+    } else if (from_ahead) {
       take_ahead(dst, bytes);
     } else {
       ahead_.clear();
@@ -1007,6 +1028,7 @@ class S3Store::Reader final : public ValueReader {
   const std::string k_;
   const uint64_t size_;
   const std::string etag_;
+  const std::string first_;  // the value's bytes [0, first_.size())
   uint64_t next_ = 0;        // where the last read ended
   std::deque<Range> ahead_;  // contiguous, from next_ on
 };
@@ -1015,19 +1037,74 @@ std::unique_ptr<ValueWriter> S3Store::put_stream(const std::string& key) {
   return std::make_unique<Writer>(*this, object_key(key));
 }
 
-// A HEAD gives the size and the ETag that pins the version. (A HEAD answer
-// has no body: a 404 for a missing bucket looks like one for a missing key.)
+// SIZE of a Content-Range "bytes 0-LAST/SIZE" that announces `got` bytes
+// from the first; nullopt if it is not one.
+std::optional<uint64_t> range_total(const std::string& content_range, uint64_t got) {
+  if (got == 0) return std::nullopt;
+  const std::string expected = "bytes 0-" + std::to_string(got - 1) + "/";
+  if (content_range.compare(0, expected.size(), expected) != 0) return std::nullopt;
+  const char* from = content_range.data() + expected.size();
+  const char* end = content_range.data() + content_range.size();
+  uint64_t size = 0;
+  auto [stop, error] = std::from_chars(from, end, size);
+  if (error != std::errc() || stop != end || from == end || size < got) return std::nullopt;
+  return size;
+}
+
+// A GET of the value's first open_bytes (Range: bytes=0-N) gives its size
+// (Content-Range), the ETag that pins the version, and those bytes: a value
+// that small is opened and read with one request, where a HEAD and then a
+// GET took two. An empty value has no byte to give (416, or an empty
+// range), nor does a reader told to fetch none: then a HEAD gives size and
+// ETag. (A HEAD answer has no
+// body: a 404 for a missing bucket looks like one for a missing key.)
 std::unique_ptr<ValueReader> S3Store::open_value(const std::string& key) {
   std::string k = object_key(key);
+  auto refuse = [&](const std::string& why) {
+    throw Error("s3 store: open of " + object_url(k) + " failed: " + why);
+  };
+  if (t_.open_bytes > 0) {
+    std::string first = string_for_overwrite(t_.open_bytes);
+    Request get;
+    get.key = k;
+    get.into = first.data();
+    get.into_size = first.size();
+    get.headers = {"Range: bytes=0-" + std::to_string(first.size() - 1)};
+    Response resp = call("open", k, get, {404, 416}, [](Response& r, int) {
+      return r.empty_range ? std::optional<Verdict>(Verdict::kDone) : std::nullopt;
+    });
+    if (resp.status == 404) {
+      missing(resp, "open", k);
+      return nullptr;
+    }
+    if (resp.status != 416 && !resp.empty_range) {
+      // 206 and "bytes 0-LAST/SIZE"; or 200, the whole value, from a server
+      // that ignores Range.
+      uint64_t size = resp.into_bytes;
+      if (resp.status == 206) {
+        std::optional<uint64_t> total = range_total(resp.content_range, resp.into_bytes);
+        if (!total || (*total > resp.into_bytes && resp.into_bytes < first.size()))
+          refuse("the answer to a GET of its first bytes has Content-Range '" + resp.content_range +
+                 "' for " + std::to_string(resp.into_bytes) + " bytes");
+        size = *total;
+      } else if (resp.status != 200 || resp.content_length != curl_off_t(resp.into_bytes)) {
+        refuse("the answer to a GET of its first bytes is HTTP " + std::to_string(resp.status) +
+               " with " + std::to_string(resp.into_bytes) + " bytes");
+      }
+      if (resp.etag.empty()) refuse("the answer to a GET has no ETag");
+      first.resize(resp.into_bytes);
+      return std::make_unique<Reader>(*this, k, size, resp.etag, std::move(first));
+    }
+  }
   Request head;
   head.method = "HEAD";
   head.key = k;
   Response resp = call("open", k, head, {404});
   if (resp.status == 404) return nullptr;
   if (resp.content_length < 0 || resp.etag.empty())
-    throw Error("s3 store: open of " + object_url(k) +
-                " failed: the answer to HEAD has no Content-Length or no ETag");
-  return std::make_unique<Reader>(*this, k, uint64_t(resp.content_length), resp.etag);
+    refuse("the answer to HEAD has no Content-Length or no ETag");
+  return std::make_unique<Reader>(*this, k, uint64_t(resp.content_length), resp.etag,
+                                  std::string());
 }
 
 }  // namespace

@@ -28,6 +28,10 @@ struct S3Tuning {
   std::chrono::milliseconds max_delay{5000};
   /// Keys per ListObjectsV2 page (S3 returns at most 1000).
   int list_page_size = 1000;
+  /// open_value fetches a value's first bytes with its size and version, in
+  /// one ranged GET: a value up to this size is opened and read with one
+  /// request. 0: a HEAD, and nothing fetched before the first read.
+  size_t open_bytes = size_t(1) << 20;
   /// A reader (open_value) whose reads follow one another fetches ahead in
   /// ranges of this size (fewer requests)...
   size_t read_ahead_bytes = size_t(8) << 20;
