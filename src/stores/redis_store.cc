@@ -230,6 +230,7 @@ class RedisWriter final : public ValueWriter {
     const std::string offset = std::to_string(at);
     c.send_transaction({{"STRLEN", tmp_}}, {"SETRANGE", tmp_, offset}, bytes,
                        {{"PEXPIRE", tmp_, kTemporaryKeyLifetimeMs}});
+    sent_end_ = std::max(sent_end_, at + bytes.size());
   }
 
   // Reads the replies of the oldest piece sent, of `bytes` at `at`, and
@@ -239,9 +240,11 @@ class RedisWriter final : public ValueWriter {
     const long long before = (long long)at, after = before + (long long)bytes;
     long long had = reply_element(*r, 0, REDIS_REPLY_INTEGER, c, "STRLEN").integer;
     long long length = reply_element(*r, 1, REDIS_REPLY_INTEGER, c, "SETRANGE").integer;
-    // `after`: a retry of a piece whose first attempt was applied.
-    if (had != before && had != after) changed(had, before);
-    if (length != after) changed(length, after);
+    // More than `before`: a retry of a piece whose first attempt was applied,
+    // and perhaps the piece sent after it on the connection lost too.
+    const long long end = (long long)sent_end_;
+    if (had < before || had > end) changed(had, before);
+    if (length < after || length > end) changed(length, after);
   }
 
   void settle_ahead(RedisConnection& c) {
@@ -291,7 +294,8 @@ class RedisWriter final : public ValueWriter {
   const std::string key_, tmp_;
   std::unique_ptr<RedisConnection> conn_;  // this stream's own: the piece ahead is owed on it
   Piece ahead_;
-  uint64_t size_ = 0;  // sent so far
+  uint64_t size_ = 0;      // sent so far
+  uint64_t sent_end_ = 0;  // where the furthest piece sent ends (a retry may resend)
   State state_ = State::kOpen;
 };
 
