@@ -947,9 +947,8 @@ class S3Store::Writer final : public ValueWriter {
 // 8 MiB under way (parallel ranged GETs, as AWS advises for throughput)
 // while it verifies and copies a segment, where it used to wait for one
 // request per 4 MiB segment in turn. A read elsewhere drops them (after they arrive: their threads
-// write into them).
-// The value's first bytes, fetched by open_value, serve every read that
-// lies within them.
+// write into them). The value's first bytes, fetched by open_value, serve
+// every read that lies within them.
 class S3Store::Reader final : public ValueReader {
  public:
   Reader(S3Store& store, std::string k, uint64_t size, std::string etag, std::string first)
@@ -1056,8 +1055,8 @@ std::optional<uint64_t> range_total(const std::string& content_range, uint64_t g
 // that small is opened and read with one request, where a HEAD and then a
 // GET took two. An empty value has no byte to give (416, or an empty
 // range), nor does a reader told to fetch none: then a HEAD gives size and
-// ETag. (A HEAD answer has no
-// body: a 404 for a missing bucket looks like one for a missing key.)
+// ETag. (A HEAD answer has no body: a 404 for a missing bucket looks like
+// one for a missing key.)
 std::unique_ptr<ValueReader> S3Store::open_value(const std::string& key) {
   std::string k = object_key(key);
   auto refuse = [&](const std::string& why) {
@@ -1093,6 +1092,7 @@ std::unique_ptr<ValueReader> S3Store::open_value(const std::string& key) {
       }
       if (resp.etag.empty()) refuse("the answer to a GET has no ETag");
       first.resize(resp.into_bytes);
+      if (first.size() < first.capacity() / 2) first.shrink_to_fit();  // a small value
       return std::make_unique<Reader>(*this, k, size, resp.etag, std::move(first));
     }
   }
