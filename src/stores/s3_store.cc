@@ -21,10 +21,11 @@
 //   whose bytes serve the reads within them: a small value is opened and read
 //   with one request. It reads each other range with a GET (Range:
 //   bytes=FIRST-LAST, answered 206) straight into the caller's buffer; after
-//   a read of 1 MiB or more, it fetches the
-//   ranges that follow ahead (S3Tuning::read_ahead_bytes, four at once). Its GETs carry If-Match:
-//   ETAG, and the ETag of each answer is compared too (s3rver ignores If-Match): a replaced or
-//   removed object fails the read, naming why; two versions are never mixed.
+//   a read of 1 MiB or more, it fetches the ranges that follow ahead
+//   (S3Tuning::read_ahead_bytes, four at once). Its GETs carry If-Match:
+//   ETAG, and the ETag of each answer is compared too (s3rver ignores
+//   If-Match): a replaced or removed object fails the read, naming why; two
+//   versions are never mixed.
 // - A get returns the whole value or throws: a body cut short is retried,
 //   never returned. get_checked is one GET too: the check sees the head and
 //   the size (Content-Length) as soon as the head has arrived, before room
