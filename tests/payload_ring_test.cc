@@ -10,9 +10,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <deque>
+#include <mutex>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kappa/error.h"
@@ -32,9 +37,9 @@ struct Shared {
     return true;
   }
   std::string memory;
-  alignas(8) uint64_t taken = 0;
-  PayloadRing producer{ring(), kSize, &taken};
-  PayloadRing consumer{ring(), kSize, &taken};
+  RingCounters counters;
+  PayloadRing producer{ring(), kSize, &counters};
+  PayloadRing consumer{ring(), kSize, &counters};
 };
 
 std::string payload(size_t n, uint32_t seed) {
@@ -120,9 +125,10 @@ TEST(PayloadRing, AGarbledCounterNeverTakesEitherEndOutsideTheRing) {
   std::mt19937_64 gen(11);
   bool restart = false;
   for (int i = 0; i < 5000; ++i) {
-    sh.taken = gen();  // the other side's doing
+    sh.counters.taken = gen();  // the other side's doing
     size_t n = 1 + gen() % Shared::kSize;
     sh.producer.put(payload(n, uint32_t(i)), &restart);
+    sh.counters.written = gen() | (uint64_t(1) << 63);  // "written": the consumer reads at once
     const char* at = sh.consumer.view(n, gen() % 2 == 0);
     ASSERT_GE(at, sh.ring());
     ASSERT_LE(at + n, sh.ring() + Shared::kSize);
@@ -137,6 +143,108 @@ TEST(PayloadRing, APayloadThatWouldWrapStartsTheNextLap) {
   EXPECT_EQ(PayloadRing::place(91, 10, 100, false), 100u);
   EXPECT_EQ(PayloadRing::place(250, 10, 100, true), 300u);
   EXPECT_EQ(PayloadRing::place(300, 100, 100, false), 300u);
+}
+
+// The frames of the socket, between two threads: announced payloads.
+struct Frames {
+  struct Frame {
+    size_t n;
+    bool restart;
+  };
+  void send(Frame f) {
+    std::lock_guard lock(mu);
+    q.push_back(f);
+    cv.notify_one();
+  }
+  Frame receive() {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return !q.empty(); });
+    Frame f = q.front();
+    q.pop_front();
+    return f;
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Frame> q;
+};
+
+// As the transport does it: the frame goes before the bytes, so the consumer
+// reads a payload while the producer is still writing it, piece by piece.
+TEST(PayloadRing, PayloadsAnnouncedBeforeTheyAreWrittenComeOutWhole) {
+  constexpr size_t kSize = 1 << 20;
+  std::vector<char> memory(kSize);
+  RingCounters counters;
+  PayloadRing producer{memory.data(), kSize, &counters};
+  PayloadRing consumer{memory.data(), kSize, &counters};
+  Frames frames;
+  constexpr int kPayloads = 300;
+  std::thread writer([&] {
+    std::mt19937 gen(21);
+    for (int i = 0; i < kPayloads; ++i) {
+      std::string p = payload(1 + gen() % (300 << 10), uint32_t(i));  // up to ~5 pieces
+      bool restart = false;
+      std::optional<uint64_t> at;
+      while (!(at = producer.claim(p.size(), &restart))) std::this_thread::yield();  // full
+      frames.send({p.size(), restart});
+      if (i % 50 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));  // past the spin
+      producer.write(*at, p);
+    }
+  });
+  std::mt19937 gen(21);
+  for (int i = 0; i < kPayloads; ++i) {
+    std::string want = payload(1 + gen() % (300 << 10), uint32_t(i));
+    Frames::Frame f = frames.receive();
+    ASSERT_EQ(f.n, want.size());
+    std::string got(f.n, '\0');
+    if (i % 2 == 0) {
+      ASSERT_TRUE(consumer.take(got.data(), f.n, f.restart)) << i;
+    } else {
+      const char* at = consumer.view(f.n, f.restart);
+      ASSERT_NE(at, nullptr);
+      got.assign(at, f.n);
+      consumer.release();
+    }
+    ASSERT_EQ(got, want) << "payload " << i;
+  }
+  writer.join();
+}
+
+// A consumer that has waited long enough sleeps, and is woken by the bytes.
+TEST(PayloadRing, ASleepingConsumerIsWokenByTheBytes) {
+  Shared sh;
+  bool restart = false;
+  std::optional<uint64_t> at = sh.producer.claim(500, &restart);
+  ASSERT_TRUE(at);
+  std::string want = payload(500, 31);
+  std::thread writer([&] {
+    // Wait until the consumer says it sleeps (past its spin), then write.
+    while (std::atomic_ref(sh.counters.sleeping).load() == 0) std::this_thread::yield();
+    sh.producer.write(*at, want);
+  });
+  std::string got(500, '\0');
+  ASSERT_TRUE(sh.consumer.take(got.data(), 500, restart));
+  EXPECT_EQ(got, want);
+  writer.join();
+  EXPECT_EQ(sh.counters.sleeping, 0u);
+  EXPECT_GE(sh.counters.wake, 1u) << "woken by the producer";
+}
+
+// A producer that dies between its frame and its bytes: the consumer gives
+// up once told so, rather than waiting for ever.
+TEST(PayloadRing, TheWaitForAGoneProducersBytesEnds) {
+  Shared sh;
+  bool restart = false;
+  ASSERT_TRUE(sh.producer.claim(300, &restart));
+  int asked = 0;
+  PayloadRing::Alive gone = [&] { return ++asked < 3; };  // alive twice, then gone
+  std::string out(300, '\0');
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(sh.consumer.take(out.data(), 300, restart, gone));
+  EXPECT_EQ(asked, 3);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  Shared other;
+  ASSERT_TRUE(other.producer.claim(300, &restart));
+  EXPECT_EQ(other.consumer.view(300, restart, [] { return false; }), nullptr);
 }
 
 int memfd(size_t size, bool sealed) {

@@ -12,16 +12,19 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "coordinator/coordinator.h"
+#include "kappa.pb.h"
 #include "kappa/detail/calls.h"
 #include "kappa/serialize.h"
 #include "rpc/client.h"
 #include "rpc/server.h"
 #include "rpc/tls.h"
 #include "util/hex.h"
+#include "util/payload_ring.h"
 
 namespace kappa::detail {
 namespace {
@@ -421,6 +424,37 @@ TEST(SocketTransport, AnAreaNotSealedAgainstShrinkingIsRefused) {
   EXPECT_NE(answer.find("not sealed against shrinking"), std::string::npos) << answer;
   close(fd);
   EXPECT_EQ(coordinator.stats().running, 0u);  // nothing was handed to it
+  coordinator.shutdown();
+}
+
+// A payload's bytes follow its frame into the ring: a worker that dies
+// between the two leaves the coordinator waiting for them only until it
+// notices the connection closed. Its session then ends (the server stops
+// promptly).
+TEST(SocketTransport, ASessionWaitingForAPayloadEndsWhenItsWorkerDies) {
+  Coordinator coordinator(JobStateOptions{}, nullptr);
+  coordinator.spawn_root(SpawnSpec{});
+  std::string name = "kappa-transport-test-" + random_hex(6);
+  CoordinatorServer server(&coordinator,
+                           ServerOptions{.listen = "unix:@" + name, .token = "secret"});
+  std::unique_ptr<PayloadArea> area = PayloadArea::create();
+  ASSERT_NE(area, nullptr);
+  int fd = connect_raw(name);
+  send_hello(fd, area->fd());
+  rpc::WorkerMessage m;
+  rpc::CallRequest* call = m.mutable_call();
+  call->set_task_id(1);
+  call->set_seqno(1);
+  call->set_op(uint32_t(Op::kEnqueue));
+  std::string frame(8, '\0'), body = m.SerializeAsString();
+  uint32_t header[2] = {uint32_t(body.size()), (1u << 31) | (1u << 30) | (1u << 20)};  // 1 MiB
+  std::memcpy(frame.data(), header, sizeof header);
+  frame += body;
+  ASSERT_EQ(send(fd, frame.data(), frame.size(), MSG_NOSIGNAL), ssize_t(frame.size()));
+  std::this_thread::sleep_for(100ms);  // the session waits: spins, then sleeps on the futex
+  close(fd);                           // and the bytes never come
+  auto stopped = std::async(std::launch::async, [&] { server.stop(); });
+  ASSERT_EQ(stopped.wait_for(10s), std::future_status::ready) << "the session still waits";
   coordinator.shutdown();
 }
 

@@ -11,6 +11,7 @@
 //
 // Sessions are authenticated like gRPC's (the job token comes first); the
 // abstract-namespace form (unix:@NAME) leaves no file behind after a crash.
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -21,6 +22,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -108,6 +110,13 @@ bool write_all(int fd, std::string_view a, std::string_view b, int pass = -1) {
   return true;
 }
 
+// False once the other end has closed the connection (or it failed).
+bool peer_alive(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  int r = poll(&p, 1, 0);
+  return r == 0 || (r > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) == 0);
+}
+
 // The most a worker's first frame (its token, and a request for work) may
 // announce.
 constexpr size_t kFirstFrameBytes = 64 << 10;
@@ -160,7 +169,8 @@ void check_size(size_t n) {
 
 /// Writes `m` as one frame (its payload field is borrowed, then put back;
 /// or, with `external`, the payload is those bytes and the field empty).
-/// A payload that fits in `ring` goes there. `pass` as write_all's.
+/// A payload that fits in `ring` goes there, written after the frame is
+/// sent (the receiver wakes meanwhile). `pass` as write_all's.
 /// Throws kappa::Error if it is too large for one.
 template <class M>
 bool send_frame(int fd, M& m, std::string_view external = {}, PayloadRing* ring = nullptr,
@@ -183,13 +193,17 @@ bool send_frame(int fd, M& m, std::string_view external = {}, PayloadRing* ring 
   out.resize(kHeaderBytes + n);
   uint32_t lens[2] = {uint32_t(n), uint32_t(sent.size())};
   bool restart = false;
-  if (ring && sent.size() >= kPayloadMinBytes && ring->put(sent, &restart)) {
+  std::optional<uint64_t> at;  // in the ring, written after the frame is sent
+  if (ring && sent.size() >= kPayloadMinBytes) at = ring->claim(sent.size(), &restart);
+  std::string_view in_ring;
+  if (at) {
     lens[1] |= kInRing | (restart ? kRingRestart : 0);
-    sent = {};
+    in_ring = std::exchange(sent, {});
   }
   std::memcpy(out.data(), lens, sizeof lens);
   m.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(out.data() + kHeaderBytes));
   bool ok = write_all(fd, out.view(), sent, pass);
+  if (ok && at) ring->write(*at, in_ring);
   if (out.capacity() > kKeepBytes) out.release();
   return ok;
 }
@@ -250,14 +264,17 @@ class FrameReader {
     if (ok && lens[1] > 0) {
       std::string* field = payload_field(*m);
       ok = field && field->empty();
+      // The payload may still be on its way into the ring: the wait for it
+      // gives up if the sender is gone.
+      auto alive = [fd = fd_] { return peer_alive(fd); };
       if (ok && in_ring && ring_view) {
-        const char* at = ring_->view(lens[1], restart);
+        const char* at = ring_->view(lens[1], restart, alive);
         ok = at != nullptr;
         *ring_view = ok ? std::string_view(at, lens[1]) : std::string_view();
         viewing_ = ok;
       } else if (ok && in_ring) {
         *field = string_for_overwrite(lens[1]);  // take() writes every byte
-        ok = ring_->take(field->data(), lens[1], restart);
+        ok = ring_->take(field->data(), lens[1], restart, alive);
       } else if (ok) {  // the payload, straight into its string (past what was read already)
         size_t early = std::min<size_t>(end_ - pos_, lens[1]);
         *field = string_for_overwrite(lens[1]);  // every byte is written below

@@ -1,13 +1,19 @@
 #include "util/payload_ring.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <ctime>
 #include <string>
 
 #include "kappa/error.h"
@@ -15,13 +21,39 @@
 namespace kappa::detail {
 namespace {
 
-// The area: a page holding the two consumers' counters (a cache line each),
+// The area: a page holding the two rings' counters (a cache line each),
 // then the ring to the coordinator, then the ring to the worker.
 constexpr size_t kHeaderBytes = 4096;
 constexpr size_t kAreaBytes = kHeaderBytes + 2 * PayloadArea::kRingBytes;
 constexpr unsigned kSeals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 
-uint64_t* counter(char* base, size_t line) { return reinterpret_cast<uint64_t*>(base + 64 * line); }
+RingCounters* counters(char* base, size_t ring) {
+  return reinterpret_cast<RingCounters*>(base) + ring;  // the page is zeroed: as constructed
+}
+
+// A consumer waiting for bytes spins while they come (a 64 KiB piece takes
+// a few microseconds to write) and for kSpin after they stop: the producer
+// sends the frame, which wakes the consumer, before it starts writing, and
+// that send can take ~45 us (an IPI to a halted virtual CPU). Each check
+// yields the CPU, in case the producer waits for this one (both on one
+// core: the woken consumer may have preempted it). Then it sleeps on the
+// futex, kNap at a time, asking `alive` between naps.
+constexpr auto kSpin = std::chrono::microseconds(200);
+constexpr timespec kNap = {0, 20'000'000};
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Shared between processes: no FUTEX_PRIVATE_FLAG.
+void futex_wait(uint32_t* word, uint32_t expected, const timespec* timeout) {
+  syscall(SYS_futex, word, FUTEX_WAIT, expected, timeout, nullptr, 0);
+}
+void futex_wake(uint32_t* word) { syscall(SYS_futex, word, FUTEX_WAKE, 1, nullptr, nullptr, 0); }
 
 }  // namespace
 
@@ -31,43 +63,113 @@ uint64_t PayloadRing::place(uint64_t after, size_t n, size_t size, bool restart)
   return after - offset + size;  // the start of the ring's next lap
 }
 
-bool PayloadRing::put(std::string_view payload, bool* restart) {
-  size_t n = payload.size();
-  if (n > size_) return false;
-  uint64_t taken = std::atomic_ref(*taken_).load(std::memory_order_acquire);
+std::optional<uint64_t> PayloadRing::claim(size_t n, bool* restart) {
+  if (n > size_) return std::nullopt;
+  uint64_t taken = std::atomic_ref(shared_->taken).load(std::memory_order_acquire);
   bool empty = taken == next_;
   uint64_t at = place(next_, n, size_, empty);
   // Unread payloads lie in [taken, next_): the new one must not reach into
   // them a lap later.
-  if (!empty && at + n > taken + size_) return false;
-  std::memcpy(bytes_ + at % size_, payload.data(), n);
+  if (!empty && at + n > taken + size_) return std::nullopt;
   next_ = at + n;
   *restart = empty;
+  return at;
+}
+
+void PayloadRing::write(uint64_t at, std::string_view payload) {
+  std::atomic_ref written(shared_->written);
+  std::atomic_ref sleeping(shared_->sleeping);
+  char* to = bytes_ + at % size_;  // claim() placed it: at % size_ + size <= size_
+  for (size_t done = 0; done < payload.size();) {
+    size_t n = std::min(kPieceBytes, payload.size() - done);
+    std::memcpy(to + done, payload.data() + done, n);
+    done += n;
+    // seq_cst, against the consumer's: it either sees this progress after
+    // saying it sleeps, or is seen sleeping here (and woken).
+    written.store(at + done, std::memory_order_seq_cst);
+    if (sleeping.load(std::memory_order_seq_cst) != 0 && sleeping.exchange(0) != 0) {
+      std::atomic_ref(shared_->wake).fetch_add(1);
+      futex_wake(&shared_->wake);
+    }
+  }
+}
+
+bool PayloadRing::put(std::string_view payload, bool* restart) {
+  std::optional<uint64_t> at = claim(payload.size(), restart);
+  if (!at) return false;
+  write(*at, payload);
   return true;
 }
 
-const char* PayloadRing::view(size_t n, bool restart) {
-  if (n > size_) return nullptr;
+std::optional<uint64_t> PayloadRing::next_place(size_t n, bool restart) {
+  if (n > size_) return std::nullopt;
   uint64_t at = place(next_, n, size_, restart);  // at % size_ + n <= size_
   next_ = at + n;
-  return bytes_ + at % size_;
+  return at;
 }
 
-void PayloadRing::release() { std::atomic_ref(*taken_).store(next_, std::memory_order_release); }
+bool PayloadRing::await_written(uint64_t end, const Alive& alive) {
+  using Clock = std::chrono::steady_clock;
+  std::atomic_ref written(shared_->written);
+  uint64_t seen = written.load(std::memory_order_acquire);
+  if (seen >= end) return true;
+  auto since = Clock::now();  // the last progress seen
+  for (;;) {
+    for (int i = 0; i < 64; ++i) cpu_relax();
+    uint64_t now_written = written.load(std::memory_order_acquire);
+    if (now_written >= end) return true;
+    auto now = Clock::now();
+    if (now_written != seen) {
+      seen = now_written;
+      since = now;
+      continue;
+    }
+    if (now - since < kSpin) {
+      sched_yield();
+      continue;
+    }
+    std::atomic_ref wake(shared_->wake);
+    std::atomic_ref sleeping(shared_->sleeping);
+    uint32_t ticket = wake.load(std::memory_order_seq_cst);
+    sleeping.store(1, std::memory_order_seq_cst);
+    if (written.load(std::memory_order_seq_cst) < end) futex_wait(&shared_->wake, ticket, &kNap);
+    sleeping.store(0, std::memory_order_relaxed);
+    if (written.load(std::memory_order_acquire) >= end) return true;
+    if (alive && !alive()) return false;
+    since = Clock::now();
+  }
+}
 
-bool PayloadRing::take(char* out, size_t n, bool restart) {
-  const char* at = view(n, restart);
+const char* PayloadRing::view(size_t n, bool restart, const Alive& alive) {
+  std::optional<uint64_t> at = next_place(n, restart);
+  if (!at || !await_written(*at + n, alive)) return nullptr;
+  return bytes_ + *at % size_;
+}
+
+void PayloadRing::release() {
+  std::atomic_ref(shared_->taken).store(next_, std::memory_order_release);
+}
+
+bool PayloadRing::take(char* out, size_t n, bool restart, const Alive& alive) {
+  std::optional<uint64_t> at = next_place(n, restart);
   if (!at) return false;
-  std::memcpy(out, at, n);
+  const char* from = bytes_ + *at % size_;
+  for (size_t done = 0; done < n;) {
+    size_t piece = std::min(kPieceBytes, n - done);
+    if (!await_written(*at + done + piece, alive)) return false;
+    std::memcpy(out + done, from + done, piece);
+    done += piece;
+  }
   release();
   return true;
 }
 
 PayloadArea::PayloadArea(int fd, char* base) : fd_(fd), base_(base) {
+  static_assert(2 * sizeof(RingCounters) <= kHeaderBytes);
   to_coordinator_ =
-      std::make_unique<PayloadRing>(base + kHeaderBytes, kRingBytes, counter(base, 0));
-  to_worker_ =
-      std::make_unique<PayloadRing>(base + kHeaderBytes + kRingBytes, kRingBytes, counter(base, 1));
+      std::make_unique<PayloadRing>(base + kHeaderBytes, kRingBytes, counters(base, 0));
+  to_worker_ = std::make_unique<PayloadRing>(base + kHeaderBytes + kRingBytes, kRingBytes,
+                                             counters(base, 1));
 }
 
 PayloadArea::~PayloadArea() {
