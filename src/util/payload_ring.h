@@ -9,11 +9,10 @@
 // far it has written (a shared counter, every 64 KiB), and the consumer,
 // woken by the frame, reads each piece as soon as it is written; it waits
 // for the rest spinning (yielding the CPU) while it comes, then asleep on a
-// futex. The
-// consumer's wake-up and its copy thus overlap the producer's copy rather
-// than following it. On a 2-core KVM machine, where waking a process on the
-// other core costs the sender ~45 us, the incompressible 1 MiB queue round
-// trip went from 1.02 to 0.92 ms (docs/benchmarks.md).
+// futex. The consumer's wake-up and its copy thus overlap the producer's
+// copy rather than following it. On a 2-core KVM machine, where waking a
+// process on the other core costs the sender ~45 us, the incompressible
+// 1 MiB queue round trip went from 1.02 to 0.92 ms (docs/benchmarks.md).
 //
 // The worker makes the area (a sealed memfd) and passes it to the
 // coordinator with its first frame (SCM_RIGHTS); the coordinator maps it
