@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -277,69 +278,6 @@ TEST_P(Transport, AClosedSessionCountsAsTheWorkersDeath) {
   coordinator.shutdown();
 }
 
-// Before the token has been checked, a frame announcing a large message is
-// refused without the coordinator allocating it, and others are served on.
-TEST(SocketTransport, AHugeFirstFrameIsRefused) {
-  Coordinator coordinator(JobStateOptions{}, nullptr);
-  coordinator.spawn_root(SpawnSpec{});
-  std::string name = "kappa-transport-test-" + random_hex(6);
-  CoordinatorServer server(&coordinator,
-                           ServerOptions{.listen = "unix:@" + name, .token = "secret"});
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::memcpy(sa.sun_path + 1, name.data(), name.size());
-  socklen_t len = socklen_t(offsetof(sockaddr_un, sun_path) + 1 + name.size());
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), len), 0);
-  uint32_t header[2] = {1u << 30, 0};  // a 1 GiB message
-  ASSERT_EQ(send(fd, header, sizeof header, MSG_NOSIGNAL), ssize_t(sizeof header));
-  timeval wait{5, 0};  // fail, rather than hang, if the coordinator waits for the bytes
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
-  char byte;
-  EXPECT_EQ(recv(fd, &byte, 1, 0), 0) << "the session was not ended";
-  close(fd);
-  CoordinatorClient client(server.address(), "secret", 7);
-  EXPECT_EQ(client.next().kind, Assignment::Kind::kStart);
-  coordinator.shutdown();
-}
-
-// Connections that never send the token cost a thread each only for a
-// while, and only so many at once: the rest are closed on arrival.
-TEST(SocketTransport, ConnectionsWithoutATokenAreBoundedInNumberAndTime) {
-  Coordinator coordinator(JobStateOptions{}, nullptr);
-  coordinator.spawn_root(SpawnSpec{});
-  std::string name = "kappa-transport-test-" + random_hex(6);
-  ServerOptions so{.listen = "unix:@" + name, .token = "secret"};
-  so.max_unauthenticated = 8;
-  so.auth_timeout = std::chrono::milliseconds(300);
-  CoordinatorServer server(&coordinator, so);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::memcpy(sa.sun_path + 1, name.data(), name.size());
-  socklen_t len = socklen_t(offsetof(sockaddr_un, sun_path) + 1 + name.size());
-  std::vector<int> fds;
-  for (int i = 0; i < 50; ++i) {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), len), 0);
-    timeval wait{5, 0};  // fail, rather than hang, if a session is never ended
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
-    fds.push_back(fd);
-  }
-  // Every one of them ends: most at once, the 8 served after the deadline.
-  auto start = std::chrono::steady_clock::now();
-  for (int fd : fds) {
-    char byte;
-    EXPECT_EQ(recv(fd, &byte, 1, 0), 0) << "a silent connection was kept open";
-    close(fd);
-  }
-  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(250));
-  // A worker with the token is served.
-  CoordinatorClient client(server.address(), "secret", 7);
-  EXPECT_EQ(client.next().kind, Assignment::Kind::kStart);
-  coordinator.shutdown();
-}
-
 // A raw connection to a socket coordinator's abstract address.
 int connect_raw(const std::string& name) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -351,6 +289,60 @@ int connect_raw(const std::string& name) {
   timeval wait{5, 0};  // fail, rather than hang, if the coordinator never answers
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
   return fd;
+}
+
+// A coordinator with a task to hand out, served on a fresh abstract socket
+// (unix:@NAME) to workers with the token "secret"; `tune` may change the
+// server's options.
+struct SocketServer {
+  explicit SocketServer(const std::function<void(ServerOptions&)>& tune = {})
+      : server(&coordinator, [&] {
+          ServerOptions so{.listen = "unix:@" + name, .token = "secret"};
+          if (tune) tune(so);
+          return so;
+        }()) {
+    coordinator.spawn_root(SpawnSpec{});
+  }
+  ~SocketServer() { coordinator.shutdown(); }
+  Coordinator coordinator{JobStateOptions{}, nullptr};
+  std::string name = "kappa-transport-test-" + random_hex(6);
+  CoordinatorServer server;
+};
+
+// Before the token has been checked, a frame announcing a large message is
+// refused without the coordinator allocating it, and others are served on.
+TEST(SocketTransport, AHugeFirstFrameIsRefused) {
+  SocketServer s;
+  int fd = connect_raw(s.name);        // times out, rather than hangs, if the coordinator waits
+  uint32_t header[2] = {1u << 30, 0};  // a 1 GiB message
+  ASSERT_EQ(send(fd, header, sizeof header, MSG_NOSIGNAL), ssize_t(sizeof header));
+  char byte;
+  EXPECT_EQ(recv(fd, &byte, 1, 0), 0) << "the session was not ended";
+  close(fd);
+  CoordinatorClient client(s.server.address(), "secret", 7);
+  EXPECT_EQ(client.next().kind, Assignment::Kind::kStart);
+}
+
+// Connections that never send the token cost a thread each only for a
+// while, and only so many at once: the rest are closed on arrival.
+TEST(SocketTransport, ConnectionsWithoutATokenAreBoundedInNumberAndTime) {
+  SocketServer s([](ServerOptions& so) {
+    so.max_unauthenticated = 8;
+    so.auth_timeout = std::chrono::milliseconds(300);
+  });
+  std::vector<int> fds;
+  for (int i = 0; i < 50; ++i) fds.push_back(connect_raw(s.name));
+  // Every one of them ends: most at once, the 8 served after the deadline.
+  auto start = std::chrono::steady_clock::now();
+  for (int fd : fds) {
+    char byte;
+    EXPECT_EQ(recv(fd, &byte, 1, 0), 0) << "a silent connection was kept open";
+    close(fd);
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(250));
+  // A worker with the token is served.
+  CoordinatorClient client(s.server.address(), "secret", 7);
+  EXPECT_EQ(client.next().kind, Assignment::Kind::kStart);
 }
 
 // The first frame of a worker: a Hello with the token "secret" (kappa.proto's
@@ -389,42 +381,32 @@ std::string read_to_end(int fd) {
 // A payload announced in a shared area the worker never passed: the frame is
 // malformed, and the session ends.
 TEST(SocketTransport, APayloadInAnAreaThatWasNeverPassedEndsTheSession) {
-  Coordinator coordinator(JobStateOptions{}, nullptr);
-  coordinator.spawn_root(SpawnSpec{});
-  std::string name = "kappa-transport-test-" + random_hex(6);
-  CoordinatorServer server(&coordinator,
-                           ServerOptions{.listen = "unix:@" + name, .token = "secret"});
-  int fd = connect_raw(name);
+  SocketServer s;
+  int fd = connect_raw(s.name);
   send_hello(fd, -1);
   uint32_t header[2] = {0, (1u << 31) | 100};  // an empty message, 100 bytes in the ring
   ASSERT_EQ(send(fd, header, sizeof header, MSG_NOSIGNAL), ssize_t(sizeof header));
   char byte;
   EXPECT_EQ(recv(fd, &byte, 1, 0), 0) << "the session was not ended";
   close(fd);
-  CoordinatorClient client(server.address(), "secret", 7);  // others are served on
+  CoordinatorClient client(s.server.address(), "secret", 7);  // others are served on
   EXPECT_EQ(client.next().kind, Assignment::Kind::kStart);
-  coordinator.shutdown();
 }
 
 // A shared area the worker could shrink under the coordinator (whose reads
 // would then fault) is refused, and the worker told why.
 TEST(SocketTransport, AnAreaNotSealedAgainstShrinkingIsRefused) {
-  Coordinator coordinator(JobStateOptions{}, nullptr);
-  coordinator.spawn_root(SpawnSpec{});
-  std::string name = "kappa-transport-test-" + random_hex(6);
-  CoordinatorServer server(&coordinator,
-                           ServerOptions{.listen = "unix:@" + name, .token = "secret"});
+  SocketServer s;
   int area = memfd_create("unsealed", MFD_CLOEXEC);
   ASSERT_GE(area, 0);
   ASSERT_EQ(ftruncate(area, off_t(4096 + 2 * (4 << 20))), 0);  // the right size
-  int fd = connect_raw(name);
+  int fd = connect_raw(s.name);
   send_hello(fd, area);
   close(area);
   std::string answer = read_to_end(fd);
   EXPECT_NE(answer.find("not sealed against shrinking"), std::string::npos) << answer;
   close(fd);
-  EXPECT_EQ(coordinator.stats().running, 0u);  // nothing was handed to it
-  coordinator.shutdown();
+  EXPECT_EQ(s.coordinator.stats().running, 0u);  // nothing was handed to it
 }
 
 // A payload's bytes follow its frame into the ring: a worker that dies
@@ -432,14 +414,10 @@ TEST(SocketTransport, AnAreaNotSealedAgainstShrinkingIsRefused) {
 // notices the connection closed. Its session then ends (the server stops
 // promptly).
 TEST(SocketTransport, ASessionWaitingForAPayloadEndsWhenItsWorkerDies) {
-  Coordinator coordinator(JobStateOptions{}, nullptr);
-  coordinator.spawn_root(SpawnSpec{});
-  std::string name = "kappa-transport-test-" + random_hex(6);
-  CoordinatorServer server(&coordinator,
-                           ServerOptions{.listen = "unix:@" + name, .token = "secret"});
+  SocketServer s;
   std::unique_ptr<PayloadArea> area = PayloadArea::create();
   ASSERT_NE(area, nullptr);
-  int fd = connect_raw(name);
+  int fd = connect_raw(s.name);
   send_hello(fd, area->fd());
   rpc::WorkerMessage m;
   rpc::CallRequest* call = m.mutable_call();
@@ -453,9 +431,8 @@ TEST(SocketTransport, ASessionWaitingForAPayloadEndsWhenItsWorkerDies) {
   ASSERT_EQ(send(fd, frame.data(), frame.size(), MSG_NOSIGNAL), ssize_t(frame.size()));
   std::this_thread::sleep_for(100ms);  // the session waits: spins, then sleeps on the futex
   close(fd);                           // and the bytes never come
-  auto stopped = std::async(std::launch::async, [&] { server.stop(); });
+  auto stopped = std::async(std::launch::async, [&] { s.server.stop(); });
   ASSERT_EQ(stopped.wait_for(10s), std::future_status::ready) << "the session still waits";
-  coordinator.shutdown();
 }
 
 TEST(SocketTransport, NamesAnUnreachableCoordinator) {
