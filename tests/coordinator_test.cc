@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -18,6 +19,9 @@ namespace kappa::detail {
 namespace {
 
 using namespace std::chrono_literals;
+
+// Every message any RecordingLink is sent, numbered in the order sent.
+std::atomic<uint64_t> messages_sent{0};
 
 // Records what a worker is sent.
 class RecordingLink final : public WorkerLink {
@@ -43,18 +47,25 @@ class RecordingLink final : public WorkerLink {
     std::lock_guard lock(mu_);
     return sender_;
   }
+  /// The number (messages_sent) of the last message this worker was sent.
+  uint64_t last_number() {
+    std::lock_guard lock(mu_);
+    return number_;
+  }
 
  private:
   void push(Message m) {
     std::lock_guard lock(mu_);
     got_.push_back(std::move(m));
     sender_ = std::this_thread::get_id();
+    number_ = ++messages_sent;
     cv_.notify_all();
   }
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Message> got_;
   std::thread::id sender_;
+  uint64_t number_ = 0;
 };
 
 // A platform whose launches block until the test lets them through.
@@ -199,6 +210,23 @@ TEST_F(CoordinatorTest, ACompletedCallIsAnsweredByTheThreadThatCompletedIt) {
   EXPECT_EQ(decode<std::string>(got.reply), "x");
   EXPECT_EQ(outcome(1).kind, CallOutcome::Kind::kResult);
   EXPECT_EQ(c.stats().parks, 0u);
+}
+
+// The worker a call unblocks is answered before the caller (JobState::call
+// answers the caller after its call's effects): the caller's answer only
+// lets it go on, and each send may cost a wake-up of an idle CPU, tens of
+// microseconds on a VM (docs/benchmarks.md).
+TEST_F(CoordinatorTest, AWorkerTheEventUnblocksIsAnsweredBeforeTheCaller) {
+  uint64_t q = two_tasks_and_a_queue();
+  c.call(CallInfo{.worker_id = 2, .task_id = 2, .op = Op::kDequeue, .request = encode(q)});
+  c.call(CallInfo{.worker_id = 1,
+                  .task_id = 1,
+                  .seqno = 2,
+                  .op = Op::kEnqueue,
+                  .request = enqueue_request(q, std::string("x"))});
+  EXPECT_LT(links[2]->last_number(), links[1]->last_number()) << "the enqueuer was answered first";
+  EXPECT_EQ(decode<std::string>(outcome(2).reply), "x");
+  EXPECT_EQ(outcome(1).kind, CallOutcome::Kind::kResult);
 }
 
 TEST_F(CoordinatorTest, TheGracePeriodEndsOnTheCoordinatorsClock) {
