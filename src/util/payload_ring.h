@@ -11,8 +11,9 @@
 // for the rest spinning (yielding the CPU) while it comes, then asleep on a
 // futex. The consumer's wake-up and its copy thus overlap the producer's
 // copy rather than following it. On a 2-core KVM machine, where waking a
-// process on the other core costs the sender ~45 us, the incompressible
-// 1 MiB queue round trip went from 1.02 to 0.92 ms (docs/benchmarks.md).
+// process on the other core costs the sender ~45 us, the 1 MiB queue round
+// trip went from 1.04 to 0.98 ms (incompressible; 1.04 to 0.91 ms for one
+// repeated character: docs/benchmarks.md).
 //
 // The worker makes the area (a sealed memfd) and passes it to the
 // coordinator with its first frame (SCM_RIGHTS); the coordinator maps it
