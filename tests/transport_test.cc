@@ -217,8 +217,10 @@ TEST_P(Transport, ItemsOfEverySizeCrossBothWaysIntact) {
           .call(CallInfo{
               .task_id = 1, .seqno = seqno++, .op = Op::kMakeQueue, .request = encode(uint64_t{1})})
           .reply);
-  std::vector<size_t> sizes = {100,     16 << 10, (16 << 10) + 1, 100 << 10,     1 << 20,
-                               3 << 20, 4 << 20,  5 << 20,        (4 << 20) - 16};
+  constexpr size_t kRing = PayloadArea::kRingBytes;
+  std::vector<size_t> sizes = {100,     16 << 10,  (16 << 10) + 1,   100 << 10,
+                               1 << 20, 4 << 20,   5 << 20,          kRing - 16,
+                               kRing,   kRing + 1, kRing + (1 << 20)};
   for (int i = 0; i < 12; ++i) sizes.push_back(size_t(700 + 300 * i) << 10);  // laps
   bool socket = GetParam() == "socket";
   size_t shared_replies = 0;
@@ -242,7 +244,7 @@ TEST_P(Transport, ItemsOfEverySizeCrossBothWaysIntact) {
     ASSERT_TRUE(decode<std::string>(reply) == item) << "item " << i << " of " << sizes[i];
     // The reply (the item and its 8-byte length) is left in the ring when it fits.
     size_t reply_bytes = sizes[i] + 8;
-    bool in_ring = socket && view && reply_bytes >= (16 << 10) && reply_bytes <= (4 << 20);
+    bool in_ring = socket && view && reply_bytes >= (16 << 10) && reply_bytes <= kRing;
     EXPECT_EQ(!shared.empty(), in_ring) << "item " << i << " of " << sizes[i];
     shared_replies += !shared.empty();
   }
@@ -399,7 +401,7 @@ TEST(SocketTransport, AnAreaNotSealedAgainstShrinkingIsRefused) {
   SocketServer s;
   int area = memfd_create("unsealed", MFD_CLOEXEC);
   ASSERT_GE(area, 0);
-  ASSERT_EQ(ftruncate(area, off_t(4096 + 2 * (4 << 20))), 0);  // the right size
+  ASSERT_EQ(ftruncate(area, off_t(4096 + 2 * PayloadArea::kRingBytes)), 0);  // the right size
   int fd = connect_raw(s.name);
   send_hello(fd, area);
   close(area);
