@@ -373,13 +373,18 @@ TEST(Status, ReadsARunningJobFromItsRedisJournal) {
   TempDir io;
   pid_t job = spawn_process({UI_APP, "run", "--event", event.dump(), "--state", state}, {},
                             io / "out", io / "err");
-  // Once the leaves are journaled as finished, while the holder holds.
+  // Once the leaves are journaled as finished and the handler and the
+  // consumer as parked, while the holder holds. (A park is journaled up to
+  // 2 ms after its event, by the coordinator's flusher, and the two blocked
+  // tasks park only after their grace period: the leaves may be seen
+  // finished first.)
   std::string out;
   for (auto end = std::chrono::steady_clock::now() + 30s; std::chrono::steady_clock::now() < end;
        std::this_thread::sleep_for(100ms)) {
     ProcessResult st = run_process({UI_APP, "status", "--state", state});
     out = st.out;
-    if (st.exit_code == 0 && out.find(std::to_string(leaves) + " finished") != std::string::npos)
+    if (st.exit_code == 0 && out.find(std::to_string(leaves) + " finished") != std::string::npos &&
+        out.find("2 parked") != std::string::npos)
       break;
   }
   EXPECT_NE(out.find("The job has not finished: " + std::to_string(leaves + 3) + " tasks, " +
