@@ -42,6 +42,15 @@ struct Shared {
   PayloadRing consumer{ring(), kSize, &counters};
 };
 
+// The producer's claim() then write(), the bytes written at once; false
+// when the payload does not fit now.
+bool put(PayloadRing& producer, std::string_view payload, bool* restart) {
+  std::optional<uint64_t> at = producer.claim(payload.size(), restart);
+  if (!at) return false;
+  producer.write(*at, payload);
+  return true;
+}
+
 std::string payload(size_t n, uint32_t seed) {
   std::string s(n, '\0');
   std::mt19937 gen(seed);
@@ -54,13 +63,13 @@ TEST(PayloadRing, PayloadsComeOutInOrderLapAfterLap) {
   std::mt19937 gen(7);
   std::deque<std::pair<std::string, bool>> unread;  // payload, restart
   uint32_t seed = 0;
-  size_t put = 0, refused = 0;
+  size_t written = 0, refused = 0;
   for (int step = 0; step < 20000; ++step) {
     if (gen() % 2 == 0) {
       std::string p = payload(1 + gen() % 450, ++seed);
       bool restart = false;
-      if (sh.producer.put(p, &restart)) {
-        ++put;
+      if (put(sh.producer, p, &restart)) {
+        ++written;
         unread.emplace_back(std::move(p), restart);
       } else {
         ++refused;
@@ -74,21 +83,21 @@ TEST(PayloadRing, PayloadsComeOutInOrderLapAfterLap) {
     }
   }
   EXPECT_TRUE(sh.guards_intact());
-  EXPECT_GT(put, 5000u);     // many laps of a 1000-byte ring
-  EXPECT_GT(refused, 100u);  // and it was full at times
+  EXPECT_GT(written, 5000u);  // many laps of a 1000-byte ring
+  EXPECT_GT(refused, 100u);   // and it was full at times
 }
 
 TEST(PayloadRing, APayloadIsRefusedRatherThanWrittenOverAnUnreadOne) {
   Shared sh;
   bool restart = false;
   std::string a = payload(600, 1), b = payload(600, 2);
-  ASSERT_TRUE(sh.producer.put(a, &restart));
+  ASSERT_TRUE(put(sh.producer, a, &restart));
   EXPECT_TRUE(restart);  // an empty ring starts afresh
-  EXPECT_FALSE(sh.producer.put(b, &restart)) << "it would wrap onto the unread 600 bytes";
+  EXPECT_FALSE(put(sh.producer, b, &restart)) << "it would wrap onto the unread 600 bytes";
   std::string got(600, '\0');
   ASSERT_TRUE(sh.consumer.take(got.data(), 600, true));
   EXPECT_EQ(got, a);
-  ASSERT_TRUE(sh.producer.put(b, &restart));  // read: room again, at the start
+  ASSERT_TRUE(put(sh.producer, b, &restart));  // read: room again, at the start
   EXPECT_TRUE(restart);
   ASSERT_TRUE(sh.consumer.take(got.data(), 600, restart));
   EXPECT_EQ(got, b);
@@ -98,24 +107,24 @@ TEST(PayloadRing, AViewedPayloadKeepsItsRoomUntilReleased) {
   Shared sh;
   bool restart = false;
   std::string a = payload(700, 3), b = payload(700, 4);
-  ASSERT_TRUE(sh.producer.put(a, &restart));
+  ASSERT_TRUE(put(sh.producer, a, &restart));
   const char* at = sh.consumer.view(700, restart);
   ASSERT_NE(at, nullptr);
-  EXPECT_FALSE(sh.producer.put(b, &restart));
+  EXPECT_FALSE(put(sh.producer, b, &restart));
   EXPECT_EQ(std::string(at, 700), a);  // untouched
   sh.consumer.release();
-  ASSERT_TRUE(sh.producer.put(b, &restart));
+  ASSERT_TRUE(put(sh.producer, b, &restart));
   EXPECT_EQ(std::string(sh.consumer.view(700, restart), 700), b);
 }
 
 TEST(PayloadRing, AnOversizedPayloadIsNeitherPutNorTaken) {
   Shared sh;
   bool restart = false;
-  EXPECT_FALSE(sh.producer.put(payload(Shared::kSize + 1, 5), &restart));
+  EXPECT_FALSE(put(sh.producer, payload(Shared::kSize + 1, 5), &restart));
   std::string out(Shared::kSize + 1, '\0');
   EXPECT_FALSE(sh.consumer.take(out.data(), out.size(), false));
   EXPECT_EQ(sh.consumer.view(out.size(), false), nullptr);
-  EXPECT_TRUE(sh.producer.put(payload(Shared::kSize, 6), &restart));  // a full ring's worth fits
+  EXPECT_TRUE(put(sh.producer, payload(Shared::kSize, 6), &restart));  // a full ring's worth fits
 }
 
 // The counter is shared, so the other process may write anything into it:
@@ -127,7 +136,7 @@ TEST(PayloadRing, AGarbledCounterNeverTakesEitherEndOutsideTheRing) {
   for (int i = 0; i < 5000; ++i) {
     sh.counters.taken = gen();  // the other side's doing
     size_t n = 1 + gen() % Shared::kSize;
-    sh.producer.put(payload(n, uint32_t(i)), &restart);
+    put(sh.producer, payload(n, uint32_t(i)), &restart);
     sh.counters.written = gen() | (uint64_t(1) << 63);  // "written": the consumer reads at once
     const char* at = sh.consumer.view(n, gen() % 2 == 0);
     ASSERT_GE(at, sh.ring());
@@ -276,11 +285,11 @@ TEST(PayloadArea, OnlyASealedAreaOfTheAgreedSizeIsMapped) {
   // Two mappings of the same bytes, one ring each way.
   bool restart = false;
   std::string up = payload(1 << 20, 8), down = payload(3 << 20, 9);
-  ASSERT_TRUE(worker->to_coordinator().put(up, &restart));
+  ASSERT_TRUE(put(worker->to_coordinator(), up, &restart));
   std::string got(up.size(), '\0');
   ASSERT_TRUE(coordinator->to_coordinator().take(got.data(), got.size(), restart));
   EXPECT_EQ(got, up);
-  ASSERT_TRUE(coordinator->to_worker().put(down, &restart));
+  ASSERT_TRUE(put(coordinator->to_worker(), down, &restart));
   EXPECT_EQ(std::string_view(worker->to_worker().view(down.size(), restart), down.size()), down);
 }
 

@@ -131,7 +131,7 @@ constexpr size_t kKeepBytes = 8 << 20;
 // copy of a large value at each end (serializing it, parsing it). A call's
 // reply that the coordinator keeps (SharedString) is always the payload, sent
 // from the coordinator's record. A payload put in the connection's shared
-// ring instead (kInRing) is not in the frame; kRingRestart is put()'s
+// ring instead (kInRing) is not in the frame; kRingRestart is claim()'s
 // `restart` (PayloadRing).
 constexpr size_t kHeaderBytes = 8;
 constexpr size_t kPayloadMinBytes = 16 << 10;  // smaller fields stay in the message

@@ -185,8 +185,9 @@ void new_nonce(uint8_t* out) {
 
 // Contexts kept for reuse by the calling thread (a few: hashers may nest):
 // creating and freeing a Poly1305 context for each image cost about a fifth
-// of a small image's capture (measured with an XXH3 state beside it). Never while a task's arena
-// is the thread's heap (what is kept must outlive the arena).
+// of a small image's capture (measured with an XXH3 state beside it). Never
+// while a task's arena is the thread's heap (what is kept must outlive the
+// arena).
 template <class T, T* (*make)(), void (*destroy)(T*)>
 class ThreadPool {
  public:

@@ -94,13 +94,6 @@ void PayloadRing::write(uint64_t at, std::string_view payload) {
   }
 }
 
-bool PayloadRing::put(std::string_view payload, bool* restart) {
-  std::optional<uint64_t> at = claim(payload.size(), restart);
-  if (!at) return false;
-  write(*at, payload);
-  return true;
-}
-
 std::optional<uint64_t> PayloadRing::next_place(size_t n, bool restart) {
   if (n > size_) return std::nullopt;
   uint64_t at = place(next_, n, size_, restart);  // at % size_ + n <= size_

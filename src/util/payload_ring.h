@@ -73,8 +73,6 @@ class PayloadRing {
   /// Producer: writes the payload claimed at `at`, publishing its progress
   /// piece by piece and waking the consumer if it sleeps.
   void write(uint64_t at, std::string_view payload);
-  /// Producer: claim() then write(); false when it does not fit.
-  bool put(std::string_view payload, bool* restart);
 
   /// Consumer: copies the next payload, of `n` bytes, into `out`, each piece
   /// as soon as the producer has written it, and frees its room. `restart`
