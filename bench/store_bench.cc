@@ -3,7 +3,8 @@
 // JSON lines for bench/store_bench.py to summarize. Each size starts with a
 // write and a read that are not timed (connections, first faults).
 //
-//   kappa_store_bench --store URL [--with-raw] [--stream PIECE] [--sizes 4096,1048576]
+//   kappa_store_bench --store URL [--with-raw] [--stream PIECE [--data-stream]]
+//                     [--sizes 4096,1048576]
 //                     [--reps 10] [--writes-only] [--s3-multipart-threshold BYTES]
 //   -> {"size": 4096, "target": "store", "op": "write", "seconds": [0.0011, ...]}
 //      {"size": 4096, "target": "store", "op": "read", "seconds": [...]}
@@ -28,6 +29,10 @@
 // --stream PIECE: also the same store's streams ("target": "stream"), in
 // turn with its put and get: put_stream written in pieces of PIECE bytes,
 // and open_value read in ranges of PIECE bytes into one reused buffer.
+// --data-stream: also a data store's streams ("target": "data-stream"), the
+// same through open_store(URL, {.shared = true}): a checkpoint store and a
+// data store may lay streams out differently (redis://: in pieces, or one
+// string).
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -106,9 +111,10 @@ class Store final : public Target {
 
 class Stream final : public Target {
  public:
-  Stream(std::unique_ptr<kappa::detail::CheckpointStore> store, size_t piece)
-      : store_(std::move(store)), piece_(piece) {}
-  std::string name() const override { return "stream"; }
+  Stream(std::unique_ptr<kappa::detail::CheckpointStore> store, size_t piece,
+         std::string name = "stream")
+      : store_(std::move(store)), piece_(piece), name_(std::move(name)) {}
+  std::string name() const override { return name_; }
   void write(const std::string& key, std::string_view value) override {
     std::unique_ptr<kappa::detail::ValueWriter> writer = store_->put_stream(key);
     for (size_t at = 0; at < value.size(); at += piece_) writer->write(value.substr(at, piece_));
@@ -129,6 +135,7 @@ class Stream final : public Target {
  private:
   std::unique_ptr<kappa::detail::CheckpointStore> store_;
   size_t piece_;
+  std::string name_;
   std::string buffer_;
   size_t size_ = 0;
 };
@@ -296,15 +303,16 @@ void print(size_t size, const std::string& target, const char* op,
 int main(int argc, char** argv) {
   kappa::detail::runtime_init();  // heap settings for large values, as in workers
   std::string url;
-  bool with_raw = false, with_reads = true;
+  bool with_raw = false, with_reads = true, data_stream = false;
   std::vector<size_t> sizes = {4096, 1 << 20};
   int reps = 10;
   size_t multipart_threshold = 0, stream_piece = 0;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
-    if (flag == "--with-raw" || flag == "--writes-only") {
+    if (flag == "--with-raw" || flag == "--writes-only" || flag == "--data-stream") {
       if (flag == "--with-raw") with_raw = true;
       if (flag == "--writes-only") with_reads = false;
+      if (flag == "--data-stream") data_stream = true;
       continue;
     }
     if (i + 1 == argc) {
@@ -331,7 +339,8 @@ int main(int argc, char** argv) {
   }
   if (url.empty() || reps < 1) {
     std::fprintf(stderr,
-                 "usage: %s --store URL [--with-raw] [--stream PIECE] [--sizes N,N...] [--reps N] "
+                 "usage: %s --store URL [--with-raw] [--stream PIECE [--data-stream]] "
+                 "[--sizes N,N...] [--reps N] "
                  "[--writes-only] [--s3-multipart-threshold BYTES]\n",
                  argv[0]);
     return 2;
@@ -343,6 +352,9 @@ int main(int argc, char** argv) {
     if (stream_piece)
       targets.push_back(
           std::make_unique<Stream>(open_store(url, multipart_threshold), stream_piece));
+    if (stream_piece && data_stream)
+      targets.push_back(std::make_unique<Stream>(kappa::detail::open_store(url, {.shared = true}),
+                                                 stream_piece, "data-stream"));
     for (size_t size : sizes) {
       const std::string value = random_bytes(size);
       const std::string key = "value-" + std::to_string(size);

@@ -46,6 +46,12 @@ std::string url_of(const ServerProcess& redis, const std::string& tail = "") {
   return "redis://127.0.0.1:" + std::to_string(redis.port()) + tail;
 }
 
+// A data store (StoreOptions::shared): its streams write plain strings.
+std::unique_ptr<CheckpointStore> open_data_store(const ServerProcess& redis,
+                                                 const std::string& tail = "") {
+  return open_store(url_of(redis, tail), {.shared = true});
+}
+
 // A field of INFO (e.g. "total_connections_received"), as a number.
 long long info_field(int port, const std::string& section, const std::string& field) {
   std::string info = redis_cli(port, {"INFO", section});
@@ -241,7 +247,7 @@ TEST(RedisStore, AKeyThatIsNotAStringIsAnError) {
 
 TEST(RedisStore, OverRedisStringLimitIsRefusedBeforeSending) {
   ServerProcess redis(redis_server());
-  auto store = open_store(url_of(redis));
+  auto store = open_data_store(redis);  // a checkpoint store writes it in pieces (below)
   // 512 MiB + 1 of untouched address space: no memory behind it.
   size_t size = (size_t(512) << 20) + 1;
   void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -344,10 +350,11 @@ TEST(RedisStore, ThreadsShareOneStoreAndItsConnections) {
 
 // ---- streams: put_stream and open_value
 
-// Pieces written into a temporary key with SETRANGE, read with GETRANGE.
+// A data store's pieces written into a temporary key with SETRANGE, read
+// with GETRANGE.
 TEST(RedisStore, StreamedValuesAreWrittenAndReadInPieces) {
   ServerProcess redis(redis_server());
-  auto store = open_store(url_of(redis));
+  auto store = open_data_store(redis);
   kappa::testing::expect_stream_semantics(
       *store, {1, (3 << 20) + 5, (7 << 20) + 3, 100, 5 << 20, (2 << 20) + 1},
       [&] { EXPECT_EQ(all_keys(redis.port()), std::vector<std::string>{"stream/k"}); });
@@ -360,7 +367,7 @@ TEST(RedisStore, StreamedValuesAreWrittenAndReadInPieces) {
 // hidden from list().
 TEST(RedisStore, AStreamsTemporaryKeyExpiresButItsValueDoesNot) {
   ServerProcess redis(redis_server());
-  auto store = open_store(url_of(redis));
+  auto store = open_data_store(redis);
   store->put("job/x.tmp.1", "an ordinary key");
   auto writer = store->put_stream("job/k");
   writer->write("abc");
@@ -384,7 +391,7 @@ TEST(RedisStore, AStreamsTemporaryKeyExpiresButItsValueDoesNot) {
 // removal fails the stream at the commit.
 TEST(RedisStore, AStreamWhoseTemporaryKeyIsRemovedFails) {
   ServerProcess redis(redis_server());
-  auto store = open_store(url_of(redis));
+  auto store = open_data_store(redis);
   auto writer = store->put_stream("job/k");
   writer->write(offset_pattern(1 << 20, 1));
   // The first piece, in flight, applied before the removal.
@@ -446,8 +453,191 @@ TEST(RedisStore, AReaderFailsWhenItsValueIsRemovedOrShortened) {
 // read).
 TEST(RedisStore, StreamedValuesNeverHoldTheWholeValueInMemory) {
   ServerProcess redis(redis_server());
+  kappa::testing::expect_streams_in_bounded_memory(*open_store(url_of(redis)), 32,
+                                                   uint64_t(32) << 20, 7);
+  kappa::testing::expect_streams_in_bounded_memory(*open_data_store(redis), 32, uint64_t(32) << 20,
+                                                   8);
+}
+
+// ---- a checkpoint store's values in pieces
+
+// The keys of the pieces of the value under `key` (KEY.part.R.N).
+std::vector<std::string> pieces_of(int port, const std::string& key) {
+  std::vector<std::string> pieces;
+  for (const std::string& k : all_keys(port))
+    if (k.starts_with(key + ".part.")) pieces.push_back(k);
+  return pieces;
+}
+
+// A stream of more than 8 MiB: pieces of 8 MiB under keys of their own,
+// permanent once committed, and a hash naming them under the key; list()
+// shows the key alone, and no abandoned stream leaves a piece behind.
+TEST(RedisStore, ACheckpointStoreWritesLongStreamsInPieces) {
+  ServerProcess redis(redis_server());
   auto store = open_store(url_of(redis));
-  kappa::testing::expect_streams_in_bounded_memory(*store, 32, uint64_t(32) << 20, 7);
+  const int port = redis.port();
+  kappa::testing::expect_stream_semantics(
+      *store, {1, (3 << 20) + 5, (7 << 20) + 3, 100, 5 << 20, (2 << 20) + 1}, [&] {
+        std::vector<std::string> pieces = pieces_of(port, "stream/k");
+        ASSERT_EQ(pieces.size(), 3u);  // 17 MiB and 110 bytes
+        std::vector<std::string> keys = pieces;
+        keys.insert(keys.begin(), "stream/k");
+        EXPECT_EQ(all_keys(port), keys);
+        const std::string base = pieces[0].substr(0, pieces[0].size() - 2);
+        for (int i = 0; i < 3; ++i) {
+          const std::string piece = base + "." + std::to_string(i);
+          EXPECT_EQ(redis_cli(port, {"TTL", piece}), "-1") << piece;  // no expiry
+          EXPECT_EQ(redis_cli(port, {"STRLEN", piece}), i < 2 ? "8388608" : "1048686");
+        }
+        EXPECT_EQ(redis_cli(port, {"TYPE", "stream/k"}), "hash");
+        EXPECT_EQ(redis_cli(port, {"HMGET", "stream/k", "format", "size", "piece", "base"}),
+                  "kappa pieces 1\n17825902\n8388608\n" + base);
+      });
+  // Short streams are strings, as puts are.
+  EXPECT_EQ(redis_cli(port, {"TYPE", "stream/empty"}), "string");
+  EXPECT_EQ(all_keys(port).size(), 5u);  // stream/empty, stream/k and its 3 pieces
+}
+
+// A piece made while a stream runs expires a day later, as a temporary key
+// does: a killed writer's pieces go away.
+TEST(RedisStore, APieceExpiresUntilItsStreamCommits) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  auto writer = store->put_stream("job/k");
+  const std::string value = kappa::testing::offset_pattern((8 << 20) + 1, 5);
+  writer->write(value);
+  std::vector<std::string> pieces = pieces_of(redis.port(), "job/k");
+  ASSERT_EQ(pieces.size(), 1u);
+  long long ttl = std::atoll(redis_cli(redis.port(), {"PTTL", pieces[0]}).c_str());
+  EXPECT_GT(ttl, 86400000 - 60000);
+  EXPECT_LE(ttl, 86400000);
+  EXPECT_TRUE(store->list("job/").empty());
+  writer->commit();
+  EXPECT_EQ(redis_cli(redis.port(), {"TTL", pieces[0]}), "-1");
+  EXPECT_EQ(pieces_of(redis.port(), "job/k").size(), 2u);
+  EXPECT_TRUE(kappa::testing::same_bytes(store->get("job/k").value_or(""), value));
+}
+
+// A value over Redis's 512 MiB string limit goes into a checkpoint store in
+// pieces, and reads back whole, across pieces too.
+TEST(RedisStore, ACheckpointStoreHoldsValuesOverRedisStringLimit) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  const size_t size = (size_t(512) << 20) + 1;
+  // Zero pages but for a few marks: no memory behind the rest.
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  char* bytes = static_cast<char*>(p);
+  const size_t marks[] = {0, (8 << 20) - 1, 8 << 20, (size_t(300) << 20) + 7, size - 1};
+  for (size_t i = 0; i < std::size(marks); ++i) bytes[marks[i]] = char('a' + i);
+  store->put("huge", std::string_view(bytes, size));
+  munmap(p, size);
+  EXPECT_EQ(pieces_of(redis.port(), "huge").size(), 65u);
+  EXPECT_EQ(store->list(""), std::vector<std::string>{"huge"});
+  auto reader = store->open_value("huge");
+  ASSERT_NE(reader, nullptr);
+  EXPECT_EQ(reader->size(), size);
+  for (size_t i = 0; i < std::size(marks); ++i) {
+    char c = 0;
+    reader->read(marks[i], &c, 1);
+    EXPECT_EQ(c, char('a' + i)) << marks[i];
+  }
+  std::string across(6, '\0');
+  reader->read((8 << 20) - 3, across.data(), across.size());  // the end of one piece, the next
+  EXPECT_EQ(across, std::string("\0\0bc\0\0", 6));
+  uint64_t seen = 0;
+  std::string why = kappa::testing::error_of([&] {
+    store->get_checked("huge", 4, [&](std::string_view head, uint64_t n) {
+      seen = n;
+      EXPECT_EQ(head, std::string("a\0\0\0", 4));
+      throw Error("refused");
+    });
+  });
+  EXPECT_EQ(why, "refused");
+  EXPECT_EQ(seen, size);
+  store->remove("huge");
+  EXPECT_TRUE(all_keys(redis.port()).empty());
+}
+
+// Replacing or removing a value in pieces removes its pieces; moving one
+// copies it. A reader of a value removed meanwhile fails.
+TEST(RedisStore, ReplacingOrRemovingAValueInPiecesRemovesItsPieces) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  const int port = redis.port();
+  const std::string value = kappa::testing::offset_pattern(20 << 20, 9);
+  auto stream = [&](const std::string& key) {
+    auto writer = store->put_stream(key);
+    writer->write(value);
+    writer->commit();
+  };
+  stream("k");
+  std::vector<std::string> first = pieces_of(port, "k");
+  ASSERT_EQ(first.size(), 3u);
+  stream("k");  // replaced by another in pieces
+  std::vector<std::string> second = pieces_of(port, "k");
+  ASSERT_EQ(second.size(), 3u);
+  EXPECT_NE(first, second);
+  store->put("k", "small");  // by a string
+  EXPECT_EQ(all_keys(port), std::vector<std::string>{"k"});
+  EXPECT_EQ(store->get("k"), "small");
+
+  stream("k");
+  auto reader = store->open_value("k");
+  ASSERT_NE(reader, nullptr);
+  store->move("k", "moved/k");
+  EXPECT_EQ(store->list(""), std::vector<std::string>{"moved/k"});
+  EXPECT_TRUE(pieces_of(port, "k").empty());
+  EXPECT_TRUE(kappa::testing::same_bytes(store->get("moved/k").value_or(""), value));
+  std::string got(10, '\0');
+  std::string why = kappa::testing::error_of([&] { reader->read(9 << 20, got.data(), 10); });
+  EXPECT_NE(why.find("read 'k' failed: its piece 'k.part."), std::string::npos) << why;
+  EXPECT_NE(why.find("lacks bytes: 0 of the 10 bytes at offset 1048576 are there: the value was "
+                     "removed or replaced after it was opened (it had 20971520 bytes)"),
+            std::string::npos)
+      << why;
+  store->remove("moved/k");
+  EXPECT_TRUE(all_keys(port).empty());
+}
+
+// A piece removed before the commit (remove_prefix, a restart without
+// persistence) fails the commit, which leaves the key as it was and removes
+// the other pieces.
+TEST(RedisStore, AStreamWhosePieceIsRemovedFails) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  store->put("k", "old value");
+  auto writer = store->put_stream("k");
+  writer->write(kappa::testing::offset_pattern(20 << 20, 4));
+  std::vector<std::string> pieces = pieces_of(redis.port(), "k");
+  ASSERT_EQ(pieces.size(), 2u);  // the third is the buffer's
+  redis_cli(redis.port(), {"DEL", pieces[1]});
+  std::string why = kappa::testing::error_of([&] { writer->commit(); });
+  EXPECT_NE(why.find("put 'k' failed: 1 of its 3 pieces ('k.part."), std::string::npos) << why;
+  EXPECT_NE(why.find(".N) are gone (removed, or expired, before the commit)"), std::string::npos)
+      << why;
+  EXPECT_EQ(store->get("k"), "old value");
+  EXPECT_EQ(all_keys(redis.port()), std::vector<std::string>{"k"});
+}
+
+// A hash the store did not write is no value of its.
+TEST(RedisStore, AHashThatIsNotAValueInPiecesIsAnError) {
+  ServerProcess redis(redis_server());
+  auto store = open_store(url_of(redis));
+  redis_cli(redis.port(), {"HSET", "other", "field", "x"});
+  std::string why = kappa::testing::error_of([&] { store->open_value("other"); });
+  EXPECT_NE(why.find("open 'other' failed: it holds a hash that is not a value in pieces (it has "
+                     "no field 'format')"),
+            std::string::npos)
+      << why;
+  redis_cli(redis.port(),
+            {"HSET", "newer", "format", "kappa pieces 2", "size", "1", "piece", "1", "base", "b"});
+  why = kappa::testing::error_of([&] { store->get("newer"); });
+  EXPECT_NE(why.find("get 'newer' failed: it holds a value in pieces of another format, 'kappa "
+                     "pieces 2' (this version reads 'kappa pieces 1'): from a newer version?"),
+            std::string::npos)
+      << why;
 }
 
 // ---- faults
@@ -633,25 +823,15 @@ TEST(RedisStoreFaults, AReplyCutShortIsRetried) {
   EXPECT_EQ(thrice.connections(), 4);
 }
 
-// Redis stalls (DEBUG SLEEP) while pieces are on their way: the client,
-// awaiting the answer to one, times out and sends it again on new
-// connections, and Redis, once awake, applies every attempt, the abandoned
-// ones too, and the piece sent after it on the first connection, in any
-// order. Each piece is in the value once: each attempt writes the same bytes
-// at the same place (an APPEND would add them once per attempt).
-TEST(RedisStoreFaults, APieceRetriedAfterAStallIsWrittenOnce) {
-  ServerProcess redis(redis_server({.args = {"--enable-debug-command", "yes"}}));
-  auto store = open_store(url_of(redis, "?timeout=0.2"));
-  auto writer = store->put_stream("k");
-  writer->write("first piece, ");  // awaited, as a first piece always is
-  std::thread sleeper([&] { redis_cli(redis.port(), {"DEBUG", "SLEEP", "1"}); });
-  // Asleep once a PING goes unanswered for 50 ms.
+// Returns once the server on `port` is asleep (DEBUG SLEEP): a PING goes
+// unanswered for 50 ms.
+void wait_until_asleep(int port) {
   for (bool asleep = false; !asleep;) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(uint16_t(redis.port()));
+    a.sin_port = htons(uint16_t(port));
     timeval wait{0, 50000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
     char reply[16];
@@ -660,6 +840,21 @@ TEST(RedisStoreFaults, APieceRetriedAfterAStallIsWrittenOnce) {
     asleep = recv(fd, reply, sizeof reply, 0) < 0;
     close(fd);
   }
+}
+
+// Redis stalls (DEBUG SLEEP) while pieces are on their way: the client,
+// awaiting the answer to one, times out and sends it again on new
+// connections, and Redis, once awake, applies every attempt, the abandoned
+// ones too, and the piece sent after it on the first connection, in any
+// order. Each piece is in the value once: each attempt writes the same bytes
+// at the same place (an APPEND would add them once per attempt).
+TEST(RedisStoreFaults, APieceRetriedAfterAStallIsWrittenOnce) {
+  ServerProcess redis(redis_server({.args = {"--enable-debug-command", "yes"}}));
+  auto store = open_data_store(redis, "?timeout=0.2");
+  auto writer = store->put_stream("k");
+  writer->write("first piece, ");  // awaited, as a first piece always is
+  std::thread sleeper([&] { redis_cli(redis.port(), {"DEBUG", "SLEEP", "1"}); });
+  wait_until_asleep(redis.port());
   auto started = Clock::now();
   std::string why = error_of([&] {
     writer->write("second piece, ");  // sent, its answer not awaited
@@ -672,6 +867,31 @@ TEST(RedisStoreFaults, APieceRetriedAfterAStallIsWrittenOnce) {
   EXPECT_GE(waited, 200ms);  // it did wait for Redis
   EXPECT_EQ(store->get("k"), "first piece, second piece, third piece");
   EXPECT_GE(calls_of(redis.port(), "setrange"), 4);  // attempts that Redis applied
+}
+
+// The same for a checkpoint store's pieces: each SET of a piece retried
+// after the stall writes the same bytes under the same key.
+TEST(RedisStoreFaults, PiecesRetriedAfterAStallAreWrittenOnce) {
+  ServerProcess redis(redis_server({.args = {"--enable-debug-command", "yes"}}));
+  auto store = open_store(url_of(redis, "?timeout=0.2"));
+  const std::string value = kappa::testing::offset_pattern(30 << 20, 6);
+  auto writer = store->put_stream("k");
+  writer->write(std::string_view(value).substr(0, 9 << 20));  // piece 0 sent, unanswered
+  std::thread sleeper([&] { redis_cli(redis.port(), {"DEBUG", "SLEEP", "1"}); });
+  wait_until_asleep(redis.port());
+  auto started = Clock::now();
+  std::string why = kappa::testing::error_of([&] {
+    writer->write(std::string_view(value).substr(9 << 20));  // pieces 1 and 2 sent
+    writer->commit();
+  });
+  auto waited = Clock::now() - started;
+  sleeper.join();
+  EXPECT_EQ(why, "");
+  EXPECT_GE(waited, 200ms);
+  EXPECT_TRUE(kappa::testing::same_bytes(store->get("k").value_or(""), value));
+  EXPECT_EQ(pieces_of(redis.port(), "k").size(), 4u);
+  for (const std::string& piece : pieces_of(redis.port(), "k"))
+    EXPECT_EQ(redis_cli(redis.port(), {"TTL", piece}), "-1") << piece;
 }
 
 }  // namespace

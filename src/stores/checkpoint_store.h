@@ -12,8 +12,8 @@
 //
 // A value written in pieces (put_stream) waits where list() does not look
 // until its commit: in KEY.tmp.PID.N (file://; list() hides every ".tmp."
-// name), in KEY.tmp.R, R 16 hex digits (redis://; list() hides these), in
-// a multipart upload (s3://). Each store's file says what it does in full.
+// name), in KEY.tmp.R or KEY.part.R.N, R 16 hex digits (redis://; list()
+// hides these), in a multipart upload (s3://). Each store's file says what it does in full.
 //
 // Thread safety: implementations may be used from several threads at once.
 #pragma once
@@ -107,9 +107,11 @@ struct StoreOptions {
   /// Create the store if it does not exist (a job's store), or insist that
   /// it does (a store to resume from).
   bool create = true;
-  /// Values others may read, as the umask allows (a data store: its objects
-  /// are a job's output, for other tools); otherwise readable by the owner
-  /// only (checkpoint images hold a task's memory). file:// only.
+  /// Values for other tools to read (a data store: its objects are a job's
+  /// output). file://: readable by others as the umask allows, else by the
+  /// owner only (checkpoint images hold a task's memory); redis://: every
+  /// value one plain string, else a long stream is written in pieces
+  /// (redis_store.cc).
   bool shared = false;
 };
 
