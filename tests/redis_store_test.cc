@@ -701,6 +701,43 @@ TEST(RedisStoreFaults, APutCutByACrashIsWholeAfterward) {
   EXPECT_TRUE(*after == big) << after->size();
 }
 
+// A checkpoint store's stream across a crash of Redis: with persistence the
+// pieces written before it survive, the piece in flight is sent again on a
+// new connection, and the value commits whole; without, the pieces are gone
+// and the commit fails, leaving the key as it was.
+TEST(RedisStoreFaults, AStreamInPiecesAcrossACrash) {
+  for (bool persistent : {true, false}) {
+    SCOPED_TRACE(persistent ? "appendonly" : "no persistence");
+    ServerProcess redis(redis_server({.persistent = persistent}));
+    auto store = open_store(url_of(redis));
+    store->put("k", "old value");
+    const std::string value = offset_pattern(40 << 20, 12);
+    std::string_view v = value;
+    auto writer = store->put_stream("k");
+    writer->write(v.substr(0, 20 << 20));  // pieces 0 and 1 sent, 4 MiB in the buffer
+    redis.stop(SIGKILL);
+    std::thread restarter([&] {
+      std::this_thread::sleep_for(500ms);
+      redis.start();
+    });
+    std::string why = error_of([&] {
+      writer->write(v.substr(20 << 20));
+      writer->commit();
+    });
+    restarter.join();
+    if (persistent) {
+      EXPECT_EQ(why, "");
+      EXPECT_TRUE(kappa::testing::same_bytes(store->get("k").value_or(""), value));
+      EXPECT_EQ(pieces_of(redis.port(), "k").size(), 5u);
+    } else {
+      EXPECT_NE(why.find("put 'k' failed: "), std::string::npos) << why;
+      EXPECT_NE(why.find(" of its 5 pieces ('k.part."), std::string::npos) << why;
+      EXPECT_EQ(store->get("k"), std::nullopt);  // the server lost "old value" too
+      EXPECT_TRUE(all_keys(redis.port()).empty());
+    }
+  }
+}
+
 // Redis down for longer than the retry timeout: a clear error naming the
 // operation, the key, the store and the reason; never a missing value.
 TEST(RedisStoreFaults, DownForLongerThanTheRetryTimeoutIsAClearError) {
