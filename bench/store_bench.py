@@ -31,7 +31,11 @@ verifies). Prints one Markdown table of medians.
   start of each size, then the timed operations). At 100 MiB the
   store's put is a multipart upload (8 MiB parts, 4 at once) against one
   curl PUT; an extra row shows the store's single PutObject (its multipart
-  threshold raised).
+  threshold raised), and another the store's put against the same multipart
+  upload made with curl (CreateMultipartUpload, the parts four at once,
+  CompleteMultipartUpload: its wall-clock time, curl's three process starts
+  included), where s3rver's CompleteMultipartUpload, which copies the parts
+  into the object, costs both sides alike.
 
 Every figure is the median of all samples of all rounds. In a round, the file
 and Redis stores and their raw baselines take turns operation by operation
@@ -173,6 +177,61 @@ def curl(endpoint, path, size, reps):
             ("raw", "read"): times(digest=EMPTY_SHA256)}
 
 
+PART = 8 * MiB  # the store's multipart part size (S3Tuning), for curl's multipart upload
+
+
+def curl_multipart(endpoint, path, size, reps):
+    """Multipart uploads of the file at `path` with curl, as the store makes them:
+    CreateMultipartUpload, parts of 8 MiB four at once (one curl process,
+    --parallel), CompleteMultipartUpload. Each upload's wall-clock time,
+    curl's three process starts included (~2 ms each); the parts and their
+    SHA-256 are prepared beforehand, untimed."""
+    url = f"{endpoint}/{BUCKET}/raw/multipart-{size}"
+    parts = []
+    with open(path, "rb") as f:
+        for number in range(1, (size + PART - 1) // PART + 1):
+            data = f.read(PART)
+            part_path = f"{path}.part{number}"
+            with open(part_path, "wb") as out:
+                out.write(data)
+            parts.append((number, part_path, hashlib.sha256(data).hexdigest()))
+    sign = ["--aws-sigv4", f"aws:amz:{REGION}:s3", "-u", f"{KEY}:{SECRET}"]
+
+    def curl_out(*args):
+        return subprocess.run(["curl", "-sS", "--fail", *args], capture_output=True, text=True,
+                              check=True).stdout
+
+    seconds = []
+    for _ in range(reps + 1):  # the first one is not counted, as with the other rows
+        t0 = time.perf_counter()
+        created = curl_out(*sign, "-H", "x-amz-content-sha256: " + EMPTY_SHA256, "-X", "POST",
+                           url + "?uploads")
+        upload = re.search(r"<UploadId>([^<]+)</UploadId>", created).group(1)
+        argv = ["--parallel", "--parallel-max", "4"]
+        for i, (number, part_path, digest) in enumerate(parts):
+            argv += (["--next"] if i else []) + [
+                *sign, "-H", "x-amz-content-sha256: " + digest, "-T", part_path,
+                f"{url}?partNumber={number}&uploadId={upload}", "-o", "/dev/null",
+                "-w", "%{url} %header{etag}\\n"]
+        etags = {}
+        for line in curl_out(*argv).splitlines():
+            number = int(re.search(r"partNumber=(\d+)", line).group(1))
+            etags[number] = line.split(" ", 1)[1]
+        body = "<CompleteMultipartUpload>" + "".join(
+            f"<Part><PartNumber>{n}</PartNumber><ETag>{etags[n]}</ETag></Part>"
+            for n, _, _ in parts) + "</CompleteMultipartUpload>"
+        curl_out(*sign, "-H", "x-amz-content-sha256: " + hashlib.sha256(body.encode()).hexdigest(),
+                 "-X", "POST", "--data-binary", body, url + f"?uploadId={upload}")
+        seconds.append(time.perf_counter() - t0)
+    for _, part_path, _ in parts:
+        os.remove(part_path)
+    head = curl_out(*sign, "-H", "x-amz-content-sha256: " + EMPTY_SHA256, "-I", url)
+    length = re.search(r"(?im)^content-length: *(\d+)", head)
+    if not length or int(length.group(1)) != size:
+        raise RuntimeError(f"curl's multipart upload left {url} with headers {head!r}")
+    return {("curl, multipart", "write"): seconds[1:]}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -231,6 +290,8 @@ def main():
                     binary, s3_url, size, n, "--writes-only", "--s3-multipart-threshold",
                     str(1 << 40), env=env, row="store, one PutObject") if size >= 16 * MiB
                 else {},
+                lambda size, n: curl_multipart(endpoint, values[size], size, n)
+                if size >= 16 * MiB else {},
             ]
 
         for round_no in range(args.rounds):
@@ -283,6 +344,13 @@ def print_table(samples, stores, rounds):
                     print(f"| s3:// | {label} | write (put), one PutObject | {ms(s)} | {ms(r)} | "
                           f"{s / r:.2f}x | {mbps(size, s)} | {mbps(size, r)} | "
                           f"{len(samples[single])} | store's multipart threshold raised |")
+                multipart = (store, size, "curl, multipart", op)
+                if multipart in median:
+                    s, m = median[(store, size, "store", op)], median[multipart]
+                    print(f"| s3:// | {label} | write (put) against curl's multipart upload | "
+                          f"{ms(s)} | {ms(m)} | {s / m:.2f}x | {mbps(size, s)} | "
+                          f"{mbps(size, m)} | {len(samples[multipart])} | raw: the same "
+                          f"parts (8 MiB, 4 at once) with curl |")
 
 
 if __name__ == "__main__":
