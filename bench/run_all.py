@@ -286,7 +286,7 @@ plot "apps.dat" using 3:xtic(2) title "plain, 1 process", \\
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         return (f"{now}; commit {commit}{' (with uncommitted changes)' if dirty else ''}; "
                 f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, Linux {platform.release()}"
-                f"{'; --quick' if self.args.quick else ''}")
+                f"{halt_polling()}{'; --quick' if self.args.quick else ''}")
 
     def draw(self, out_dir):
         if not self.plots:
@@ -419,6 +419,23 @@ APPS = [
         answer=["primes"], describe=lambda e: f"n = {e['n']:.0e}, segmented sieve",
         variants=[("--time-limit 2", ["--time-limit", "2"])]),
 ]
+
+
+def halt_polling():
+    """How long an idle vCPU of a KVM guest polls before it halts, when the
+    guest's haltpoll cpuidle driver is in use: every wake-up of a halted
+    vCPU costs an interrupt and a VM entry (tens of µs), which sets the floor
+    of the round trips between processes on different cores."""
+    try:
+        with open("/sys/devices/system/cpu/cpuidle/current_driver") as f:
+            if f.read().strip() != "haltpoll":
+                return ""
+        with open("/sys/module/haltpoll/parameters/guest_halt_poll_ns") as f:
+            ns = int(f.read())
+    except (OSError, ValueError):
+        return ""
+    return (f"; KVM guest halt polling {ns / 1000:g} µs"
+            f"{' (off)' if ns == 0 else ''} (guest_halt_poll_ns; Linux's default is 200 µs)")
 
 
 def xtics(sizes):
