@@ -256,12 +256,88 @@ long long integer_of(const RedisReply& r, RedisConnection& c, std::string_view w
   return r->integer;
 }
 
+// What the two kinds of stream share (see the top of the file): the writer's
+// state, its connection, and the piece sent ahead of its answer.
+class RedisStreamWriter : public ValueWriter {
+ protected:
+  enum class State { kOpen, kCommitted, kFailed };
+
+  // The last piece sent and not yet answered (`sent`): writing a piece does
+  // not wait for Redis to apply it, but for the piece before (the wait
+  // overlapped with sending the next). `at`: where it goes (an offset, or a
+  // piece's number); `on`: the serial() of its connection. Its bytes are a
+  // copy, for a retry on a new connection.
+  struct Piece {
+    uint64_t at = 0;
+    std::string bytes;
+    uint64_t on = 0;
+    bool sent = false;
+  };
+
+  RedisStreamWriter(RedisClient& client, std::string key) : client_(client), key_(std::move(key)) {}
+
+  // Sends `bytes` for `at` on `c`, the answer left to settle().
+  virtual void send_piece(RedisConnection& c, uint64_t at, std::string_view bytes) = 0;
+  // Reads the answer to the oldest piece sent on `c`, of `bytes` for `at`,
+  // and checks it.
+  virtual void settle(RedisConnection& c, uint64_t at, size_t bytes) = 0;
+
+  void check_open(const char* doing) const {
+    if (state_ != State::kOpen)
+      throw Error(client_.what(std::string("cannot ") + doing, key_) + ": its writer has " +
+                  (state_ == State::kCommitted ? "committed" : "failed") + " already");
+  }
+
+  void settle_ahead(RedisConnection& c) {
+    settle(c, ahead_.at, ahead_.bytes.size());
+    ahead_.sent = false;
+  }
+
+  // The piece ahead was sent on a connection since lost (`c` is a new one):
+  // sent again, and its answer awaited, before anything that follows it.
+  void resend_if_lost(RedisConnection& c) {
+    if (!ahead_.sent || ahead_.on == c.serial()) return;
+    send_piece(c, ahead_.at, ahead_.bytes);
+    ahead_.on = c.serial();
+    settle_ahead(c);
+  }
+
+  // Removes what the stream wrote, in one attempt: should that fail, it
+  // expires.
+  virtual void remove_written() noexcept = 0;
+
+  void fail() noexcept {
+    state_ = State::kFailed;
+    discard();
+  }
+
+  void discard() noexcept {
+    conn_.reset();  // it may owe the piece ahead's replies
+    ahead_ = {};
+    remove_written();
+  }
+
+  // The piece just sent on conn_, for `at`, is the one ahead now (its bytes
+  // already in ahead_.bytes).
+  void keep_ahead(uint64_t at) {
+    ahead_.at = at;
+    ahead_.on = conn_->serial();
+    ahead_.sent = true;
+  }
+
+  RedisClient& client_;
+  const std::string key_;
+  std::unique_ptr<RedisConnection> conn_;  // this stream's own: the piece ahead is owed on it
+  Piece ahead_;
+  State state_ = State::kOpen;
+};
+
 // Appends a value to its temporary key; renames that onto the key at
 // commit (see the top of the file).
-class RedisWriter final : public ValueWriter {
+class RedisWriter final : public RedisStreamWriter {
  public:
   RedisWriter(RedisClient& client, std::string key)
-      : client_(client), key_(std::move(key)), tmp_(temporary_key(key_)) {}
+      : RedisStreamWriter(client, std::move(key)), tmp_(temporary_key(key_)) {}
   ~RedisWriter() override {
     if (state_ == State::kOpen) discard();
   }
@@ -287,10 +363,8 @@ class RedisWriter final : public ValueWriter {
       if (first) return;
       // This piece stays in flight until the next call: kept for a retry on
       // a new connection, which must send it again.
-      ahead_.at = size_ - bytes.size();
       ahead_.bytes.assign(bytes);  // in the buffer the pieces before used
-      ahead_.on = conn_->serial();
-      ahead_.sent = true;
+      keep_ahead(size_ - bytes.size());
     } catch (...) {
       fail();
       throw;
@@ -333,38 +407,18 @@ class RedisWriter final : public ValueWriter {
   }
 
  private:
-  enum class State { kOpen, kCommitted, kFailed };
-
-  // The last piece written, sent and not yet answered (`sent`): writing a
-  // piece after the first does not wait for Redis to apply it, but for the
-  // piece before (the wait overlapped with sending the next). `on`: the
-  // serial() of its connection. Its bytes are a copy, for a retry on a new
-  // connection.
-  struct Piece {
-    uint64_t at = 0;
-    std::string bytes;
-    uint64_t on = 0;
-    bool sent = false;
-  };
-
-  void check_open(const char* doing) const {
-    if (state_ != State::kOpen)
-      throw Error(client_.what(std::string("cannot ") + doing, key_) + ": its writer has " +
-                  (state_ == State::kCommitted ? "committed" : "failed") + " already");
-  }
-
   // One piece: in one MULTI/EXEC, STRLEN (what the key held before),
   // SETRANGE at `at`, PEXPIRE.
-  void send_piece(RedisConnection& c, uint64_t at, std::string_view bytes) {
+  void send_piece(RedisConnection& c, uint64_t at, std::string_view bytes) override {
     const std::string offset = std::to_string(at);
     c.send_transaction({{"STRLEN", tmp_}}, {"SETRANGE", tmp_, offset}, bytes,
                        {{"PEXPIRE", tmp_, kTemporaryKeyLifetimeMs}});
     sent_end_ = std::max(sent_end_, at + bytes.size());
   }
 
-  // Reads the replies of the oldest piece sent, of `bytes` at `at`, and
-  // checks them.
-  void settle(RedisConnection& c, uint64_t at, size_t bytes) {
+  // STRLEN's and SETRANGE's replies: the key held what came before, and
+  // holds this piece after it.
+  void settle(RedisConnection& c, uint64_t at, size_t bytes) override {
     RedisReply r = c.read_transaction(3);
     const long long before = (long long)at, after = before + (long long)bytes;
     long long had = reply_element(*r, 0, REDIS_REPLY_INTEGER, c, "STRLEN").integer;
@@ -376,36 +430,14 @@ class RedisWriter final : public ValueWriter {
     if (length < after || length > end) changed(length, after);
   }
 
-  void settle_ahead(RedisConnection& c) {
-    settle(c, ahead_.at, ahead_.bytes.size());
-    ahead_.sent = false;
-  }
-
-  // The piece ahead was sent on a connection since lost (`c` is a new one):
-  // sent again, and its answer awaited, before anything that follows it.
-  void resend_if_lost(RedisConnection& c) {
-    if (!ahead_.sent || ahead_.on == c.serial()) return;
-    send_piece(c, ahead_.at, ahead_.bytes);
-    ahead_.on = c.serial();
-    settle_ahead(c);
-  }
-
   [[noreturn]] void changed(long long length, long long expected) const {
     throw Error(client_.what("put", key_) + " failed: its temporary key " + quote_key(tmp_) +
                 " holds " + std::to_string(length) + " bytes, not the " + std::to_string(expected) +
                 " written (removed meanwhile?)");
   }
 
-  void fail() noexcept {
-    state_ = State::kFailed;
-    discard();
-  }
-
-  // One attempt at removing the temporary key: should it fail, the key
-  // expires.
-  void discard() noexcept {
-    conn_.reset();  // it may owe the piece ahead's replies
-    ahead_ = {};
+  // The temporary key.
+  void remove_written() noexcept override {
     if (size_ == 0) return;
     try {
       client_.run(
@@ -419,13 +451,9 @@ class RedisWriter final : public ValueWriter {
     }
   }
 
-  RedisClient& client_;
-  const std::string key_, tmp_;
-  std::unique_ptr<RedisConnection> conn_;  // this stream's own: the piece ahead is owed on it
-  Piece ahead_;
+  const std::string tmp_;
   uint64_t size_ = 0;      // sent so far
   uint64_t sent_end_ = 0;  // where the furthest piece sent ends (a retry may resend)
-  State state_ = State::kOpen;
 };
 
 // In one MULTI/EXEC: HMGET of what `key` held (a value in pieces, whose
@@ -440,9 +468,10 @@ std::optional<Pieces> set_replacing(RedisConnection& c, const std::string& key,
 
 // A checkpoint store's stream: pieces under keys of their own, and a hash
 // that names them under the key (see the top of the file).
-class RedisPieceWriter final : public ValueWriter {
+class RedisPieceWriter final : public RedisStreamWriter {
  public:
-  RedisPieceWriter(RedisClient& client, std::string key) : client_(client), key_(std::move(key)) {
+  RedisPieceWriter(RedisClient& client, std::string key)
+      : RedisStreamWriter(client, std::move(key)) {
     pieces_.piece = kPieceBytes;
     pieces_.base = key_ + ".part." + random_hex();
   }
@@ -489,14 +518,6 @@ class RedisPieceWriter final : public ValueWriter {
   }
 
  private:
-  enum class State { kOpen, kCommitted, kFailed };
-
-  void check_open(const char* doing) const {
-    if (state_ != State::kOpen)
-      throw Error(client_.what(std::string("cannot ") + doing, key_) + ": its writer has " +
-                  (state_ == State::kCommitted ? "committed" : "failed") + " already");
-  }
-
   // Sends the buffer as the next piece; the piece before, in flight until
   // now, is answered, and its buffer takes the next one.
   void send_fill() {
@@ -508,32 +529,20 @@ class RedisPieceWriter final : public ValueWriter {
     });
     std::swap(ahead_.bytes, fill_);
     fill_.clear();
-    ahead_.index = i;
-    ahead_.on = conn_->serial();
-    ahead_.sent = true;
+    keep_ahead(i);
     pieces_.size += ahead_.bytes.size();
   }
 
-  // SET of piece `i`, expiring, in one MULTI/EXEC; its answer is read later.
-  void send_piece(RedisConnection& c, uint64_t i, std::string_view bytes) {
+  // SET of piece `i`, expiring, in one MULTI/EXEC.
+  void send_piece(RedisConnection& c, uint64_t i, std::string_view bytes) override {
     const std::string k = pieces_.key(i);
     c.send_transaction({}, {"SET", k}, bytes, {{"PEXPIRE", k, kTemporaryKeyLifetimeMs}});
   }
 
-  void settle_ahead(RedisConnection& c) {
+  void settle(RedisConnection& c, uint64_t, size_t) override {
     RedisReply r = c.read_transaction(2);
     reply_element(*r, 0, REDIS_REPLY_STATUS, c, "SET");
     reply_element(*r, 1, REDIS_REPLY_INTEGER, c, "PEXPIRE");
-    ahead_.sent = false;
-  }
-
-  // The piece ahead was sent on a connection since lost (`c` is a new one):
-  // sent again, and answered, before anything that follows it.
-  void resend_if_lost(RedisConnection& c) {
-    if (!ahead_.sent || ahead_.on == c.serial()) return;
-    send_piece(c, ahead_.index, ahead_.bytes);
-    ahead_.on = c.serial();
-    settle_ahead(c);
   }
 
   // With every piece written: under WATCH on the pieces, checks that they
@@ -603,34 +612,13 @@ class RedisPieceWriter final : public ValueWriter {
     return r->type == REDIS_REPLY_STRING && std::string_view(r->str, r->len) == pieces_.base;
   }
 
-  void fail() noexcept {
-    state_ = State::kFailed;
-    discard();
-  }
-
-  // One attempt at removing the pieces written: should it fail, they expire.
-  void discard() noexcept {
-    conn_.reset();  // it may owe the piece ahead's replies
-    ahead_ = {};
+  // The pieces sent (all but one being sent when the stream failed).
+  void remove_written() noexcept override {
     if (pieces_.size > 0) remove_pieces(client_, key_, pieces_);
   }
 
-  // The last piece sent and not yet answered (`sent`), the buffer of the
-  // piece before the one being filled; `on`: the serial() of its connection.
-  struct Piece {
-    uint64_t index = 0;
-    std::string bytes;
-    uint64_t on = 0;
-    bool sent = false;
-  };
-
-  RedisClient& client_;
-  const std::string key_;
-  Pieces pieces_;  // the pieces sent so far
-  std::unique_ptr<RedisConnection> conn_;
-  Piece ahead_;
-  std::string fill_;  // the piece being filled
-  State state_ = State::kOpen;
+  Pieces pieces_;     // the pieces sent so far
+  std::string fill_;  // the piece being filled (ahead_.bytes: the buffer of the one before)
 };
 
 // Reads ranges of a value with GETRANGE, of its pieces if it is in pieces
