@@ -120,11 +120,14 @@ TEST(RedisStoreJob, LargeStateUnderChaosKill) {
   EXPECT_EQ(keys_in(redis.port()), std::vector<std::string>{});
 }
 
+// The holder's 40 MiB image is streamed, in pieces; `inspect` of where the
+// job says it kept them verifies each image, and of one image's URL, that
+// image.
 TEST(RedisStoreJob, AFailedJobKeepsItsImagesInRedis) {
   ServerProcess redis(redis_server());
-  ProcessResult r =
-      run_process({SEMANTICS_APP, "run", "--event", R"({"program":"large_state","fail":true})",
-                   "--store", store_url(redis)});
+  ProcessResult r = run_process({SEMANTICS_APP, "run", "--event",
+                                 R"({"program":"large_state","fail":true,"mib":40})", "--store",
+                                 store_url(redis)});
   EXPECT_EQ(r.exit_code, 1);
   std::string kept = "checkpoints kept in " + store_url(redis) + "/0/";
   size_t at = r.err.find(kept);
@@ -135,6 +138,33 @@ TEST(RedisStoreJob, AFailedJobKeepsItsImagesInRedis) {
   std::vector<std::string> keys = keys_in(redis.port());
   ASSERT_FALSE(keys.empty());
   for (const std::string& k : keys) EXPECT_TRUE(k.starts_with(job + "/")) << k << " vs " << job;
+  EXPECT_TRUE(std::any_of(keys.begin(), keys.end(),
+                          [](const std::string& k) { return k.find(".part.") != k.npos; }));
+
+  const std::string where = store_url(redis) + "/0/" + job + "/";
+  ProcessResult all = run_process({SEMANTICS_APP, "inspect", where});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  std::string large;  // the holder's image
+  std::istringstream lines(all.out);
+  int images = 0;
+  for (std::string line; std::getline(lines, line); ++images) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    std::string file = j.value("file", "");
+    EXPECT_TRUE(file.starts_with(where) && file.ends_with(".kpk")) << file;
+    if (j.value("raw_bytes", uint64_t(0)) >= uint64_t(40) << 20) large = file;
+  }
+  EXPECT_GE(images, 1);
+  ASSERT_FALSE(large.empty()) << all.out;
+  ProcessResult one = run_process({SEMANTICS_APP, "inspect", large});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_EQ(nlohmann::json::parse(one.out).value("file", ""), large);
+  ProcessResult none = run_process({SEMANTICS_APP, "inspect", large + ".absent.kpk"});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("there is no such image"), std::string::npos) << none.err;
+  ProcessResult no_db = run_process({SEMANTICS_APP, "inspect", store_url(redis) + "/" + job + "/"});
+  EXPECT_NE(no_db.exit_code, 0);
+  EXPECT_NE(no_db.err.find("name the database, redis://HOST:PORT/DB/KEY"), std::string::npos)
+      << no_db.err;
 }
 
 // Waits (up to `limit`) until the Redis on `port` executes `command`, watched

@@ -4,6 +4,7 @@
 // also when workers are killed, and the bucket is left as the job promises.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
@@ -140,6 +141,13 @@ TEST(S3Job, AFailedJobKeepsItsImagesInTheBucket) {
   for (const std::string& k : kept) EXPECT_TRUE(k.ends_with(".kpk")) << k;
   std::string job = kept[0].substr(0, kept[0].find('/'));
   EXPECT_TRUE(contains(r.err, "checkpoints kept in s3://kappa/jobs/" + job)) << r.err;
+  // `inspect` of where it says they are verifies each of them.
+  ProcessResult inspected = run_process({SEMANTICS_APP, "inspect", "s3://kappa/jobs/" + job + "/"},
+                                        s3_environment(s3.endpoint()));
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  EXPECT_EQ(size_t(std::count(inspected.out.begin(), inspected.out.end(), '\n')), kept.size())
+      << inspected.out;
+  EXPECT_TRUE(contains(inspected.out, "\"file\":\"s3://kappa/jobs/" + job + "/")) << inspected.out;
 }
 
 // put's output on S3 (--data s3://BUCKET/PREFIX): plain objects PREFIX/KEY,

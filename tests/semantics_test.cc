@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include "support/semantic_programs.h"
 #include "support/subprocess.h"
@@ -95,6 +96,19 @@ TEST(Failures, AFailedJobKeepsTheImagesOfItsUnfinishedTasks) {
   for (auto& e : std::filesystem::recursive_directory_iterator(dir / "store"))
     images += e.path().extension() == ".kpk";
   EXPECT_GE(images, 1u);
+  // `inspect` of where it says they are verifies each of them.
+  size_t from = at + std::string("checkpoints kept in ").size();
+  std::string kept = r.err.substr(from, r.err.find_first_of("\n ", from) - from);
+  ProcessResult inspected = run_process({SEMANTICS_APP, "inspect", kept});
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  size_t lines = 0;
+  std::istringstream out(inspected.out);
+  for (std::string line; std::getline(out, line); ++lines) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    EXPECT_TRUE(j.value("file", "").starts_with(kept)) << line;
+    EXPECT_GE(j.value("raw_bytes", uint64_t(0)), uint64_t(1) << 20) << line;  // the holder's state
+  }
+  EXPECT_EQ(lines, images);
 }
 
 // A default store (in /dev/shm) of a job that failed with nothing in it is

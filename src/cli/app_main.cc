@@ -11,12 +11,14 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 
 #include "backends/backend.h"
 #include "cli/deploy.h"
@@ -95,20 +97,10 @@ int report(const detail::SoloOutcome& out, const std::string& dir, const char* a
   return kExitFailed;
 }
 
-int inspect(const std::string& path) {
-  // The path may name anything: only a regular file is read, and only once
-  // its header agrees with its size.
-  detail::ImageInfo info;
-  try {
-    std::optional<std::string> image =
-        detail::read_regular_file(path, detail::image_header_bytes(), detail::check_image_head);
-    if (!image) throw Error("cannot read " + path + ": " + std::strerror(ENOENT));
-    info = detail::verify_image(*image, detail::load_key());
-  } catch (const detail::CheckpointRejected& e) {
-    throw detail::CheckpointRejected(path + ": " + e.what());
-  }
+// Prints a verified image's header as one line of JSON; `where` names it.
+void print_image_info(const std::string& where, const detail::ImageInfo& info) {
   nlohmann::json j = {
-      {"file", path},
+      {"file", where},
       {"version", info.version},
       {"codec", detail::codec_name(info.codec)},
       {"build_id", info.build_id},
@@ -124,6 +116,85 @@ int inspect(const std::string& path) {
       {"created_unix_ns", info.created_unix_ns},
   };
   std::cout << j.dump() << std::endl;
+}
+
+// Where `inspect` finds images in a store: the store's URL and a key, or a
+// prefix ending in '/' (empty: the whole store). s3://BUCKET/KEY,
+// redis://[...]HOST[:PORT]/DB/KEY, or a directory (file://DIR or DIR).
+std::pair<std::string, std::string> image_location(const detail::Url& url,
+                                                   const std::string& text) {
+  if (url.scheme == "file") return {"file://" + url.rest, ""};
+  if (url.scheme == "s3") {
+    size_t slash = url.rest.find('/');
+    if (slash == std::string::npos) return {"s3://" + url.rest, ""};
+    return {"s3://" + url.rest.substr(0, slash), url.rest.substr(slash + 1)};
+  }
+  if (url.scheme == "redis") {
+    size_t db = url.rest.find('/');
+    size_t end = db == std::string::npos ? db : url.rest.find('/', db + 1);
+    std::string_view digits =
+        db == std::string::npos ? "" : std::string_view(url.rest).substr(db + 1, end - db - 1);
+    if (digits.empty() ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      throw Error("inspect " + text +
+                  ": name the database, redis://HOST:PORT/DB/KEY (as `run` says where it kept "
+                  "checkpoints)");
+    if (end == std::string::npos) return {"redis://" + url.rest, ""};
+    return {"redis://" + url.rest.substr(0, end), url.rest.substr(end + 1)};
+  }
+  throw Error("inspect " + text + ": not a file or directory, nor an s3:// or redis:// URL");
+}
+
+// `inspect` of an image in a store, or of every image (*.kpk) under a prefix
+// or in a directory: what `run` names when it keeps a failed job's
+// checkpoints. Each image is read by ranges (a large one never whole) and
+// verified.
+int inspect_in_store(const std::string& store_url, const std::string& key,
+                     const std::string& text) {
+  std::unique_ptr<detail::CheckpointStore> store = detail::open_store(store_url, {.create = false});
+  std::vector<std::string> keys;
+  if (key.empty() || key.ends_with('/')) {
+    for (std::string& k : store->list(key))
+      if (k.ends_with(".kpk")) keys.push_back(std::move(k));
+    if (keys.empty()) throw Error("inspect " + text + ": no checkpoint image (*.kpk) there");
+  } else {
+    keys.push_back(key);
+  }
+  const std::string secret = detail::load_key();
+  for (const std::string& k : keys) {
+    const std::string where = store_url + (store_url.ends_with('/') ? "" : "/") + k;
+    std::unique_ptr<detail::ValueReader> image = store->open_value(k);
+    if (!image) throw Error("inspect " + where + ": there is no such image");
+    detail::ImageInfo info;
+    try {
+      info = detail::verify_image(*image, secret);
+    } catch (const detail::CheckpointRejected& e) {
+      throw detail::CheckpointRejected(where + ": " + e.what());
+    }
+    print_image_info(where, info);
+  }
+  return 0;
+}
+
+int inspect(const std::string& text) {
+  detail::Url url = detail::parse_url(text);
+  if (url.scheme != "file" || std::filesystem::is_directory(url.rest)) {
+    auto [store_url, key] = image_location(url, text);
+    return inspect_in_store(store_url, key, text);
+  }
+  // The path may name anything: only a regular file is read, and only once
+  // its header agrees with its size.
+  const std::string& path = url.rest;
+  detail::ImageInfo info;
+  try {
+    std::optional<std::string> image =
+        detail::read_regular_file(path, detail::image_header_bytes(), detail::check_image_head);
+    if (!image) throw Error("cannot read " + path + ": " + std::strerror(ENOENT));
+    info = detail::verify_image(*image, detail::load_key());
+  } catch (const detail::CheckpointRejected& e) {
+    throw detail::CheckpointRejected(path + ": " + e.what());
+  }
+  print_image_info(text, info);
   return 0;
 }
 
@@ -507,11 +578,17 @@ int app_main(int argc, char** argv, Handler handler) {
       ->check(CLI::NonNegativeNumber);
 
   std::string image_path;
-  CLI::App* insp =
-      app.add_subcommand("inspect", "Verify a checkpoint image and print its header as JSON");
-  insp->add_option("file", image_path, "A checkpoint image (.kpk)")
+  CLI::App* insp = app.add_subcommand(
+      "inspect", "Verify checkpoint images and print the header of each as a line of JSON");
+  insp->add_option("image", image_path,
+                   "A checkpoint image (.kpk): a file, or one in a store, s3://BUCKET/KEY or "
+                   "redis://HOST:PORT/DB/KEY. A directory, or a store URL ending in '/', "
+                   "inspects every image under it (where `run` kept a failed job's checkpoints)")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check([](const std::string& text) -> std::string {
+        if (text.find("://") != std::string::npos && !text.starts_with("file://")) return "";
+        return CLI::ExistingPath(text.starts_with("file://") ? text.substr(7) : text);
+      });
 
   try {
     app.parse(argc, argv);

@@ -248,9 +248,9 @@ std::vector<uint64_t> noise(size_t n, uint64_t seed) {
   return v;
 }
 
-Task<uint64_t> holder(kappa::Queue<int> ready, kappa::Queue<int> go) {
-  std::vector<uint64_t> state = noise(1 << 17, 42);  // 1 MiB, incompressible
-  co_await kappa::checkpoint();                      // an image in the store
+Task<uint64_t> holder(kappa::Queue<int> ready, kappa::Queue<int> go, uint64_t mib) {
+  std::vector<uint64_t> state = noise(mib << 17, 42);  // incompressible
+  co_await kappa::checkpoint();                        // an image in the store
   co_await ready.enqueue(1);
   co_await go.dequeue();  // parked here until told to end
   uint64_t sum = 0;
@@ -258,17 +258,19 @@ Task<uint64_t> holder(kappa::Queue<int> ready, kappa::Queue<int> go) {
   co_return sum;
 }
 
-Task<nlohmann::json> large_state(bool fail) {
+// `mib`: the holder's state (1 MiB by default; over 32 MiB, its image is
+// streamed to the store as it is made).
+Task<nlohmann::json> large_state(bool fail, uint64_t mib) {
   auto ready = co_await kappa::make_queue<int>(1);
   auto go = co_await kappa::make_queue<int>(1);
   kappa::SpawnOptions options{.name = "holder"};
-  Future<uint64_t> h = co_await kappa::spawn(options, holder, ready, go);
+  Future<uint64_t> h = co_await kappa::spawn(options, holder, ready, go, mib);
   co_await ready.dequeue();
   if (fail) throw std::runtime_error("failing while the holder holds its state");
   co_await go.enqueue(1);
   uint64_t sum = co_await h;
   uint64_t want = 0;
-  for (uint64_t x : noise(1 << 17, 42)) want += x;
+  for (uint64_t x : noise(mib << 17, 42)) want += x;
   co_return nlohmann::json{{"ok", sum == want}};
 }
 
@@ -395,7 +397,8 @@ Task<nlohmann::json> handler(nlohmann::json e) {
   if (p == "uncaught_child_failure") co_return co_await uncaught_child_failure();
   if (p == "crash_child") co_return co_await crash_child(e.value("after", 0.0));
   if (p == "async_error") co_return co_await async_error();
-  if (p == "large_state") co_return co_await large_state(e.value("fail", false));
+  if (p == "large_state")
+    co_return co_await large_state(e.value("fail", false), e.value("mib", uint64_t(1)));
   if (p == "forward") co_return co_await forward(e.at("n"), e.at("kib"));
   if (p == "spin") co_return nlohmann::json{{"spins", spin(e.at("seconds"))}};
   if (p == "durable_zoo") co_return co_await durable_zoo(e.at("n"));
