@@ -13,7 +13,8 @@
 // A value written in pieces (put_stream) waits where list() does not look
 // until its commit: in KEY.tmp.PID.N (file://; list() hides every ".tmp."
 // name), in KEY.tmp.R or KEY.part.R.N, R 16 hex digits (redis://; list()
-// hides these), in a multipart upload (s3://). Each store's file says what it does in full.
+// hides these), in a multipart upload (s3://). Each store's file says what
+// it does in full.
 //
 // Thread safety: implementations may be used from several threads at once.
 #pragma once

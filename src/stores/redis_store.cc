@@ -158,6 +158,9 @@ bool is_temporary_key(std::string_view key) {
 
 constexpr size_t kPieceBytes = 8 << 20;
 constexpr std::string_view kPiecesFormat = "kappa pieces 1";
+// The hash's fields; an HMGET asks for them in this order (pieces_of()).
+constexpr std::string_view kFormatField = "format", kSizeField = "size", kPieceField = "piece",
+                           kBaseField = "base";
 constexpr uint64_t kMaxPieces = uint64_t(1) << 24;  // 128 TiB of 8 MiB pieces
 
 // A piece's key: KEY.part.R.N, N in decimal.
@@ -183,7 +186,7 @@ struct Pieces {
 
 // Appends HMGET KEY of the hash's fields, which pieces_of() reads.
 void append_hmget_pieces(std::string& out, std::string_view key) {
-  const std::string_view args[] = {"HMGET", key, "format", "size", "piece", "base"};
+  const std::string_view args[] = {"HMGET", key, kFormatField, kSizeField, kPieceField, kBaseField};
   append_command(out, args);
 }
 
@@ -460,8 +463,8 @@ class RedisWriter final : public RedisStreamWriter {
 // pieces the caller then removes) and SET of `value`.
 std::optional<Pieces> set_replacing(RedisConnection& c, const std::string& key,
                                     std::string_view value) {
-  RedisReply r =
-      c.transaction({{"HMGET", key, "format", "size", "piece", "base"}}, {"SET", key}, value, {});
+  RedisReply r = c.transaction({{"HMGET", key, kFormatField, kSizeField, kPieceField, kBaseField}},
+                               {"SET", key}, value, {});
   reply_element(*r, 1, REDIS_REPLY_STATUS, c, "SET");
   return pieces_of(*r->element[0]);
 }
@@ -565,10 +568,10 @@ class RedisPieceWriter final : public RedisStreamWriter {
     append_hmget_pieces(apply, key_);
     command(apply, {"UNLINK", key_}, false);
     const std::string size = std::to_string(pieces_.size), piece = std::to_string(pieces_.piece);
-    command(
-        apply,
-        {"HSET", key_, "format", kPiecesFormat, "size", size, "piece", piece, "base", pieces_.base},
-        false);
+    command(apply,
+            {"HSET", key_, kFormatField, kPiecesFormat, kSizeField, size, kPieceField, piece,
+             kBaseField, pieces_.base},
+            false);
     for (const std::string& k : keys) command(apply, {"PERSIST", k}, false);
     command(apply, {"EXEC"}, false);
 
@@ -608,7 +611,7 @@ class RedisPieceWriter final : public RedisStreamWriter {
   // After an attempt whose answer was lost: whether it committed.
   bool committed(RedisConnection& c) {
     if (status_of(c.command({"TYPE", key_}), c, "TYPE") != "hash") return false;
-    RedisReply r = c.command({"HGET", key_, "base"});
+    RedisReply r = c.command({"HGET", key_, kBaseField});
     return r->type == REDIS_REPLY_STRING && std::string_view(r->str, r->len) == pieces_.base;
   }
 
